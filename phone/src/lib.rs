@@ -1,0 +1,18 @@
+//! Phone parsing and E.164 normalization for leadflow.
+//!
+//! [`PhoneParser`] answers, for a raw phone string and a default region, the
+//! fields of `phone_info`: E.164, validity, possibility, region, type,
+//! national format and the reason a number failed. `rlibphonenumber` (a port
+//! of Google's libphonenumber) is the parser of record; the fast path in
+//! [`fast`] handles the common shapes without regexes and is checked against
+//! it. Plain Rust: no Arrow, no DataFusion.
+
+pub mod corpus;
+mod countries_table;
+mod country;
+mod fast;
+mod info;
+
+pub use country::resolve_country;
+pub use info::{PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info, warm_up};
+pub use rlibphonenumber::Region;

@@ -1,0 +1,63 @@
+//! The pipeline's errors: each says whose fault it is and whether a retry can help.
+
+use std::path::PathBuf;
+
+/// An error that stops a command. Bad rows never get here: they become rejects.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user asked for something we cannot do (bad flag, bad path, bad SQL).
+    #[error("{0}")]
+    Usage(String),
+
+    /// No input file matched what was asked for.
+    #[error("no input files match `{0}`")]
+    NoInput(String),
+
+    /// A file's header or schema cannot be read as leads.
+    #[error("{source_name}: {reason}")]
+    BadInput { source_name: String, reason: String },
+
+    /// Reading or writing local files failed (permissions, disk full).
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The object store (S3 or compatible) failed; often worth a retry.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+
+    /// The query engine failed: bad SQL, or a failure inside the plan.
+    #[error("query: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Whether running the same command again may succeed without any change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::ObjectStore(_) | Error::Io { .. })
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DataFusion(e) => e,
+            other => datafusion::error::DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

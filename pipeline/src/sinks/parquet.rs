@@ -1,0 +1,248 @@
+//! Parquet tables partitioned by day: `TABLE/dt=YYYY-MM-DD/part-….parquet`.
+//!
+//! Files are written through object_store, whose multipart upload publishes a
+//! file only when it is complete (a rename of a staging file on local disk, a
+//! completed multipart upload on S3): a crashed run leaves no half file under
+//! a `.parquet` name. Names are deterministic for a given input, so a replay
+//! overwrites rather than duplicates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::arrow::async_writer::ParquetObjectWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use leadflow_schemas::{UTC, timestamp};
+
+use crate::error::Result;
+use crate::storage::Location;
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// How a table's files are cut.
+#[derive(Debug, Clone)]
+pub struct ParquetSinkConfig {
+    /// The table's directory under the output, e.g. `enriched_leads`.
+    pub table: String,
+    /// Deterministic part of every file name: the input's fingerprint and the
+    /// writer's partition.
+    pub file_stem: String,
+    /// The column whose UTC date picks the `dt=` partition; rows where it is
+    /// NULL, or tables without it, go to `default_dt`.
+    pub dt_column: Option<String>,
+    pub default_dt: NaiveDate,
+    /// A file is closed and the next one started past this many rows.
+    pub max_rows_per_file: usize,
+    /// A row group is closed past this many rows …
+    pub row_group_rows: usize,
+    /// … or when the row groups being built in this writer hold more than this.
+    pub buffer_bytes: usize,
+}
+
+impl ParquetSinkConfig {
+    pub fn new(table: &str, file_stem: String, dt_column: Option<&str>, default_dt: NaiveDate) -> Self {
+        Self {
+            table: table.to_string(),
+            file_stem,
+            dt_column: dt_column.map(str::to_string),
+            default_dt,
+            max_rows_per_file: 4 * 1024 * 1024,
+            row_group_rows: 1024 * 1024,
+            buffer_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// The schema a table is written with: timestamps as `TIMESTAMP(us, UTC)`,
+/// plain UTF-8 strings, no unsigned integers.
+pub fn output_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(output_type(f.data_type())))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn output_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Timestamp(_, _) => timestamp(),
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => DataType::Utf8,
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+        other => other.clone(),
+    }
+}
+
+/// Casts `batch` to `schema` (from [`output_schema`]) column by column.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// A file written by a sink.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub path: String,
+    pub rows: usize,
+}
+
+struct OpenFile {
+    writer: AsyncArrowWriter<ParquetObjectWriter>,
+    path: object_store::path::Path,
+    rows: usize,
+}
+
+/// Writes one stream of batches into day partitions of one table.
+pub struct PartitionedWriter {
+    location: Location,
+    config: ParquetSinkConfig,
+    schema: SchemaRef,
+    dt_index: Option<usize>,
+    props: WriterProperties,
+    open: BTreeMap<NaiveDate, OpenFile>,
+    /// Next file number per day.
+    seq: BTreeMap<NaiveDate, usize>,
+    written: Vec<WrittenFile>,
+}
+
+impl PartitionedWriter {
+    /// `schema` must already be an [`output_schema`].
+    pub fn new(location: Location, config: ParquetSinkConfig, schema: SchemaRef) -> Self {
+        let dt_index = config.dt_column.as_deref().and_then(|c| {
+            schema
+                .index_of(c)
+                .ok()
+                .filter(|&i| matches!(schema.field(i).data_type(), DataType::Timestamp(TimeUnit::Microsecond, _)))
+        });
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+            .set_max_row_group_row_count(Some(config.row_group_rows))
+            .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Self { location, config, schema, dt_index, props, open: BTreeMap::new(), seq: BTreeMap::new(), written: Vec::new() }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Writes `batch` (of [`Self::schema`]) into its day partitions.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for (day, part) in self.split_by_day(batch)? {
+            self.write_day(day, &part).await?;
+        }
+        self.bound_memory().await
+    }
+
+    fn split_by_day(&self, batch: &RecordBatch) -> Result<Vec<(NaiveDate, RecordBatch)>> {
+        let default = self.config.default_dt;
+        let Some(i) = self.dt_index else {
+            return Ok(vec![(default, batch.clone())]);
+        };
+        let ts = batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("dt column checked to be TIMESTAMP(us)");
+        let day_of = |row: usize| -> NaiveDate {
+            if ts.is_null(row) {
+                return default;
+            }
+            DateTime::from_timestamp_micros(ts.value(row).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY)
+                .map(|d| d.date_naive())
+                .unwrap_or(default)
+        };
+        let first = day_of(0);
+        if (1..batch.num_rows()).all(|r| day_of(r) == first) {
+            return Ok(vec![(first, batch.clone())]);
+        }
+        let mut rows: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+        for r in 0..batch.num_rows() {
+            rows.entry(day_of(r)).or_default().push(r as u32);
+        }
+        rows.into_iter()
+            .map(|(day, idx)| Ok((day, take_record_batch(batch, &UInt32Array::from(idx))?)))
+            .collect()
+    }
+
+    async fn write_day(&mut self, day: NaiveDate, batch: &RecordBatch) -> Result<()> {
+        if !self.open.contains_key(&day) {
+            let seq = self.seq.entry(day).or_insert(0);
+            let name = format!(
+                "{}/dt={}/part-{}-{:04}.parquet",
+                self.config.table,
+                day.format("%Y-%m-%d"),
+                self.config.file_stem,
+                *seq
+            );
+            *seq += 1;
+            let path = self.location.child(&name);
+            let object = ParquetObjectWriter::new(self.location.store.clone(), path.clone());
+            let writer = AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
+            self.open.insert(day, OpenFile { writer, path, rows: 0 });
+        }
+        let file = self.open.get_mut(&day).expect("opened above");
+        file.writer.write(batch).await?;
+        file.rows += batch.num_rows();
+        if file.rows >= self.config.max_rows_per_file {
+            let file = self.open.remove(&day).expect("present");
+            self.finish(file).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the row groups under construction below the byte budget by
+    /// flushing the largest early.
+    async fn bound_memory(&mut self) -> Result<()> {
+        loop {
+            let total: usize = self.open.values().map(|f| f.writer.in_progress_size()).sum();
+            if total <= self.config.buffer_bytes {
+                return Ok(());
+            }
+            let Some(largest) = self.open.values_mut().max_by_key(|f| f.writer.in_progress_size()) else {
+                return Ok(());
+            };
+            largest.writer.flush().await?;
+        }
+    }
+
+    async fn finish(&mut self, file: OpenFile) -> Result<()> {
+        file.writer.close().await?;
+        self.written.push(WrittenFile { path: file.path.to_string(), rows: file.rows });
+        Ok(())
+    }
+
+    /// Closes every open file; returns all files written.
+    pub async fn close(mut self) -> Result<Vec<WrittenFile>> {
+        let open = std::mem::take(&mut self.open);
+        for (_, file) in open {
+            self.finish(file).await?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// `run_id` and `enriched_at` columns for a batch, appended when the query did
+/// not return them.
+pub fn run_columns(rows: usize, run_id: &str, at_micros: i64) -> [ArrayRef; 2] {
+    [
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id, rows))),
+        Arc::new(TimestampMicrosecondArray::from(vec![at_micros; rows]).with_timezone(UTC)),
+    ]
+}

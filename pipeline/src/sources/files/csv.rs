@@ -1,0 +1,132 @@
+//! CSV as people export it: a UTF-8 BOM, CRLF, quoted fields holding commas,
+//! quotes and newlines, `,` `;` tab or `|` as delimiter, headers in any case.
+
+use std::io::BufRead;
+
+use csv::{ByteRecord, ReaderBuilder};
+
+use super::BatchSink;
+use super::input::InputFile;
+use crate::error::{Error, Result};
+use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
+use crate::sinks::rejects::Reject;
+
+/// The header row of a CSV file.
+pub(crate) fn header(file: &InputFile, mut input: Box<dyn BufRead + Send>, delimiter: Option<u8>) -> Result<Vec<String>> {
+    let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
+    let mut reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(input);
+    let mut record = ByteRecord::new();
+    let found = reader.read_byte_record(&mut record).map_err(|e| bad(file, e))?;
+    if !found {
+        return Ok(Vec::new());
+    }
+    Ok(record
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_string())
+        .collect())
+}
+
+/// Streams the records of one CSV file into `builder`.
+pub(crate) fn read(
+    file: &InputFile,
+    mut input: Box<dyn BufRead + Send>,
+    delimiter: Option<u8>,
+    map: &ColumnMap,
+    builder: &mut LeadBuilder,
+    sink: &mut BatchSink,
+) -> Result<()> {
+    let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
+    let mut reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(input);
+    let mut record = ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(|e| bad(file, e))? {
+        return Ok(());
+    }
+    let width = record.len();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // Only I/O can fail with `flexible` byte records; the file is unreadable.
+            Err(e) => return Err(bad(file, e)),
+        }
+        let line = record.position().map(|p| p.line() as i64);
+        let result = if record.len() != width {
+            Err(format!("expected {width} fields as in the header, found {}", record.len()))
+        } else {
+            builder.push(&CsvRecord(&record), map)
+        };
+        if let Err(reason) = result {
+            sink.reject(Reject {
+                source: file.name.clone(),
+                line,
+                raw: raw_text(&record, delimiter),
+                reason,
+            });
+        }
+        sink.after_record(builder)?;
+        if sink.is_closed() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct CsvRecord<'a>(&'a ByteRecord);
+
+impl RecordFields for CsvRecord<'_> {
+    #[inline]
+    fn field(&self, col: usize) -> Result<Option<&str>, String> {
+        match self.0.get(col) {
+            None => Ok(None),
+            Some(bytes) => std::str::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to())),
+        }
+    }
+}
+
+/// The record as it would be written back, for the reject's `raw` column.
+fn raw_text(record: &ByteRecord, delimiter: u8) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let _ = writer.write_byte_record(record);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+}
+
+/// Picks the delimiter that splits the first line into the most fields,
+/// counting only outside quotes. Commas win ties.
+fn sniff_delimiter(input: &mut Box<dyn BufRead + Send>) -> u8 {
+    let Ok(buf) = input.fill_buf() else { return b',' };
+    let mut counts = [0usize; 4];
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut quoted = false;
+    for &b in buf {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            _ if !quoted => {
+                if let Some(i) = candidates.iter().position(|&c| c == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let best = (0..4).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
+    if counts[best] == 0 { b',' } else { candidates[best] }
+}
+
+fn bad(file: &InputFile, e: csv::Error) -> Error {
+    Error::BadInput { source_name: file.name.clone(), reason: e.to_string() }
+}

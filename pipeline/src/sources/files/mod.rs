@@ -1,0 +1,177 @@
+//! Leads from files: CSV, NDJSON and Parquet, on local disk or in S3.
+//!
+//! A run first resolves its input (a file, a directory, a glob or an
+//! `s3://bucket/prefix`), reads each file's columns to fix the run's schema
+//! (the lead fields plus every extra column any file has), then streams the
+//! files one after another on a blocking thread, a batch at a time.
+
+mod csv;
+mod input;
+mod ndjson;
+mod parquet;
+mod reader;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+
+pub use input::{Format, InputFile, resolve};
+
+use crate::error::{Error, Result};
+use crate::lead::{ColumnMap, FieldMapping, LeadBuilder, LeadOptions};
+use crate::sinks::rejects::Reject;
+use crate::sources::SourceProgress;
+
+/// What `leadflow run` reads, as the user gave it.
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// A file, a directory, a glob, or `s3://bucket/prefix`.
+    pub input: String,
+    /// Forces a format; otherwise each file's extension decides.
+    pub format: Option<Format>,
+    /// `lead_col=file_col` mappings.
+    pub mapping: FieldMapping,
+    /// CSV delimiter; sniffed from the header when not given.
+    pub delimiter: Option<u8>,
+    pub options: LeadOptions,
+}
+
+/// The resolved input: its files and the run's lead schema.
+pub struct FileSource {
+    config: FileSourceConfig,
+    files: Vec<InputFile>,
+    columns: Vec<Vec<String>>,
+    schema: SchemaRef,
+}
+
+impl FileSource {
+    /// Resolves the input and reads every file's columns.
+    pub async fn open(config: FileSourceConfig) -> Result<Self> {
+        let files = resolve(&config.input, config.format).await?;
+        let mut columns = Vec::with_capacity(files.len());
+        let mut extras: Vec<String> = Vec::new();
+        for file in &files {
+            let file_columns = {
+                let file = file.clone();
+                let delimiter = config.delimiter;
+                tokio::task::spawn_blocking(move || reader::columns(&file, delimiter))
+                    .await
+                    .map_err(|e| Error::Usage(format!("reading columns: {e}")))??
+            };
+            for extra in ColumnMap::extra_columns(&file_columns, &config.mapping) {
+                if !extras.contains(&extra) {
+                    extras.push(extra);
+                }
+            }
+            columns.push(file_columns);
+        }
+        let schema = leadflow_schemas::lead_schema(extras.iter().map(String::as_str));
+        Ok(Self { config, files, columns, schema })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
+    }
+
+    /// The extra (pass-through) columns of the run.
+    pub fn extras(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .skip(leadflow_schemas::LEAD_FIELDS.len())
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// Files whose columns give no phone: usually a `--map` is missing.
+    pub fn files_without_phone(&self) -> Vec<&str> {
+        let extras = self.extras();
+        self.files
+            .iter()
+            .zip(&self.columns)
+            .filter(|(_, cols)| !ColumnMap::new(cols, &self.config.mapping, &extras).has_phone())
+            .map(|(f, _)| f.name.as_str())
+            .collect()
+    }
+
+    /// Reads every file on the current (blocking) thread, sending lead batches
+    /// to `leads` and rejects to `rejects`. Stops early, without error, when
+    /// the receiver of `leads` is gone.
+    pub fn read_all(
+        self,
+        leads: mpsc::Sender<Result<RecordBatch>>,
+        rejects: mpsc::Sender<Reject>,
+        progress: Arc<SourceProgress>,
+    ) -> Result<()> {
+        let total: u64 = self.files.iter().map(|f| f.size).sum();
+        SourceProgress::add(&progress.bytes_total, total);
+        let extras = self.extras();
+        let mut builder = LeadBuilder::new(self.schema.clone(), self.config.options.clone());
+        let mut sink = BatchSink { leads, rejects, progress: progress.clone(), closed: false };
+        for (file, columns) in self.files.iter().zip(&self.columns) {
+            let map = ColumnMap::new(columns, &self.config.mapping, &extras);
+            let format = file.format;
+            let reader = reader::open(file, progress.clone())?;
+            match format {
+                Format::Csv => csv::read(file, reader, self.config.delimiter, &map, &mut builder, &mut sink)?,
+                Format::Ndjson => ndjson::read(file, reader, columns, &map, &mut builder, &mut sink)?,
+                Format::Parquet => parquet::read(file, columns, &map, &mut builder, &mut sink)?,
+            }
+            if sink.closed {
+                return Ok(());
+            }
+            SourceProgress::add(&progress.files_done, 1);
+        }
+        sink.flush(&mut builder)?;
+        SourceProgress::add(&progress.unknown_countries, builder.unknown_countries);
+        Ok(())
+    }
+}
+
+/// Where a format reader puts what it read.
+pub(crate) struct BatchSink {
+    leads: mpsc::Sender<Result<RecordBatch>>,
+    rejects: mpsc::Sender<Reject>,
+    progress: Arc<SourceProgress>,
+    /// The query side hung up (it failed or was cancelled): stop reading.
+    closed: bool,
+}
+
+impl BatchSink {
+    /// Called after each record was pushed or rejected; sends a full batch.
+    pub(crate) fn after_record(&mut self, builder: &mut LeadBuilder) -> Result<()> {
+        SourceProgress::add(&self.progress.records_read, 1);
+        if builder.is_full() {
+            self.flush(builder)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self, builder: &mut LeadBuilder) -> Result<()> {
+        if builder.is_empty() || self.closed {
+            return Ok(());
+        }
+        let batch = builder.finish()?;
+        SourceProgress::add(&self.progress.leads, batch.num_rows() as u64);
+        if self.leads.blocking_send(Ok(batch)).is_err() {
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn reject(&mut self, reject: Reject) {
+        SourceProgress::add(&self.progress.rejects, 1);
+        // The reject writer lives as long as the run; if it is gone the run is failing anyway.
+        let _ = self.rejects.blocking_send(reject);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}

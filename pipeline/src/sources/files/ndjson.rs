@@ -1,0 +1,109 @@
+//! NDJSON: one JSON object per line. Numbers and booleans are read as their
+//! text; nested objects and arrays pass through as JSON text.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use serde_json::{Map, Value};
+
+use super::BatchSink;
+use super::input::InputFile;
+use crate::error::{Error, Result};
+use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
+use crate::sinks::rejects::Reject;
+
+/// Every key in the file, in order of first appearance. Lines that are not
+/// JSON objects are skipped here; reading rejects them.
+pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io("ndjson", e))?;
+        if n == 0 {
+            break;
+        }
+        let Ok(object) = serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(&line) else {
+            continue;
+        };
+        for key in object.keys() {
+            if !seen.contains_key(key.as_ref()) {
+                seen.insert(key.to_string(), ());
+                keys.push(key.to_string());
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Streams the lines of one NDJSON file into `builder`.
+pub(crate) fn read(
+    file: &InputFile,
+    mut input: Box<dyn BufRead + Send>,
+    columns: &[String],
+    map: &ColumnMap,
+    builder: &mut LeadBuilder,
+    sink: &mut BatchSink,
+) -> Result<()> {
+    let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let mut line = Vec::new();
+    let mut values: Vec<Option<Cow<'_, str>>> = Vec::new();
+    let mut line_no = 0i64;
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io(&file.name, e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let result = match serde_json::from_slice::<Map<String, Value>>(&line) {
+            Err(e) => Err(format!("not a JSON object: {e}")),
+            Ok(object) => {
+                values.clear();
+                values.resize(columns.len(), None);
+                for (key, value) in &object {
+                    if let Some(&i) = index.get(key.as_str()) {
+                        values[i] = text(value);
+                    }
+                }
+                builder.push(&JsonRecord(&values), map)
+            }
+        };
+        if let Err(reason) = result {
+            sink.reject(Reject {
+                source: file.name.clone(),
+                line: Some(line_no),
+                raw: String::from_utf8_lossy(&line).trim_end().to_string(),
+                reason,
+            });
+        }
+        sink.after_record(builder)?;
+        if sink.is_closed() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn text(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+struct JsonRecord<'a, 'b>(&'a [Option<Cow<'b, str>>]);
+
+impl RecordFields for JsonRecord<'_, '_> {
+    fn field(&self, col: usize) -> Result<Option<&str>, String> {
+        Ok(self.0.get(col).and_then(|v| v.as_deref()))
+    }
+}

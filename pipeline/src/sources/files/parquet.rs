@@ -1,0 +1,121 @@
+//! Parquet input: each column is read as text and goes through the same
+//! checks as CSV, so a Parquet file and its CSV export give the same leads.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::async_reader::ParquetObjectReader;
+use futures::StreamExt;
+
+use super::BatchSink;
+use super::input::{InputFile, Place};
+use crate::error::{Error, Result};
+use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
+use crate::sinks::rejects::Reject;
+
+const READ_BATCH: usize = 8192;
+
+pub(crate) fn columns(file: &InputFile) -> Result<Vec<String>> {
+    let schema = match &file.place {
+        Place::Local(path) => {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            ParquetRecordBatchReaderBuilder::try_new(f)?.schema().clone()
+        }
+        Place::Object { store, path } => {
+            let reader = ParquetObjectReader::new(store.clone(), path.clone());
+            tokio::runtime::Handle::current()
+                .block_on(ParquetRecordBatchStreamBuilder::new(reader))?
+                .schema()
+                .clone()
+        }
+    };
+    Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+}
+
+pub(crate) fn read(
+    file: &InputFile,
+    columns: &[String],
+    map: &ColumnMap,
+    builder: &mut LeadBuilder,
+    sink: &mut BatchSink,
+) -> Result<()> {
+    let mut row = 0i64;
+    let mut on_batch = |batch: RecordBatch| -> Result<bool> {
+        let text: Vec<StringArray> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                let c = cast(c, &DataType::Utf8)?;
+                Ok(c.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
+            })
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            row += 1;
+            let record = ParquetRow { columns: &text, row: i };
+            if let Err(reason) = builder.push(&record, map) {
+                sink.reject(Reject { source: file.name.clone(), line: Some(row), raw: record.raw(columns), reason });
+            }
+            sink.after_record(builder)?;
+            if sink.is_closed() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    match &file.place {
+        Place::Local(path) => {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(READ_BATCH).build()?;
+            for batch in reader {
+                if !on_batch(batch?)? {
+                    break;
+                }
+            }
+        }
+        Place::Object { store, path } => {
+            let handle = tokio::runtime::Handle::current();
+            let reader = ParquetObjectReader::new(Arc::clone(store), path.clone());
+            let mut stream = handle
+                .block_on(ParquetRecordBatchStreamBuilder::new(reader))?
+                .with_batch_size(READ_BATCH)
+                .build()?;
+            while let Some(batch) = handle.block_on(stream.next()) {
+                if !on_batch(batch?)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct ParquetRow<'a> {
+    columns: &'a [StringArray],
+    row: usize,
+}
+
+impl ParquetRow<'_> {
+    /// The row as a JSON object, for the reject's `raw` column.
+    fn raw(&self, names: &[String]) -> String {
+        let object: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(self.columns)
+            .map(|(n, c)| {
+                let v = if c.is_null(self.row) { serde_json::Value::Null } else { c.value(self.row).into() };
+                (n.clone(), v)
+            })
+            .collect();
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+impl RecordFields for ParquetRow<'_> {
+    fn field(&self, col: usize) -> Result<Option<&str>, String> {
+        let c = &self.columns[col];
+        Ok((!c.is_null(self.row)).then(|| c.value(self.row)))
+    }
+}

@@ -1,0 +1,29 @@
+//! Where leads come from. Each connector is a directory with its config, its
+//! reader and its tests; all of them turn records into lead batches through
+//! [`crate::lead::LeadBuilder`] and bad records into rejects.
+
+pub mod files;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters a source updates as it reads, for the progress bar and summary.
+#[derive(Debug, Default)]
+pub struct SourceProgress {
+    pub bytes_read: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub records_read: AtomicU64,
+    pub leads: AtomicU64,
+    pub rejects: AtomicU64,
+    pub files_done: AtomicU64,
+    pub unknown_countries: AtomicU64,
+}
+
+impl SourceProgress {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,67 @@
+//! Reading the arguments of the phone UDFs: strings of any Arrow encoding
+//! (Utf8, LargeUtf8, Utf8View) and region codes.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err};
+use leadflow_phone::{Region, parse_region};
+
+/// A borrowed view of a string array of any encoding.
+pub(crate) enum Strings<'a> {
+    Utf8(&'a datafusion::arrow::array::StringArray),
+    LargeUtf8(&'a datafusion::arrow::array::LargeStringArray),
+    View(&'a datafusion::arrow::array::StringViewArray),
+    /// An all-NULL argument (a bare `NULL` literal).
+    Null,
+}
+
+impl<'a> Strings<'a> {
+    pub(crate) fn new(fn_name: &str, array: &'a ArrayRef) -> Result<Self> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Strings::Utf8(array.as_string::<i32>()),
+            DataType::LargeUtf8 => Strings::LargeUtf8(array.as_string::<i64>()),
+            DataType::Utf8View => Strings::View(array.as_string_view()),
+            DataType::Null => Strings::Null,
+            other => return exec_err!("{fn_name} expects text arguments, got {other}"),
+        })
+    }
+
+    /// The value at row `i`, `None` when NULL.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Strings::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
+            Strings::LargeUtf8(a) => a.is_valid(i).then(|| a.value(i)),
+            Strings::View(a) => a.is_valid(i).then(|| a.value(i)),
+            Strings::Null => None,
+        }
+    }
+}
+
+/// Region codes repeat row after row; remembers the last one parsed.
+#[derive(Default)]
+pub(crate) struct Regions {
+    last: Option<(String, Option<Region>)>,
+}
+
+impl Regions {
+    #[inline]
+    pub(crate) fn get(&mut self, code: Option<&str>) -> Option<Region> {
+        let code = code?;
+        if let Some((last, region)) = &self.last
+            && last == code
+        {
+            return *region;
+        }
+        let region = parse_region(code);
+        match &mut self.last {
+            Some((last, r)) => {
+                last.clear();
+                last.push_str(code);
+                *r = region;
+            }
+            None => self.last = Some((code.to_string(), region)),
+        }
+        region
+    }
+}
