@@ -1,1 +1,13 @@
-//! placeholder
+//! The leadflow pipeline: sources (files, object storage), the enrichment
+//! query on DataFusion, Parquet sinks, and the commands of the `leadflow`
+//! binary built on them (`run`, `sql`, `functions`).
+
+pub mod error;
+pub mod lead;
+pub mod run;
+pub mod sinks;
+pub mod sources;
+pub mod sql;
+pub mod storage;
+
+pub use error::{Error, Result};

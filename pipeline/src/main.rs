@@ -1,1 +1,192 @@
-fn main() {}
+//! The `leadflow` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
+use leadflow_pipeline::run::{ENRICH_SQL, RunConfig};
+use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
+use leadflow_pipeline::sql::{self, OutputFormat};
+
+/// Lead enrichment on Arrow and DataFusion: read leads from files or S3,
+/// normalize and validate their phones in SQL, write Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "leadflow", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrich leads from files (CSV, NDJSON, Parquet; local or s3://) into Parquet.
+    #[command(after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out\n  \
+        leadflow run --input 'exports/*.csv' --out s3://leads/enriched --map phone_raw=Mobile --default-country US\n\n\
+        Output: OUT/enriched_leads/dt=YYYY-MM-DD/*.parquet and OUT/rejects/dt=YYYY-MM-DD/*.parquet.\n\
+        S3: credentials, region and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n\
+        AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000).")]
+    Run(RunArgs),
+    /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
+    #[command(after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
+        leadflow sql \"select reason, count(*) from rejects group by 1\" --data out --format csv\n  \
+        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\"")]
+    Sql(SqlArgs),
+    /// List leadflow's SQL functions with their documentation.
+    Functions,
+    /// Print a schema: the JSON Schema of a Kafka lead message, or an Arrow schema.
+    Schema {
+        #[arg(value_enum)]
+        which: SchemaName,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A file, a directory, a glob ('leads/*.csv') or s3://bucket/prefix.
+    #[arg(short, long)]
+    input: String,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "out")]
+    out: String,
+    /// Input format; by default each file's extension decides.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
+    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
+    map: Vec<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    default_country: Option<String>,
+    /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
+    #[arg(long, value_name = "FILE")]
+    query: Option<PathBuf>,
+    /// CSV delimiter (one character, `\t` for tab); sniffed from the header by default.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Rows per Arrow batch.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
+    /// Query threads; default: the number of cores.
+    #[arg(long)]
+    partitions: Option<usize>,
+    /// Id written to every output row; default: derived from the start time.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SqlArgs {
+    /// The SQL to run.
+    query: String,
+    /// A run's output directory or s3:// prefix, whose tables are registered.
+    #[arg(long)]
+    data: Option<String>,
+    /// Registers another file or directory as a table: NAME=PATH (CSV, NDJSON or Parquet). Repeatable.
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    tables: Vec<String>,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaName {
+    /// JSON Schema of one lead message on Kafka.
+    LeadJson,
+    /// Arrow schema of the `leads` table (without extras).
+    Lead,
+    /// Arrow schema of `enriched_leads` (without extras).
+    EnrichedLead,
+    /// Arrow schema of `rejects`.
+    Reject,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Sql(args) => {
+                let (ctx, _) = sql::context(args.data.as_deref(), &args.tables).await?;
+                let mut stdout = std::io::stdout().lock();
+                sql::execute(&ctx, &args.query, args.format, &mut stdout).await?;
+                Ok(())
+            }
+            Command::Functions => {
+                print!("{}", sql::functions_help());
+                Ok(())
+            }
+            Command::Schema { which } => {
+                match which {
+                    SchemaName::LeadJson => {
+                        println!("{}", serde_json::to_string_pretty(&leadflow_schemas::lead_json_schema())?)
+                    }
+                    SchemaName::Lead => println!("{:#?}", leadflow_schemas::lead_schema([])),
+                    SchemaName::EnrichedLead => println!("{:#?}", leadflow_schemas::enriched_lead_schema([])),
+                    SchemaName::Reject => println!("{:#?}", leadflow_schemas::reject_schema()),
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let query = match &args.query {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --query {}", path.display()))?,
+        None => ENRICH_SQL.to_string(),
+    };
+    let default_country = match &args.default_country {
+        Some(c) => Some(
+            leadflow_phone::resolve_country(c)
+                .with_context(|| format!("--default-country `{c}` names no country (use e.g. US, DEU or Germany)"))?,
+        ),
+        None => None,
+    };
+    let delimiter = match args.delimiter.as_deref() {
+        None => None,
+        Some("\\t") | Some("tab") => Some(b'\t'),
+        Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+        Some(d) => bail!("--delimiter `{d}`: expected one character, e.g. ';' or '\\t'"),
+    };
+    let run_id = args
+        .run_id
+        .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    let config = RunConfig {
+        source: FileSourceConfig {
+            input: args.input,
+            format: args.format,
+            mapping: FieldMapping::parse(&args.map)?,
+            delimiter,
+            options: LeadOptions { batch_size: args.batch_size as usize, default_country },
+        },
+        out: args.out,
+        query,
+        run_id,
+        partitions: args
+            .partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        progress: !args.no_progress,
+    };
+    let summary = leadflow_pipeline::run::run(config).await?;
+    eprint!("{summary}");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}

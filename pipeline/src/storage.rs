@@ -1,6 +1,16 @@
 //! Where data lives: local paths and `s3://bucket/prefix` URLs, as object stores.
 
+use std::ops::Range;
 use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use datafusion::parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -32,6 +42,15 @@ pub fn is_s3(spec: &str) -> bool {
 /// the usual AWS environment variables; `AWS_ENDPOINT_URL` and `AWS_ENDPOINT`
 /// point it at MinIO or another S3-compatible server) or a local path.
 pub fn open(spec: &str) -> Result<Location> {
+    locate(spec, false)
+}
+
+/// Like [`open`], creating a local directory that does not exist yet.
+pub fn create(spec: &str) -> Result<Location> {
+    locate(spec, true)
+}
+
+fn locate(spec: &str, create: bool) -> Result<Location> {
     if is_s3(spec) {
         let url = url::Url::parse(spec).map_err(|e| Error::Usage(format!("`{spec}`: {e}")))?;
         let bucket = url
@@ -62,7 +81,9 @@ pub fn open(spec: &str) -> Result<Location> {
         });
     }
     let path = std::path::Path::new(spec);
-    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    if create {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    }
     let root = path.canonicalize().map_err(|e| Error::io(path, e))?;
     let store = LocalFileSystem::new_with_prefix(&root)?;
     Ok(Location {
@@ -89,5 +110,61 @@ impl Location {
             Some(root) => format!("{}/", root.join(rel).display()),
             None => format!("{}/{}/", self.base_url.as_str().trim_end_matches('/'), self.child(rel)),
         }
+    }
+}
+
+/// Reads a Parquet object with ranged GETs (the pattern of parquet's
+/// `examples/object_store.rs`): the footer first, then the column chunks.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+}
+
+impl ObjectStoreReader {
+    pub fn new(store: Arc<dyn ObjectStore>, path: ObjectPath) -> Self {
+        Self { store, path }
+    }
+}
+
+fn parquet_err(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectStoreReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
+        async move { self.store.get_range(&self.path, range).await.map_err(parquet_err) }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Vec<Bytes>>> {
+        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(parquet_err) }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, datafusion::parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_via_suffix_and_finish(self)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+impl MetadataSuffixFetch for &mut ObjectStoreReader {
+    fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
+        let options = GetOptions { range: Some(GetRange::Suffix(suffix as u64)), ..Default::default() };
+        async move {
+            let response = self.store.get_opts(&self.path, options).await.map_err(parquet_err)?;
+            response.bytes().await.map_err(parquet_err)
+        }
+        .boxed()
     }
 }

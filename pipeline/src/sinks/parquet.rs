@@ -14,10 +14,10 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, Timest
 use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::arrow::async_writer::ParquetObjectWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use leadflow_schemas::{UTC, timestamp};
+use object_store::buffered::BufWriter;
 
 use crate::error::Result;
 use crate::storage::Location;
@@ -100,7 +100,7 @@ pub struct WrittenFile {
 }
 
 struct OpenFile {
-    writer: AsyncArrowWriter<ParquetObjectWriter>,
+    writer: AsyncArrowWriter<BufWriter>,
     path: object_store::path::Path,
     rows: usize,
 }
@@ -193,7 +193,7 @@ impl PartitionedWriter {
             );
             *seq += 1;
             let path = self.location.child(&name);
-            let object = ParquetObjectWriter::new(self.location.store.clone(), path.clone());
+            let object = BufWriter::new(self.location.store.clone(), path.clone());
             let writer = AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
             self.open.insert(day, OpenFile { writer, path, rows: 0 });
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
 
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
     } else if spec.contains(['*', '?', '[']) {
         let matches = glob::glob(spec).map_err(|e| Error::Usage(format!("glob `{spec}`: {e}")))?;
         for entry in matches {
-            let p = entry.map_err(|e| Error::io(e.path().to_path_buf(), e.into_error()))?;
+            let p = entry.map_err(|e| Error::io(e.path().to_path_buf(), e.into()))?;
             if let (true, Some(format)) = (p.is_file(), pick_format(&p.to_string_lossy(), forced)) {
                 paths.push((p, format));
             }
@@ -93,7 +93,7 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
     } else {
         return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
     }
-    paths.sort();
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
     paths
         .into_iter()
         .map(|(p, format)| {

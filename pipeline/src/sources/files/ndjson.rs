@@ -49,7 +49,6 @@ pub(crate) fn read(
 ) -> Result<()> {
     let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     let mut line = Vec::new();
-    let mut values: Vec<Option<Cow<'_, str>>> = Vec::new();
     let mut line_no = 0i64;
     loop {
         line.clear();
@@ -64,8 +63,7 @@ pub(crate) fn read(
         let result = match serde_json::from_slice::<Map<String, Value>>(&line) {
             Err(e) => Err(format!("not a JSON object: {e}")),
             Ok(object) => {
-                values.clear();
-                values.resize(columns.len(), None);
+                let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
                 for (key, value) in &object {
                     if let Some(&i) = index.get(key.as_str()) {
                         values[i] = text(value);

@@ -8,8 +8,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::arrow::async_reader::ParquetObjectReader;
 use futures::StreamExt;
+
+use crate::storage::ObjectStoreReader;
 
 use super::BatchSink;
 use super::input::{InputFile, Place};
@@ -26,7 +27,7 @@ pub(crate) fn columns(file: &InputFile) -> Result<Vec<String>> {
             ParquetRecordBatchReaderBuilder::try_new(f)?.schema().clone()
         }
         Place::Object { store, path } => {
-            let reader = ParquetObjectReader::new(store.clone(), path.clone());
+            let reader = ObjectStoreReader::new(store.clone(), path.clone());
             tokio::runtime::Handle::current()
                 .block_on(ParquetRecordBatchStreamBuilder::new(reader))?
                 .schema()
@@ -78,7 +79,7 @@ pub(crate) fn read(
         }
         Place::Object { store, path } => {
             let handle = tokio::runtime::Handle::current();
-            let reader = ParquetObjectReader::new(Arc::clone(store), path.clone());
+            let reader = ObjectStoreReader::new(Arc::clone(store), path.clone());
             let mut stream = handle
                 .block_on(ParquetRecordBatchStreamBuilder::new(reader))?
                 .with_batch_size(READ_BATCH)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use futures::stream::BoxStream;
 
 use super::input::{Format, InputFile, Place};

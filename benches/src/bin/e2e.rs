@@ -1,0 +1,153 @@
+//! End-to-end benchmark harness: generates N leads as CSV (once, cached),
+//! runs the real `leadflow run` on them in a child process, and reports
+//! wall time, leads/s and the child's peak RSS.
+//!
+//!   cargo build --release -p leadflow-pipeline -p leadflow-benches
+//!   target/release/e2e --leads 1000000
+//!   target/release/e2e --phone-cold      # the first 8,192 phones in a fresh process
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use leadflow_phone::corpus::XorShift;
+
+const REGIONS: &[(&str, &str, &[&str])] = &[
+    ("US", "United States", &["(201) 555-{4}", "+1 415 555 {4}", "212.555.{4}", "+1-646-555-{4}"]),
+    ("GB", "United Kingdom", &["020 7183 {4}", "+44 7700 900{3}", "07400 1{5}"]),
+    ("DE", "DEU", &["030 1234{4}", "+49 151 2345{4}", "+49 (0)89 1234{4}"]),
+    ("FR", "france", &["06 12 34 {2} {2}", "+33 1 23 45 {2} {2}"]),
+    ("IN", "IN", &["+91 98765 4{4}", "098765 4{4}"]),
+    ("BR", "Brazil", &["(11) 91234-{4}", "+55 21 3123-{4}"]),
+    ("JP", "jp", &["03-1234-{4}", "+81 90-1234-{4}"]),
+    ("AU", "AUS", &["0412 345 {3}", "+61 2 9374 {4}"]),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--phone-cold") {
+        return phone_cold(&args);
+    }
+    let leads: usize = flag(&args, "--leads").map_or(1_000_000, |v| v.parse().expect("--leads N"));
+    let exe = std::env::current_exe().unwrap();
+    let bin_dir = exe.parent().unwrap();
+    let work = flag(&args, "--work").map(PathBuf::from).unwrap_or_else(|| bin_dir.join("e2e"));
+    std::fs::create_dir_all(&work).unwrap();
+    let input = work.join(format!("leads-{leads}.csv"));
+    if !input.exists() {
+        let t = Instant::now();
+        generate(&input, leads);
+        eprintln!("generated {} in {:.1}s", input.display(), t.elapsed().as_secs_f64());
+    }
+    let leadflow = flag(&args, "--leadflow").map(PathBuf::from).unwrap_or_else(|| bin_dir.join("leadflow"));
+    let out = work.join(format!("out-{leads}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let t = Instant::now();
+    let status = Command::new(&leadflow)
+        .args(["run", "--no-progress", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release -p leadflow-pipeline)", leadflow.display()));
+    let secs = t.elapsed().as_secs_f64();
+    assert!(status.success(), "leadflow failed: {status}");
+    let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "e2e: {leads} leads in {secs:.2}s = {:.0} leads/s, peak RSS {rss_mb:.0} MB, {cores} cores",
+        leads as f64 / secs
+    );
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn peak_child_rss_kb() -> i64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own; RUSAGE_CHILDREN covers waited-for children.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss
+}
+
+/// Deterministic leads with realistic spread: formats, countries written as
+/// codes and names, some without a phone, an extra column.
+fn generate(path: &Path, n: usize) {
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    writeln!(w, "lead_id,first_name,last_name,email,company,company_website,phone_raw,country,user_tier,organization_id,received_at,utm_source").unwrap();
+    let mut rng = XorShift(0x5eed);
+    let mut phone = String::new();
+    for i in 0..n {
+        let (code, name, formats) = REGIONS[rng.below(REGIONS.len() as u64) as usize];
+        let country = if rng.below(3) == 0 { name } else { code };
+        phone.clear();
+        if rng.below(20) != 0 {
+            let fmt = formats[rng.below(formats.len() as u64) as usize];
+            let mut chars = fmt.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '{' {
+                    let k = chars.next().unwrap().to_digit(10).unwrap();
+                    chars.next();
+                    for _ in 0..k {
+                        phone.push(char::from(b'0' + rng.below(10) as u8));
+                    }
+                } else {
+                    phone.push(c);
+                }
+            }
+        }
+        writeln!(
+            w,
+            "L{i},First{},Last{},user{i}@company{}.com,Company {},company{}.com,{phone},{country},{},org_{},2026-11-{:02}T{:02}:00:00Z,src{}",
+            i % 997, i % 991, i % 5000, i % 5000, i % 5000, 1 + i % 3, i % 17, 20 + i % 3, i % 24, i % 7
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// Times the first batch of phones a fresh process parses: what a run pays
+/// before its first row while libphonenumber's metadata and regexes load.
+fn phone_cold(args: &[String]) {
+    let path = flag(args, "--input").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().join("e2e/leads-1000000.csv")
+    });
+    let file = std::io::BufReader::new(std::fs::File::open(&path).expect("generate leads first: e2e --leads 1000000"));
+    let rows: Vec<(String, String)> = file
+        .lines()
+        .skip(1)
+        .take(8192)
+        .map(|l| {
+            let l = l.unwrap();
+            let f: Vec<&str> = l.split(',').collect();
+            (f[6].to_string(), f[7].to_string())
+        })
+        .collect();
+    let mut parser = leadflow_phone::PhoneParser::default();
+    let mut info = leadflow_phone::PhoneInfo::default();
+    let t = Instant::now();
+    let mut valid = 0;
+    for (raw, country) in &rows {
+        let region = leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
+        parser.parse_into(raw, region, &mut info);
+        valid += info.valid as usize;
+    }
+    let cold = t.elapsed();
+    let t = Instant::now();
+    for (raw, country) in &rows {
+        let region = leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
+        parser.parse_into(raw, region, &mut info);
+    }
+    println!(
+        "phone cold first batch: {} numbers in {:.1} ms ({valid} valid); same batch warm: {:.1} ms",
+        rows.len(),
+        cold.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+}

@@ -1,0 +1,351 @@
+//! `leadflow run`: a batch run from files to enriched Parquet.
+//!
+//! A blocking thread reads the input into lead batches; the `leads` table
+//! hands them, through one bounded channel, to as many partitions as there
+//! are cores; the enrichment SQL runs on each partition; one writer per
+//! partition writes its output. Memory is bounded by the channel and the
+//! writers' row-group budget, not by the input.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::{Error, Result};
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns};
+use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
+use crate::sources::SourceProgress;
+use crate::sources::files::{FileSource, FileSourceConfig};
+use crate::storage;
+
+/// The enrichment query shipped with leadflow (`queries/enrich.sql`).
+pub const ENRICH_SQL: &str = include_str!("../../queries/enrich.sql");
+
+/// Everything a batch run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub source: FileSourceConfig,
+    /// Output directory or `s3://bucket/prefix`.
+    pub out: String,
+    /// The enrichment SQL, over the table `leads`.
+    pub query: String,
+    pub run_id: String,
+    /// Query partitions (threads); defaults to the number of cores.
+    pub partitions: usize,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a run did, printed at its end.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub files: usize,
+    pub records_read: u64,
+    pub leads_written: u64,
+    pub rejects: u64,
+    pub valid_phones: Option<u64>,
+    pub unknown_countries: u64,
+    pub output_files: Vec<WrittenFile>,
+    pub reject_samples: Vec<Reject>,
+    pub elapsed: Duration,
+    pub out: String,
+}
+
+/// Runs the enrichment over the input and writes `enriched_leads` and `rejects`.
+pub async fn run(config: RunConfig) -> Result<RunSummary> {
+    let started = Instant::now();
+    let started_at: DateTime<Utc> = Utc::now();
+    let at_micros = started_at.timestamp_micros();
+    let today = started_at.date_naive();
+
+    let source = FileSource::open(config.source.clone()).await?;
+    for file in source.files_without_phone() {
+        tracing::warn!(file, "no phone column found; map one with --map phone_raw=COLUMN");
+    }
+    let files = source.files().len();
+    let fingerprint = {
+        let names: Vec<&str> = source.files().iter().map(|f| f.name.as_str()).collect();
+        format!("{:016x}", xxh3_64(names.join("\n").as_bytes()))
+    };
+    let schema = source.schema().clone();
+    let out = storage::create(&config.out)?;
+
+    // Plan first, so bad SQL fails before anything is read or written.
+    let partitions = config.partitions.max(1);
+    let (lead_tx, lead_rx) = mpsc::channel::<Result<RecordBatch>>(partitions * 2);
+    let ctx = session(partitions, config.source.options.batch_size);
+    let leads = LeadsTable::new(schema.clone(), lead_rx);
+    let table = StreamingTable::try_new(schema.clone(), leads.partitions(partitions))?;
+    ctx.register_table("leads", Arc::new(table))?;
+    let df = ctx.sql(&config.query).await.map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+    let plan = df.create_physical_plan().await?;
+    let query_schema = plan.schema();
+    let write_schema = with_run_columns(&output_schema(&query_schema));
+    let append_run_columns = write_schema.fields().len() > query_schema.fields().len();
+    let valid_index = query_schema.index_of("phone_valid").ok();
+
+    // Read.
+    let progress = Arc::new(SourceProgress::default());
+    let (reject_tx, reject_rx) = mpsc::channel::<Reject>(1024);
+    let reader = {
+        let progress = progress.clone();
+        let tx = lead_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = source.read_all(lead_tx, reject_tx, progress);
+            if let Err(e) = &result {
+                // Fail the query too, so the run stops instead of finishing short.
+                let _ = tx.blocking_send(Err(Error::Usage(format!("reading input: {e}"))));
+            }
+            result
+        })
+    };
+    let rejects = tokio::spawn(write_rejects(
+        reject_rx,
+        RejectBatcher::new(&config.run_id, at_micros),
+        PartitionedWriter::new(
+            out.clone(),
+            ParquetSinkConfig::new("rejects", format!("{fingerprint}-00"), None, today),
+            leadflow_schemas::reject_schema(),
+        ),
+        5,
+    ));
+
+    // Enrich and write, one task per partition.
+    let task_ctx: Arc<TaskContext> = ctx.task_ctx();
+    let streams = datafusion::physical_plan::execute_stream_partitioned(plan, task_ctx)?;
+    let mut writers = Vec::with_capacity(streams.len());
+    for (p, stream) in streams.into_iter().enumerate() {
+        let writer = PartitionedWriter::new(
+            out.clone(),
+            ParquetSinkConfig::new("enriched_leads", format!("{fingerprint}-{p:02}"), Some("received_at"), today),
+            write_schema.clone(),
+        );
+        let run_id = config.run_id.clone();
+        writers.push(tokio::spawn(write_partition(stream, writer, append_run_columns, run_id, at_micros, valid_index)));
+    }
+
+    let bar = (config.progress && std::io::stderr().is_terminal()).then(|| progress_bar(progress.clone()));
+    let mut leads_written = 0;
+    let mut valid_phones = 0;
+    let mut output_files = Vec::new();
+    let mut first_error = None;
+    for w in writers {
+        match w.await.map_err(|e| Error::Usage(format!("writer task: {e}")))? {
+            Ok((rows, valid, files)) => {
+                leads_written += rows;
+                valid_phones += valid;
+                output_files.extend(files);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let read_result = reader.await.map_err(|e| Error::Usage(format!("reader task: {e}")))?;
+    let (reject_count, reject_samples) = rejects.await.map_err(|e| Error::Usage(format!("reject task: {e}")))??;
+    if let Some(bar) = bar {
+        bar.abort();
+        eprint!("\r\x1b[2K");
+    }
+    read_result?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    output_files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(RunSummary {
+        run_id: config.run_id,
+        files,
+        records_read: SourceProgress::get(&progress.records_read),
+        leads_written,
+        rejects: reject_count,
+        valid_phones: valid_index.map(|_| valid_phones),
+        unknown_countries: SourceProgress::get(&progress.unknown_countries),
+        output_files,
+        reject_samples,
+        elapsed: started.elapsed(),
+        out: config.out,
+    })
+}
+
+/// A DataFusion session with leadflow's UDFs.
+pub fn session(partitions: usize, batch_size: usize) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(batch_size)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    leadflow_udfs::register_all(&ctx);
+    ctx
+}
+
+fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let has = |name: &str| schema.index_of(name).is_ok();
+    if !has("run_id") && !has("enriched_at") {
+        for f in leadflow_schemas::enrichment_fields() {
+            if f.name() == "run_id" || f.name() == "enriched_at" {
+                fields.push(f);
+            }
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+async fn write_partition(
+    mut stream: SendableRecordBatchStream,
+    mut writer: PartitionedWriter,
+    append_run_columns: bool,
+    run_id: String,
+    at_micros: i64,
+    valid_index: Option<usize>,
+) -> Result<(u64, u64, Vec<WrittenFile>)> {
+    let schema = writer.schema().clone();
+    let mut rows = 0u64;
+    let mut valid = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if let Some(i) = valid_index
+            && batch.column(i).data_type() == &DataType::Boolean
+        {
+            valid += batch.column(i).as_boolean().true_count() as u64;
+        }
+        let batch = if append_run_columns {
+            let mut columns = batch.columns().to_vec();
+            columns.extend(run_columns(batch.num_rows(), &run_id, at_micros));
+            conform_columns(columns, &schema)?
+        } else {
+            conform(&batch, &schema)?
+        };
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await?;
+    }
+    Ok((rows, valid, writer.close().await?))
+}
+
+/// Builds a batch from the query's columns plus the run columns, cast to `schema`.
+fn conform_columns(columns: Vec<ArrayRef>, schema: &SchemaRef) -> Result<RecordBatch> {
+    let loose: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(loose)), columns)?;
+    conform(&batch, schema)
+}
+
+/// The `leads` table: every partition pulls the next batch from one channel.
+struct LeadsTable {
+    schema: SchemaRef,
+    rx: Arc<Mutex<mpsc::Receiver<Result<RecordBatch>>>>,
+}
+
+impl LeadsTable {
+    fn new(schema: SchemaRef, rx: mpsc::Receiver<Result<RecordBatch>>) -> Self {
+        Self { schema, rx: Arc::new(Mutex::new(rx)) }
+    }
+
+    fn partitions(&self, n: usize) -> Vec<Arc<dyn PartitionStream>> {
+        (0..n)
+            .map(|_| {
+                Arc::new(LeadsPartition { schema: self.schema.clone(), rx: self.rx.clone() }) as Arc<dyn PartitionStream>
+            })
+            .collect()
+    }
+}
+
+struct LeadsPartition {
+    schema: SchemaRef,
+    rx: Arc<Mutex<mpsc::Receiver<Result<RecordBatch>>>>,
+}
+
+impl fmt::Debug for LeadsPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeadsPartition")
+    }
+}
+
+impl PartitionStream for LeadsPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let stream = futures::stream::unfold(self.rx.clone(), |rx| async move {
+            let next = rx.lock().await.recv().await;
+            next.map(|batch| (batch.map_err(DataFusionError::from), rx))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+fn progress_bar(progress: Arc<SourceProgress>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} · {msg}",
+            )
+            .expect("valid template"),
+        );
+        let started = Instant::now();
+        loop {
+            bar.set_length(SourceProgress::get(&progress.bytes_total));
+            bar.set_position(SourceProgress::get(&progress.bytes_read));
+            let leads = SourceProgress::get(&progress.leads);
+            let rate = leads as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{leads} leads, {} rejects, {rate:.0} leads/s",
+                SourceProgress::get(&progress.rejects)
+            ));
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+    })
+}
+
+impl RunSummary {
+    pub fn rows_per_second(&self) -> f64 {
+        self.records_read as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "leadflow run {} done in {:.2}s", self.run_id, self.elapsed.as_secs_f64())?;
+        writeln!(f, "  files read      {}", self.files)?;
+        writeln!(f, "  rows read       {}", self.records_read)?;
+        writeln!(f, "  leads written   {}", self.leads_written)?;
+        writeln!(f, "  rejected        {}", self.rejects)?;
+        if let Some(valid) = self.valid_phones {
+            let pct = 100.0 * valid as f64 / self.leads_written.max(1) as f64;
+            writeln!(f, "  valid phones    {valid} ({pct:.1}%)")?;
+        }
+        if self.unknown_countries > 0 {
+            writeln!(f, "  unknown country {} (kept as written)", self.unknown_countries)?;
+        }
+        writeln!(f, "  throughput      {:.0} rows/s", self.rows_per_second())?;
+        writeln!(f, "  output          {} ({} files)", self.out, self.output_files.len())?;
+        for r in &self.reject_samples {
+            let line = r.line.map(|l| format!(":{l}")).unwrap_or_default();
+            writeln!(f, "  reject {}{line}: {}", r.source, r.reason)?;
+        }
+        if self.rejects > self.reject_samples.len() as u64 {
+            writeln!(f, "  … all rejects: leadflow sql \"select * from rejects\" --data {}", self.out)?;
+        }
+        Ok(())
+    }
+}

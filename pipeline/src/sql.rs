@@ -1,0 +1,133 @@
+//! `leadflow sql` and `leadflow functions`: querying the outputs.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use futures::StreamExt;
+use futures::TryStreamExt;
+
+use crate::error::{Error, Result};
+use crate::sources::files::Format;
+use crate::storage;
+
+/// The tables a run writes, registered by `leadflow sql --data DIR`.
+pub const OUTPUT_TABLES: [&str; 3] = ["enriched_leads", "provider_usage", "rejects"];
+
+/// How `leadflow sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A session with the UDFs, the run outputs under `data` (those present) and
+/// the extra `NAME=PATH` tables. Returns the context and the tables registered.
+pub async fn context(data: Option<&str>, tables: &[String]) -> Result<(SessionContext, Vec<String>)> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let ctx = crate::run::session(cores, 8192);
+    let mut registered = Vec::new();
+    if let Some(data) = data {
+        let location = storage::open(data)?;
+        if location.local_root.is_none() {
+            ctx.register_object_store(&location.base_url, location.store.clone());
+        }
+        for table in OUTPUT_TABLES {
+            let prefix = location.child(table);
+            let mut listing = location.store.list(Some(&prefix));
+            if listing.next().await.transpose()?.is_none() {
+                continue;
+            }
+            let options = ParquetReadOptions::default()
+                .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
+            ctx.register_parquet(table, location.url_of(table), options).await?;
+            registered.push(table.to_string());
+        }
+    }
+    for spec in tables {
+        let (name, path) = spec.split_once('=').ok_or_else(|| {
+            Error::Usage(format!("--table `{spec}`: expected NAME=PATH, e.g. targets=accounts.csv"))
+        })?;
+        if storage::is_s3(path) {
+            let location = storage::open(path)?;
+            ctx.register_object_store(&location.base_url, location.store.clone());
+        }
+        match Format::from_name(path) {
+            Some(Format::Csv) => ctx.register_csv(name, path, CsvReadOptions::new()).await?,
+            Some(Format::Ndjson) => {
+                let ext = path.rsplit('.').next().unwrap_or("json");
+                ctx.register_json(name, path, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await?
+            }
+            Some(Format::Parquet) | None => ctx.register_parquet(name, path, ParquetReadOptions::default()).await?,
+        }
+        registered.push(name.to_string());
+    }
+    Ok((ctx, registered))
+}
+
+/// Runs `query` and prints the result to `out` in `format`.
+pub async fn execute(ctx: &SessionContext, query: &str, format: OutputFormat, out: &mut impl Write) -> Result<usize> {
+    let df = ctx.sql(query).await?;
+    let io = |e: std::io::Error| Error::io("stdout", e);
+    match format {
+        OutputFormat::Table => {
+            let batches: Vec<RecordBatch> = df.collect().await?;
+            let rows = batches.iter().map(RecordBatch::num_rows).sum();
+            writeln!(out, "{}", pretty_format_batches(&batches)?).map_err(io)?;
+            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" }).map_err(io)?;
+            Ok(rows)
+        }
+        OutputFormat::Csv => {
+            let mut stream = df.execute_stream().await?;
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut rows = 0;
+            while let Some(batch) = stream.try_next().await? {
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            Ok(rows)
+        }
+        OutputFormat::Json => {
+            let mut stream = df.execute_stream().await?;
+            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
+            let mut rows = 0;
+            while let Some(batch) = stream.try_next().await? {
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            writer.finish()?;
+            Ok(rows)
+        }
+    }
+}
+
+/// The documentation of every leadflow UDF, as `leadflow functions` prints it.
+pub fn functions_help() -> String {
+    let mut s = String::new();
+    for udf in leadflow_udfs::all() {
+        let inner = Arc::clone(udf.inner());
+        let Some(doc) = inner.documentation() else { continue };
+        s.push_str(&format!("{}\n    {}\n\n    {}\n", udf.name(), doc.syntax_example, doc.description));
+        if let Some(args) = &doc.arguments {
+            s.push_str("\n    arguments:\n");
+            for (name, text) in args {
+                s.push_str(&format!("      {name}: {text}\n"));
+            }
+        }
+        if let Some(example) = &doc.sql_example {
+            s.push_str("\n    example:\n");
+            for line in example.lines().filter(|l| !l.starts_with("```")) {
+                s.push_str(&format!("      {line}\n"));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,88 @@
+//! CSV as people really export it.
+
+use super::support::{config, query, rows, run, write};
+
+#[tokio::test]
+async fn bom_crlf_quotes_and_embedded_newlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "\u{feff}LEAD_ID,Full Name,Email,Company,Phone,country,User_Tier,notes\r\n\
+               a1,\"Smith, Ann\",ann@x.com,\"Acme \"\"Rockets\"\"\",(415) 555-0132,us,1,\"line one\r\nline two\"\r\n\
+               a2,Bob,bob@y.com,Globex,020 7183 8750,United Kingdom,2,\r\n";
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input, &out)).await;
+    assert_eq!((summary.records_read, summary.leads_written, summary.rejects), (2, 2, 0));
+
+    let got = rows(&query(&out, "select lead_id, full_name, company, country, phone_e164, phone_valid, user_tier, notes from enriched_leads order by lead_id").await);
+    assert_eq!(got, vec![
+        vec!["a1", "Smith, Ann", "Acme \"Rockets\"", "US", "+14155550132", "true", "1", "line one\r\nline two"],
+        vec!["a2", "Bob", "Globex", "GB", "+442071838750", "true", "2", ""],
+    ]);
+}
+
+#[tokio::test]
+async fn broken_rows_become_rejects_with_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = b"lead_id,email,phone_raw,country,user_tier\n\
+                    ok1,a@x.com,+1 415 555 0132,US,1\n\
+                    bad1,b@x.com,+1 415 555 0133\n\
+                    bad2,c@x.com,+1 415 555 0134,US,gold\n"
+        .to_vec();
+    csv.extend_from_slice(b"bad3,d@x.com,+1 415 555 \xff0135,US,1\n");
+    csv.extend_from_slice(b"ok2,e@x.com,+44 20 7183 8750,GBR,3\n");
+    let input = write(dir.path(), "leads.csv", &csv);
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input, &out)).await;
+
+    assert_eq!(summary.records_read, 5);
+    assert_eq!(summary.leads_written + summary.rejects, summary.records_read, "nothing lost");
+    assert_eq!(summary.rejects, 3);
+    let got = rows(&query(&out, "select line, reason from rejects order by line").await);
+    assert_eq!(got, vec![
+        vec!["3".to_string(), "expected 5 fields as in the header, found 3".to_string()],
+        vec!["4".to_string(), "user_tier: `gold` is not a whole number".to_string()],
+        vec!["5".to_string(), "phone_raw: not valid UTF-8 (byte 13 of the field)".to_string()],
+    ]);
+    let raw = rows(&query(&out, "select raw, source like '%leads.csv' from rejects where line = 3").await);
+    assert_eq!(raw, vec![vec!["bad1,b@x.com,+1 415 555 0133".to_string(), "true".to_string()]]);
+    let good = rows(&query(&out, "select lead_id from enriched_leads order by 1").await);
+    assert_eq!(good, vec![vec!["ok1"], vec!["ok2"]]);
+}
+
+#[tokio::test]
+async fn mapping_default_country_semicolons_and_country_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "Contact;Mobile;Land;Tier\n\
+               Jo;030 1234567;Deutschland;1\n\
+               Al;(415) 555-0132;;2\n\
+               Mo;06 12 34 56 78;fra;1\n";
+    let input = write(dir.path(), "crm-export.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    let mut cfg = config(&input, &out);
+    cfg.source.mapping = leadflow_pipeline::lead::FieldMapping::parse(&[
+        "phone_raw=Mobile".into(),
+        "country=land".into(),
+        "full_name=Contact".into(),
+    ])
+    .unwrap();
+    cfg.source.options.default_country = Some("US");
+    run(cfg).await;
+    let got = rows(&query(&out, "select full_name, country, phone_e164, phone_valid, user_tier from enriched_leads order by full_name").await);
+    assert_eq!(got, vec![
+        vec!["Al", "US", "+14155550132", "true", "2"],
+        vec!["Jo", "DE", "+49301234567", "true", "1"],
+        vec!["Mo", "FR", "+33612345678", "true", "1"],
+    ]);
+}
+
+#[tokio::test]
+async fn lead_id_is_a_stable_hash_when_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "email,phone_raw,country\nAnn@X.com,+14155550132,US\nann@x.com,+14155550132,US\n";
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    run(config(&input, &out)).await;
+    let got = rows(&query(&out, "select distinct lead_id from enriched_leads").await);
+    assert_eq!(got.len(), 1, "email case does not change the id: {got:?}");
+    assert!(got[0][0].starts_with("lf-") && got[0][0].len() == 19, "{got:?}");
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the pipeline, in one binary so the build links once.
+
+mod csv_edge_cases;
+mod run_end_to_end;
+mod s3;
+mod support;

@@ -1,0 +1,143 @@
+//! A whole run over the bundled example, and what it leaves on disk.
+
+use std::path::Path;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::Compression;
+
+use super::support::{config, query, rows, run, write};
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leads.csv").display().to_string()
+}
+
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = run(config(&example(), &out.display().to_string())).await;
+    assert_eq!(summary.records_read, 403);
+    assert_eq!(summary.rejects, 3);
+    assert_eq!(summary.leads_written, 400);
+    assert!(summary.valid_phones.unwrap() > 300, "{summary}");
+
+    // Partitioned by the UTC day of received_at.
+    let days: Vec<String> = std::fs::read_dir(out.join("enriched_leads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(days.len(), 3, "{days:?}");
+    assert!(days.iter().all(|d| d.starts_with("dt=2026-11-2")), "{days:?}");
+
+    let files = parquet_files(&out.join("enriched_leads"));
+    let file = std::fs::File::open(&files[0]).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = reader.schema().clone();
+    let utc_us = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    assert_eq!(schema.field_with_name("received_at").unwrap().data_type(), &utc_us);
+    assert_eq!(schema.field_with_name("enriched_at").unwrap().data_type(), &utc_us);
+    assert_eq!(schema.field_with_name("lookup_cost_usd").unwrap().data_type(), &DataType::Decimal128(12, 6));
+    assert_eq!(schema.field_with_name("user_tier").unwrap().data_type(), &DataType::Int32);
+    assert_eq!(schema.field_with_name("phone_valid").unwrap().data_type(), &DataType::Boolean);
+    assert_eq!(schema.field_with_name("run_id").unwrap().data_type(), &DataType::Utf8);
+    assert!(schema.field_with_name("utm_source").is_ok(), "extra columns pass through");
+    let meta = reader.metadata();
+    let column = meta.row_group(0).column(0);
+    assert!(matches!(column.compression(), Compression::ZSTD(_)), "{:?}", column.compression());
+    assert!(column.statistics().is_some(), "statistics on");
+
+    let status = rows(&query(&out.display().to_string(), "select lookup_status, count(*) from enriched_leads group by 1").await);
+    assert_eq!(status, vec![vec!["not_run".to_string(), "400".to_string()]]);
+    let rejects = rows(&query(&out.display().to_string(), "select count(*) from rejects where source like '%leads.csv' and line > 1").await);
+    assert_eq!(rejects, vec![vec!["3".to_string()]]);
+}
+
+#[tokio::test]
+async fn a_replay_overwrites_instead_of_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    run(config(&example(), &out.display().to_string())).await;
+    let first = parquet_files(&out);
+    run(config(&example(), &out.display().to_string())).await;
+    assert_eq!(parquet_files(&out), first, "same input, same file names");
+    let count = rows(&query(&out.display().to_string(), "select count(*) from enriched_leads").await);
+    assert_eq!(count, vec![vec!["400".to_string()]]);
+    let leftovers: Vec<_> = walk_all(&out).into_iter().filter(|p| !p.extension().is_some_and(|e| e == "parquet")).collect();
+    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+}
+
+fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() { out.extend(walk_all(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[tokio::test]
+async fn ndjson_and_parquet_inputs_give_the_same_leads_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "lead_id,email,phone_raw,country,user_tier,received_at,source\n\
+               n1,a@x.com,(415) 555-0132,US,1,2026-11-20T10:00:00Z,web\n\
+               n2,b@x.com,+44 20 7183 8750,,2,2026-11-20,fair\n";
+    let ndjson = "{\"lead_id\":\"n1\",\"email\":\"a@x.com\",\"phone_raw\":\"(415) 555-0132\",\"country\":\"US\",\"user_tier\":1,\"received_at\":\"2026-11-20T10:00:00Z\",\"source\":\"web\"}\n\
+                  \n\
+                  {\"lead_id\":\"n2\",\"email\":\"b@x.com\",\"phone_raw\":\"+44 20 7183 8750\",\"user_tier\":\"2\",\"received_at\":\"2026-11-20\",\"source\":\"fair\"}\n\
+                  {not json}\n";
+    let q = "select lead_id, email, phone_e164, country, user_tier, received_at, source from enriched_leads order by lead_id";
+
+    let out_csv = dir.path().join("out-csv").display().to_string();
+    run(config(&write(dir.path(), "l.csv", csv.as_bytes()), &out_csv)).await;
+    let from_csv = rows(&query(&out_csv, q).await);
+    assert_eq!(from_csv.len(), 2);
+
+    let out_json = dir.path().join("out-json").display().to_string();
+    let summary = run(config(&write(dir.path(), "l.ndjson", ndjson.as_bytes()), &out_json)).await;
+    assert_eq!(summary.rejects, 1);
+    assert_eq!(rows(&query(&out_json, q).await), from_csv);
+    let reason = rows(&query(&out_json, "select line, reason like 'not a JSON object%' from rejects").await);
+    assert_eq!(reason, vec![vec!["4".to_string(), "true".to_string()]]);
+
+    // The CSV run's own output, read back as a Parquet input.
+    let parquet_in = dir.path().join("in-parquet");
+    std::fs::create_dir_all(&parquet_in).unwrap();
+    let (ctx, _) = leadflow_pipeline::sql::context(Some(&out_csv), &[]).await.unwrap();
+    let df = ctx.sql("select lead_id, email, phone_raw, country, user_tier, received_at, source from enriched_leads").await.unwrap();
+    df.write_parquet(&parquet_in.join("leads.parquet").display().to_string(), Default::default(), None).await.unwrap();
+    let out_pq = dir.path().join("out-pq").display().to_string();
+    run(config(&parquet_in.display().to_string(), &out_pq)).await;
+    assert_eq!(rows(&query(&out_pq, q).await), from_csv);
+}
+
+#[tokio::test]
+async fn bad_sql_fails_before_reading_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&example(), &dir.path().join("out").display().to_string());
+    cfg.query = "select phone_info(no_such_column, country) from leads".into();
+    let err = leadflow_pipeline::run::run(cfg).await.unwrap_err().to_string();
+    assert!(err.contains("no_such_column"), "{err}");
+}
+
+#[tokio::test]
+async fn missing_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("/no/such/leads.csv", &dir.path().join("out").display().to_string());
+    let err = leadflow_pipeline::run::run(cfg).await.unwrap_err().to_string();
+    assert!(err.contains("/no/such/leads.csv") && err.contains("no such file"), "{err}");
+}
