@@ -39,25 +39,44 @@ fn parser(c: &mut Criterion) {
     ]));
     let raw = StringArray::from_iter_values(cases.iter().map(|c| c.raw.as_str()));
     let region = StringArray::from_iter(
-        cases.iter().map(|c| c.region.map(|r| r.as_region_str().to_string())),
+        cases
+            .iter()
+            .map(|c| c.region.map(|r| r.as_region_str().to_string())),
     );
     let batches: Vec<RecordBatch> = (0..cases.len())
         .step_by(8192)
         .map(|start| {
             let len = 8192.min(cases.len() - start);
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(raw.slice(start, len)), Arc::new(region.slice(start, len))]).unwrap()
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(raw.slice(start, len)),
+                    Arc::new(region.slice(start, len)),
+                ],
+            )
+            .unwrap()
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     leadflow_udfs::register_all(&ctx);
-    ctx.register_table("leads", Arc::new(MemTable::try_new(schema, vec![batches]).unwrap())).unwrap();
+    ctx.register_table(
+        "leads",
+        Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
+    )
+    .unwrap();
     group.bench_function("sql_100k_one_core", |b| {
         b.iter_batched(
             || (),
             |_| {
                 runtime.block_on(async {
-                    let df = ctx.sql("select phone_info(phone_raw, country) from leads").await.unwrap();
+                    let df = ctx
+                        .sql("select phone_info(phone_raw, country) from leads")
+                        .await
+                        .unwrap();
                     black_box(df.collect().await.unwrap());
                 })
             },

@@ -31,15 +31,52 @@ const TYPES: [PhoneNumberType; 11] = [
 ];
 
 const JUNK: &[&str] = &[
-    "n/a", "N/A", "none", "-", "0", "000", "123", "+", "++44 20 7183 8750", "abc", "call me",
-    "555-CALL-NOW", "1-800-FLOWERS", "+1 (650) 253-0000 ext. 123", "+44 20 7183 8750 x12",
-    "tel:+1-650-253-0000", "+1 650 253 0000;ext=77", "０２０ ７１８３ ８７５０", "+49 (0) 30 1234567",
-    "0049 30 1234567", "011 44 20 7183 8750", "+999 123 456", "+0 123", "12345678901234567890",
-    "+1 650 253 00000000", "(650) 253-0000 / (650) 253-0001", "+33 (0)1 23 45 67 89",
-    "+1-201-555-0123", "201.555.0123", "2015550123", "1-201-555-0123", "+61 2 9374 4000",
-    "+81 3-1234-5678", "+86 10 1234 5678", "+91 98765 43210", "+55 11 91234-5678",
-    "+7 495 123-45-67", "+27 21 123 4567", "+52 1 55 1234 5678", "+54 9 11 1234-5678",
-    "phone: 415 555 0132", "#415-555-0132", "\t(415)\u{a0}555-0132 ", "++", "+()", "()",
+    "n/a",
+    "N/A",
+    "none",
+    "-",
+    "0",
+    "000",
+    "123",
+    "+",
+    "++44 20 7183 8750",
+    "abc",
+    "call me",
+    "555-CALL-NOW",
+    "1-800-FLOWERS",
+    "+1 (650) 253-0000 ext. 123",
+    "+44 20 7183 8750 x12",
+    "tel:+1-650-253-0000",
+    "+1 650 253 0000;ext=77",
+    "０２０ ７１８３ ８７５０",
+    "+49 (0) 30 1234567",
+    "0049 30 1234567",
+    "011 44 20 7183 8750",
+    "+999 123 456",
+    "+0 123",
+    "12345678901234567890",
+    "+1 650 253 00000000",
+    "(650) 253-0000 / (650) 253-0001",
+    "+33 (0)1 23 45 67 89",
+    "+1-201-555-0123",
+    "201.555.0123",
+    "2015550123",
+    "1-201-555-0123",
+    "+61 2 9374 4000",
+    "+81 3-1234-5678",
+    "+86 10 1234 5678",
+    "+91 98765 43210",
+    "+55 11 91234-5678",
+    "+7 495 123-45-67",
+    "+27 21 123 4567",
+    "+52 1 55 1234 5678",
+    "+54 9 11 1234-5678",
+    "phone: 415 555 0132",
+    "#415-555-0132",
+    "\t(415)\u{a0}555-0132 ",
+    "++",
+    "+()",
+    "()",
 ];
 
 /// Builds the corpus for `seed`; `variants` random subscriber numbers are
@@ -54,12 +91,18 @@ pub fn build(seed: u64, variants: usize) -> Vec<Case> {
             else {
                 continue;
             };
-            let e164 = PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::E164).into_owned();
-            let national =
-                PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::National).into_owned();
-            let intl =
-                PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::International).into_owned();
-            let rfc = PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::RFC3966).into_owned();
+            let e164 = PHONE_NUMBER_UTIL
+                .format(&example, PhoneNumberFormat::E164)
+                .into_owned();
+            let national = PHONE_NUMBER_UTIL
+                .format(&example, PhoneNumberFormat::National)
+                .into_owned();
+            let intl = PHONE_NUMBER_UTIL
+                .format(&example, PhoneNumberFormat::International)
+                .into_owned();
+            let rfc = PHONE_NUMBER_UTIL
+                .format(&example, PhoneNumberFormat::RFC3966)
+                .into_owned();
             let push = |out: &mut Vec<Case>, raw: String, region: Option<Region>| {
                 out.push(Case { raw, region });
             };
@@ -94,9 +137,21 @@ pub fn build(seed: u64, variants: usize) -> Vec<Case> {
             let mut d: Vec<u8> = digits.bytes().collect();
             let i = 1 + rng.below(d.len() as u64 - 1) as usize;
             d[i] = b'0' + ((d[i] - b'0' + 1 + rng.below(9) as u8) % 10);
-            push(&mut out, format!("+{}", String::from_utf8_lossy(&d)), Some(region));
-            push(&mut out, format!("+{}", &digits[..digits.len() - 1]), Some(region));
-            push(&mut out, format!("+{digits}{}", rng.below(10)), Some(region));
+            push(
+                &mut out,
+                format!("+{}", String::from_utf8_lossy(&d)),
+                Some(region),
+            );
+            push(
+                &mut out,
+                format!("+{}", &digits[..digits.len() - 1]),
+                Some(region),
+            );
+            push(
+                &mut out,
+                format!("+{digits}{}", rng.below(10)),
+                Some(region),
+            );
             let nat = digits_only(&national);
             if nat.len() > 2 {
                 push(&mut out, nat[..nat.len() - 1].to_string(), Some(region));
@@ -105,10 +160,19 @@ pub fn build(seed: u64, variants: usize) -> Vec<Case> {
         }
     }
     for junk in JUNK {
-        out.push(Case { raw: junk.to_string(), region: Some(Region::US) });
-        out.push(Case { raw: junk.to_string(), region: None });
+        out.push(Case {
+            raw: junk.to_string(),
+            region: Some(Region::US),
+        });
+        out.push(Case {
+            raw: junk.to_string(),
+            region: None,
+        });
         let r = regions[rng.below(regions.len() as u64) as usize];
-        out.push(Case { raw: junk.to_string(), region: Some(r) });
+        out.push(Case {
+            raw: junk.to_string(),
+            region: Some(r),
+        });
     }
     out
 }

@@ -56,7 +56,9 @@ pub(crate) fn format_national(number: &PhoneNumber, nsn: &str, out: &mut String)
         if let Some(template) = cache.get(&key) {
             match template {
                 Some(t) => fill(t, nsn, out),
-                None => out.push_str(&PHONE_NUMBER_UTIL.format(number, PhoneNumberFormat::National)),
+                None => {
+                    out.push_str(&PHONE_NUMBER_UTIL.format(number, PhoneNumberFormat::National))
+                }
             }
             return;
         }
@@ -78,7 +80,11 @@ fn key(number: &PhoneNumber, nsn: &str) -> Option<FormatKey> {
     for (slot, b) in leading.iter_mut().zip(bytes) {
         *slot = *b;
     }
-    Some(FormatKey { country_code: number.country_code, len: bytes.len() as u8, leading })
+    Some(FormatKey {
+        country_code: number.country_code,
+        len: bytes.len() as u8,
+        leading,
+    })
 }
 
 /// The template of `formatted`, if its digits end with exactly `nsn` (a
@@ -94,7 +100,11 @@ fn template_of(formatted: &str, nsn: &str) -> Option<Template> {
         return None;
     }
     let tail = &digits[digits.len() - nsn.len()..];
-    if !tail.iter().zip(nsn.bytes()).all(|(&i, d)| formatted.as_bytes()[i] == d) {
+    if !tail
+        .iter()
+        .zip(nsn.bytes())
+        .all(|(&i, d)| formatted.as_bytes()[i] == d)
+    {
         return None;
     }
     let mut bytes = formatted.as_bytes().to_vec();
@@ -110,7 +120,11 @@ fn fill(t: &Template, nsn: &str, out: &mut String) {
     // digits keeps it UTF-8.
     let mut buf = std::mem::take(out).into_bytes();
     for &b in &t.bytes {
-        buf.push(if b == SLOT { digits.next().unwrap_or(b'0') } else { b });
+        buf.push(if b == SLOT {
+            digits.next().unwrap_or(b'0')
+        } else {
+            b
+        });
     }
     *out = String::from_utf8(buf).unwrap_or_default();
 }

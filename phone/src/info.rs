@@ -171,7 +171,7 @@ pub fn warm_up() {
     let mut parser = PhoneParser::default();
     let mut info = PhoneInfo::default();
     for region in PHONE_NUMBER_UTIL.get_supported_regions() {
-        if let Some(example) = PHONE_NUMBER_UTIL.get_example_number(region).ok() {
+        if let Ok(example) = PHONE_NUMBER_UTIL.get_example_number(region) {
             let national = PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::National);
             parser.parse_into(&national, Some(region), &mut info);
         }
@@ -215,8 +215,12 @@ pub fn reference_info(raw: &str, region: Option<Region>) -> PhoneInfo {
             out.possible = PHONE_NUMBER_UTIL.is_possible_number(&number);
             out.phone_type = Some(PHONE_NUMBER_UTIL.get_number_type(&number).into());
             out.error = (!out.valid).then_some(PhoneError::InvalidNumber);
-            out.e164 = PHONE_NUMBER_UTIL.format(&number, PhoneNumberFormat::E164).into_owned();
-            out.national = PHONE_NUMBER_UTIL.format(&number, PhoneNumberFormat::National).into_owned();
+            out.e164 = PHONE_NUMBER_UTIL
+                .format(&number, PhoneNumberFormat::E164)
+                .into_owned();
+            out.national = PHONE_NUMBER_UTIL
+                .format(&number, PhoneNumberFormat::National)
+                .into_owned();
         }
         Err(e) => out.fail(PhoneError::from(&e)),
     }
@@ -234,7 +238,11 @@ pub(crate) fn fill_from_number(number: &PhoneNumber, out: &mut PhoneInfo) {
     out.possible = PHONE_NUMBER_UTIL.is_possible_number(number);
     out.phone_type = Some(number_type);
     out.error = (!out.valid).then_some(PhoneError::InvalidNumber);
-    let _ = write!(out.e164, "{}", PHONE_NUMBER_UTIL.format(number, PhoneNumberFormat::E164));
+    let _ = write!(
+        out.e164,
+        "{}",
+        PHONE_NUMBER_UTIL.format(number, PhoneNumberFormat::E164)
+    );
     // The E.164 form is `+`, the calling code, then the national significant number.
     let nsn_start = out.e164.len() - national_len(number, &out.e164);
     let nsn = &out.e164[nsn_start..];
@@ -262,7 +270,10 @@ mod tests {
         let i = info("(201) 555-0123", "US");
         assert!(i.parsed && i.possible);
         assert_eq!(i.e164, "+12015550123");
-        assert_eq!(i.country.map(|r| r.as_region_str().to_string()), Some("US".into()));
+        assert_eq!(
+            i.country.map(|r| r.as_region_str().to_string()),
+            Some("US".into())
+        );
     }
 
     #[test]
@@ -280,7 +291,10 @@ mod tests {
 
     #[test]
     fn national_number_without_region() {
-        assert_eq!(info("020 7183 8750", "").error, Some(PhoneError::InvalidCountryCode));
+        assert_eq!(
+            info("020 7183 8750", "").error,
+            Some(PhoneError::InvalidCountryCode)
+        );
     }
 
     #[test]

@@ -14,5 +14,7 @@ mod fast;
 mod info;
 
 pub use country::resolve_country;
-pub use info::{PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info, warm_up};
+pub use info::{
+    PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info, warm_up,
+};
 pub use rlibphonenumber::Region;

@@ -192,10 +192,14 @@ impl LeadBuilder {
         let n = options.batch_size;
         let extras = schema.fields().len() - N_LEAD;
         Self {
-            text: (0..N_LEAD).map(|_| StringBuilder::with_capacity(n, n * 16)).collect(),
+            text: (0..N_LEAD)
+                .map(|_| StringBuilder::with_capacity(n, n * 16))
+                .collect(),
             tier: Int32Builder::with_capacity(n),
             received_at: TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC),
-            extras: (0..extras).map(|_| StringBuilder::with_capacity(n, n * 8)).collect(),
+            extras: (0..extras)
+                .map(|_| StringBuilder::with_capacity(n, n * 8))
+                .collect(),
             schema,
             options,
             rows: 0,
@@ -237,9 +241,9 @@ impl LeadBuilder {
         let mut extras: Vec<Option<&str>> = Vec::with_capacity(map.extras.len());
         for (j, col) in map.extras.iter().enumerate() {
             let v = match col {
-                Some(col) => record.field(*col).map_err(|e| {
-                    format!("{}: {e}", self.schema.field(N_LEAD + j).name())
-                })?,
+                Some(col) => record
+                    .field(*col)
+                    .map_err(|e| format!("{}: {e}", self.schema.field(N_LEAD + j).name()))?,
                 None => None,
             };
             extras.push(v);
@@ -251,9 +255,10 @@ impl LeadBuilder {
             let Some(v) = values[i] else { continue };
             match f.kind {
                 LeadFieldKind::Int => {
-                    tier = Some(parse_int(v).ok_or_else(|| {
-                        format!("{}: `{v}` is not a whole number", f.name)
-                    })?);
+                    tier = Some(
+                        parse_int(v)
+                            .ok_or_else(|| format!("{}: `{v}` is not a whole number", f.name))?,
+                    );
                 }
                 LeadFieldKind::Timestamp => {
                     received_at = Some(parse_timestamp_us(v).ok_or_else(|| {
@@ -286,7 +291,10 @@ impl LeadBuilder {
                 }
                 idx::FULL_NAME if values[i].is_none() => {
                     self.scratch.clear();
-                    for part in [values[idx::FIRST_NAME], values[idx::LAST_NAME]].into_iter().flatten() {
+                    for part in [values[idx::FIRST_NAME], values[idx::LAST_NAME]]
+                        .into_iter()
+                        .flatten()
+                    {
                         if !self.scratch.is_empty() {
                             self.scratch.push(' ');
                         }
@@ -360,7 +368,11 @@ pub fn parse_timestamp_us(v: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Some(t.timestamp_micros());
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, format) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -375,7 +387,14 @@ pub fn parse_timestamp_us(v: &str) -> Option<i64> {
 /// and phone. Stable across runs and versions: xxh3-64 with seed 0, hex.
 fn lead_id(values: &[Option<&str>; N_LEAD]) -> LeadId {
     let mut h = Xxh3::new();
-    for i in [idx::EMAIL, idx::FULL_NAME, idx::FIRST_NAME, idx::LAST_NAME, idx::COMPANY, idx::PHONE_RAW] {
+    for i in [
+        idx::EMAIL,
+        idx::FULL_NAME,
+        idx::FIRST_NAME,
+        idx::LAST_NAME,
+        idx::COMPANY,
+        idx::PHONE_RAW,
+    ] {
         match values[i] {
             Some(v) if i == idx::EMAIL => {
                 for b in v.bytes() {
@@ -441,7 +460,9 @@ mod tests {
 
     #[test]
     fn mapping_names_a_bad_lead_column() {
-        let err = FieldMapping::parse(&["phone=Mobile".into()]).unwrap_err().to_string();
+        let err = FieldMapping::parse(&["phone=Mobile".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`phone` is not a lead column"), "{err}");
         assert!(FieldMapping::parse(&["phone_raw=Mobile".into()]).is_ok());
     }

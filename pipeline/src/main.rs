@@ -22,16 +22,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Enrich leads from files (CSV, NDJSON, Parquet; local or s3://) into Parquet.
-    #[command(after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out\n  \
+    #[command(
+        after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out\n  \
         leadflow run --input 'exports/*.csv' --out s3://leads/enriched --map phone_raw=Mobile --default-country US\n\n\
         Output: OUT/enriched_leads/dt=YYYY-MM-DD/*.parquet and OUT/rejects/dt=YYYY-MM-DD/*.parquet.\n\
         S3: credentials, region and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n\
-        AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000).")]
+        AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000)."
+    )]
     Run(RunArgs),
     /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
-    #[command(after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
+    #[command(
+        after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
         leadflow sql \"select reason, count(*) from rejects group by 1\" --data out --format csv\n  \
-        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\"")]
+        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\""
+    )]
     Sql(SqlArgs),
     /// List leadflow's SQL functions with their documentation.
     Functions,
@@ -109,7 +113,9 @@ enum SchemaName {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run(args).await,
@@ -126,10 +132,15 @@ fn main() -> anyhow::Result<()> {
             Command::Schema { which } => {
                 match which {
                     SchemaName::LeadJson => {
-                        println!("{}", serde_json::to_string_pretty(&leadflow_schemas::lead_json_schema())?)
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&leadflow_schemas::lead_json_schema())?
+                        )
                     }
                     SchemaName::Lead => println!("{:#?}", leadflow_schemas::lead_schema([])),
-                    SchemaName::EnrichedLead => println!("{:#?}", leadflow_schemas::enriched_lead_schema([])),
+                    SchemaName::EnrichedLead => {
+                        println!("{:#?}", leadflow_schemas::enriched_lead_schema([]))
+                    }
                     SchemaName::Reject => println!("{:#?}", leadflow_schemas::reject_schema()),
                 }
                 Ok(())
@@ -140,14 +151,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let query = match &args.query {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --query {}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --query {}", path.display()))?,
         None => ENRICH_SQL.to_string(),
     };
     let default_country = match &args.default_country {
-        Some(c) => Some(
-            leadflow_phone::resolve_country(c)
-                .with_context(|| format!("--default-country `{c}` names no country (use e.g. US, DEU or Germany)"))?,
-        ),
+        Some(c) => Some(leadflow_phone::resolve_country(c).with_context(|| {
+            format!("--default-country `{c}` names no country (use e.g. US, DEU or Germany)")
+        })?),
         None => None,
     };
     let delimiter = match args.delimiter.as_deref() {
@@ -165,7 +176,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             format: args.format,
             mapping: FieldMapping::parse(&args.map)?,
             delimiter,
-            options: LeadOptions { batch_size: args.batch_size as usize, default_country },
+            options: LeadOptions {
+                batch_size: args.batch_size as usize,
+                default_country,
+            },
         },
         out: args.out,
         query,
@@ -183,7 +197,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {

@@ -25,7 +25,10 @@ use tokio::sync::{Mutex, mpsc};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
-use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns};
+use crate::sinks::parquet::{
+    ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, prune_replaced,
+    run_columns,
+};
 use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
@@ -74,7 +77,10 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
 
     let source = FileSource::open(config.source.clone()).await?;
     for file in source.files_without_phone() {
-        tracing::warn!(file, "no phone column found; map one with --map phone_raw=COLUMN");
+        tracing::warn!(
+            file,
+            "no phone column found; map one with --map phone_raw=COLUMN"
+        );
     }
     let files = source.files().len();
     let fingerprint = {
@@ -91,7 +97,10 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let leads = LeadsTable::new(schema.clone(), lead_rx);
     let table = StreamingTable::try_new(schema.clone(), leads.partitions(partitions))?;
     ctx.register_table("leads", Arc::new(table))?;
-    let df = ctx.sql(&config.query).await.map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+    let df = ctx
+        .sql(&config.query)
+        .await
+        .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
     let plan = df.create_physical_plan().await?;
     let query_schema = plan.schema();
     let write_schema = with_run_columns(&output_schema(&query_schema));
@@ -131,20 +140,36 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     for (p, stream) in streams.into_iter().enumerate() {
         let writer = PartitionedWriter::new(
             out.clone(),
-            ParquetSinkConfig::new("enriched_leads", format!("{fingerprint}-{p:02}"), Some("received_at"), today),
+            ParquetSinkConfig::new(
+                "enriched_leads",
+                format!("{fingerprint}-{p:02}"),
+                Some("received_at"),
+                today,
+            ),
             write_schema.clone(),
         );
         let run_id = config.run_id.clone();
-        writers.push(tokio::spawn(write_partition(stream, writer, append_run_columns, run_id, at_micros, valid_index)));
+        writers.push(tokio::spawn(write_partition(
+            stream,
+            writer,
+            append_run_columns,
+            run_id,
+            at_micros,
+            valid_index,
+        )));
     }
 
-    let bar = (config.progress && std::io::stderr().is_terminal()).then(|| progress_bar(progress.clone()));
+    let bar = (config.progress && std::io::stderr().is_terminal())
+        .then(|| progress_bar(progress.clone()));
     let mut leads_written = 0;
     let mut valid_phones = 0;
     let mut output_files = Vec::new();
     let mut first_error = None;
     for w in writers {
-        match w.await.map_err(|e| Error::Usage(format!("writer task: {e}")))? {
+        match w
+            .await
+            .map_err(|e| Error::Usage(format!("writer task: {e}")))?
+        {
             Ok((rows, valid, files)) => {
                 leads_written += rows;
                 valid_phones += valid;
@@ -155,8 +180,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             }
         }
     }
-    let read_result = reader.await.map_err(|e| Error::Usage(format!("reader task: {e}")))?;
-    let (reject_count, reject_samples) = rejects.await.map_err(|e| Error::Usage(format!("reject task: {e}")))??;
+    let read_result = reader
+        .await
+        .map_err(|e| Error::Usage(format!("reader task: {e}")))?;
+    let (reject_count, reject_samples, reject_files) = rejects
+        .await
+        .map_err(|e| Error::Usage(format!("reject task: {e}")))??;
     if let Some(bar) = bar {
         bar.abort();
         eprint!("\r\x1b[2K");
@@ -165,6 +194,9 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    let file_prefix = format!("part-{fingerprint}-");
+    prune_replaced(&out, "enriched_leads", &file_prefix, &output_files).await?;
+    prune_replaced(&out, "rejects", &file_prefix, &reject_files).await?;
     output_files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(RunSummary {
         run_id: config.run_id,
@@ -256,13 +288,19 @@ struct LeadsTable {
 
 impl LeadsTable {
     fn new(schema: SchemaRef, rx: mpsc::Receiver<Result<RecordBatch>>) -> Self {
-        Self { schema, rx: Arc::new(Mutex::new(rx)) }
+        Self {
+            schema,
+            rx: Arc::new(Mutex::new(rx)),
+        }
     }
 
     fn partitions(&self, n: usize) -> Vec<Arc<dyn PartitionStream>> {
         (0..n)
             .map(|_| {
-                Arc::new(LeadsPartition { schema: self.schema.clone(), rx: self.rx.clone() }) as Arc<dyn PartitionStream>
+                Arc::new(LeadsPartition {
+                    schema: self.schema.clone(),
+                    rx: self.rx.clone(),
+                }) as Arc<dyn PartitionStream>
             })
             .collect()
     }
@@ -325,7 +363,12 @@ impl RunSummary {
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "leadflow run {} done in {:.2}s", self.run_id, self.elapsed.as_secs_f64())?;
+        writeln!(
+            f,
+            "leadflow run {} done in {:.2}s",
+            self.run_id,
+            self.elapsed.as_secs_f64()
+        )?;
         writeln!(f, "  files read      {}", self.files)?;
         writeln!(f, "  rows read       {}", self.records_read)?;
         writeln!(f, "  leads written   {}", self.leads_written)?;
@@ -335,16 +378,29 @@ impl fmt::Display for RunSummary {
             writeln!(f, "  valid phones    {valid} ({pct:.1}%)")?;
         }
         if self.unknown_countries > 0 {
-            writeln!(f, "  unknown country {} (kept as written)", self.unknown_countries)?;
+            writeln!(
+                f,
+                "  unknown country {} (kept as written)",
+                self.unknown_countries
+            )?;
         }
         writeln!(f, "  throughput      {:.0} rows/s", self.rows_per_second())?;
-        writeln!(f, "  output          {} ({} files)", self.out, self.output_files.len())?;
+        writeln!(
+            f,
+            "  output          {} ({} files)",
+            self.out,
+            self.output_files.len()
+        )?;
         for r in &self.reject_samples {
             let line = r.line.map(|l| format!(":{l}")).unwrap_or_default();
             writeln!(f, "  reject {}{line}: {}", r.source, r.reason)?;
         }
         if self.rejects > self.reject_samples.len() as u64 {
-            writeln!(f, "  … all rejects: leadflow sql \"select * from rejects\" --data {}", self.out)?;
+            writeln!(
+                f,
+                "  … all rejects: leadflow sql \"select * from rejects\" --data {}",
+                self.out
+            )?;
         }
         Ok(())
     }

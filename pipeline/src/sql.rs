@@ -30,7 +30,10 @@ pub enum OutputFormat {
 
 /// A session with the UDFs, the run outputs under `data` (those present) and
 /// the extra `NAME=PATH` tables. Returns the context and the tables registered.
-pub async fn context(data: Option<&str>, tables: &[String]) -> Result<(SessionContext, Vec<String>)> {
+pub async fn context(
+    data: Option<&str>,
+    tables: &[String],
+) -> Result<(SessionContext, Vec<String>)> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ctx = crate::run::session(cores, 8192);
     let mut registered = Vec::new();
@@ -47,13 +50,16 @@ pub async fn context(data: Option<&str>, tables: &[String]) -> Result<(SessionCo
             }
             let options = ParquetReadOptions::default()
                 .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
-            ctx.register_parquet(table, location.url_of(table), options).await?;
+            ctx.register_parquet(table, location.url_of(table), options)
+                .await?;
             registered.push(table.to_string());
         }
     }
     for spec in tables {
         let (name, path) = spec.split_once('=').ok_or_else(|| {
-            Error::Usage(format!("--table `{spec}`: expected NAME=PATH, e.g. targets=accounts.csv"))
+            Error::Usage(format!(
+                "--table `{spec}`: expected NAME=PATH, e.g. targets=accounts.csv"
+            ))
         })?;
         if storage::is_s3(path) {
             let location = storage::open(path)?;
@@ -63,9 +69,17 @@ pub async fn context(data: Option<&str>, tables: &[String]) -> Result<(SessionCo
             Some(Format::Csv) => ctx.register_csv(name, path, CsvReadOptions::new()).await?,
             Some(Format::Ndjson) => {
                 let ext = path.rsplit('.').next().unwrap_or("json");
-                ctx.register_json(name, path, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await?
+                ctx.register_json(
+                    name,
+                    path,
+                    JsonReadOptions::default().file_extension(&format!(".{ext}")),
+                )
+                .await?
             }
-            Some(Format::Parquet) | None => ctx.register_parquet(name, path, ParquetReadOptions::default()).await?,
+            Some(Format::Parquet) | None => {
+                ctx.register_parquet(name, path, ParquetReadOptions::default())
+                    .await?
+            }
         }
         registered.push(name.to_string());
     }
@@ -73,7 +87,12 @@ pub async fn context(data: Option<&str>, tables: &[String]) -> Result<(SessionCo
 }
 
 /// Runs `query` and prints the result to `out` in `format`.
-pub async fn execute(ctx: &SessionContext, query: &str, format: OutputFormat, out: &mut impl Write) -> Result<usize> {
+pub async fn execute(
+    ctx: &SessionContext,
+    query: &str,
+    format: OutputFormat,
+    out: &mut impl Write,
+) -> Result<usize> {
     let df = ctx.sql(query).await?;
     let io = |e: std::io::Error| Error::io("stdout", e);
     match format {
@@ -86,7 +105,9 @@ pub async fn execute(ctx: &SessionContext, query: &str, format: OutputFormat, ou
         }
         OutputFormat::Csv => {
             let mut stream = df.execute_stream().await?;
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             let mut rows = 0;
             while let Some(batch) = stream.try_next().await? {
                 rows += batch.num_rows();
@@ -113,8 +134,15 @@ pub fn functions_help() -> String {
     let mut s = String::new();
     for udf in leadflow_udfs::all() {
         let inner = Arc::clone(udf.inner());
-        let Some(doc) = inner.documentation() else { continue };
-        s.push_str(&format!("{}\n    {}\n\n    {}\n", udf.name(), doc.syntax_example, doc.description));
+        let Some(doc) = inner.documentation() else {
+            continue;
+        };
+        s.push_str(&format!(
+            "{}\n    {}\n\n    {}\n",
+            udf.name(),
+            doc.syntax_example,
+            doc.description
+        ));
         if let Some(args) = &doc.arguments {
             s.push_str("\n    arguments:\n");
             for (name, text) in args {

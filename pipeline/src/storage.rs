@@ -99,7 +99,11 @@ fn locate(spec: &str, create: bool) -> Result<Location> {
 impl Location {
     /// `prefix/rel`.
     pub fn child(&self, rel: &str) -> ObjectPath {
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.extend(rel.split('/').filter(|p| !p.is_empty()).map(str::to_string));
         ObjectPath::from_iter(parts)
     }
@@ -108,7 +112,11 @@ impl Location {
     pub fn url_of(&self, rel: &str) -> String {
         match &self.local_root {
             Some(root) => format!("{}/", root.join(rel).display()),
-            None => format!("{}/{}/", self.base_url.as_str().trim_end_matches('/'), self.child(rel)),
+            None => format!(
+                "{}/{}/",
+                self.base_url.as_str().trim_end_matches('/'),
+                self.child(rel)
+            ),
         }
     }
 }
@@ -132,15 +140,30 @@ fn parquet_err(e: object_store::Error) -> ParquetError {
 }
 
 impl AsyncFileReader for ObjectStoreReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
-        async move { self.store.get_range(&self.path, range).await.map_err(parquet_err) }.boxed()
+    fn get_bytes(
+        &mut self,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(parquet_err)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(parquet_err) }.boxed()
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(parquet_err)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(
@@ -159,10 +182,20 @@ impl AsyncFileReader for ObjectStoreReader {
 }
 
 impl MetadataSuffixFetch for &mut ObjectStoreReader {
-    fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
-        let options = GetOptions { range: Some(GetRange::Suffix(suffix as u64)), ..Default::default() };
+    fn fetch_suffix(
+        &mut self,
+        suffix: usize,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
+        let options = GetOptions {
+            range: Some(GetRange::Suffix(suffix as u64)),
+            ..Default::default()
+        };
         async move {
-            let response = self.store.get_opts(&self.path, options).await.map_err(parquet_err)?;
+            let response = self
+                .store
+                .get_opts(&self.path, options)
+                .await
+                .map_err(parquet_err)?;
             response.bytes().await.map_err(parquet_err)
         }
         .boxed()

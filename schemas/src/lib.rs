@@ -51,18 +51,66 @@ impl LeadFieldKind {
 
 /// The lead's own fields, in output order.
 pub const LEAD_FIELDS: &[LeadField] = &[
-    LeadField { name: "lead_id", kind: LeadFieldKind::Text, doc: "Stable id of the lead; when absent, a hash of its identity fields (email, names, company, phone)." },
-    LeadField { name: "first_name", kind: LeadFieldKind::Text, doc: "Given name." },
-    LeadField { name: "last_name", kind: LeadFieldKind::Text, doc: "Family name." },
-    LeadField { name: "full_name", kind: LeadFieldKind::Text, doc: "Full name; built from first and last name when absent." },
-    LeadField { name: "email", kind: LeadFieldKind::Text, doc: "Work email." },
-    LeadField { name: "company", kind: LeadFieldKind::Text, doc: "Company name." },
-    LeadField { name: "company_website", kind: LeadFieldKind::Text, doc: "Company website or domain." },
-    LeadField { name: "phone_raw", kind: LeadFieldKind::Text, doc: "The phone number as given, any format." },
-    LeadField { name: "country", kind: LeadFieldKind::Country, doc: "ISO 3166-1 alpha-2 (input may be alpha-2, alpha-3 or an English name); the default region for parsing phone_raw." },
-    LeadField { name: "user_tier", kind: LeadFieldKind::Int, doc: "Tier of the customer who owns the lead; gates which providers may be paid for it." },
-    LeadField { name: "organization_id", kind: LeadFieldKind::Text, doc: "Customer organization that owns the lead." },
-    LeadField { name: "received_at", kind: LeadFieldKind::Timestamp, doc: "When the lead arrived; its UTC date is the output partition." },
+    LeadField {
+        name: "lead_id",
+        kind: LeadFieldKind::Text,
+        doc: "Stable id of the lead; when absent, a hash of its identity fields (email, names, company, phone).",
+    },
+    LeadField {
+        name: "first_name",
+        kind: LeadFieldKind::Text,
+        doc: "Given name.",
+    },
+    LeadField {
+        name: "last_name",
+        kind: LeadFieldKind::Text,
+        doc: "Family name.",
+    },
+    LeadField {
+        name: "full_name",
+        kind: LeadFieldKind::Text,
+        doc: "Full name; built from first and last name when absent.",
+    },
+    LeadField {
+        name: "email",
+        kind: LeadFieldKind::Text,
+        doc: "Work email.",
+    },
+    LeadField {
+        name: "company",
+        kind: LeadFieldKind::Text,
+        doc: "Company name.",
+    },
+    LeadField {
+        name: "company_website",
+        kind: LeadFieldKind::Text,
+        doc: "Company website or domain.",
+    },
+    LeadField {
+        name: "phone_raw",
+        kind: LeadFieldKind::Text,
+        doc: "The phone number as given, any format.",
+    },
+    LeadField {
+        name: "country",
+        kind: LeadFieldKind::Country,
+        doc: "ISO 3166-1 alpha-2 (input may be alpha-2, alpha-3 or an English name); the default region for parsing phone_raw.",
+    },
+    LeadField {
+        name: "user_tier",
+        kind: LeadFieldKind::Int,
+        doc: "Tier of the customer who owns the lead; gates which providers may be paid for it.",
+    },
+    LeadField {
+        name: "organization_id",
+        kind: LeadFieldKind::Text,
+        doc: "Customer organization that owns the lead.",
+    },
+    LeadField {
+        name: "received_at",
+        kind: LeadFieldKind::Timestamp,
+        doc: "When the lead arrived; its UTC date is the output partition.",
+    },
 ];
 
 /// Looks up a lead field by name.
@@ -77,7 +125,11 @@ pub fn lead_schema<'a>(extras: impl IntoIterator<Item = &'a str>) -> SchemaRef {
         .iter()
         .map(|f| Field::new(f.name, f.kind.data_type(), true))
         .collect();
-    fields.extend(extras.into_iter().map(|name| Field::new(name, DataType::Utf8, true)));
+    fields.extend(
+        extras
+            .into_iter()
+            .map(|name| Field::new(name, DataType::Utf8, true)),
+    );
     Arc::new(Schema::new(fields))
 }
 
@@ -144,7 +196,9 @@ pub fn lead_json_schema() -> serde_json::Value {
         .iter()
         .map(|f| {
             let ty = match f.kind {
-                LeadFieldKind::Text | LeadFieldKind::Country => serde_json::json!(["string", "null"]),
+                LeadFieldKind::Text | LeadFieldKind::Country => {
+                    serde_json::json!(["string", "null"])
+                }
                 LeadFieldKind::Int => serde_json::json!(["integer", "string", "null"]),
                 LeadFieldKind::Timestamp => serde_json::json!(["string", "null"]),
             };
@@ -173,7 +227,14 @@ mod tests {
     fn enriched_schema_keeps_lead_columns_first_then_extras() {
         let s = enriched_lead_schema(["utm_source"]);
         let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(&names[..LEAD_FIELDS.len()], LEAD_FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().as_slice());
+        assert_eq!(
+            &names[..LEAD_FIELDS.len()],
+            LEAD_FIELDS
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .as_slice()
+        );
         assert_eq!(names[LEAD_FIELDS.len()], "utm_source");
         assert_eq!(names.last(), Some(&"enriched_at"));
     }
@@ -190,6 +251,9 @@ mod tests {
     fn committed_json_schema_is_current() {
         let committed = include_str!("../lead.schema.json");
         let generated = serde_json::to_string_pretty(&lead_json_schema()).unwrap() + "\n";
-        assert_eq!(committed, generated, "run `cargo run -p leadflow-pipeline -- schema lead-json > schemas/lead.schema.json`");
+        assert_eq!(
+            committed, generated,
+            "run `cargo run -p leadflow-pipeline -- schema lead-json > schemas/lead.schema.json`"
+        );
     }
 }

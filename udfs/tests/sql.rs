@@ -55,8 +55,8 @@ async fn phone_info_fields_for_every_kind_of_input() {
 | 4  |               | false | false    |         |                      |                | not_a_number         |
 | 5  |               | false | false    |         |                      |                | missing              |
 | 6  |               | false | false    |         |                      |                | missing              |
-| 7  |               | false | false    |         |                      |                | not_a_number         |
-| 8  | +141555501    | false | false    | US      | unknown              | 41555501       | invalid_number       |
+| 7  | +112          | false | false    |         | unknown              | 12             | invalid_number       |
+| 8  | +141555501    | false | false    |         | unknown              | 41555501       | invalid_number       |
 | 9  |               | false | false    |         |                      |                | invalid_country_code |
 +----+---------------+-------+----------+---------+----------------------+----------------+----------------------+";
     assert_eq!(got, want);
@@ -66,7 +66,11 @@ async fn phone_info_fields_for_every_kind_of_input() {
 async fn normalize_phone_is_e164_or_null() {
     let ctx = ctx();
     setup(&ctx).await;
-    let got = table(&ctx, "select id, normalize_phone(phone_raw, country) n from leads where id <= 5 order by id").await;
+    let got = table(
+        &ctx,
+        "select id, normalize_phone(phone_raw, country) n from leads where id <= 5 order by id",
+    )
+    .await;
     let want = "\
 +----+---------------+
 | id | n             |
@@ -103,7 +107,11 @@ async fn literals_one_argument_form_and_string_views() {
 #[tokio::test]
 async fn wrong_argument_types_are_plan_errors() {
     let ctx = ctx();
-    let err = ctx.sql("select phone_info(1, 2, 3)").await.unwrap_err().to_string();
+    let err = ctx
+        .sql("select phone_info(1, 2, 3)")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("phone_info"), "{err}");
 }
 
@@ -124,7 +132,9 @@ async fn the_enrichment_shape_parses_each_phone_once() {
 #[tokio::test]
 async fn every_function_is_documented() {
     for udf in leadflow_udfs::all() {
-        let doc = udf.documentation().unwrap_or_else(|| panic!("{} has no documentation", udf.name()));
+        let doc = udf
+            .documentation()
+            .unwrap_or_else(|| panic!("{} has no documentation", udf.name()));
         assert!(doc.syntax_example.starts_with(udf.name()));
         assert!(doc.sql_example.is_some());
     }

@@ -14,9 +14,26 @@ use std::time::Instant;
 use leadflow_phone::corpus::XorShift;
 
 const REGIONS: &[(&str, &str, &[&str])] = &[
-    ("US", "United States", &["(201) 555-{4}", "+1 415 555 {4}", "212.555.{4}", "+1-646-555-{4}"]),
-    ("GB", "United Kingdom", &["020 7183 {4}", "+44 7700 900{3}", "07400 1{5}"]),
-    ("DE", "DEU", &["030 1234{4}", "+49 151 2345{4}", "+49 (0)89 1234{4}"]),
+    (
+        "US",
+        "United States",
+        &[
+            "(201) 555-{4}",
+            "+1 415 555 {4}",
+            "212.555.{4}",
+            "+1-646-555-{4}",
+        ],
+    ),
+    (
+        "GB",
+        "United Kingdom",
+        &["020 7183 {4}", "+44 7700 900{3}", "07400 1{5}"],
+    ),
+    (
+        "DE",
+        "DEU",
+        &["030 1234{4}", "+49 151 2345{4}", "+49 (0)89 1234{4}"],
+    ),
     ("FR", "france", &["06 12 34 {2} {2}", "+33 1 23 45 {2} {2}"]),
     ("IN", "IN", &["+91 98765 4{4}", "098765 4{4}"]),
     ("BR", "Brazil", &["(11) 91234-{4}", "+55 21 3123-{4}"]),
@@ -32,15 +49,23 @@ fn main() {
     let leads: usize = flag(&args, "--leads").map_or(1_000_000, |v| v.parse().expect("--leads N"));
     let exe = std::env::current_exe().unwrap();
     let bin_dir = exe.parent().unwrap();
-    let work = flag(&args, "--work").map(PathBuf::from).unwrap_or_else(|| bin_dir.join("e2e"));
+    let work = flag(&args, "--work")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin_dir.join("e2e"));
     std::fs::create_dir_all(&work).unwrap();
     let input = work.join(format!("leads-{leads}.csv"));
     if !input.exists() {
         let t = Instant::now();
         generate(&input, leads);
-        eprintln!("generated {} in {:.1}s", input.display(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "generated {} in {:.1}s",
+            input.display(),
+            t.elapsed().as_secs_f64()
+        );
     }
-    let leadflow = flag(&args, "--leadflow").map(PathBuf::from).unwrap_or_else(|| bin_dir.join("leadflow"));
+    let leadflow = flag(&args, "--leadflow")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin_dir.join("leadflow"));
     let out = work.join(format!("out-{leads}"));
     let _ = std::fs::remove_dir_all(&out);
     let t = Instant::now();
@@ -50,7 +75,12 @@ fn main() {
         .arg("--out")
         .arg(&out)
         .status()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release -p leadflow-pipeline)", leadflow.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it: cargo build --release -p leadflow-pipeline)",
+                leadflow.display()
+            )
+        });
     let secs = t.elapsed().as_secs_f64();
     assert!(status.success(), "leadflow failed: {status}");
     let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
@@ -62,7 +92,10 @@ fn main() {
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 fn peak_child_rss_kb() -> i64 {
@@ -118,7 +151,9 @@ fn phone_cold(args: &[String]) {
         let exe = std::env::current_exe().unwrap();
         exe.parent().unwrap().join("e2e/leads-1000000.csv")
     });
-    let file = std::io::BufReader::new(std::fs::File::open(&path).expect("generate leads first: e2e --leads 1000000"));
+    let file = std::io::BufReader::new(
+        std::fs::File::open(&path).expect("generate leads first: e2e --leads 1000000"),
+    );
     let rows: Vec<(String, String)> = file
         .lines()
         .skip(1)
@@ -134,14 +169,16 @@ fn phone_cold(args: &[String]) {
     let t = Instant::now();
     let mut valid = 0;
     for (raw, country) in &rows {
-        let region = leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
+        let region =
+            leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
         parser.parse_into(raw, region, &mut info);
         valid += info.valid as usize;
     }
     let cold = t.elapsed();
     let t = Instant::now();
     for (raw, country) in &rows {
-        let region = leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
+        let region =
+            leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
         parser.parse_into(raw, region, &mut info);
     }
     println!(

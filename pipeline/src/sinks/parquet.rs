@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use leadflow_schemas::{UTC, timestamp};
+use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 
 use crate::error::Result;
@@ -45,7 +48,12 @@ pub struct ParquetSinkConfig {
 }
 
 impl ParquetSinkConfig {
-    pub fn new(table: &str, file_stem: String, dt_column: Option<&str>, default_dt: NaiveDate) -> Self {
+    pub fn new(
+        table: &str,
+        file_stem: String,
+        dt_column: Option<&str>,
+        default_dt: NaiveDate,
+    ) -> Self {
         Self {
             table: table.to_string(),
             file_stem,
@@ -64,7 +72,11 @@ pub fn output_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_data_type(output_type(f.data_type())))
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(output_type(f.data_type()))
+        })
         .collect();
     Arc::new(Schema::new(fields))
 }
@@ -73,7 +85,14 @@ fn output_type(t: &DataType) -> DataType {
     match t {
         DataType::Timestamp(_, _) => timestamp(),
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => DataType::Utf8,
+        DataType::Dictionary(_, v)
+            if matches!(
+                **v,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) =>
+        {
+            DataType::Utf8
+        }
         DataType::UInt8 => DataType::Int16,
         DataType::UInt16 => DataType::Int32,
         DataType::UInt32 | DataType::UInt64 => DataType::Int64,
@@ -87,7 +106,13 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                cast(c, f.data_type())
+            }
+        })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
@@ -122,17 +147,30 @@ impl PartitionedWriter {
     /// `schema` must already be an [`output_schema`].
     pub fn new(location: Location, config: ParquetSinkConfig, schema: SchemaRef) -> Self {
         let dt_index = config.dt_column.as_deref().and_then(|c| {
-            schema
-                .index_of(c)
-                .ok()
-                .filter(|&i| matches!(schema.field(i).data_type(), DataType::Timestamp(TimeUnit::Microsecond, _)))
+            schema.index_of(c).ok().filter(|&i| {
+                matches!(
+                    schema.field(i).data_type(),
+                    DataType::Timestamp(TimeUnit::Microsecond, _)
+                )
+            })
         });
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("valid level"),
+            ))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")))
             .build();
-        Self { location, config, schema, dt_index, props, open: BTreeMap::new(), seq: BTreeMap::new(), written: Vec::new() }
+        Self {
+            location,
+            config,
+            schema,
+            dt_index,
+            props,
+            open: BTreeMap::new(),
+            seq: BTreeMap::new(),
+            written: Vec::new(),
+        }
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -164,9 +202,11 @@ impl PartitionedWriter {
             if ts.is_null(row) {
                 return default;
             }
-            DateTime::from_timestamp_micros(ts.value(row).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY)
-                .map(|d| d.date_naive())
-                .unwrap_or(default)
+            DateTime::from_timestamp_micros(
+                ts.value(row).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY,
+            )
+            .map(|d| d.date_naive())
+            .unwrap_or(default)
         };
         let first = day_of(0);
         if (1..batch.num_rows()).all(|r| day_of(r) == first) {
@@ -194,8 +234,16 @@ impl PartitionedWriter {
             *seq += 1;
             let path = self.location.child(&name);
             let object = BufWriter::new(self.location.store.clone(), path.clone());
-            let writer = AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
-            self.open.insert(day, OpenFile { writer, path, rows: 0 });
+            let writer =
+                AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
+            self.open.insert(
+                day,
+                OpenFile {
+                    writer,
+                    path,
+                    rows: 0,
+                },
+            );
         }
         let file = self.open.get_mut(&day).expect("opened above");
         file.writer.write(batch).await?;
@@ -211,11 +259,19 @@ impl PartitionedWriter {
     /// flushing the largest early.
     async fn bound_memory(&mut self) -> Result<()> {
         loop {
-            let total: usize = self.open.values().map(|f| f.writer.in_progress_size()).sum();
+            let total: usize = self
+                .open
+                .values()
+                .map(|f| f.writer.in_progress_size())
+                .sum();
             if total <= self.config.buffer_bytes {
                 return Ok(());
             }
-            let Some(largest) = self.open.values_mut().max_by_key(|f| f.writer.in_progress_size()) else {
+            let Some(largest) = self
+                .open
+                .values_mut()
+                .max_by_key(|f| f.writer.in_progress_size())
+            else {
                 return Ok(());
             };
             largest.writer.flush().await?;
@@ -224,7 +280,10 @@ impl PartitionedWriter {
 
     async fn finish(&mut self, file: OpenFile) -> Result<()> {
         file.writer.close().await?;
-        self.written.push(WrittenFile { path: file.path.to_string(), rows: file.rows });
+        self.written.push(WrittenFile {
+            path: file.path.to_string(),
+            rows: file.rows,
+        });
         Ok(())
     }
 
@@ -238,11 +297,43 @@ impl PartitionedWriter {
     }
 }
 
+/// Deletes files of `table` named with `file_prefix` (a run's input
+/// fingerprint) that `keep` does not list: what an earlier run of the same
+/// input wrote and this one did not rewrite. Called after the run's files are
+/// complete, so a crash leaves the old files rather than none.
+pub async fn prune_replaced(
+    location: &Location,
+    table: &str,
+    file_prefix: &str,
+    keep: &[WrittenFile],
+) -> Result<usize> {
+    use futures::TryStreamExt;
+    let keep: std::collections::HashSet<&str> = keep.iter().map(|f| f.path.as_str()).collect();
+    let stale: Vec<object_store::path::Path> = location
+        .store
+        .list(Some(&location.child(table)))
+        .map_ok(|meta| meta.location)
+        .try_filter(|path| {
+            let ours = path
+                .filename()
+                .is_some_and(|name| name.starts_with(file_prefix) && name.ends_with(".parquet"));
+            futures::future::ready(ours && !keep.contains(path.as_ref()))
+        })
+        .try_collect()
+        .await?;
+    for path in &stale {
+        location.store.delete(path).await?;
+    }
+    Ok(stale.len())
+}
+
 /// `run_id` and `enriched_at` columns for a batch, appended when the query did
 /// not return them.
 pub fn run_columns(rows: usize, run_id: &str, at_micros: i64) -> [ArrayRef; 2] {
     [
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id, rows))),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            run_id, rows,
+        ))),
         Arc::new(TimestampMicrosecondArray::from(vec![at_micros; rows]).with_timezone(UTC)),
     ]
 }

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::UTC;
 use tokio::sync::mpsc;
 
-use super::parquet::PartitionedWriter;
+use super::parquet::{PartitionedWriter, WrittenFile};
 use crate::error::Result;
 
 /// One rejected record.
@@ -92,7 +94,7 @@ pub async fn write_rejects(
     mut batcher: RejectBatcher,
     mut writer: PartitionedWriter,
     samples: usize,
-) -> Result<(u64, Vec<Reject>)> {
+) -> Result<(u64, Vec<Reject>, Vec<WrittenFile>)> {
     let mut count = 0u64;
     let mut kept = Vec::new();
     while let Some(r) = rejects.recv().await {
@@ -108,6 +110,6 @@ pub async fn write_rejects(
     if !batcher.is_empty() {
         writer.write(&batcher.finish()?).await?;
     }
-    writer.close().await?;
-    Ok((count, kept))
+    let files = writer.close().await?;
+    Ok((count, kept, files))
 }

@@ -11,13 +11,37 @@ async fn bom_crlf_quotes_and_embedded_newlines() {
     let input = write(dir.path(), "leads.csv", csv.as_bytes());
     let out = dir.path().join("out").display().to_string();
     let summary = run(config(&input, &out)).await;
-    assert_eq!((summary.records_read, summary.leads_written, summary.rejects), (2, 2, 0));
+    assert_eq!(
+        (summary.records_read, summary.leads_written, summary.rejects),
+        (2, 2, 0)
+    );
 
     let got = rows(&query(&out, "select lead_id, full_name, company, country, phone_e164, phone_valid, user_tier, notes from enriched_leads order by lead_id").await);
-    assert_eq!(got, vec![
-        vec!["a1", "Smith, Ann", "Acme \"Rockets\"", "US", "+14155550132", "true", "1", "line one\r\nline two"],
-        vec!["a2", "Bob", "Globex", "GB", "+442071838750", "true", "2", ""],
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "a1",
+                "Smith, Ann",
+                "Acme \"Rockets\"",
+                "US",
+                "+14155550132",
+                "true",
+                "1",
+                "line one\r\nline two"
+            ],
+            vec![
+                "a2",
+                "Bob",
+                "Globex",
+                "GB",
+                "+442071838750",
+                "true",
+                "2",
+                ""
+            ],
+        ]
+    );
 }
 
 #[tokio::test]
@@ -35,16 +59,44 @@ async fn broken_rows_become_rejects_with_line_and_reason() {
     let summary = run(config(&input, &out)).await;
 
     assert_eq!(summary.records_read, 5);
-    assert_eq!(summary.leads_written + summary.rejects, summary.records_read, "nothing lost");
+    assert_eq!(
+        summary.leads_written + summary.rejects,
+        summary.records_read,
+        "nothing lost"
+    );
     assert_eq!(summary.rejects, 3);
     let got = rows(&query(&out, "select line, reason from rejects order by line").await);
-    assert_eq!(got, vec![
-        vec!["3".to_string(), "expected 5 fields as in the header, found 3".to_string()],
-        vec!["4".to_string(), "user_tier: `gold` is not a whole number".to_string()],
-        vec!["5".to_string(), "phone_raw: not valid UTF-8 (byte 13 of the field)".to_string()],
-    ]);
-    let raw = rows(&query(&out, "select raw, source like '%leads.csv' from rejects where line = 3").await);
-    assert_eq!(raw, vec![vec!["bad1,b@x.com,+1 415 555 0133".to_string(), "true".to_string()]]);
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                "3".to_string(),
+                "expected 5 fields as in the header, found 3".to_string()
+            ],
+            vec![
+                "4".to_string(),
+                "user_tier: `gold` is not a whole number".to_string()
+            ],
+            vec![
+                "5".to_string(),
+                "phone_raw: not valid UTF-8 (byte 11 of the field)".to_string()
+            ],
+        ]
+    );
+    let raw = rows(
+        &query(
+            &out,
+            "select raw, source like '%leads.csv' from rejects where line = 3",
+        )
+        .await,
+    );
+    assert_eq!(
+        raw,
+        vec![vec![
+            "bad1,b@x.com,+1 415 555 0133".to_string(),
+            "true".to_string()
+        ]]
+    );
     let good = rows(&query(&out, "select lead_id from enriched_leads order by 1").await);
     assert_eq!(good, vec![vec!["ok1"], vec!["ok2"]]);
 }
@@ -68,11 +120,14 @@ async fn mapping_default_country_semicolons_and_country_names() {
     cfg.source.options.default_country = Some("US");
     run(cfg).await;
     let got = rows(&query(&out, "select full_name, country, phone_e164, phone_valid, user_tier from enriched_leads order by full_name").await);
-    assert_eq!(got, vec![
-        vec!["Al", "US", "+14155550132", "true", "2"],
-        vec!["Jo", "DE", "+49301234567", "true", "1"],
-        vec!["Mo", "FR", "+33612345678", "true", "1"],
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            vec!["Al", "US", "+14155550132", "true", "2"],
+            vec!["Jo", "DE", "+49301234567", "true", "1"],
+            vec!["Mo", "FR", "+33612345678", "true", "1"],
+        ]
+    );
 }
 
 #[tokio::test]
@@ -84,5 +139,8 @@ async fn lead_id_is_a_stable_hash_when_absent() {
     run(config(&input, &out)).await;
     let got = rows(&query(&out, "select distinct lead_id from enriched_leads").await);
     assert_eq!(got.len(), 1, "email case does not change the id: {got:?}");
-    assert!(got[0][0].starts_with("lf-") && got[0][0].len() == 19, "{got:?}");
+    assert!(
+        got[0][0].starts_with("lf-") && got[0][0].len() == 19,
+        "{got:?}"
+    );
 }

@@ -9,7 +9,10 @@ use datafusion::parquet::basic::Compression;
 use super::support::{config, query, rows, run, write};
 
 fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leads.csv").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/leads.csv")
+        .display()
+        .to_string()
 }
 
 fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -42,28 +45,71 @@ async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(days.len(), 3, "{days:?}");
-    assert!(days.iter().all(|d| d.starts_with("dt=2026-11-2")), "{days:?}");
+    assert!(
+        days.iter().all(|d| d.starts_with("dt=2026-11-2")),
+        "{days:?}"
+    );
 
     let files = parquet_files(&out.join("enriched_leads"));
     let file = std::fs::File::open(&files[0]).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let schema = reader.schema().clone();
     let utc_us = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    assert_eq!(schema.field_with_name("received_at").unwrap().data_type(), &utc_us);
-    assert_eq!(schema.field_with_name("enriched_at").unwrap().data_type(), &utc_us);
-    assert_eq!(schema.field_with_name("lookup_cost_usd").unwrap().data_type(), &DataType::Decimal128(12, 6));
-    assert_eq!(schema.field_with_name("user_tier").unwrap().data_type(), &DataType::Int32);
-    assert_eq!(schema.field_with_name("phone_valid").unwrap().data_type(), &DataType::Boolean);
-    assert_eq!(schema.field_with_name("run_id").unwrap().data_type(), &DataType::Utf8);
-    assert!(schema.field_with_name("utm_source").is_ok(), "extra columns pass through");
+    assert_eq!(
+        schema.field_with_name("received_at").unwrap().data_type(),
+        &utc_us
+    );
+    assert_eq!(
+        schema.field_with_name("enriched_at").unwrap().data_type(),
+        &utc_us
+    );
+    assert_eq!(
+        schema
+            .field_with_name("lookup_cost_usd")
+            .unwrap()
+            .data_type(),
+        &DataType::Decimal128(12, 6)
+    );
+    assert_eq!(
+        schema.field_with_name("user_tier").unwrap().data_type(),
+        &DataType::Int32
+    );
+    assert_eq!(
+        schema.field_with_name("phone_valid").unwrap().data_type(),
+        &DataType::Boolean
+    );
+    assert_eq!(
+        schema.field_with_name("run_id").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    assert!(
+        schema.field_with_name("utm_source").is_ok(),
+        "extra columns pass through"
+    );
     let meta = reader.metadata();
     let column = meta.row_group(0).column(0);
-    assert!(matches!(column.compression(), Compression::ZSTD(_)), "{:?}", column.compression());
+    assert!(
+        matches!(column.compression(), Compression::ZSTD(_)),
+        "{:?}",
+        column.compression()
+    );
     assert!(column.statistics().is_some(), "statistics on");
 
-    let status = rows(&query(&out.display().to_string(), "select lookup_status, count(*) from enriched_leads group by 1").await);
+    let status = rows(
+        &query(
+            &out.display().to_string(),
+            "select lookup_status, count(*) from enriched_leads group by 1",
+        )
+        .await,
+    );
     assert_eq!(status, vec![vec!["not_run".to_string(), "400".to_string()]]);
-    let rejects = rows(&query(&out.display().to_string(), "select count(*) from rejects where source like '%leads.csv' and line > 1").await);
+    let rejects = rows(
+        &query(
+            &out.display().to_string(),
+            "select count(*) from rejects where source like '%leads.csv' and line > 1",
+        )
+        .await,
+    );
     assert_eq!(rejects, vec![vec!["3".to_string()]]);
 }
 
@@ -72,20 +118,47 @@ async fn a_replay_overwrites_instead_of_duplicating() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     run(config(&example(), &out.display().to_string())).await;
-    let first = parquet_files(&out);
+    let prefix = |files: &[std::path::PathBuf]| -> std::collections::BTreeSet<String> {
+        files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy()[..22].to_string())
+            .collect()
+    };
+    let first = prefix(&parquet_files(&out));
+    assert_eq!(first.len(), 1, "one input fingerprint: {first:?}");
     run(config(&example(), &out.display().to_string())).await;
-    assert_eq!(parquet_files(&out), first, "same input, same file names");
-    let count = rows(&query(&out.display().to_string(), "select count(*) from enriched_leads").await);
+    assert_eq!(
+        prefix(&parquet_files(&out)),
+        first,
+        "same input, same file names"
+    );
+    let count = rows(
+        &query(
+            &out.display().to_string(),
+            "select count(*) from enriched_leads",
+        )
+        .await,
+    );
     assert_eq!(count, vec![vec!["400".to_string()]]);
-    let leftovers: Vec<_> = walk_all(&out).into_iter().filter(|p| !p.extension().is_some_and(|e| e == "parquet")).collect();
-    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    let leftovers: Vec<_> = walk_all(&out)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files left: {leftovers:?}"
+    );
 }
 
 fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.is_dir() { out.extend(walk_all(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk_all(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -103,23 +176,45 @@ async fn ndjson_and_parquet_inputs_give_the_same_leads_as_csv() {
     let q = "select lead_id, email, phone_e164, country, user_tier, received_at, source from enriched_leads order by lead_id";
 
     let out_csv = dir.path().join("out-csv").display().to_string();
-    run(config(&write(dir.path(), "l.csv", csv.as_bytes()), &out_csv)).await;
+    run(config(
+        &write(dir.path(), "l.csv", csv.as_bytes()),
+        &out_csv,
+    ))
+    .await;
     let from_csv = rows(&query(&out_csv, q).await);
     assert_eq!(from_csv.len(), 2);
 
     let out_json = dir.path().join("out-json").display().to_string();
-    let summary = run(config(&write(dir.path(), "l.ndjson", ndjson.as_bytes()), &out_json)).await;
+    let summary = run(config(
+        &write(dir.path(), "l.ndjson", ndjson.as_bytes()),
+        &out_json,
+    ))
+    .await;
     assert_eq!(summary.rejects, 1);
     assert_eq!(rows(&query(&out_json, q).await), from_csv);
-    let reason = rows(&query(&out_json, "select line, reason like 'not a JSON object%' from rejects").await);
+    let reason = rows(
+        &query(
+            &out_json,
+            "select line, reason like 'not a JSON object%' from rejects",
+        )
+        .await,
+    );
     assert_eq!(reason, vec![vec!["4".to_string(), "true".to_string()]]);
 
     // The CSV run's own output, read back as a Parquet input.
     let parquet_in = dir.path().join("in-parquet");
     std::fs::create_dir_all(&parquet_in).unwrap();
-    let (ctx, _) = leadflow_pipeline::sql::context(Some(&out_csv), &[]).await.unwrap();
+    let (ctx, _) = leadflow_pipeline::sql::context(Some(&out_csv), &[])
+        .await
+        .unwrap();
     let df = ctx.sql("select lead_id, email, phone_raw, country, user_tier, received_at, source from enriched_leads").await.unwrap();
-    df.write_parquet(&parquet_in.join("leads.parquet").display().to_string(), Default::default(), None).await.unwrap();
+    df.write_parquet(
+        &parquet_in.join("leads.parquet").display().to_string(),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
     let out_pq = dir.path().join("out-pq").display().to_string();
     run(config(&parquet_in.display().to_string(), &out_pq)).await;
     assert_eq!(rows(&query(&out_pq, q).await), from_csv);
@@ -130,14 +225,26 @@ async fn bad_sql_fails_before_reading_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&example(), &dir.path().join("out").display().to_string());
     cfg.query = "select phone_info(no_such_column, country) from leads".into();
-    let err = leadflow_pipeline::run::run(cfg).await.unwrap_err().to_string();
+    let err = leadflow_pipeline::run::run(cfg)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no_such_column"), "{err}");
 }
 
 #[tokio::test]
 async fn missing_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config("/no/such/leads.csv", &dir.path().join("out").display().to_string());
-    let err = leadflow_pipeline::run::run(cfg).await.unwrap_err().to_string();
-    assert!(err.contains("/no/such/leads.csv") && err.contains("no such file"), "{err}");
+    let cfg = config(
+        "/no/such/leads.csv",
+        &dir.path().join("out").display().to_string(),
+    );
+    let err = leadflow_pipeline::run::run(cfg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/no/such/leads.csv") && err.contains("no such file"),
+        "{err}"
+    );
 }

@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::support::{config, query, rows, run};
 
@@ -18,12 +18,20 @@ fn endpoint() -> String {
 fn create_bucket(endpoint: &str, bucket: &str) {
     let url = url::Url::parse(endpoint).unwrap();
     let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(80));
-    let mut stream = std::net::TcpStream::connect(&addr)
-        .unwrap_or_else(|e| panic!("no S3 server at {endpoint} ({e}); run the tests with scripts/test.sh"));
-    write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| {
+        panic!("no S3 server at {endpoint} ({e}); run the tests with scripts/test.sh")
+    });
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "create bucket: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "create bucket: {response}"
+    );
 }
 
 #[tokio::test]
@@ -38,13 +46,21 @@ async fn s3_input_and_output_round_trip() {
     create_bucket(&endpoint, &bucket);
 
     let location = leadflow_pipeline::storage::open(&format!("s3://{bucket}/")).unwrap();
-    let example = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leads.csv")).unwrap();
-    location.store.put(&ObjectPath::from("in/day1/leads.csv"), example.into()).await.unwrap();
+    let example =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leads.csv")).unwrap();
+    location
+        .store
+        .put(&ObjectPath::from("in/day1/leads.csv"), example.into())
+        .await
+        .unwrap();
 
     let input = format!("s3://{bucket}/in/");
     let out = format!("s3://{bucket}/out");
     let summary = run(config(&input, &out)).await;
-    assert_eq!((summary.records_read, summary.leads_written, summary.rejects), (403, 400, 3));
+    assert_eq!(
+        (summary.records_read, summary.leads_written, summary.rejects),
+        (403, 400, 3)
+    );
 
     let written: Vec<_> = location
         .store
@@ -53,9 +69,20 @@ async fn s3_input_and_output_round_trip() {
         .await
         .unwrap();
     assert!(!written.is_empty());
-    assert!(written.iter().all(|m| m.location.as_ref().contains("/dt=2026-11-2") && m.location.as_ref().ends_with(".parquet")));
+    assert!(
+        written
+            .iter()
+            .all(|m| m.location.as_ref().contains("/dt=2026-11-2")
+                && m.location.as_ref().ends_with(".parquet"))
+    );
 
-    let got = rows(&query(&out, "select count(*), count(distinct lead_id) from enriched_leads").await);
+    let got = rows(
+        &query(
+            &out,
+            "select count(*), count(distinct lead_id) from enriched_leads",
+        )
+        .await,
+    );
     assert_eq!(got, vec![vec!["400".to_string(), "400".to_string()]]);
     let rejects = rows(&query(&out, "select count(*) from rejects").await);
     assert_eq!(rejects, vec![vec!["3".to_string()]]);

@@ -15,7 +15,10 @@ pub fn config(input: &str, out: &str) -> RunConfig {
             format: None,
             mapping: FieldMapping::default(),
             delimiter: None,
-            options: LeadOptions { batch_size: 64, default_country: None },
+            options: LeadOptions {
+                batch_size: 64,
+                default_country: None,
+            },
         },
         out: out.to_string(),
         query: ENRICH_SQL.to_string(),
@@ -26,13 +29,22 @@ pub fn config(input: &str, out: &str) -> RunConfig {
 }
 
 pub async fn run(config: RunConfig) -> RunSummary {
-    leadflow_pipeline::run::run(config).await.expect("run succeeds")
+    leadflow_pipeline::run::run(config)
+        .await
+        .expect("run succeeds")
 }
 
 /// Runs SQL over a run's output directory.
 pub async fn query(out: &str, sql: &str) -> Vec<RecordBatch> {
-    let (ctx, _) = leadflow_pipeline::sql::context(Some(out), &[]).await.expect("context");
-    ctx.sql(sql).await.expect("plan").collect().await.expect("execute")
+    let (ctx, _) = leadflow_pipeline::sql::context(Some(out), &[])
+        .await
+        .expect("context");
+    ctx.sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("execute")
 }
 
 /// Rows as `Vec<Vec<String>>` (NULL as "NULL"), for compact asserts.
@@ -41,7 +53,11 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {
-        let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c, &options).unwrap()).collect();
+        let formatters: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c, &options).unwrap())
+            .collect();
         for r in 0..b.num_rows() {
             out.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
         }

@@ -12,7 +12,11 @@ use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
 
 /// The header row of a CSV file.
-pub(crate) fn header(file: &InputFile, mut input: Box<dyn BufRead + Send>, delimiter: Option<u8>) -> Result<Vec<String>> {
+pub(crate) fn header(
+    file: &InputFile,
+    mut input: Box<dyn BufRead + Send>,
+    delimiter: Option<u8>,
+) -> Result<Vec<String>> {
     let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
@@ -20,13 +24,20 @@ pub(crate) fn header(file: &InputFile, mut input: Box<dyn BufRead + Send>, delim
         .delimiter(delimiter)
         .from_reader(input);
     let mut record = ByteRecord::new();
-    let found = reader.read_byte_record(&mut record).map_err(|e| bad(file, e))?;
+    let found = reader
+        .read_byte_record(&mut record)
+        .map_err(|e| bad(file, e))?;
     if !found {
         return Ok(Vec::new());
     }
     Ok(record
         .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_string())
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
         .collect())
 }
 
@@ -46,7 +57,10 @@ pub(crate) fn read(
         .delimiter(delimiter)
         .from_reader(input);
     let mut record = ByteRecord::new();
-    if !reader.read_byte_record(&mut record).map_err(|e| bad(file, e))? {
+    if !reader
+        .read_byte_record(&mut record)
+        .map_err(|e| bad(file, e))?
+    {
         return Ok(());
     }
     let width = record.len();
@@ -59,7 +73,10 @@ pub(crate) fn read(
         }
         let line = record.position().map(|p| p.line() as i64);
         let result = if record.len() != width {
-            Err(format!("expected {width} fields as in the header, found {}", record.len()))
+            Err(format!(
+                "expected {width} fields as in the header, found {}",
+                record.len()
+            ))
         } else {
             builder.push(&CsvRecord(&record), map)
         };
@@ -101,13 +118,17 @@ fn raw_text(record: &ByteRecord, delimiter: u8) -> String {
         .from_writer(Vec::new());
     let _ = writer.write_byte_record(record);
     let bytes = writer.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 /// Picks the delimiter that splits the first line into the most fields,
 /// counting only outside quotes. Commas win ties.
 fn sniff_delimiter(input: &mut Box<dyn BufRead + Send>) -> u8 {
-    let Ok(buf) = input.fill_buf() else { return b',' };
+    let Ok(buf) = input.fill_buf() else {
+        return b',';
+    };
     let mut counts = [0usize; 4];
     let candidates = [b',', b';', b'\t', b'|'];
     let mut quoted = false;
@@ -123,10 +144,19 @@ fn sniff_delimiter(input: &mut Box<dyn BufRead + Send>) -> u8 {
             _ => {}
         }
     }
-    let best = (0..4).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
-    if counts[best] == 0 { b',' } else { candidates[best] }
+    let best = (0..4)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    }
 }
 
 fn bad(file: &InputFile, e: csv::Error) -> Error {
-    Error::BadInput { source_name: file.name.clone(), reason: e.to_string() }
+    Error::BadInput {
+        source_name: file.name.clone(),
+        reason: e.to_string(),
+    }
 }

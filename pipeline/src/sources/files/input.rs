@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 use crate::storage;
@@ -48,7 +48,10 @@ pub struct InputFile {
 #[derive(Debug, Clone)]
 pub(crate) enum Place {
     Local(PathBuf),
-    Object { store: Arc<dyn ObjectStore>, path: ObjectPath },
+    Object {
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+    },
 }
 
 /// Resolves `spec` (a file, a directory, a glob or `s3://bucket/prefix`) into
@@ -91,14 +94,22 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
             }
         }
     } else {
-        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
     }
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     paths
         .into_iter()
         .map(|(p, format)| {
             let size = p.metadata().map_err(|e| Error::io(&p, e))?.len();
-            Ok(InputFile { name: p.display().to_string(), format, size, place: Place::Local(p) })
+            Ok(InputFile {
+                name: p.display().to_string(),
+                format,
+                size,
+                place: Place::Local(p),
+            })
         })
         .collect()
 }
@@ -136,7 +147,10 @@ async fn resolve_s3(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>
             name,
             format,
             size: meta.size,
-            place: Place::Object { store, path: meta.location },
+            place: Place::Object {
+                store,
+                path: meta.location,
+            },
         }]);
     }
     let prefix = (!location.prefix.as_ref().is_empty()).then_some(&location.prefix);
@@ -151,7 +165,10 @@ async fn resolve_s3(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>
                 name,
                 format,
                 size: meta.size,
-                place: Place::Object { store: store.clone(), path: meta.location },
+                place: Place::Object {
+                    store: store.clone(),
+                    path: meta.location,
+                },
             })
         })
         .collect())

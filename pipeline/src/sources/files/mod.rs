@@ -68,7 +68,12 @@ impl FileSource {
             columns.push(file_columns);
         }
         let schema = leadflow_schemas::lead_schema(extras.iter().map(String::as_str));
-        Ok(Self { config, files, columns, schema })
+        Ok(Self {
+            config,
+            files,
+            columns,
+            schema,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -113,14 +118,28 @@ impl FileSource {
         SourceProgress::add(&progress.bytes_total, total);
         let extras = self.extras();
         let mut builder = LeadBuilder::new(self.schema.clone(), self.config.options.clone());
-        let mut sink = BatchSink { leads, rejects, progress: progress.clone(), closed: false };
+        let mut sink = BatchSink {
+            leads,
+            rejects,
+            progress: progress.clone(),
+            closed: false,
+        };
         for (file, columns) in self.files.iter().zip(&self.columns) {
             let map = ColumnMap::new(columns, &self.config.mapping, &extras);
             let format = file.format;
             let reader = reader::open(file, progress.clone())?;
             match format {
-                Format::Csv => csv::read(file, reader, self.config.delimiter, &map, &mut builder, &mut sink)?,
-                Format::Ndjson => ndjson::read(file, reader, columns, &map, &mut builder, &mut sink)?,
+                Format::Csv => csv::read(
+                    file,
+                    reader,
+                    self.config.delimiter,
+                    &map,
+                    &mut builder,
+                    &mut sink,
+                )?,
+                Format::Ndjson => {
+                    ndjson::read(file, reader, columns, &map, &mut builder, &mut sink)?
+                }
                 Format::Parquet => parquet::read(file, columns, &map, &mut builder, &mut sink)?,
             }
             if sink.closed {

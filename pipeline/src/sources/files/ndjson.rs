@@ -21,11 +21,15 @@ pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io("ndjson", e))?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io("ndjson", e))?;
         if n == 0 {
             break;
         }
-        let Ok(object) = serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(&line) else {
+        let Ok(object) =
+            serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(&line)
+        else {
             continue;
         };
         for key in object.keys() {
@@ -47,12 +51,18 @@ pub(crate) fn read(
     builder: &mut LeadBuilder,
     sink: &mut BatchSink,
 ) -> Result<()> {
-    let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
     let mut line = Vec::new();
     let mut line_no = 0i64;
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io(&file.name, e))?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(&file.name, e))?;
         if n == 0 {
             break;
         }

@@ -24,7 +24,9 @@ pub(crate) fn columns(file: &InputFile) -> Result<Vec<String>> {
     let schema = match &file.place {
         Place::Local(path) => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            ParquetRecordBatchReaderBuilder::try_new(f)?.schema().clone()
+            ParquetRecordBatchReaderBuilder::try_new(f)?
+                .schema()
+                .clone()
         }
         Place::Object { store, path } => {
             let reader = ObjectStoreReader::new(store.clone(), path.clone());
@@ -51,14 +53,25 @@ pub(crate) fn read(
             .iter()
             .map(|c| {
                 let c = cast(c, &DataType::Utf8)?;
-                Ok(c.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
+                Ok(c.as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8")
+                    .clone())
             })
             .collect::<Result<_>>()?;
         for i in 0..batch.num_rows() {
             row += 1;
-            let record = ParquetRow { columns: &text, row: i };
+            let record = ParquetRow {
+                columns: &text,
+                row: i,
+            };
             if let Err(reason) = builder.push(&record, map) {
-                sink.reject(Reject { source: file.name.clone(), line: Some(row), raw: record.raw(columns), reason });
+                sink.reject(Reject {
+                    source: file.name.clone(),
+                    line: Some(row),
+                    raw: record.raw(columns),
+                    reason,
+                });
             }
             sink.after_record(builder)?;
             if sink.is_closed() {
@@ -70,7 +83,9 @@ pub(crate) fn read(
     match &file.place {
         Place::Local(path) => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(READ_BATCH).build()?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f)?
+                .with_batch_size(READ_BATCH)
+                .build()?;
             for batch in reader {
                 if !on_batch(batch?)? {
                     break;
@@ -106,7 +121,11 @@ impl ParquetRow<'_> {
             .iter()
             .zip(self.columns)
             .map(|(n, c)| {
-                let v = if c.is_null(self.row) { serde_json::Value::Null } else { c.value(self.row).into() };
+                let v = if c.is_null(self.row) {
+                    serde_json::Value::Null
+                } else {
+                    c.value(self.row).into()
+                };
                 (n.clone(), v)
             })
             .collect();

@@ -5,25 +5,37 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use futures::stream::BoxStream;
+use object_store::ObjectStoreExt;
 
 use super::input::{Format, InputFile, Place};
 use crate::error::{Error, Result};
 use crate::sources::SourceProgress;
 
 /// The file's bytes from the start, buffered. Blocking: call it on a blocking thread.
-pub(crate) fn open(file: &InputFile, progress: Arc<SourceProgress>) -> Result<Box<dyn BufRead + Send>> {
+pub(crate) fn open(
+    file: &InputFile,
+    progress: Arc<SourceProgress>,
+) -> Result<Box<dyn BufRead + Send>> {
     let inner: Box<dyn Read + Send> = match &file.place {
         Place::Local(path) => Box::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?),
         Place::Object { store, path } => {
             let handle = tokio::runtime::Handle::current();
             let (store, path) = (store.clone(), path.clone());
-            let stream = handle.block_on(async move { store.get(&path).await })?.into_stream();
-            Box::new(ObjectReader { handle, stream, chunk: Bytes::new() })
+            let stream = handle
+                .block_on(async move { store.get(&path).await })?
+                .into_stream();
+            Box::new(ObjectReader {
+                handle,
+                stream,
+                chunk: Bytes::new(),
+            })
         }
     };
-    Ok(Box::new(BufReader::with_capacity(256 * 1024, Counting { inner, progress })))
+    Ok(Box::new(BufReader::with_capacity(
+        256 * 1024,
+        Counting { inner, progress },
+    )))
 }
 
 /// The column names of a file: a CSV header, every key of an NDJSON file (in
