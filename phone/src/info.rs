@@ -6,7 +6,7 @@ use rlibphonenumber::{
     PHONE_NUMBER_UTIL, ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region,
 };
 
-use crate::fast;
+use crate::meta;
 
 /// What kind of line a number is, as libphonenumber classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,7 +167,7 @@ pub fn parse_region(code: &str) -> Option<Region> {
 /// Loads libphonenumber's metadata and compiles the regexes the fallback path
 /// uses for every region, so the first batch of a run does not pay for it.
 pub fn warm_up() {
-    fast::tables();
+    meta::warm_up();
     let mut parser = PhoneParser::default();
     let mut info = PhoneInfo::default();
     for region in PHONE_NUMBER_UTIL.get_supported_regions() {
@@ -179,7 +179,7 @@ pub fn warm_up() {
 }
 
 /// Fills [`PhoneInfo`] for raw phone strings. Cheap to create; keeps no
-/// shared state (the fast paths' caches are per thread).
+/// per-row state; the fast path's compiled regions are shared and built once.
 #[derive(Debug, Default)]
 pub struct PhoneParser {
     _private: (),
@@ -192,6 +192,11 @@ impl PhoneParser {
             out.fail(PhoneError::Missing);
             return;
         }
+        let mut digits = [0u8; meta::MAX_DIGITS];
+        if let Some(parsed) = meta::parse(raw, region, &mut digits) {
+            fill_from_parsed(&parsed, out);
+            return;
+        }
         match PHONE_NUMBER_UTIL.parse(raw, region) {
             Ok(number) => fill_from_number(&number, out),
             Err(e) => out.fail(PhoneError::from(&e)),
@@ -199,8 +204,37 @@ impl PhoneParser {
     }
 }
 
+/// The fields of a number the fast path parsed: region and type are already
+/// known; validity follows from them as in `fill_from_number`.
+fn fill_from_parsed(parsed: &meta::Parsed<'_>, out: &mut PhoneInfo) {
+    out.clear();
+    out.parsed = true;
+    out.country = parsed.region;
+    out.valid = parsed.region.is_some() && parsed.number_type != PhoneType::Unknown;
+    out.phone_type = Some(parsed.number_type);
+    out.error = (!out.valid).then_some(PhoneError::InvalidNumber);
+    let nsn = parsed.nsn;
+    let mut number = PhoneNumber {
+        country_code: parsed.country_code,
+        national_number: nsn.parse().unwrap_or_default(),
+        ..Default::default()
+    };
+    // libphonenumber keeps leading zeros of the national number (Italy and others).
+    let zeros = nsn.bytes().take_while(|&b| b == b'0').count();
+    if zeros > 0 {
+        number.italian_leading_zero = Some(true);
+        let zeros = if zeros == nsn.len() { zeros - 1 } else { zeros };
+        if zeros > 1 {
+            number.number_of_leading_zeros = Some(zeros as i32);
+        }
+    }
+    out.possible = parsed.possible;
+    let _ = write!(out.e164, "+{}{nsn}", parsed.country_code);
+    write_national(&number, nsn, &mut out.national);
+}
+
 /// The answer of the parser of record with no shortcut: every field from its
-/// own libphonenumber call. What the fast paths are checked against.
+/// own libphonenumber call. What the fast path is checked against.
 pub fn reference_info(raw: &str, region: Option<Region>) -> PhoneInfo {
     let mut out = PhoneInfo::default();
     if raw.trim().is_empty() {
@@ -232,8 +266,8 @@ pub(crate) fn fill_from_number(number: &PhoneNumber, out: &mut PhoneInfo) {
     out.parsed = true;
     let number_type = PhoneType::from(PHONE_NUMBER_UTIL.get_number_type(number));
     out.country = PHONE_NUMBER_UTIL.get_region_for_number(number);
-    // libphonenumber's is_valid_number is "region known and type not unknown"
-    // over the same patterns; see `fast`.
+    // libphonenumber's is_valid_number is "region known and type not unknown",
+    // computed over the same patterns a second time.
     out.valid = out.country.is_some() && number_type != PhoneType::Unknown;
     out.possible = PHONE_NUMBER_UTIL.is_possible_number(number);
     out.phone_type = Some(number_type);
@@ -246,7 +280,16 @@ pub(crate) fn fill_from_number(number: &PhoneNumber, out: &mut PhoneInfo) {
     // The E.164 form is `+`, the calling code, then the national significant number.
     let nsn_start = out.e164.len() - national_len(number, &out.e164);
     let nsn = &out.e164[nsn_start..];
-    fast::format_national(number, nsn, &mut out.national);
+    write_national(number, nsn, &mut out.national);
+}
+
+/// The national format from the metadata's formats; rlibphonenumber for
+/// numbers with an extension or formats the fast path does not model.
+fn write_national(number: &PhoneNumber, nsn: &str, out: &mut String) {
+    if number.extension.is_none() && meta::format_national(number.country_code, nsn, out) {
+        return;
+    }
+    out.push_str(&PHONE_NUMBER_UTIL.format(number, PhoneNumberFormat::National));
 }
 
 /// Length of the national significant number inside an E.164 string.

@@ -4,14 +4,15 @@
 //! fields of `phone_info`: E.164, validity, possibility, region, type,
 //! national format and the reason a number failed. `rlibphonenumber` (a port
 //! of Google's libphonenumber) is the parser of record; the fast path in
-//! [`fast`] handles the common shapes without regexes and is checked against
-//! it. Plain Rust: no Arrow, no DataFusion.
+//! `meta` (libphonenumber's own metadata, compiled for one-pass matching)
+//! answers the common shapes and is held to [`reference_info`] over
+//! [`corpus`]. Plain Rust: no Arrow, no DataFusion.
 
 pub mod corpus;
 mod countries_table;
 mod country;
-mod fast;
 mod info;
+mod meta;
 
 pub use country::resolve_country;
 pub use info::{

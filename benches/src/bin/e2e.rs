@@ -51,7 +51,7 @@ fn main() {
     let bin_dir = exe.parent().unwrap();
     let work = flag(&args, "--work")
         .map(PathBuf::from)
-        .unwrap_or_else(|| bin_dir.join("e2e"));
+        .unwrap_or_else(|| bin_dir.join("e2e-data"));
     std::fs::create_dir_all(&work).unwrap();
     let input = work.join(format!("leads-{leads}.csv"));
     if !input.exists() {
@@ -149,7 +149,7 @@ fn generate(path: &Path, n: usize) {
 fn phone_cold(args: &[String]) {
     let path = flag(args, "--input").map(PathBuf::from).unwrap_or_else(|| {
         let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().join("e2e/leads-1000000.csv")
+        exe.parent().unwrap().join("e2e-data/leads-1000000.csv")
     });
     let file = std::io::BufReader::new(
         std::fs::File::open(&path).expect("generate leads first: e2e --leads 1000000"),

@@ -59,9 +59,9 @@ impl ParquetSinkConfig {
             file_stem,
             dt_column: dt_column.map(str::to_string),
             default_dt,
-            max_rows_per_file: 4 * 1024 * 1024,
+            max_rows_per_file: 1024 * 1024,
             row_group_rows: 1024 * 1024,
-            buffer_bytes: 128 * 1024 * 1024,
+            buffer_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Opens a run's output with pyarrow, DuckDB and Polars and checks the types
+analysts rely on. Usage: python3 scripts/check_readers.py OUT_DIR"""
+import sys
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+out = sys.argv[1] if len(sys.argv) > 1 else "out"
+table = ds.dataset(f"{out}/enriched_leads", format="parquet", partitioning="hive").to_table()
+schema = table.schema
+assert schema.field("received_at").type == pa.timestamp("us", tz="UTC"), schema.field("received_at").type
+assert schema.field("enriched_at").type == pa.timestamp("us", tz="UTC")
+assert schema.field("lookup_cost_usd").type == pa.decimal128(12, 6)
+assert schema.field("user_tier").type == pa.int32()
+assert schema.field("phone_valid").type == pa.bool_()
+print(f"pyarrow: {table.num_rows} rows, received_at {schema.field('received_at').type}")
+
+con = duckdb.connect()
+rows, valid = con.sql(
+    f"select count(*), count(*) filter (where phone_valid) from read_parquet('{out}/enriched_leads/*/*.parquet', hive_partitioning = true)"
+).fetchall()[0]
+described = con.sql(f"describe select received_at, lookup_cost_usd, dt from read_parquet('{out}/enriched_leads/*/*.parquet', hive_partitioning = true)").fetchall()
+types = {row[0]: row[1] for row in described}
+assert types["received_at"] == "TIMESTAMP WITH TIME ZONE", types
+assert types["lookup_cost_usd"] == "DECIMAL(12,6)", types
+assert rows == table.num_rows
+print(f"duckdb: {rows} rows, {valid} valid phones, types {types}")
+
+df = pl.read_parquet(f"{out}/enriched_leads/**/*.parquet", hive_partitioning=True)
+assert df.schema["received_at"] == pl.Datetime("us", "UTC"), df.schema["received_at"]
+assert df.schema["lookup_cost_usd"] == pl.Decimal(12, 6), df.schema["lookup_cost_usd"]
+assert df.height == rows
+rejects = pl.read_parquet(f"{out}/rejects/**/*.parquet", hive_partitioning=True)
+print(f"polars: {df.height} rows; rejects: {rejects.height} ({', '.join(rejects['reason'].head(2))})")
