@@ -5,14 +5,13 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, StructArray};
 use datafusion::arrow::datatypes::{DataType, Fields};
 use datafusion::common::Result;
-use datafusion::common::utils::take_function_args;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };
 use leadflow_phone::{PhoneInfo, PhoneParser};
 
-use crate::strings::{Regions, Strings};
+use crate::strings::{Regions, phone_args};
 
 /// `phone_info(raw, region) → struct{e164, valid, possible, country, type, national, error}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -78,15 +77,7 @@ impl ScalarUDFImpl for PhoneInfoUdf {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (raw, region) = match arrays.len() {
-            1 => (&arrays[0], None),
-            _ => {
-                let [raw, region] = take_function_args(self.name(), &arrays)?;
-                (raw, Some(region))
-            }
-        };
-        let raw = Strings::new(self.name(), raw)?;
-        let region = region.map(|r| Strings::new(self.name(), r)).transpose()?;
+        let (raw, region) = phone_args(self.name(), &arrays)?;
 
         let mut e164 = StringBuilder::with_capacity(n, n * 13);
         let mut valid = BooleanBuilder::with_capacity(n);

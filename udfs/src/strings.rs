@@ -3,6 +3,7 @@
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, exec_err};
 use leadflow_phone::{Region, parse_region};
 
@@ -36,6 +37,24 @@ impl<'a> Strings<'a> {
             Strings::Null => None,
         }
     }
+}
+
+/// The `(raw[, region])` arguments of a phone UDF.
+pub(crate) fn phone_args<'a>(
+    fn_name: &str,
+    arrays: &'a [ArrayRef],
+) -> Result<(Strings<'a>, Option<Strings<'a>>)> {
+    let (raw, region) = match arrays {
+        [raw] => (raw, None),
+        _ => {
+            let [raw, region] = take_function_args(fn_name, arrays)?;
+            (raw, Some(region))
+        }
+    };
+    Ok((
+        Strings::new(fn_name, raw)?,
+        region.map(|r| Strings::new(fn_name, r)).transpose()?,
+    ))
 }
 
 /// Region codes repeat row after row; remembers the last one parsed.

@@ -44,18 +44,13 @@ pub(crate) fn header(
 /// Streams the records of one CSV file into `builder`.
 pub(crate) fn read(
     file: &InputFile,
-    mut input: Box<dyn BufRead + Send>,
+    input: Box<dyn BufRead + Send>,
     delimiter: Option<u8>,
     map: &ColumnMap,
     builder: &mut LeadBuilder,
     sink: &mut BatchSink,
 ) -> Result<()> {
-    let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
-    let mut reader = ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(input);
+    let (mut reader, delimiter) = reader(input, delimiter);
     let mut record = ByteRecord::new();
     if !reader
         .read_byte_record(&mut record)
@@ -94,6 +89,21 @@ pub(crate) fn read(
         }
     }
     Ok(())
+}
+
+/// A record reader that checks field counts itself (so a short row becomes a
+/// reject, not an error), with the given or sniffed delimiter.
+fn reader(
+    mut input: Box<dyn BufRead + Send>,
+    delimiter: Option<u8>,
+) -> (csv::Reader<Box<dyn BufRead + Send>>, u8) {
+    let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
+    let reader = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(input);
+    (reader, delimiter)
 }
 
 struct CsvRecord<'a>(&'a ByteRecord);
