@@ -164,20 +164,6 @@ pub fn parse_region(code: &str) -> Option<Region> {
         .then_some(region)
 }
 
-/// Loads libphonenumber's metadata and compiles the regexes the fallback path
-/// uses for every region, so the first batch of a run does not pay for it.
-pub fn warm_up() {
-    meta::warm_up();
-    let mut parser = PhoneParser::default();
-    let mut info = PhoneInfo::default();
-    for region in PHONE_NUMBER_UTIL.get_supported_regions() {
-        if let Ok(example) = PHONE_NUMBER_UTIL.get_example_number(region) {
-            let national = PHONE_NUMBER_UTIL.format(&example, PhoneNumberFormat::National);
-            parser.parse_into(&national, Some(region), &mut info);
-        }
-    }
-}
-
 /// Fills [`PhoneInfo`] for raw phone strings. Cheap to create; keeps no
 /// per-row state; the fast path's compiled regions are shared and built once.
 #[derive(Debug, Default)]
@@ -214,8 +200,20 @@ fn fill_from_parsed(parsed: &meta::Parsed<'_>, out: &mut PhoneInfo) {
     out.phone_type = Some(parsed.number_type);
     out.error = (!out.valid).then_some(PhoneError::InvalidNumber);
     let nsn = parsed.nsn;
+    out.possible = parsed.possible;
+    let _ = write!(out.e164, "+{}{nsn}", parsed.country_code);
+    if !meta::format_national(parsed.country_code, nsn, &mut out.national) {
+        let number = phone_number(parsed.country_code, nsn);
+        out.national
+            .push_str(&PHONE_NUMBER_UTIL.format(&number, PhoneNumberFormat::National));
+    }
+}
+
+/// The `PhoneNumber` libphonenumber's `parse` builds for a calling code and a
+/// national significant number.
+fn phone_number(country_code: i32, nsn: &str) -> PhoneNumber {
     let mut number = PhoneNumber {
-        country_code: parsed.country_code,
+        country_code,
         national_number: nsn.parse().unwrap_or_default(),
         ..Default::default()
     };
@@ -228,9 +226,7 @@ fn fill_from_parsed(parsed: &meta::Parsed<'_>, out: &mut PhoneInfo) {
             number.number_of_leading_zeros = Some(zeros as i32);
         }
     }
-    out.possible = parsed.possible;
-    let _ = write!(out.e164, "+{}{nsn}", parsed.country_code);
-    write_national(&number, nsn, &mut out.national);
+    number
 }
 
 /// The answer of the parser of record with no shortcut: every field from its

@@ -15,7 +15,5 @@ mod info;
 mod meta;
 
 pub use country::resolve_country;
-pub use info::{
-    PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info, warm_up,
-};
+pub use info::{PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info};
 pub use rlibphonenumber::Region;

@@ -163,11 +163,6 @@ static TABLES: LazyLock<Tables> = LazyLock::new(|| {
     }
 });
 
-/// Decodes the metadata (a few milliseconds); regions compile on first use.
-pub(crate) fn warm_up() {
-    LazyLock::force(&TABLES);
-}
-
 fn unwrap_pattern(p: &str) -> &str {
     p.strip_prefix("^(?:")
         .and_then(|p| p.strip_suffix(")$"))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
@@ -255,29 +255,15 @@ async fn write_partition(
         {
             valid += batch.column(i).as_boolean().true_count() as u64;
         }
-        let batch = if append_run_columns {
-            let mut columns = batch.columns().to_vec();
+        let mut columns = batch.columns().to_vec();
+        if append_run_columns {
             columns.extend(run_columns(batch.num_rows(), &run_id, at_micros));
-            conform_columns(columns, &schema)?
-        } else {
-            conform(&batch, &schema)?
-        };
+        }
+        let batch = conform(&columns, &schema)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await?;
     }
     Ok((rows, valid, writer.close().await?))
-}
-
-/// Builds a batch from the query's columns plus the run columns, cast to `schema`.
-fn conform_columns(columns: Vec<ArrayRef>, schema: &SchemaRef) -> Result<RecordBatch> {
-    let loose: Vec<_> = schema
-        .fields()
-        .iter()
-        .zip(&columns)
-        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(loose)), columns)?;
-    conform(&batch, schema)
 }
 
 /// The `leads` table: every partition pulls the next batch from one channel.

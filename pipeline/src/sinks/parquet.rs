@@ -100,10 +100,10 @@ fn output_type(t: &DataType) -> DataType {
     }
 }
 
-/// Casts `batch` to `schema` (from [`output_schema`]) column by column.
-pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
+/// A batch of `schema` (from [`output_schema`]) from `columns`, each cast to
+/// its field's type where it differs.
+pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = columns
         .iter()
         .zip(schema.fields())
         .map(|(c, f)| {
