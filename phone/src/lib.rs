@@ -15,5 +15,8 @@ mod info;
 mod meta;
 
 pub use country::resolve_country;
-pub use info::{PhoneError, PhoneInfo, PhoneParser, PhoneType, parse_region, reference_info};
+pub use info::{
+    PhoneError, PhoneInfo, PhoneParser, PhoneType, example_number_e164, parse_region,
+    reference_info,
+};
 pub use rlibphonenumber::Region;

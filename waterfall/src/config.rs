@@ -1,0 +1,452 @@
+//! The waterfall's config file (TOML): providers, lookup settings, cache,
+//! circuit breaker, budget and the sandbox. Typed, with unknown keys
+//! rejected by name; defaults live here and only here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use leadflow_sandbox::SandboxConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::template::Template;
+
+/// A base URL that starts the provider sandbox in-process.
+pub const SANDBOX_URL: &str = "sandbox";
+
+/// A whole leadflow config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WaterfallConfig {
+    /// How leads are looked up.
+    pub lookup: LookupConfig,
+    /// The lookup cache.
+    pub cache: CacheConfig,
+    /// When a failing provider is skipped.
+    pub breaker: BreakerConfig,
+    /// Caps on spend.
+    pub budget: BudgetConfig,
+    /// How the provider sandbox answers (for providers with `base_url = "sandbox"`).
+    pub sandbox: SandboxConfig,
+    /// The providers, tried by `priority` (lowest first).
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// `[lookup]`: how each lead's waterfall runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LookupConfig {
+    /// Leads looked up at the same time, across the whole process.
+    pub concurrency: usize,
+    /// Upper bound on one lead's whole waterfall, retries and waits included, in ms.
+    pub deadline_ms: u64,
+    /// Look leads up even when their own phone is already valid.
+    pub lookup_when_phone_valid: bool,
+    /// First retry delay after a `5xx`, timeout or connection error, in ms;
+    /// doubles per retry, with full jitter.
+    pub retry_base_ms: u64,
+    /// Longest delay between two retries, in ms.
+    pub retry_max_ms: u64,
+    /// A `429` whose `Retry-After` is longer than this (ms) moves on to the
+    /// next provider instead of waiting.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 256,
+            deadline_ms: 30_000,
+            lookup_when_phone_valid: false,
+            retry_base_ms: 100,
+            retry_max_ms: 5_000,
+            max_retry_after_ms: 10_000,
+        }
+    }
+}
+
+/// `[cache]`: answers kept so a lead is never paid for twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Consult and fill the cache.
+    pub enabled: bool,
+    /// How long a found phone is kept, in hours.
+    pub ttl_hours: u64,
+    /// How long a "no provider found one" answer is kept, in hours.
+    pub miss_ttl_hours: u64,
+    /// Most entries the in-memory cache holds; the oldest go first.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_hours: 30 * 24,
+            miss_ttl_hours: 24,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// `[breaker]`: a provider that failed `failures` times within `window_secs`
+/// is skipped for `cooldown_secs`, then one probe call decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Failures (5xx, timeouts, connection errors, refused requests) that open the circuit.
+    pub failures: u32,
+    /// The window those failures are counted in, in seconds.
+    pub window_secs: u64,
+    /// How long an open circuit skips the provider, in seconds.
+    pub cooldown_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            window_secs: 60,
+            cooldown_secs: 30,
+        }
+    }
+}
+
+/// `[budget]`: once spent, leads get `budget_exhausted` instead of calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Most USD one run may spend on providers.
+    pub per_run_usd: Option<f64>,
+    /// Most USD spent on providers per UTC day.
+    pub per_day_usd: Option<f64>,
+}
+
+/// The contract a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Orion Connect: `POST /v1/phone/find`, bearer token.
+    Orion,
+    /// Astra Dialer: `GET /lookup`, `X-Api-Key`.
+    Astra,
+    /// Nimbus Lookup: `POST /api/v2/enrich`, `X-Nimbus-Key`.
+    Nimbus,
+    /// Twilio Lookup v2: line type and carrier of a known number (`phone_line_type`).
+    Twilio,
+    /// Any JSON-over-HTTP provider, declared in the `http` table.
+    Http,
+}
+
+impl ProviderKind {
+    /// Whether the provider finds phones (`find_phone`) rather than describing them.
+    pub fn finds_phones(self) -> bool {
+        self != ProviderKind::Twilio
+    }
+}
+
+/// `[[providers]]`: one paid provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name; shows up in `found_by` and `provider_usage.provider`.
+    /// Letters, digits, `_` and `-`.
+    pub name: String,
+    /// Which contract it speaks.
+    pub kind: ProviderKind,
+    /// Disabled providers are never called.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Order in the waterfall: lower is asked first.
+    pub priority: i32,
+    /// Calls allowed in any sliding hour, shared by every worker.
+    pub max_requests_per_hour: u32,
+    /// Leads whose `user_tier` is below this skip the provider.
+    #[serde(default)]
+    pub min_user_tier: i32,
+    /// USD paid for every answered call, hit or miss.
+    #[serde(default)]
+    pub cost_per_call_usd: f64,
+    /// USD paid on top for a call that returns a number.
+    #[serde(default)]
+    pub cost_per_hit_usd: f64,
+    /// Where the provider lives, e.g. `https://api.orion.example`; `sandbox`
+    /// starts the provider sandbox in-process.
+    pub base_url: String,
+    /// Environment variable holding the API key (for Twilio: the Account SID
+    /// or API key). The key itself is never read from this file.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Environment variable holding the secret paired with the key (Twilio's
+    /// auth token or API secret).
+    #[serde(default)]
+    pub api_secret_env: Option<String>,
+    /// Longest wait for one call, in ms.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries after a `429`, `5xx`, timeout or connection error.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The contract of a `kind = "http"` provider.
+    #[serde(default)]
+    pub http: Option<HttpContract>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+/// `[providers.http]`: a provider declared entirely in config. Templates may
+/// use `{email}`, `{full_name}`, `{first_name}`, `{last_name}`,
+/// `{company_domain}`, `{country}` and `{api_key}`; in `path` they are
+/// URL-encoded, in `body` JSON-escaped (write `"{email}"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpContract {
+    /// `GET` or `POST`.
+    #[serde(default = "default_method")]
+    pub method: HttpMethod,
+    /// Path and query appended to `base_url`, e.g. `/lookup?email={email}`.
+    pub path: String,
+    /// Request headers, e.g. `{ Authorization = "Bearer {api_key}" }`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON body template, sent with `Content-Type: application/json`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// JSON pointer (RFC 6901) to the phone in the answer, e.g. `/data/phone`.
+    pub phone_pointer: String,
+    /// JSON pointer to the phone's ISO country, when the answer carries one.
+    #[serde(default)]
+    pub country_pointer: Option<String>,
+    /// HTTP statuses that mean "no phone for this lead".
+    #[serde(default)]
+    pub miss_statuses: Vec<u16>,
+    /// An answer whose value at this pointer equals `miss_equals` is a miss.
+    #[serde(default)]
+    pub miss_pointer: Option<String>,
+    /// See `miss_pointer`.
+    #[serde(default)]
+    pub miss_equals: Option<serde_json::Value>,
+}
+
+fn default_method() -> HttpMethod {
+    HttpMethod::Get
+}
+
+/// The HTTP methods a declared provider may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+impl WaterfallConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and checks a config file's text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: names, ranges, and that each kind has
+    /// what it needs.
+    pub fn check(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if self.lookup.concurrency == 0 {
+            return bad("lookup.concurrency must be at least 1".into());
+        }
+        for (key, v) in [
+            ("budget.per_run_usd", self.budget.per_run_usd),
+            ("budget.per_day_usd", self.budget.per_day_usd),
+        ] {
+            if v.is_some_and(|v| !(v >= 0.0)) {
+                return bad(format!("{key} must be a number ≥ 0"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.providers {
+            let at = format!("provider `{}`", p.name);
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return bad(format!(
+                    "{at}: name must be letters, digits, `_` or `-` (it appears in URLs and outputs)"
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return bad(format!("{at}: the name is used twice"));
+            }
+            for (key, v) in [
+                ("cost_per_call_usd", p.cost_per_call_usd),
+                ("cost_per_hit_usd", p.cost_per_hit_usd),
+            ] {
+                if !(0.0..1_000_000.0).contains(&v) {
+                    return bad(format!("{at}: {key} must be a number ≥ 0"));
+                }
+            }
+            if p.base_url != SANDBOX_URL {
+                if let Err(e) = url::Url::parse(&p.base_url) {
+                    return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
+                }
+            }
+            match (p.kind, &p.http) {
+                (ProviderKind::Http, None) => {
+                    return bad(format!(
+                        "{at}: kind = \"http\" needs a [providers.http] table"
+                    ));
+                }
+                (ProviderKind::Http, Some(http)) => http.check(&at)?,
+                (kind, Some(_)) => {
+                    return bad(format!(
+                        "{at}: a [providers.http] table only goes with kind = \"http\", not {kind:?}"
+                    ));
+                }
+                (_, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The providers that find phones, in waterfall order.
+    pub fn finders(&self) -> impl Iterator<Item = &ProviderConfig> {
+        self.providers.iter().filter(|p| p.kind.finds_phones())
+    }
+
+    /// Whether any provider asks for the in-process sandbox.
+    pub fn uses_sandbox(&self) -> bool {
+        self.providers.iter().any(|p| p.base_url == SANDBOX_URL)
+    }
+}
+
+impl HttpContract {
+    fn check(&self, at: &str) -> Result<()> {
+        Template::parse(&self.path).map_err(|e| Error::Config(format!("{at}: http.path: {e}")))?;
+        if let Some(body) = &self.body {
+            Template::parse(body).map_err(|e| Error::Config(format!("{at}: http.body: {e}")))?;
+        }
+        for (name, value) in &self.headers {
+            Template::parse(value)
+                .map_err(|e| Error::Config(format!("{at}: http.headers.{name}: {e}")))?;
+        }
+        for (key, pointer) in [
+            ("phone_pointer", Some(&self.phone_pointer)),
+            ("country_pointer", self.country_pointer.as_ref()),
+            ("miss_pointer", self.miss_pointer.as_ref()),
+        ] {
+            if let Some(p) = pointer
+                && !p.is_empty()
+                && !p.starts_with('/')
+            {
+                return Err(Error::Config(format!(
+                    "{at}: http.{key} `{p}` is not a JSON pointer (it starts with `/`, like `/data/phone`)"
+                )));
+            }
+        }
+        if self.miss_pointer.is_some() != self.miss_equals.is_some() {
+            return Err(Error::Config(format!(
+                "{at}: http.miss_pointer and http.miss_equals go together"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// USD to micro-dollars, the unit of `DECIMAL(12,6)` money columns.
+pub fn usd_to_micros(usd: f64) -> i64 {
+    (usd * 1_000_000.0).round() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORION: &str = r#"
+        [[providers]]
+        name = "orion"
+        kind = "orion"
+        priority = 1
+        max_requests_per_hour = 1000
+        base_url = "sandbox"
+    "#;
+
+    #[test]
+    fn a_minimal_provider_gets_the_documented_defaults() {
+        let c = WaterfallConfig::from_toml(ORION).unwrap();
+        let p = &c.providers[0];
+        assert!(p.enabled);
+        assert_eq!((p.timeout_ms, p.retries, p.min_user_tier), (5_000, 2, 0));
+        assert_eq!(c.lookup.concurrency, 256);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = WaterfallConfig::from_toml(&format!("{ORION}\nmax_request_per_hour = 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_request_per_hour"), "{err}");
+        let err = WaterfallConfig::from_toml("[lookup]\nconcurrency = 4\ndeadline = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deadline"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_provider_and_field() {
+        let twice = format!("{ORION}{ORION}");
+        let err = WaterfallConfig::from_toml(&twice).unwrap_err().to_string();
+        assert!(err.contains("`orion`") && err.contains("twice"), "{err}");
+
+        let http_without_table = ORION.replace("kind = \"orion\"", "kind = \"http\"");
+        let err = WaterfallConfig::from_toml(&http_without_table)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[providers.http]"), "{err}");
+
+        let bad_template = format!(
+            "{}\n[providers.http]\npath = \"/x?e={{emial}}\"\nphone_pointer = \"/phone\"",
+            http_without_table
+        );
+        let err = WaterfallConfig::from_toml(&bad_template)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("emial") && err.contains("http.path"), "{err}");
+
+        let negative = ORION.replace("priority = 1", "priority = 1\ncost_per_hit_usd = -1");
+        let err = WaterfallConfig::from_toml(&negative)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cost_per_hit_usd"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let text = include_str!("../../examples/leadflow.toml");
+        let c = WaterfallConfig::from_toml(text).unwrap();
+        assert!(c.uses_sandbox());
+        assert!(c.finders().count() >= 3);
+    }
+}

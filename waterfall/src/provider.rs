@@ -1,0 +1,138 @@
+//! What a provider is: the [`Provider`] trait (find a phone for a lead) and
+//! [`LineTypeProvider`] (describe a number we have), each turning a lead or
+//! number into a request and an answer into a verdict. Sending, timeouts,
+//! retries and accounting live in the waterfall, the same for every provider.
+
+use std::fmt;
+
+use reqwest::{Client, RequestBuilder, StatusCode};
+
+use crate::cache::{CacheKey, website_host};
+
+/// What the waterfall knows about a lead when it asks for a phone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeadQuery {
+    pub email: String,
+    pub full_name: String,
+    pub company_website: String,
+    /// ISO 3166-1 alpha-2; the default region for the numbers providers return.
+    pub country: Option<String>,
+    pub user_tier: Option<i32>,
+    /// The phone the lead came with, if any.
+    pub phone_raw: Option<String>,
+}
+
+impl LeadQuery {
+    /// The company's domain: the website's host, else the email's domain.
+    pub fn company_domain(&self) -> &str {
+        let host = website_host(&self.company_website);
+        if !host.is_empty() {
+            return host;
+        }
+        self.email
+            .trim()
+            .rsplit_once('@')
+            .map_or("", |(_, domain)| domain)
+    }
+
+    pub fn first_name(&self) -> &str {
+        self.full_name.split_whitespace().next().unwrap_or("")
+    }
+
+    pub fn last_name(&self) -> &str {
+        let name = self.full_name.trim();
+        name.split_once(char::is_whitespace)
+            .map_or("", |(_, rest)| rest.trim())
+    }
+
+    pub fn country(&self) -> &str {
+        self.country.as_deref().unwrap_or("")
+    }
+
+    /// The cache key; `None` when the lead has no email, name or website.
+    pub fn cache_key(&self) -> Option<CacheKey> {
+        CacheKey::new(&self.email, &self.full_name, &self.company_website)
+    }
+}
+
+/// A provider's answer to "a phone for this lead?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A number, as the provider wrote it, and its country when given.
+    Hit {
+        phone: String,
+        country: Option<String>,
+    },
+    Miss,
+}
+
+/// A phone-finding provider's contract.
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// The request asking for `lead`'s phone.
+    fn request(&self, http: &Client, lead: &LeadQuery) -> RequestBuilder;
+    /// Reads an answer that is neither `429` nor `5xx`; `Err` (with the
+    /// reason) for a refusal that retrying will not change.
+    fn read(&self, status: StatusCode, body: &[u8]) -> Result<Answer, String>;
+}
+
+/// Line type and carrier of a number (Twilio Lookup v2's shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineType {
+    pub line_type: Option<String>,
+    pub carrier_name: Option<String>,
+    pub mcc: Option<String>,
+    pub mnc: Option<String>,
+}
+
+/// A provider that describes numbers.
+pub trait LineTypeProvider: Send + Sync + fmt::Debug {
+    fn request(&self, http: &Client, e164: &str) -> RequestBuilder;
+    /// `Ok(None)` when the provider says the number is not valid.
+    fn read(&self, status: StatusCode, body: &[u8]) -> Result<Option<LineType>, String>;
+}
+
+/// An API key or secret: read from the environment, never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The start of an unexpected answer, for the `error` column.
+pub(crate) fn unexpected(status: StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("unexpected HTTP {}", status.as_u16())
+    } else {
+        format!("unexpected HTTP {}: {text}", status.as_u16())
+    }
+}
+
+/// Parses a JSON body, or says why not.
+pub(crate) fn json_body(status: StatusCode, body: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("HTTP {} answer is not JSON ({e})", status.as_u16()))
+}
+
+/// A non-empty string (or number) at `value`, as text.
+pub(crate) fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}

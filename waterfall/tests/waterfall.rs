@@ -1,0 +1,467 @@
+//! The waterfall against the provider sandbox, over real HTTP on localhost:
+//! every adapter, ordering, gating, retries, limits, and that the sandbox's
+//! own request counts match the attempts recorded. Time is a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_waterfall::{
+    Error, LeadQuery, LookupStatus, ManualClock, Outcome, Services, Waterfall, WaterfallConfig,
+};
+
+/// A `[[providers]]` entry served by the in-process sandbox.
+/// Keys in `extra` replace the defaults.
+fn provider(name: &str, kind: &str, priority: i32, extra: &str) -> String {
+    let defaults = [
+        "max_requests_per_hour = 100000",
+        "cost_per_call_usd = 0.001",
+        "cost_per_hit_usd = 0.05",
+        "base_url = \"sandbox\"",
+        "timeout_ms = 2000",
+        "retries = 2",
+    ];
+    let mut out =
+        format!("[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\npriority = {priority}\n");
+    for line in defaults {
+        let key = line.split(' ').next().unwrap();
+        if !extra
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{key} ")))
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(extra);
+    out.push('\n');
+    out
+}
+
+/// The generic provider, declared to speak Astra's contract.
+const DECLARED: &str = r#"
+[providers.http]
+method = "GET"
+path = "/lookup?email={email}&name={full_name}&domain={company_domain}"
+headers = { X-Api-Key = "{api_key}" }
+phone_pointer = "/phones/0/number"
+country_pointer = "/phones/0/country"
+miss_pointer = "/status"
+miss_equals = "not_found"
+"#;
+
+async fn start(toml: &str) -> (Waterfall, ManualClock) {
+    let config = WaterfallConfig::from_toml(toml).expect("test config parses");
+    let clock = ManualClock::default();
+    let services = Services::in_memory(&config, Arc::new(clock.clone()));
+    let waterfall = Waterfall::start(config, services, |_| None)
+        .await
+        .expect("waterfall starts");
+    (waterfall, clock)
+}
+
+fn lead(i: usize) -> LeadQuery {
+    LeadQuery {
+        email: format!("person{i}@acme{}.de", i % 7),
+        full_name: format!("Person {i}"),
+        company_website: format!("https://acme{}.de", i % 7),
+        country: Some("DE".into()),
+        user_tier: Some(2),
+        phone_raw: None,
+    }
+}
+
+fn requests(w: &Waterfall, provider: &str) -> u64 {
+    w.sandbox()
+        .unwrap()
+        .stats()
+        .get(provider)
+        .map_or(0, |s| s.requests)
+}
+
+#[tokio::test]
+async fn every_adapter_finds_a_valid_phone_over_http() {
+    let always = "[sandbox]\nhit_rate = 1.0\n";
+    for kind in ["orion", "astra", "nimbus", "http"] {
+        let extra = if kind == "http" { DECLARED } else { "" };
+        let (w, _) = start(&format!("{}{always}", provider("p", kind, 1, extra))).await;
+        let found = w.find(&lead(1)).await;
+        assert_eq!(found.status, LookupStatus::Found, "{kind}: {found:?}");
+        let phone = found.phone_e164.as_deref().unwrap();
+        assert!(
+            phone.starts_with("+49"),
+            "{kind}: a German lead gets a German number, got {phone}"
+        );
+        assert_eq!(found.provider.as_deref(), Some("p"));
+        assert_eq!(found.attempts.len(), 1);
+        assert_eq!(found.attempts[0].outcome, Outcome::Hit);
+        assert_eq!(found.attempts[0].http_status, Some(200));
+        assert_eq!(found.cost_micros, 51_000, "{kind}: call + hit");
+        assert_eq!(requests(&w, "p"), 1);
+    }
+}
+
+#[tokio::test]
+async fn every_adapter_reads_a_miss() {
+    for kind in ["orion", "astra", "nimbus", "http"] {
+        let extra = if kind == "http" { DECLARED } else { "" };
+        let (w, _) = start(&format!(
+            "{}[sandbox]\nhit_rate = 0.0\n",
+            provider("p", kind, 1, extra)
+        ))
+        .await;
+        let missed = w.find(&lead(1)).await;
+        assert_eq!(missed.status, LookupStatus::NotFound, "{kind}: {missed:?}");
+        assert_eq!(missed.attempts[0].outcome, Outcome::Miss, "{kind}");
+        assert_eq!(missed.cost_micros, 1_000, "{kind}: a miss costs the call");
+    }
+}
+
+#[tokio::test]
+async fn twilio_describes_a_number() {
+    let toml = provider("twilio", "twilio", 1, "");
+    let (w, _) = start(&toml).await;
+    let e164 = leadflow_phone::example_number_e164(leadflow_phone::Region::US).unwrap();
+    let described = w.line_type(&e164).await;
+    let line = described.line_type.expect("a valid number is described");
+    assert!(line.line_type.is_some() && line.carrier_name.is_some() && line.mcc.is_some());
+    assert_eq!(described.attempts[0].outcome, Outcome::Hit);
+    let invalid = w.line_type("+1 555 0100").await;
+    assert_eq!(invalid.line_type, None);
+    assert_eq!(invalid.attempts[0].outcome, Outcome::Miss);
+    assert_eq!(requests(&w, "twilio"), 2);
+}
+
+#[tokio::test]
+async fn the_first_valid_hit_wins_and_later_providers_are_not_called() {
+    let toml = format!(
+        "{}{}{}[sandbox.providers.never]\nhit_rate = 0.0\n[sandbox.providers.always]\nhit_rate = 1.0\n\
+         [sandbox.providers.later]\nhit_rate = 1.0\n",
+        provider("later", "nimbus", 30, ""),
+        provider("never", "orion", 10, ""),
+        provider("always", "astra", 20, ""),
+    );
+    let (w, _) = start(&toml).await;
+    assert_eq!(
+        w.finders().collect::<Vec<_>>(),
+        ["never", "always", "later"]
+    );
+    for i in 0..20 {
+        let l = w.find(&lead(i)).await;
+        assert_eq!(l.provider.as_deref(), Some("always"));
+        let asked: Vec<&str> = l.attempts.iter().map(|a| &*a.provider).collect();
+        assert_eq!(asked, ["never", "always"]);
+    }
+    assert_eq!(requests(&w, "later"), 0);
+    assert_eq!(requests(&w, "never"), 20);
+}
+
+#[tokio::test]
+async fn tiers_and_disabled_providers_gate_the_candidates() {
+    let toml = format!(
+        "{}{}{}[sandbox]\nhit_rate = 1.0\n",
+        provider("premium", "orion", 1, "min_user_tier = 3"),
+        provider("off", "astra", 2, "enabled = false"),
+        provider("basic", "nimbus", 3, "min_user_tier = 1"),
+    );
+    let (w, _) = start(&toml).await;
+    let l = w.find(&lead(1)).await;
+    assert_eq!(l.provider.as_deref(), Some("basic"));
+    let rows: Vec<(&str, Outcome, i32)> = l
+        .attempts
+        .iter()
+        .map(|a| (&*a.provider, a.outcome, a.attempt))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("premium", Outcome::SkippedTier, 0),
+            ("basic", Outcome::Hit, 1)
+        ],
+        "the disabled provider leaves no row"
+    );
+    let mut low = lead(2);
+    low.user_tier = Some(0);
+    let gated = w.find(&low).await;
+    assert_eq!(gated.status, LookupStatus::SkippedTier);
+    assert_eq!(requests(&w, "premium") + requests(&w, "off"), 0);
+}
+
+#[tokio::test]
+async fn a_429_waits_its_retry_after_then_moves_on() {
+    let toml = format!(
+        "{}{}[sandbox]\nhit_rate = 1.0\n[sandbox.providers.busy]\nrate_limit_rate = 1.0\nretry_after_secs = 3\n",
+        provider("busy", "orion", 1, ""),
+        provider("spare", "astra", 2, ""),
+    );
+    let (w, clock) = start(&toml).await;
+    let before = clock.now_for_test();
+    let l = w.find(&lead(1)).await;
+    let busy: Vec<_> = l
+        .attempts
+        .iter()
+        .filter(|a| &*a.provider == "busy")
+        .collect();
+    assert_eq!(busy.len(), 3, "first call and two retries");
+    assert!(
+        busy.iter()
+            .all(|a| a.outcome == Outcome::RateLimited && a.http_status == Some(429))
+    );
+    assert!(
+        busy.iter().all(|a| a.cost_micros == 0),
+        "a 429 costs nothing"
+    );
+    assert_eq!(
+        clock.now_for_test() - before,
+        6_000_000,
+        "waited Retry-After twice"
+    );
+    assert_eq!(l.provider.as_deref(), Some("spare"));
+
+    // A Retry-After longer than the config allows is not waited for.
+    let impatient = format!("[lookup]\nmax_retry_after_ms = 1000\n{toml}");
+    let (w, clock) = start(&impatient).await;
+    let before = clock.now_for_test();
+    let l = w.find(&lead(1)).await;
+    assert_eq!(
+        l.attempts.iter().filter(|a| &*a.provider == "busy").count(),
+        1
+    );
+    assert_eq!(clock.now_for_test(), before);
+}
+
+#[tokio::test]
+async fn server_errors_retry_with_backoff_then_open_the_circuit() {
+    let toml = format!(
+        "[breaker]\nfailures = 6\n{}[sandbox.providers.flaky]\nerror_rate = 1.0\n",
+        provider("flaky", "orion", 1, ""),
+    );
+    let (w, clock) = start(&toml).await;
+    let before = clock.now_for_test();
+    let l = w.find(&lead(1)).await;
+    assert_eq!(l.status, LookupStatus::Error);
+    assert_eq!(l.attempts.len(), 3);
+    assert!(
+        l.attempts
+            .iter()
+            .all(|a| a.outcome == Outcome::Error && a.http_status == Some(503))
+    );
+    let waited = clock.now_for_test() - before;
+    assert!(
+        waited > 0 && waited <= 300_000,
+        "two backoffs of ≤100 and ≤200 ms, got {waited}µs"
+    );
+
+    w.find(&lead(2)).await; // failures 4–6: the circuit opens
+    let skipped = w.find(&lead(3)).await;
+    assert_eq!(skipped.attempts.len(), 1);
+    assert_eq!(skipped.attempts[0].outcome, Outcome::CircuitOpen);
+    assert_eq!(requests(&w, "flaky"), 6);
+    clock.advance(Duration::from_secs(31));
+    let probe = w.find(&lead(4)).await;
+    assert_eq!(
+        probe.attempts[0].attempt, 1,
+        "after the cooldown one probe goes out"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_is_an_outcome_and_the_next_provider_answers() {
+    let toml = format!(
+        "{}{}[sandbox]\nhit_rate = 1.0\n[sandbox.providers.slow]\nlatency_ms = 5000\n",
+        provider("slow", "orion", 1, "timeout_ms = 50\nretries = 1"),
+        provider("fast", "astra", 2, ""),
+    );
+    let (w, _) = start(&toml).await;
+    let l = w.find(&lead(1)).await;
+    let slow: Vec<_> = l
+        .attempts
+        .iter()
+        .filter(|a| &*a.provider == "slow")
+        .collect();
+    assert_eq!(slow.len(), 2);
+    assert!(
+        slow.iter()
+            .all(|a| a.outcome == Outcome::Timeout && a.http_status.is_none())
+    );
+    assert_eq!(l.status, LookupStatus::Found);
+    assert_eq!(l.provider.as_deref(), Some("fast"));
+}
+
+#[tokio::test]
+async fn an_invalid_number_is_a_miss_and_the_waterfall_goes_on() {
+    let toml = format!(
+        "{}{}[sandbox]\nhit_rate = 1.0\n[sandbox.providers.junk]\ninvalid_rate = 1.0\n",
+        provider("junk", "nimbus", 1, ""),
+        provider("good", "orion", 2, ""),
+    );
+    let (w, _) = start(&toml).await;
+    let l = w.find(&lead(1)).await;
+    assert_eq!(l.attempts[0].outcome, Outcome::Miss);
+    assert!(
+        l.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid number")
+    );
+    assert_eq!(
+        l.attempts[0].cost_micros, 51_000,
+        "the provider still charged its hit"
+    );
+    assert_eq!(l.provider.as_deref(), Some("good"));
+}
+
+#[tokio::test]
+async fn leads_with_a_valid_phone_are_skipped_and_answers_are_cached() {
+    let toml = format!(
+        "{}[sandbox]\nhit_rate = 1.0\n",
+        provider("p", "orion", 1, "")
+    );
+    let (w, _) = start(&toml).await;
+    let mut has = lead(1);
+    has.phone_raw = Some("030 901820".into());
+    assert_eq!(w.find(&has).await.status, LookupStatus::SkippedHasPhone);
+    has.phone_raw = Some("12".into());
+    let first = w.find(&has).await;
+    assert_eq!(
+        first.status,
+        LookupStatus::Found,
+        "an invalid own phone is looked up"
+    );
+    let again = w.find(&has).await;
+    assert_eq!(again.status, LookupStatus::Cached);
+    assert_eq!(again.phone_e164, first.phone_e164);
+    assert_eq!((again.cost_micros, again.attempts.len()), (0, 0));
+    assert_eq!(requests(&w, "p"), 1, "never paid for twice");
+}
+
+#[tokio::test]
+async fn the_hourly_limit_skips_a_provider_until_its_window_frees() {
+    let toml = format!(
+        "{}[sandbox]\nhit_rate = 0.0\n",
+        provider("p", "orion", 1, "max_requests_per_hour = 2")
+    );
+    let (w, clock) = start(&toml).await;
+    w.find(&lead(1)).await;
+    w.find(&lead(2)).await;
+    let limited = w.find(&lead(3)).await;
+    assert_eq!(limited.status, LookupStatus::RateLimited);
+    assert_eq!(limited.attempts[0].outcome, Outcome::RateLimited);
+    assert_eq!(limited.attempts[0].http_status, None, "no call went out");
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(w.find(&lead(3)).await.status, LookupStatus::NotFound);
+    assert_eq!(requests(&w, "p"), 3);
+}
+
+#[tokio::test]
+async fn the_budget_stops_calls_once_spent() {
+    let toml = format!(
+        "[budget]\nper_run_usd = 0.12\n{}[sandbox]\nhit_rate = 1.0\n",
+        provider("p", "orion", 1, "")
+    );
+    let (w, _) = start(&toml).await;
+    let statuses: Vec<LookupStatus> = futures::future::join_all((0..4).map(|i| {
+        let w = &w;
+        async move { w.find(&lead(i)).await.status }
+    }))
+    .await;
+    let found = statuses
+        .iter()
+        .filter(|s| **s == LookupStatus::Found)
+        .count();
+    assert_eq!(found, 2, "0.051 per hit: two fit in 0.12; {statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == LookupStatus::BudgetExhausted)
+            .count(),
+        2
+    );
+    assert_eq!(requests(&w, "p"), 2);
+}
+
+#[tokio::test]
+async fn sandbox_counts_equal_recorded_calls_and_costs_add_up() {
+    // Leads share the manual clock, so every lead's waits move everyone's
+    // deadline: a deadline beyond reach keeps this test about the counts.
+    let toml = format!(
+        "[lookup]\ndeadline_ms = 1000000000\n{}{}{}{}[sandbox]\nhit_rate = 0.3\nerror_rate = 0.1\nrate_limit_rate = 0.1\nretry_after_secs = 1\ninvalid_rate = 0.1\n",
+        provider("a", "orion", 1, ""),
+        provider("b", "astra", 2, "min_user_tier = 2"),
+        provider("c", "http", 3, DECLARED),
+        provider("d", "nimbus", 4, "retries = 0"),
+    );
+    let (w, _) = start(&toml).await;
+    let lookups = futures::future::join_all((0..400).map(|i| {
+        let w = &w;
+        let mut l = lead(i);
+        l.user_tier = Some((i % 3) as i32 + 1);
+        async move { w.find(&l).await }
+    }))
+    .await;
+    let stats = w.sandbox().unwrap().stats();
+    for name in ["a", "b", "c", "d"] {
+        let calls: Vec<_> = lookups
+            .iter()
+            .flat_map(|l| &l.attempts)
+            .filter(|a| &*a.provider == name && a.called())
+            .collect();
+        let s = stats.get(name).copied().unwrap_or_default();
+        assert_eq!(
+            calls.len() as u64,
+            s.requests,
+            "{name}: calls recorded vs served"
+        );
+        let hits = calls
+            .iter()
+            .filter(|a| a.http_status == Some(200) && a.cost_micros == 51_000)
+            .count() as u64;
+        assert_eq!(hits, s.hits + s.invalid, "{name}: paid hits vs hits served");
+        let cost: i64 = calls.iter().map(|a| a.cost_micros).sum();
+        let answered = s.hits + s.invalid + s.misses;
+        assert_eq!(
+            cost,
+            (answered * 1_000 + (s.hits + s.invalid) * 50_000) as i64,
+            "{name}"
+        );
+    }
+    let total: i64 = lookups.iter().map(|l| l.cost_micros).sum();
+    let by_attempt: i64 = lookups
+        .iter()
+        .flat_map(|l| &l.attempts)
+        .map(|a| a.cost_micros)
+        .sum();
+    assert_eq!(total, by_attempt);
+    let found = lookups
+        .iter()
+        .filter(|l| l.status == LookupStatus::Found)
+        .count();
+    assert!(found > 100, "most leads find a phone somewhere: {found}");
+}
+
+#[tokio::test]
+async fn a_real_provider_without_its_key_is_a_clear_error() {
+    let toml = provider(
+        "orion",
+        "orion",
+        1,
+        "api_key_env = \"ORION_TEST_KEY_UNSET\"\nbase_url = \"https://api.orion.example\"",
+    );
+    let config = WaterfallConfig::from_toml(&toml).unwrap();
+    let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
+    let err = Waterfall::start(config, services, |_| None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingSecret { .. }));
+    assert!(err.to_string().contains("ORION_TEST_KEY_UNSET"), "{err}");
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> i64;
+}
+
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> i64 {
+        leadflow_waterfall::Clock::now(self)
+    }
+}
