@@ -35,3 +35,19 @@ assert df.schema["lookup_cost_usd"] == pl.Decimal(12, 6), df.schema["lookup_cost
 assert df.height == rows
 rejects = pl.read_parquet(f"{out}/rejects/**/*.parquet", hive_partitioning=True)
 print(f"polars: {df.height} rows; rejects: {rejects.height} ({', '.join(rejects['reason'].head(2))})")
+
+usage = ds.dataset(f"{out}/provider_usage", format="parquet", partitioning="hive").to_table()
+assert usage.schema.field("cost_usd").type == pa.decimal128(12, 6)
+assert usage.schema.field("started_at").type == pa.timestamp("us", tz="UTC")
+assert usage.schema.field("http_status").type == pa.int32()
+by_provider = con.sql(
+    f"""select provider, count(*) filter (where attempt > 0) calls, count(*) filter (where outcome = 'hit') hits,
+               sum(cost_usd) cost
+        from read_parquet('{out}/provider_usage/*/*.parquet', hive_partitioning = true) group by 1 order by 1"""
+).fetchall()
+assert by_provider, "the example config calls providers"
+spent = con.sql(
+    f"select sum(lookup_cost_usd), count(*) filter (where lookup_status = 'found') from read_parquet('{out}/enriched_leads/*/*.parquet')"
+).fetchall()[0]
+assert spent[0] == sum(row[3] for row in by_provider), (spent, by_provider)
+print(f"provider_usage: {usage.num_rows} rows; {spent[1]} phones found for ${spent[0]}; {by_provider}")

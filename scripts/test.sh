@@ -49,11 +49,12 @@ if ! answers "$rh" "$rp"; then
   wait_for "$rh" "$rp" "redis-server"
 fi
 
-# The bundled example through the real binary, read back by pyarrow, DuckDB and Polars.
+# The bundled example through the real binary and the provider waterfall (the
+# in-process sandbox), read back by pyarrow, DuckDB and Polars.
 python3 -c "import duckdb, polars, pyarrow" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check duckdb polars pyarrow
 readers_out=$(mktemp -d)
-cargo run --release --quiet -p leadflow-pipeline -- run --no-progress --input examples/leads.csv --out "$readers_out"
+cargo run --release --quiet -p leadflow-pipeline -- run --no-progress --input examples/leads.csv --out "$readers_out" --config examples/leadflow.toml
 python3 scripts/check_readers.py "$readers_out"
 rm -rf "$readers_out"
 

@@ -38,6 +38,10 @@ pub enum Error {
 
     #[error("parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+
+    /// The provider waterfall could not start (bad config, missing key).
+    #[error("{0}")]
+    Waterfall(#[from] leadflow_waterfall::Error),
 }
 
 impl Error {

@@ -9,9 +9,11 @@ use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
 use leadflow_pipeline::run::{ENRICH_SQL, RunConfig};
 use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
 use leadflow_pipeline::sql::{self, OutputFormat};
+use leadflow_waterfall::{Sandbox, WaterfallConfig};
 
 /// Lead enrichment on Arrow and DataFusion: read leads from files or S3,
-/// normalize and validate their phones in SQL, write Parquet.
+/// normalize and validate their phones in SQL, find missing phones through a
+/// waterfall of paid providers, write Parquet.
 #[derive(Debug, Parser)]
 #[command(name = "leadflow", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -23,9 +25,10 @@ struct Cli {
 enum Command {
     /// Enrich leads from files (CSV, NDJSON, Parquet; local or s3://) into Parquet.
     #[command(
-        after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out\n  \
+        after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out --config examples/leadflow.toml\n  \
         leadflow run --input 'exports/*.csv' --out s3://leads/enriched --map phone_raw=Mobile --default-country US\n\n\
-        Output: OUT/enriched_leads/dt=YYYY-MM-DD/*.parquet and OUT/rejects/dt=YYYY-MM-DD/*.parquet.\n\
+        Output: OUT/enriched_leads/, OUT/provider_usage/ and OUT/rejects/, each dt=YYYY-MM-DD/*.parquet.\n\
+        Without --config no provider is called and lookup_status is `not_run`.\n\
         S3: credentials, region and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n\
         AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000)."
     )]
@@ -39,6 +42,23 @@ enum Command {
     Sql(SqlArgs),
     /// List leadflow's SQL functions with their documentation.
     Functions,
+    /// Serve the provider sandbox: Orion, Astra, Nimbus and Twilio contracts with made-up answers.
+    #[command(
+        after_help = "Each provider is served under /NAME/… (e.g. http://localhost:8700/orion/v1/phone/find);\n\
+        point a provider's base_url at http://localhost:PORT/NAME. GET /stats counts what was served.\n\
+        Hit rates, latency, error and 429 rates come from the [sandbox] table of --config."
+    )]
+    Sandbox {
+        /// Port to listen on (127.0.0.1 unless --host says otherwise).
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// A leadflow config file whose [sandbox] table sets the answers.
+        #[arg(long, env = "LEADFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print a schema: the JSON Schema of a Kafka lead message, or an Arrow schema.
     Schema {
         #[arg(value_enum)]
@@ -81,6 +101,9 @@ struct RunArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Providers, limits, cache, budget (TOML; see examples/leadflow.toml). Without it no provider is called.
+    #[arg(short, long, env = "LEADFLOW_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +129,8 @@ enum SchemaName {
     Lead,
     /// Arrow schema of `enriched_leads` (without extras).
     EnrichedLead,
+    /// Arrow schema of `provider_usage`.
+    ProviderUsage,
     /// Arrow schema of `rejects`.
     Reject,
 }
@@ -129,6 +154,7 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", sql::functions_help());
                 Ok(())
             }
+            Command::Sandbox { port, host, config } => sandbox(host, port, config).await,
             Command::Schema { which } => {
                 match which {
                     SchemaName::LeadJson => {
@@ -140,6 +166,9 @@ fn main() -> anyhow::Result<()> {
                     SchemaName::Lead => println!("{:#?}", leadflow_schemas::lead_schema([])),
                     SchemaName::EnrichedLead => {
                         println!("{:#?}", leadflow_schemas::enriched_lead_schema([]))
+                    }
+                    SchemaName::ProviderUsage => {
+                        println!("{:#?}", leadflow_schemas::provider_usage_schema())
                     }
                     SchemaName::Reject => println!("{:#?}", leadflow_schemas::reject_schema()),
                 }
@@ -188,9 +217,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .partitions
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         progress: !args.no_progress,
+        waterfall: load_config(args.config.as_deref())?,
     };
     let summary = leadflow_pipeline::run::run(config).await?;
     eprint!("{summary}");
+    Ok(())
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<WaterfallConfig> {
+    Ok(match path {
+        Some(path) => WaterfallConfig::load(path)?,
+        None => WaterfallConfig::default(),
+    })
+}
+
+async fn sandbox(host: std::net::IpAddr, port: u16, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config.as_deref())?;
+    let sandbox = Sandbox::start(config.sandbox, (host, port).into())
+        .await
+        .with_context(|| format!("listening on {host}:{port}"))?;
+    eprintln!(
+        "provider sandbox on {} — e.g. base_url = \"{}\"; stats at {}/stats; Ctrl-C stops",
+        sandbox.url(),
+        sandbox.base_url("orion"),
+        sandbox.url()
+    );
+    tokio::signal::ctrl_c().await?;
+    for (provider, stats) in sandbox.stats() {
+        eprintln!("{provider}: {stats:?}");
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! partition writes its output. Memory is bounded by the channel and the
 //! writers' row-group budget, not by the input.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
+use leadflow_waterfall::sandbox::ProviderStats;
+use leadflow_waterfall::{Waterfall, WaterfallConfig};
 use tokio::sync::{Mutex, mpsc};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -29,6 +32,7 @@ use crate::sinks::parquet::{
     ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, prune_replaced,
     run_columns,
 };
+use crate::sinks::provider_usage::{LookupTally, UsageColumns, usage_batch};
 use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
@@ -50,6 +54,8 @@ pub struct RunConfig {
     pub partitions: usize,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Providers and limits for `find_phone`; no providers means `not_run`.
+    pub waterfall: WaterfallConfig,
 }
 
 /// What a run did, printed at its end.
@@ -63,6 +69,11 @@ pub struct RunSummary {
     pub valid_phones: Option<u64>,
     pub unknown_countries: u64,
     pub output_files: Vec<WrittenFile>,
+    /// What `find_phone` did, when the query reports `lookup_status`.
+    pub lookups: Option<LookupTally>,
+    pub usage_files: Vec<WrittenFile>,
+    /// What the in-process provider sandbox served, when the config used it.
+    pub sandbox: Option<BTreeMap<String, ProviderStats>>,
     pub reject_samples: Vec<Reject>,
     pub elapsed: Duration,
     pub out: String,
@@ -89,11 +100,19 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     };
     let schema = source.schema().clone();
     let out = storage::create(&config.out)?;
+    let waterfall = Arc::new(Waterfall::start_in_memory(config.waterfall.clone()).await?);
+    if let Some(sandbox) = waterfall.sandbox() {
+        tracing::info!(url = %sandbox.url(), "providers answered by the in-process sandbox");
+    }
 
     // Plan first, so bad SQL fails before anything is read or written.
     let partitions = config.partitions.max(1);
     let (lead_tx, lead_rx) = mpsc::channel::<Result<RecordBatch>>(partitions * 2);
-    let ctx = session(partitions, config.source.options.batch_size);
+    let ctx = session(
+        partitions,
+        config.source.options.batch_size,
+        waterfall.clone(),
+    );
     let leads = LeadsTable::new(schema.clone(), lead_rx);
     let table = StreamingTable::try_new(schema.clone(), leads.partitions(partitions))?;
     ctx.register_table("leads", Arc::new(table))?;
@@ -103,9 +122,20 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
     let plan = df.create_physical_plan().await?;
     let query_schema = plan.schema();
-    let write_schema = with_run_columns(&output_schema(&query_schema));
-    let append_run_columns = write_schema.fields().len() > query_schema.fields().len();
-    let valid_index = query_schema.index_of("phone_valid").ok();
+    let usage_columns = UsageColumns::find(&query_schema);
+    // `provider_calls` feeds provider_usage; every other column is a lead's.
+    let lead_columns: Vec<usize> = (0..query_schema.fields().len())
+        .filter(|&i| usage_columns.is_none_or(|u| u.calls_index() != i))
+        .collect();
+    let lead_schema = Arc::new(query_schema.project(&lead_columns)?);
+    let write_schema = with_run_columns(&output_schema(&lead_schema));
+    let append_run_columns = write_schema.fields().len() > lead_schema.fields().len();
+    let columns = OutputColumns {
+        lead: lead_columns,
+        valid: query_schema.index_of("phone_valid").ok(),
+        status: query_schema.index_of("lookup_status").ok(),
+        usage: usage_columns,
+    };
 
     // Read.
     let progress = Arc::new(SourceProgress::default());
@@ -148,14 +178,27 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             ),
             write_schema.clone(),
         );
+        let usage_writer = columns.usage.map(|_| {
+            PartitionedWriter::new(
+                out.clone(),
+                ParquetSinkConfig::new(
+                    "provider_usage",
+                    format!("{fingerprint}-{p:02}"),
+                    Some("started_at"),
+                    today,
+                ),
+                leadflow_schemas::provider_usage_schema(),
+            )
+        });
         let run_id = config.run_id.clone();
         writers.push(tokio::spawn(write_partition(
             stream,
             writer,
+            usage_writer,
+            columns.clone(),
             append_run_columns,
             run_id,
             at_micros,
-            valid_index,
         )));
     }
 
@@ -164,16 +207,20 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let mut leads_written = 0;
     let mut valid_phones = 0;
     let mut output_files = Vec::new();
+    let mut usage_files = Vec::new();
+    let mut lookups = LookupTally::default();
     let mut first_error = None;
     for w in writers {
         match w
             .await
             .map_err(|e| Error::Usage(format!("writer task: {e}")))?
         {
-            Ok((rows, valid, files)) => {
-                leads_written += rows;
-                valid_phones += valid;
-                output_files.extend(files);
+            Ok(written) => {
+                leads_written += written.rows;
+                valid_phones += written.valid;
+                output_files.extend(written.files);
+                usage_files.extend(written.usage_files);
+                lookups.merge(written.lookups);
             }
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -197,30 +244,38 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let file_prefix = format!("part-{fingerprint}-");
     prune_replaced(&out, "enriched_leads", &file_prefix, &output_files).await?;
     prune_replaced(&out, "rejects", &file_prefix, &reject_files).await?;
+    if columns.usage.is_some() {
+        prune_replaced(&out, "provider_usage", &file_prefix, &usage_files).await?;
+    }
     output_files.sort_by(|a, b| a.path.cmp(&b.path));
+    usage_files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(RunSummary {
         run_id: config.run_id,
         files,
         records_read: SourceProgress::get(&progress.records_read),
         leads_written,
         rejects: reject_count,
-        valid_phones: valid_index.map(|_| valid_phones),
+        valid_phones: columns.valid.map(|_| valid_phones),
         unknown_countries: SourceProgress::get(&progress.unknown_countries),
         output_files,
+        lookups: columns.status.map(|_| lookups),
+        usage_files,
+        sandbox: waterfall.sandbox().map(|s| s.stats()),
         reject_samples,
         elapsed: started.elapsed(),
         out: config.out,
     })
 }
 
-/// A DataFusion session with leadflow's UDFs.
-pub fn session(partitions: usize, batch_size: usize) -> SessionContext {
+/// A DataFusion session with leadflow's UDFs, `find_phone` over `waterfall`.
+pub fn session(partitions: usize, batch_size: usize, waterfall: Arc<Waterfall>) -> SessionContext {
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         .with_batch_size(batch_size)
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     leadflow_udfs::register_all(&ctx);
+    leadflow_udfs::register_waterfall(&ctx, waterfall);
     ctx
 }
 
@@ -237,33 +292,77 @@ fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Where, in the query's output, the columns the writers need are.
+#[derive(Debug, Clone)]
+struct OutputColumns {
+    /// The columns written to `enriched_leads`.
+    lead: Vec<usize>,
+    valid: Option<usize>,
+    status: Option<usize>,
+    usage: Option<UsageColumns>,
+}
+
+/// What one partition's writer wrote.
+struct PartitionWritten {
+    rows: u64,
+    valid: u64,
+    files: Vec<WrittenFile>,
+    usage_files: Vec<WrittenFile>,
+    lookups: LookupTally,
+}
+
 async fn write_partition(
     mut stream: SendableRecordBatchStream,
     mut writer: PartitionedWriter,
+    mut usage_writer: Option<PartitionedWriter>,
+    columns: OutputColumns,
     append_run_columns: bool,
     run_id: String,
     at_micros: i64,
-    valid_index: Option<usize>,
-) -> Result<(u64, u64, Vec<WrittenFile>)> {
+) -> Result<PartitionWritten> {
     let schema = writer.schema().clone();
     let mut rows = 0u64;
     let mut valid = 0u64;
+    let mut lookups = LookupTally::default();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        if let Some(i) = valid_index
+        if let Some(i) = columns.valid
             && batch.column(i).data_type() == &DataType::Boolean
         {
             valid += batch.column(i).as_boolean().true_count() as u64;
         }
-        let mut columns = batch.columns().to_vec();
-        if append_run_columns {
-            columns.extend(run_columns(batch.num_rows(), &run_id, at_micros));
+        if let Some(i) = columns.status {
+            lookups.add_statuses(batch.column(i))?;
         }
-        let batch = conform(&columns, &schema)?;
+        if let (Some(usage), Some(usage_writer)) = (columns.usage, usage_writer.as_mut())
+            && let Some(calls) = usage_batch(&batch, usage, &run_id, usage_writer.schema())?
+        {
+            lookups.add_usage(&calls)?;
+            usage_writer.write(&calls).await?;
+        }
+        let mut lead: Vec<_> = columns
+            .lead
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        if append_run_columns {
+            lead.extend(run_columns(batch.num_rows(), &run_id, at_micros));
+        }
+        let batch = conform(&lead, &schema)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await?;
     }
-    Ok((rows, valid, writer.close().await?))
+    let usage_files = match usage_writer {
+        Some(w) => w.close().await?,
+        None => Vec::new(),
+    };
+    Ok(PartitionWritten {
+        rows,
+        valid,
+        files: writer.close().await?,
+        usage_files,
+        lookups,
+    })
 }
 
 /// The `leads` table: every partition pulls the next batch from one channel.
@@ -370,12 +469,22 @@ impl fmt::Display for RunSummary {
                 self.unknown_countries
             )?;
         }
+        if let Some(lookups) = &self.lookups {
+            write!(f, "{lookups}")?;
+        }
+        if let Some(sandbox) = &self.sandbox {
+            let served: u64 = sandbox.values().map(|s| s.requests).sum();
+            writeln!(
+                f,
+                "  sandbox         {served} requests served in-process (no real provider called)"
+            )?;
+        }
         writeln!(f, "  throughput      {:.0} rows/s", self.rows_per_second())?;
         writeln!(
             f,
             "  output          {} ({} files)",
             self.out,
-            self.output_files.len()
+            self.output_files.len() + self.usage_files.len()
         )?;
         for r in &self.reject_samples {
             let line = r.line.map(|l| format!(":{l}")).unwrap_or_default();

@@ -35,7 +35,10 @@ pub async fn context(
     tables: &[String],
 ) -> Result<(SessionContext, Vec<String>)> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let ctx = crate::run::session(cores, 8192);
+    // No providers: `find_phone` answers `not_run` rather than spending money
+    // from an analyst's query.
+    let waterfall = leadflow_waterfall::Waterfall::start_in_memory(Default::default()).await?;
+    let ctx = crate::run::session(cores, 8192, Arc::new(waterfall));
     let mut registered = Vec::new();
     if let Some(data) = data {
         let location = storage::open(data)?;
@@ -132,16 +135,10 @@ pub async fn execute(
 /// The documentation of every leadflow UDF, as `leadflow functions` prints it.
 pub fn functions_help() -> String {
     let mut s = String::new();
-    for udf in leadflow_udfs::all() {
-        let inner = Arc::clone(udf.inner());
-        let Some(doc) = inner.documentation() else {
-            continue;
-        };
+    for (name, doc) in leadflow_udfs::documentation() {
         s.push_str(&format!(
             "{}\n    {}\n\n    {}\n",
-            udf.name(),
-            doc.syntax_example,
-            doc.description
+            name, doc.syntax_example, doc.description
         ));
         if let Some(args) = &doc.arguments {
             s.push_str("\n    arguments:\n");

@@ -165,6 +165,64 @@ pub fn enrichment_fields() -> Vec<Field> {
     ]
 }
 
+/// One provider call or skip, as `find_phone` lists them in `attempts`.
+pub fn attempt_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("attempt", DataType::Int32, false),
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new("http_status", DataType::Int32, true),
+        Field::new("cost_usd", MONEY, false),
+        Field::new("latency_ms", DataType::Int64, false),
+        Field::new("started_at", timestamp(), false),
+        Field::new("error", DataType::Utf8, true),
+    ])
+}
+
+/// The struct `find_phone` returns.
+pub fn find_phone_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("phone_e164", DataType::Utf8, true),
+        Field::new("provider", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("cost_usd", MONEY, false),
+        Field::new("latency_ms", DataType::Int64, false),
+        Field::new(
+            "attempts",
+            DataType::List(Arc::new(Field::new_list_field(
+                DataType::Struct(attempt_fields()),
+                true,
+            ))),
+            false,
+        ),
+    ])
+}
+
+/// The struct `phone_line_type` returns (Twilio Lookup v2's shape).
+pub fn line_type_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("line_type", DataType::Utf8, true),
+        Field::new("carrier_name", DataType::Utf8, true),
+        Field::new("mcc", DataType::Utf8, true),
+        Field::new("mnc", DataType::Utf8, true),
+    ])
+}
+
+/// The column of the enrichment query whose `find_phone(...)['attempts']`
+/// lists become `provider_usage` rows; it is not written to `enriched_leads`.
+pub const PROVIDER_CALLS_COLUMN: &str = "provider_calls";
+
+/// `provider_usage`: one row per provider call or skip.
+pub fn provider_usage_schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new("lead_id", DataType::Utf8, true),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("organization_id", DataType::Utf8, true),
+    ];
+    fields.extend(attempt_fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
 /// `enriched_lead` for a lead schema with the given extras.
 pub fn enriched_lead_schema<'a>(extras: impl IntoIterator<Item = &'a str>) -> SchemaRef {
     let lead = lead_schema(extras);

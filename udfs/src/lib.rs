@@ -1,16 +1,25 @@
 //! DataFusion UDFs of leadflow, one per file: `phone_info` and
-//! `normalize_phone` (more with the waterfall). [`register_all`] puts them in a
-//! `SessionContext`; [`all`] lists them with their documentation.
+//! `normalize_phone` (scalar), `find_phone` and `phone_line_type` (async,
+//! over a [`Waterfall`]). [`register_all`] and [`register_waterfall`] put them
+//! in a `SessionContext`; [`documentation`] lists them all.
 
+mod find_phone;
 mod normalize_phone;
 mod phone_info;
+mod phone_line_type;
 mod strings;
 
-use datafusion::logical_expr::ScalarUDF;
-use datafusion::prelude::SessionContext;
+use std::sync::Arc;
 
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::logical_expr::{Documentation, ScalarUDF};
+use datafusion::prelude::SessionContext;
+use leadflow_waterfall::Waterfall;
+
+pub use find_phone::FindPhone;
 pub use normalize_phone::NormalizePhone;
 pub use phone_info::PhoneInfoUdf;
+pub use phone_line_type::PhoneLineType;
 
 /// The doc section every leadflow UDF is listed under.
 pub const DOC_SECTION: datafusion::logical_expr::DocSection =
@@ -20,7 +29,27 @@ pub const DOC_SECTION: datafusion::logical_expr::DocSection =
         description: Some("Parse, validate and normalize phone numbers to E.164."),
     };
 
-/// Every leadflow scalar UDF.
+/// Registers `find_phone` and `phone_line_type` over `waterfall`.
+pub fn register_waterfall(ctx: &SessionContext, waterfall: Arc<Waterfall>) {
+    ctx.register_udf(
+        AsyncScalarUDF::new(Arc::new(FindPhone::new(waterfall.clone()))).into_scalar_udf(),
+    );
+    ctx.register_udf(
+        AsyncScalarUDF::new(Arc::new(PhoneLineType::new(waterfall))).into_scalar_udf(),
+    );
+}
+
+/// Every leadflow UDF's name and documentation, as `leadflow functions` lists them.
+pub fn documentation() -> [(&'static str, &'static Documentation); 4] {
+    [
+        ("phone_info", &phone_info::DOC),
+        ("normalize_phone", &normalize_phone::DOC),
+        ("find_phone", &find_phone::DOC),
+        ("phone_line_type", &phone_line_type::DOC),
+    ]
+}
+
+/// Every leadflow scalar (synchronous) UDF.
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(PhoneInfoUdf::new()),

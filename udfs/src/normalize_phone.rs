@@ -36,7 +36,7 @@ impl NormalizePhone {
     }
 }
 
-static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::DOC_SECTION,
         "Returns the E.164 form of a phone number when it is valid, NULL otherwise.",

@@ -38,7 +38,7 @@ impl PhoneInfoUdf {
     }
 }
 
-static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::DOC_SECTION,
         "Parses a phone number once and returns every fact about it: `e164` (E.164 form, \

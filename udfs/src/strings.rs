@@ -1,7 +1,8 @@
 //! Reading the arguments of the phone UDFs: strings of any Arrow encoding
 //! (Utf8, LargeUtf8, Utf8View) and region codes.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, exec_err};
@@ -82,5 +83,30 @@ impl Regions {
             None => self.last = Some((code.to_string(), region)),
         }
         region
+    }
+}
+
+/// Whether a UDF argument of this type can be read as [`Strings`].
+pub(crate) fn is_text(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
+}
+
+/// An integer argument of any integer type, read as `i32`.
+pub(crate) struct Ints(Int32Array);
+
+impl Ints {
+    pub(crate) fn new(fn_name: &str, array: &ArrayRef) -> Result<Self> {
+        if !(array.data_type().is_integer() || array.data_type() == &DataType::Null) {
+            return exec_err!("{fn_name} expects an integer, got {}", array.data_type());
+        }
+        Ok(Ints(cast(array, &DataType::Int32)?.as_primitive().clone()))
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<i32> {
+        self.0.is_valid(i).then(|| self.0.value(i))
     }
 }

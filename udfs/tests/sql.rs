@@ -1,7 +1,11 @@
-//! The phone UDFs through real SQL on a SessionContext.
+//! The UDFs through real SQL on a SessionContext; `find_phone` and
+//! `phone_line_type` against the provider sandbox over real HTTP.
+
+use std::sync::Arc;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
+use leadflow_waterfall::{ManualClock, Services, Waterfall, WaterfallConfig};
 
 fn ctx() -> SessionContext {
     let ctx = SessionContext::new();
@@ -132,10 +136,157 @@ async fn the_enrichment_shape_parses_each_phone_once() {
 #[tokio::test]
 async fn every_function_is_documented() {
     for udf in leadflow_udfs::all() {
-        let doc = udf
-            .documentation()
-            .unwrap_or_else(|| panic!("{} has no documentation", udf.name()));
-        assert!(doc.syntax_example.starts_with(udf.name()));
+        assert!(
+            udf.documentation().is_some(),
+            "{} has no documentation",
+            udf.name()
+        );
+    }
+    for (name, doc) in leadflow_udfs::documentation() {
+        assert!(doc.syntax_example.starts_with(name));
         assert!(doc.sql_example.is_some());
     }
+}
+
+/// A session whose `find_phone` asks sandbox providers configured by `toml`.
+async fn waterfall_ctx(toml: &str) -> (SessionContext, Arc<Waterfall>) {
+    let config = WaterfallConfig::from_toml(toml).unwrap();
+    let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
+    let waterfall = Arc::new(Waterfall::start(config, services, |_| None).await.unwrap());
+    let ctx = ctx();
+    leadflow_udfs::register_waterfall(&ctx, waterfall.clone());
+    ctx.sql(
+        "create table leads(id int, full_name varchar, email varchar, company_website varchar,
+                            country varchar, user_tier int, phone_raw varchar) as values
+         (1, 'Ana Silva', 'ana@acme.de', 'acme.de', 'DE', 2, NULL),
+         (2, 'Bo Chen', 'bo@acme.de', 'https://www.acme.de', 'DE', 2, '12'),
+         (3, 'Ana Silva', 'ana@acme.de', 'acme.de', 'DE', 2, NULL),
+         (4, 'Cy Young', 'cy@acme.de', 'acme.de', 'DE', 2, '030 901820'),
+         (5, NULL, NULL, NULL, NULL, NULL, NULL),
+         (6, 'Di Low', 'di@acme.de', 'acme.de', 'DE', 0, NULL)",
+    )
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    (ctx, waterfall)
+}
+
+const ORION_ALWAYS_HITS: &str = r#"
+[[providers]]
+name = "orion"
+kind = "orion"
+priority = 1
+max_requests_per_hour = 1000
+min_user_tier = 1
+cost_per_call_usd = 0.01
+cost_per_hit_usd = 0.04
+base_url = "sandbox"
+
+[sandbox]
+hit_rate = 1.0
+"#;
+
+#[tokio::test]
+async fn find_phone_runs_the_waterfall_per_row_in_row_order() {
+    let (ctx, waterfall) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    let got = table(
+        &ctx,
+        "select id, f['provider'] provider, f['status'] status, f['cost_usd'] cost,
+                cardinality(f['attempts']) attempts, f['phone_e164'] like '+49%' german
+         from (select id, find_phone(full_name, email, company_website, country, user_tier, phone_raw) f
+               from leads) order by id",
+    )
+    .await;
+    let want = "\
++----+----------+-------------------+----------+----------+--------+
+| id | provider | status            | cost     | attempts | german |
++----+----------+-------------------+----------+----------+--------+
+| 1  | orion    | found             | 0.050000 | 1        | true   |
+| 2  | orion    | found             | 0.050000 | 1        | true   |
+| 3  | orion    | cached            | 0.000000 | 0        | true   |
+| 4  |          | skipped_has_phone | 0.000000 | 0        |        |
+| 5  |          | not_found         | 0.000000 | 0        |        |
+| 6  |          | skipped_tier      | 0.000000 | 1        |        |
++----+----------+-------------------+----------+----------+--------+";
+    assert_eq!(got, want);
+    let served = waterfall.sandbox().unwrap().stats()["orion"].requests;
+    assert_eq!(served, 2, "the duplicate lead is asked once");
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_a_status_not_a_failed_query() {
+    let toml = format!("{ORION_ALWAYS_HITS}error_rate = 1.0\n");
+    let (ctx, _) = waterfall_ctx(&toml).await;
+    let got = table(
+        &ctx,
+        "select f['status'] status, count(*) n, sum(cardinality(f['attempts'])) calls
+         from (select find_phone(full_name, email, company_website, country, user_tier, phone_raw) f
+               from leads where id in (1, 2)) group by 1",
+    )
+    .await;
+    let want = "\
++--------+---+-------+
+| status | n | calls |
++--------+---+-------+
+| error  | 2 | 6     |
++--------+---+-------+";
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn without_providers_find_phone_is_not_run() {
+    let (ctx, _) = waterfall_ctx("").await;
+    let got = table(
+        &ctx,
+        "select distinct find_phone(full_name, email, company_website, country, user_tier, phone_raw)['status'] s
+         from leads",
+    )
+    .await;
+    assert!(got.contains("not_run") && !got.contains("found"), "{got}");
+}
+
+#[tokio::test]
+async fn phone_line_type_asks_twilio_once_per_distinct_number() {
+    let toml = r#"
+[[providers]]
+name = "twilio"
+kind = "twilio"
+priority = 1
+max_requests_per_hour = 1000
+base_url = "sandbox"
+"#;
+    let (ctx, waterfall) = waterfall_ctx(toml).await;
+    let us = leadflow_phone::example_number_e164(leadflow_phone::Region::US).unwrap();
+    let got = table(
+        &ctx,
+        &format!(
+            "select n, t['line_type'] is not null described, t['carrier_name'] like 'Sandbox %' carrier
+             from (select n, phone_line_type(n) t from (values ('{us}'), ('{us}'), ('+1 555 0100'), (NULL)) v(n))
+             order by n nulls last"
+        ),
+    )
+    .await;
+    assert_eq!(got.matches("| true      | true    |").count(), 2, "{got}");
+    let invalid = got.lines().find(|l| l.contains("+1 555 0100")).unwrap();
+    assert!(
+        invalid.contains("false"),
+        "an invalid number is not described: {got}"
+    );
+    assert_eq!(waterfall.sandbox().unwrap().stats()["twilio"].requests, 2);
+}
+
+#[tokio::test]
+async fn find_phone_argument_types_are_checked_when_planning() {
+    let (ctx, _) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    let err = ctx
+        .sql("select find_phone(full_name, email, company_website, country, 'gold', phone_raw) from leads")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("user_tier") && err.contains("integer"),
+        "{err}"
+    );
 }

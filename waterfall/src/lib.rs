@@ -26,7 +26,7 @@ pub use cache::{CacheKey, CachedLookup, InMemoryLookupCache, LookupCache};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};
-pub use leadflow_sandbox::{Sandbox, SandboxConfig};
+pub use leadflow_sandbox::{self as sandbox, Sandbox, SandboxConfig};
 pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
 pub use waterfall::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome, Services, Waterfall};

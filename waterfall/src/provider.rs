@@ -10,7 +10,7 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use crate::cache::{CacheKey, website_host};
 
 /// What the waterfall knows about a lead when it asks for a phone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct LeadQuery {
     pub email: String,
     pub full_name: String,

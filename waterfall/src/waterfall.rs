@@ -40,6 +40,8 @@ pub enum LookupStatus {
     RateLimited,
     BudgetExhausted,
     Error,
+    /// No phone-finding provider is configured (or none is enabled).
+    NotRun,
 }
 
 impl LookupStatus {
@@ -53,6 +55,7 @@ impl LookupStatus {
             LookupStatus::RateLimited => "rate_limited",
             LookupStatus::BudgetExhausted => "budget_exhausted",
             LookupStatus::Error => "error",
+            LookupStatus::NotRun => "not_run",
         }
     }
 }
@@ -317,6 +320,9 @@ impl Waterfall {
     /// Runs the waterfall for one lead. Never fails: a provider's failure is
     /// an outcome in the result.
     pub async fn find(&self, lead: &LeadQuery) -> Lookup {
+        if !self.finders.iter().any(|s| s.config.enabled) {
+            return Lookup::ended(LookupStatus::NotRun);
+        }
         let _permit = self.in_flight.acquire().await.expect("never closed");
         let clock = &*self.services.clock;
         let started = clock.now();

@@ -5,6 +5,11 @@
 //!   cargo build --release -p leadflow-pipeline -p leadflow-benches
 //!   target/release/e2e --leads 1000000
 //!   target/release/e2e --phone-cold      # the first 8,192 phones in a fresh process
+//!   target/release/e2e --leads 10000 --no-phones --config benches/waterfall-50ms.toml
+//!                                        # every lead down the provider waterfall
+//!
+//! `--no-phones` generates leads without a phone, so every one is looked up;
+//! `--config` is passed to `leadflow run`.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -53,10 +58,15 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| bin_dir.join("e2e-data"));
     std::fs::create_dir_all(&work).unwrap();
-    let input = work.join(format!("leads-{leads}.csv"));
+    let with_phones = !args.iter().any(|a| a == "--no-phones");
+    let input = if with_phones {
+        work.join(format!("leads-{leads}.csv"))
+    } else {
+        work.join(format!("leads-{leads}-nophone.csv"))
+    };
     if !input.exists() {
         let t = Instant::now();
-        generate(&input, leads);
+        generate(&input, leads, with_phones);
         eprintln!(
             "generated {} in {:.1}s",
             input.display(),
@@ -68,19 +78,22 @@ fn main() {
         .unwrap_or_else(|| bin_dir.join("leadflow"));
     let out = work.join(format!("out-{leads}"));
     let _ = std::fs::remove_dir_all(&out);
-    let t = Instant::now();
-    let status = Command::new(&leadflow)
+    let mut command = Command::new(&leadflow);
+    command
         .args(["run", "--no-progress", "--input"])
         .arg(&input)
         .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (build it: cargo build --release -p leadflow-pipeline)",
-                leadflow.display()
-            )
-        });
+        .arg(&out);
+    if let Some(config) = flag(&args, "--config") {
+        command.arg("--config").arg(config);
+    }
+    let t = Instant::now();
+    let status = command.status().unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build it: cargo build --release -p leadflow-pipeline)",
+            leadflow.display()
+        )
+    });
     let secs = t.elapsed().as_secs_f64();
     assert!(status.success(), "leadflow failed: {status}");
     let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
@@ -107,7 +120,7 @@ fn peak_child_rss_kb() -> i64 {
 
 /// Deterministic leads with realistic spread: formats, countries written as
 /// codes and names, some without a phone, an extra column.
-fn generate(path: &Path, n: usize) {
+fn generate(path: &Path, n: usize, with_phones: bool) {
     let tmp = path.with_extension("tmp");
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
     writeln!(w, "lead_id,first_name,last_name,email,company,company_website,phone_raw,country,user_tier,organization_id,received_at,utm_source").unwrap();
@@ -117,7 +130,7 @@ fn generate(path: &Path, n: usize) {
         let (code, name, formats) = REGIONS[rng.below(REGIONS.len() as u64) as usize];
         let country = if rng.below(3) == 0 { name } else { code };
         phone.clear();
-        if rng.below(20) != 0 {
+        if with_phones && rng.below(20) != 0 {
             let fmt = formats[rng.below(formats.len() as u64) as usize];
             let mut chars = fmt.chars().peekable();
             while let Some(c) = chars.next() {

@@ -4,3 +4,4 @@ mod csv_edge_cases;
 mod run_end_to_end;
 mod s3;
 mod support;
+mod waterfall_run;

@@ -25,6 +25,7 @@ pub fn config(input: &str, out: &str) -> RunConfig {
         run_id: "test-run".to_string(),
         partitions: 2,
         progress: false,
+        waterfall: Default::default(),
     }
 }
 

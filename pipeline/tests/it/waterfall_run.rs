@@ -1,0 +1,152 @@
+//! Whole runs through the provider waterfall (the in-process sandbox over
+//! real HTTP): what `enriched_leads` and `provider_usage` hold, and that they
+//! agree with what the sandbox served.
+
+use std::path::Path;
+
+use leadflow_waterfall::WaterfallConfig;
+
+use super::support::{config, query, rows, run};
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn example_config() -> WaterfallConfig {
+    let mut c = WaterfallConfig::load(Path::new(&example("leadflow.toml"))).unwrap();
+    // Errors and 429s too, so retries show up in the accounting; no waiting.
+    c.sandbox.latency_ms = 0;
+    c.sandbox.error_rate = 0.05;
+    c.sandbox.rate_limit_rate = 0.05;
+    c.sandbox.retry_after_secs = 0;
+    c.lookup.retry_base_ms = 1;
+    c
+}
+
+#[tokio::test]
+async fn provider_usage_matches_what_the_sandbox_served_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &out);
+    cfg.waterfall = example_config();
+    let summary = run(cfg).await;
+    assert_eq!(summary.leads_written, 400);
+
+    let served = summary.sandbox.clone().expect("the sandbox ran");
+    let recorded = rows(
+        &query(
+            &out,
+            "select provider, count(*) filter (where attempt > 0),
+                    count(*) filter (where outcome = 'hit'),
+                    cast(sum(cost_usd) as varchar)
+             from provider_usage group by 1 order by 1",
+        )
+        .await,
+    );
+    let providers: Vec<&str> = recorded.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(providers, ["astra", "lumen", "nimbus", "orion"]);
+    let config = example_config();
+    for r in &recorded {
+        let name = r[0].as_str();
+        let s = served[name];
+        assert_eq!(
+            r[1],
+            s.requests.to_string(),
+            "{name}: calls recorded vs served"
+        );
+        assert_eq!(r[2], s.hits.to_string(), "{name}: hits recorded vs served");
+        let p = config.providers.iter().find(|p| p.name == name).unwrap();
+        let paid = (s.hits + s.invalid + s.misses) as f64 * p.cost_per_call_usd
+            + (s.hits + s.invalid) as f64 * p.cost_per_hit_usd;
+        let cost: f64 = r[3].parse().unwrap();
+        assert!((cost - paid).abs() < 1e-6, "{name}: cost {cost} vs {paid}");
+    }
+
+    // Each lead's columns agree with its provider_usage rows.
+    let disagree = rows(
+        &query(
+            &out,
+            "with u as (select lead_id, count(*) n, sum(cost_usd) cost,
+                               max(case when outcome = 'hit' then provider end) hit_by
+                        from provider_usage group by 1)
+             select e.lead_id from enriched_leads e left join u on e.lead_id = u.lead_id
+             where coalesce(u.n, 0) <> e.lookup_attempts
+                or coalesce(u.cost, 0) <> e.lookup_cost_usd
+                or (e.lookup_status = 'found') <> (u.hit_by is not null and u.hit_by = e.found_by)",
+        )
+        .await,
+    );
+    assert!(disagree.is_empty(), "{disagree:?}");
+
+    let statuses = rows(
+        &query(
+            &out,
+            "select lookup_status, count(*) from enriched_leads group by 1 order by 1",
+        )
+        .await,
+    );
+    let status = |s: &str| {
+        statuses
+            .iter()
+            .find(|r| r[0] == s)
+            .map_or(0, |r| r[1].parse::<u64>().unwrap())
+    };
+    assert!(status("found") > 50, "{statuses:?}");
+    assert!(status("skipped_has_phone") > 200, "{statuses:?}");
+    let lookups = summary.lookups.as_ref().unwrap();
+    assert_eq!(lookups.found(), status("found"));
+    assert_eq!(
+        lookups.spend_micros(),
+        lookups
+            .providers
+            .values()
+            .map(|p| p.cost_micros)
+            .sum::<i64>()
+    );
+    let printed = summary.to_string();
+    assert!(
+        printed.contains("phones found") && printed.contains("orion"),
+        "{printed}"
+    );
+}
+
+#[tokio::test]
+async fn found_phones_are_valid_e164_and_never_replace_a_valid_own_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &out);
+    cfg.waterfall = example_config();
+    run(cfg).await;
+    let bad = rows(
+        &query(
+            &out,
+            "select lead_id, found_phone_e164, lookup_status from enriched_leads
+             where (found_phone_e164 is not null and normalize_phone(found_phone_e164) is distinct from found_phone_e164)
+                or (phone_valid and lookup_status <> 'skipped_has_phone')
+                or (lookup_status = 'found' and found_by is null)",
+        )
+        .await,
+    );
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+#[tokio::test]
+async fn without_a_config_nothing_is_called_and_no_usage_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = run(config(&example("leads.csv"), &out.display().to_string())).await;
+    assert!(summary.sandbox.is_none());
+    assert!(!out.join("provider_usage").exists());
+    let statuses = rows(
+        &query(
+            &out.display().to_string(),
+            "select distinct lookup_status from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(statuses, [["not_run"]]);
+}

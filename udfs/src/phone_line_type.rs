@@ -1,0 +1,159 @@
+//! `phone_line_type(e164)`: line type and carrier of a number, from the
+//! configured line-type providers (Twilio Lookup v2), as an async UDF.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, StringBuilder, StructArray};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{DataType, Fields};
+use datafusion::common::utils::take_function_args;
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use futures::StreamExt;
+use leadflow_waterfall::{LineType, Waterfall};
+
+use crate::strings::{Strings, is_text};
+
+/// `phone_line_type(e164) → struct{line_type, carrier_name, mcc, mnc}`.
+#[derive(Debug)]
+pub struct PhoneLineType {
+    signature: Signature,
+    fields: Fields,
+    waterfall: Arc<Waterfall>,
+}
+
+impl PhoneLineType {
+    pub fn new(waterfall: Arc<Waterfall>) -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Volatile),
+            fields: leadflow_schemas::line_type_fields(),
+            waterfall,
+        }
+    }
+}
+
+impl PartialEq for PhoneLineType {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.waterfall, &other.waterfall)
+    }
+}
+
+impl Eq for PhoneLineType {}
+
+impl Hash for PhoneLineType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.waterfall).hash(state);
+    }
+}
+
+pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        crate::DOC_SECTION,
+        "Asks the configured line-type providers (Twilio Lookup v2) for a number's \
+         `line_type` (mobile, landline, fixedVoip, nonFixedVoip, tollFree, …), \
+         `carrier_name`, `mcc` and `mnc`. NULL for a NULL number, a number the provider \
+         calls invalid, or when no line-type provider is configured. Each distinct \
+         number in a batch is asked once.",
+        "phone_line_type(e164)",
+    )
+    .with_sql_example(
+        "```sql\n> select phone_line_type(phone_e164)['line_type'] from enriched;\n```",
+    )
+    .with_argument(
+        "e164",
+        "A phone number in E.164, e.g. `phone_e164` or `found_phone_e164`.",
+    )
+    .with_related_udf("find_phone")
+    .build()
+});
+
+impl ScalarUDFImpl for PhoneLineType {
+    fn name(&self) -> &str {
+        "phone_line_type"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if !arg_types.iter().all(is_text) {
+            return plan_err!("phone_line_type takes text, got {}", arg_types[0]);
+        }
+        Ok(DataType::Struct(self.fields.clone()))
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        exec_err!("phone_line_type is async and runs through DataFusion's async function support")
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(&DOC)
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for PhoneLineType {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [numbers] = take_function_args(self.name(), &arrays)?;
+        let numbers = Strings::new(self.name(), numbers)?;
+
+        let mut distinct: HashMap<&str, Option<LineType>> = HashMap::new();
+        if self.waterfall.has_line_type_providers() {
+            for i in 0..n {
+                if let Some(number) = numbers.get(i).filter(|s| !s.trim().is_empty()) {
+                    distinct.entry(number).or_default();
+                }
+            }
+            let keys: Vec<String> = distinct.keys().map(|k| k.to_string()).collect();
+            let mut done = futures::stream::iter(keys)
+                .map(|number| {
+                    let waterfall = self.waterfall.clone();
+                    async move {
+                        let described = waterfall.line_type(&number).await;
+                        (number, described.line_type)
+                    }
+                })
+                .buffer_unordered(self.waterfall.concurrency());
+            while let Some((number, described)) = done.next().await {
+                if let Some(slot) = distinct.get_mut(number.as_str()) {
+                    *slot = described;
+                }
+            }
+        }
+
+        let mut line_type = StringBuilder::with_capacity(n, n * 6);
+        let mut carrier = StringBuilder::with_capacity(n, n * 12);
+        let mut mcc = StringBuilder::with_capacity(n, n * 3);
+        let mut mnc = StringBuilder::with_capacity(n, n * 3);
+        let mut valid = Vec::with_capacity(n);
+        for i in 0..n {
+            let described = numbers
+                .get(i)
+                .and_then(|number| distinct.get(number))
+                .and_then(Option::as_ref);
+            valid.push(described.is_some());
+            line_type.append_option(described.and_then(|d| d.line_type.as_deref()));
+            carrier.append_option(described.and_then(|d| d.carrier_name.as_deref()));
+            mcc.append_option(described.and_then(|d| d.mcc.as_deref()));
+            mnc.append_option(described.and_then(|d| d.mnc.as_deref()));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(line_type.finish()),
+            Arc::new(carrier.finish()),
+            Arc::new(mcc.finish()),
+            Arc::new(mnc.finish()),
+        ];
+        let out =
+            StructArray::try_new(self.fields.clone(), columns, Some(NullBuffer::from(valid)))?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
