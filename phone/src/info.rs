@@ -294,6 +294,21 @@ fn national_len(number: &PhoneNumber, e164: &str) -> usize {
     e164.len().saturating_sub(1 + cc_digits)
 }
 
+/// libphonenumber's example mobile number for `region` in E.164 (falling back
+/// to its general example when the region lists no mobile one). The provider
+/// sandbox builds its answers from these.
+pub fn example_number_e164(region: Region) -> Option<String> {
+    let number = PHONE_NUMBER_UTIL
+        .get_example_number_for_type_and_region(region, PhoneNumberType::Mobile)
+        .or_else(|_| PHONE_NUMBER_UTIL.get_example_number(region))
+        .ok()?;
+    Some(
+        PHONE_NUMBER_UTIL
+            .format(&number, PhoneNumberFormat::E164)
+            .into_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,19 +356,4 @@ mod tests {
         assert!(parse_region("ZZ").is_none());
         assert!(parse_region("gb").is_some());
     }
-}
-
-/// libphonenumber's example mobile number for `region` in E.164 (falling back
-/// to its general example when the region lists no mobile one). The provider
-/// sandbox builds its answers from these.
-pub fn example_number_e164(region: Region) -> Option<String> {
-    let number = PHONE_NUMBER_UTIL
-        .get_example_number_for_type_and_region(region, PhoneNumberType::Mobile)
-        .or_else(|_| PHONE_NUMBER_UTIL.get_example_number(region))
-        .ok()?;
-    Some(
-        PHONE_NUMBER_UTIL
-            .format(&number, PhoneNumberFormat::E164)
-            .into_owned(),
-    )
 }

@@ -179,16 +179,16 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             write_schema.clone(),
         );
         let usage_writer = columns.usage.map(|_| {
-            PartitionedWriter::new(
-                out.clone(),
-                ParquetSinkConfig::new(
-                    "provider_usage",
-                    format!("{fingerprint}-{p:02}"),
-                    Some("started_at"),
-                    today,
-                ),
-                leadflow_schemas::provider_usage_schema(),
-            )
+            let mut sink = ParquetSinkConfig::new(
+                "provider_usage",
+                format!("{fingerprint}-{p:02}"),
+                Some("started_at"),
+                today,
+            );
+            // Usage rows are small and few per lead: a quarter of the leads'
+            // buffer keeps the process's total bounded.
+            sink.buffer_bytes /= 4;
+            PartitionedWriter::new(out.clone(), sink, leadflow_schemas::provider_usage_schema())
         });
         let run_id = config.run_id.clone();
         writers.push(tokio::spawn(write_partition(

@@ -280,7 +280,7 @@ impl WaterfallConfig {
             ("budget.per_run_usd", self.budget.per_run_usd),
             ("budget.per_day_usd", self.budget.per_day_usd),
         ] {
-            if v.is_some_and(|v| !(v >= 0.0)) {
+            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
                 return bad(format!("{key} must be a number ≥ 0"));
             }
         }
@@ -308,10 +308,10 @@ impl WaterfallConfig {
                     return bad(format!("{at}: {key} must be a number ≥ 0"));
                 }
             }
-            if p.base_url != SANDBOX_URL {
-                if let Err(e) = url::Url::parse(&p.base_url) {
-                    return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
-                }
+            if p.base_url != SANDBOX_URL
+                && let Err(e) = url::Url::parse(&p.base_url)
+            {
+                return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
             }
             match (p.kind, &p.http) {
                 (ProviderKind::Http, None) => {

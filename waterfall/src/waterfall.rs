@@ -678,7 +678,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Micros> {
         .trim()
         .parse()
         .ok()?;
-    (secs >= 0.0).then(|| (secs * 1_000_000.0) as i64)
+    (secs >= 0.0).then_some((secs * 1_000_000.0) as i64)
 }
 
 fn skip(slot: &Slot, outcome: Outcome, now: Micros) -> Attempt {
