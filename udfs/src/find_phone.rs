@@ -2,7 +2,6 @@
 //! the provider waterfall for each row, as an async UDF.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -20,14 +19,15 @@ use datafusion::logical_expr::{
 use futures::StreamExt;
 use leadflow_waterfall::{Attempt, LeadQuery, Lookup, Waterfall};
 
+use crate::SharedWaterfall;
 use crate::strings::{Ints, Strings, is_text};
 
 /// `find_phone(...) → struct{phone_e164, provider, status, cost_usd, latency_ms, attempts}`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FindPhone {
     signature: Signature,
     fields: Fields,
-    waterfall: Arc<Waterfall>,
+    waterfall: SharedWaterfall,
 }
 
 impl FindPhone {
@@ -36,22 +36,8 @@ impl FindPhone {
             // Volatile: it calls paid services and must never be folded away.
             signature: Signature::any(6, Volatility::Volatile),
             fields: leadflow_schemas::find_phone_fields(),
-            waterfall,
+            waterfall: SharedWaterfall(waterfall),
         }
-    }
-}
-
-impl PartialEq for FindPhone {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.waterfall, &other.waterfall)
-    }
-}
-
-impl Eq for FindPhone {}
-
-impl Hash for FindPhone {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.waterfall).hash(state);
     }
 }
 

@@ -29,6 +29,34 @@ pub const DOC_SECTION: datafusion::logical_expr::DocSection =
         description: Some("Parse, validate and normalize phone numbers to E.164."),
     };
 
+/// The waterfall an async UDF asks: two UDFs are the same function exactly
+/// when they share one waterfall (providers, limits, cache), so equality and
+/// hashing go by the `Arc`'s address.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedWaterfall(Arc<Waterfall>);
+
+impl PartialEq for SharedWaterfall {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedWaterfall {}
+
+impl std::hash::Hash for SharedWaterfall {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state);
+    }
+}
+
+impl std::ops::Deref for SharedWaterfall {
+    type Target = Arc<Waterfall>;
+
+    fn deref(&self) -> &Arc<Waterfall> {
+        &self.0
+    }
+}
+
 /// Registers `find_phone` and `phone_line_type` over `waterfall`.
 pub fn register_waterfall(ctx: &SessionContext, waterfall: Arc<Waterfall>) {
     ctx.register_udf(

@@ -2,7 +2,6 @@
 //! configured line-type providers (Twilio Lookup v2), as an async UDF.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -18,14 +17,15 @@ use datafusion::logical_expr::{
 use futures::StreamExt;
 use leadflow_waterfall::{LineType, Waterfall};
 
+use crate::SharedWaterfall;
 use crate::strings::{Strings, is_text};
 
 /// `phone_line_type(e164) → struct{line_type, carrier_name, mcc, mnc}`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PhoneLineType {
     signature: Signature,
     fields: Fields,
-    waterfall: Arc<Waterfall>,
+    waterfall: SharedWaterfall,
 }
 
 impl PhoneLineType {
@@ -33,22 +33,8 @@ impl PhoneLineType {
         Self {
             signature: Signature::any(1, Volatility::Volatile),
             fields: leadflow_schemas::line_type_fields(),
-            waterfall,
+            waterfall: SharedWaterfall(waterfall),
         }
-    }
-}
-
-impl PartialEq for PhoneLineType {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.waterfall, &other.waterfall)
-    }
-}
-
-impl Eq for PhoneLineType {}
-
-impl Hash for PhoneLineType {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.waterfall).hash(state);
     }
 }
 
