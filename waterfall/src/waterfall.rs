@@ -195,6 +195,8 @@ struct Slot {
     cost_per_call: i64,
     cost_per_hit: i64,
     contract: Contract,
+    /// Served by the in-process sandbox, which speaks HTTP/2 without TLS.
+    in_sandbox: bool,
 }
 
 /// The providers of a config, ready to ask for leads' phones.
@@ -203,6 +205,10 @@ pub struct Waterfall {
     finders: Vec<Slot>,
     describers: Vec<Slot>,
     http: Client,
+    /// HTTP/2 without TLS (prior knowledge), for the in-process sandbox: all
+    /// its calls share one multiplexed connection. (`http` negotiates `h2`
+    /// with HTTPS providers that offer it.)
+    h2c: Client,
     services: Services,
     lookup: LookupConfig,
     cache: CacheConfig,
@@ -274,19 +280,23 @@ impl Waterfall {
         finders.sort_by_key(|s| s.config.priority);
         describers.sort_by_key(|s| s.config.priority);
         let concurrency = config.lookup.concurrency;
-        let http = Client::builder()
-            .pool_max_idle_per_host(concurrency)
-            .tcp_nodelay(true)
-            .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Start {
-                what: "the HTTP client",
-                source: Box::new(e),
-            })?;
+        let client = |builder: reqwest::ClientBuilder| {
+            builder
+                .tcp_nodelay(true)
+                .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Start {
+                    what: "the HTTP client",
+                    source: Box::new(e),
+                })
+        };
+        let http = client(Client::builder().pool_max_idle_per_host(concurrency))?;
+        let h2c = client(Client::builder().http2_prior_knowledge())?;
         Ok(Self {
             finders,
             describers,
             http,
+            h2c,
             has_budget: config.budget.per_run_usd.is_some() || config.budget.per_day_usd.is_some(),
             services,
             lookup: config.lookup,
@@ -540,7 +550,12 @@ impl Waterfall {
             }
 
             let timeout = (slot.config.timeout_ms as i64 * MS).min(deadline - now);
-            let sent = send(build(&self.http), Duration::from_micros(timeout as u64)).await;
+            let http = if slot.in_sandbox {
+                &self.h2c
+            } else {
+                &self.http
+            };
+            let sent = send(build(http), Duration::from_micros(timeout as u64)).await;
             let ended = s.clock.now();
             let mut record = Attempt {
                 provider: slot.name.clone(),
@@ -776,5 +791,6 @@ fn slot(
         cost_per_hit: usd_to_micros(p.cost_per_hit_usd),
         config: p.clone(),
         contract,
+        in_sandbox: in_sandbox && sandbox.is_some(),
     })
 }
