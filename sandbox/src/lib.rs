@@ -24,8 +24,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use answers::{LeadKey, Verdict};
@@ -68,7 +71,7 @@ impl Sandbox {
     /// Starts the sandbox on `addr` (port 0 picks a free one) in the current
     /// tokio runtime.
     pub async fn start(config: SandboxConfig, addr: SocketAddr) -> std::io::Result<Sandbox> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
@@ -82,20 +85,7 @@ impl Sandbox {
             .route("/{provider}/v2/PhoneNumbers/{number}", get(twilio))
             .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            // HTTP/1.1, and HTTP/2 for clients that open with its preface.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "provider sandbox stopped");
-            }
-        });
+        tokio::spawn(serve(listener, router, rx));
         Ok(Sandbox {
             addr,
             shared,
@@ -125,6 +115,38 @@ impl Sandbox {
     /// Requests served so far, by provider name.
     pub fn stats(&self) -> BTreeMap<String, ProviderStats> {
         self.shared.stats.lock().expect("stats lock").clone()
+    }
+}
+
+/// Accepts connections until `shutdown` fires (or its sender is dropped).
+/// Each connection speaks HTTP/1.1, or HTTP/2 when it opens with the h2
+/// preface (h2c). HTTP/2 streams are not capped: the client's own concurrency
+/// limit bounds them, where hyper's default of 200 would queue lookups behind
+/// each other and add latency that no provider has.
+async fn serve(listener: TcpListener, router: Router, mut shutdown: oneshot::Receiver<()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(None);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for some to free up.
+                    tracing::warn!(error = %e, "provider sandbox could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            if let Err(e) = builder.serve_connection(TokioIo::new(tcp), service).await {
+                tracing::debug!(error = %e, "provider sandbox connection ended");
+            }
+        });
     }
 }
 
