@@ -11,6 +11,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Fields};
+use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
@@ -127,9 +128,7 @@ impl AsyncScalarUDFImpl for FindPhone {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let name = self.name();
-        let [full_name, email, website, country, tier, phone] = arrays.as_slice() else {
-            return exec_err!("find_phone takes 6 arguments, got {}", arrays.len());
-        };
+        let [full_name, email, website, country, tier, phone] = take_function_args(name, &arrays)?;
         let (full_name, email, website) = (
             Strings::new(name, full_name)?,
             Strings::new(name, email)?,

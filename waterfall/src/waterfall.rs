@@ -195,8 +195,11 @@ struct Slot {
     cost_per_call: i64,
     cost_per_hit: i64,
     contract: Contract,
-    /// Served by the in-process sandbox, which speaks HTTP/2 without TLS.
-    in_sandbox: bool,
+    /// The client that reaches the provider: the pooled one (HTTP/1.1, or
+    /// `h2` where an HTTPS provider offers it), or, for the in-process
+    /// sandbox, one speaking HTTP/2 without TLS (prior knowledge), so all its
+    /// calls share one multiplexed connection.
+    http: Client,
 }
 
 /// The providers of a config, ready to ask for leads' phones.
@@ -204,11 +207,6 @@ struct Slot {
 pub struct Waterfall {
     finders: Vec<Slot>,
     describers: Vec<Slot>,
-    http: Client,
-    /// HTTP/2 without TLS (prior knowledge), for the in-process sandbox: all
-    /// its calls share one multiplexed connection. (`http` negotiates `h2`
-    /// with HTTPS providers that offer it.)
-    h2c: Client,
     services: Services,
     lookup: LookupConfig,
     cache: CacheConfig,
@@ -267,18 +265,6 @@ impl Waterfall {
         } else {
             None
         };
-        let mut finders = Vec::new();
-        let mut describers = Vec::new();
-        for p in &config.providers {
-            let slot = slot(p, sandbox.as_ref(), &env)?;
-            match slot.contract {
-                Contract::Find(_) => finders.push(slot),
-                Contract::Describe(_) => describers.push(slot),
-            }
-        }
-        // Stable: equal priorities keep the config's order.
-        finders.sort_by_key(|s| s.config.priority);
-        describers.sort_by_key(|s| s.config.priority);
         let concurrency = config.lookup.concurrency;
         let client = |builder: reqwest::ClientBuilder| {
             builder
@@ -291,12 +277,26 @@ impl Waterfall {
                 })
         };
         let http = client(Client::builder().pool_max_idle_per_host(concurrency))?;
-        let h2c = client(Client::builder().http2_prior_knowledge())?;
+        let h2c = match &sandbox {
+            Some(_) => Some(client(Client::builder().http2_prior_knowledge())?),
+            None => None,
+        };
+        let in_sandbox = sandbox.as_ref().zip(h2c.as_ref());
+        let mut finders = Vec::new();
+        let mut describers = Vec::new();
+        for p in &config.providers {
+            let slot = slot(p, &http, in_sandbox, &env)?;
+            match slot.contract {
+                Contract::Find(_) => finders.push(slot),
+                Contract::Describe(_) => describers.push(slot),
+            }
+        }
+        // Stable: equal priorities keep the config's order.
+        finders.sort_by_key(|s| s.config.priority);
+        describers.sort_by_key(|s| s.config.priority);
         Ok(Self {
             finders,
             describers,
-            http,
-            h2c,
             has_budget: config.budget.per_run_usd.is_some() || config.budget.per_day_usd.is_some(),
             services,
             lookup: config.lookup,
@@ -550,12 +550,7 @@ impl Waterfall {
             }
 
             let timeout = (slot.config.timeout_ms as i64 * MS).min(deadline - now);
-            let http = if slot.in_sandbox {
-                &self.h2c
-            } else {
-                &self.http
-            };
-            let sent = send(build(http), Duration::from_micros(timeout as u64)).await;
+            let sent = send(build(&slot.http), Duration::from_micros(timeout as u64)).await;
             let ended = s.clock.now();
             let mut record = Attempt {
                 provider: slot.name.clone(),
@@ -724,15 +719,18 @@ fn valid_e164(raw: &str, region: Option<&str>) -> Option<String> {
     info.valid.then_some(info.e164)
 }
 
+/// `sandbox` is the in-process sandbox and the client that reaches it, when
+/// one runs.
 fn slot(
     p: &ProviderConfig,
-    sandbox: Option<&Sandbox>,
+    http: &Client,
+    sandbox: Option<(&Sandbox, &Client)>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Slot> {
     let in_sandbox = p.base_url == SANDBOX_URL;
-    let base_url = match sandbox {
-        Some(s) if in_sandbox => s.base_url(&p.name),
-        _ => p.base_url.clone(),
+    let (base_url, http) = match sandbox {
+        Some((s, h2c)) if in_sandbox => (s.base_url(&p.name), h2c.clone()),
+        _ => (p.base_url.clone(), http.clone()),
     };
     let secret = |var: &Option<String>, what: &str| -> Result<Secret> {
         match var {
@@ -791,6 +789,6 @@ fn slot(
         cost_per_hit: usd_to_micros(p.cost_per_hit_usd),
         config: p.clone(),
         contract,
-        in_sandbox: in_sandbox && sandbox.is_some(),
+        http,
     })
 }
