@@ -11,6 +11,25 @@ use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
 use leadflow_pipeline::sql::{self, OutputFormat};
 use leadflow_waterfall::{Sandbox, WaterfallConfig};
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start: pages freed by a batch go back to
+/// the system within a second (the default keeps them ten), so peak RSS is
+/// what the run holds, not what it churned through. `_RJEM_MALLOC_CONF` in
+/// the environment still overrides.
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(c"dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string jemalloc reads through a plain `const char *`.
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points at a string literal, immutable for the process's life.
+unsafe impl Sync for MallocConf {}
+
 /// Lead enrichment on Arrow and DataFusion: read leads from files or S3,
 /// normalize and validate their phones in SQL, find missing phones through a
 /// waterfall of paid providers, write Parquet.

@@ -212,6 +212,19 @@ pub fn line_type_fields() -> Fields {
 /// lists become `provider_usage` rows; it is not written to `enriched_leads`.
 pub const PROVIDER_CALLS_COLUMN: &str = "provider_calls";
 
+/// Columns whose values are nearly all distinct from lead to lead. Parquet
+/// writers store them without a dictionary: one would only be built to be
+/// thrown away once it outgrows its page, and held meanwhile in memory.
+pub const DISTINCT_PER_LEAD: &[&str] = &[
+    "lead_id",
+    "email",
+    "full_name",
+    "phone_raw",
+    "phone_e164",
+    "found_phone_e164",
+    "raw",
+];
+
 /// `provider_usage`: one row per provider call or skip.
 pub fn provider_usage_schema() -> SchemaRef {
     let mut fields = vec![

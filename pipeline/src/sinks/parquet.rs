@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use leadflow_schemas::{UTC, timestamp};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
@@ -45,6 +46,10 @@ pub struct ParquetSinkConfig {
     pub row_group_rows: usize,
     /// … or when the row groups being built in this writer hold more than this.
     pub buffer_bytes: usize,
+    /// Columns written without a dictionary (see
+    /// [`leadflow_schemas::DISTINCT_PER_LEAD`]); names the table lacks are
+    /// ignored.
+    pub plain_columns: &'static [&'static str],
 }
 
 impl ParquetSinkConfig {
@@ -61,10 +66,18 @@ impl ParquetSinkConfig {
             default_dt,
             max_rows_per_file: 1024 * 1024,
             row_group_rows: 1024 * 1024,
-            buffer_bytes: 64 * 1024 * 1024,
+            buffer_bytes: 8 * 1024 * 1024,
+            plain_columns: leadflow_schemas::DISTINCT_PER_LEAD,
         }
     }
 }
+
+/// What each open file's object-store writer buffers before it starts a
+/// multipart upload, and the size of its parts: S3's smallest part, and on
+/// local disk (where parts are plain writes at an offset) one row group's
+/// worth of a small file.
+const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
+const LOCAL_PART_BYTES: usize = 1024 * 1024;
 
 /// The schema a table is written with: timestamps as `TIMESTAMP(us, UTC)`,
 /// plain UTF-8 strings, no unsigned integers.
@@ -154,13 +167,16 @@ impl PartitionedWriter {
                 )
             })
         });
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("valid level"),
             ))
             .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")));
+        for column in config.plain_columns {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        let props = props.build();
         Self {
             location,
             config,
@@ -233,7 +249,12 @@ impl PartitionedWriter {
             );
             *seq += 1;
             let path = self.location.child(&name);
-            let object = BufWriter::new(self.location.store.clone(), path.clone());
+            let part_bytes = match self.location.local_root {
+                Some(_) => LOCAL_PART_BYTES,
+                None => UPLOAD_PART_BYTES,
+            };
+            let object =
+                BufWriter::with_capacity(self.location.store.clone(), path.clone(), part_bytes);
             let writer =
                 AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
             self.open.insert(
