@@ -212,9 +212,10 @@ pub fn line_type_fields() -> Fields {
 /// lists become `provider_usage` rows; it is not written to `enriched_leads`.
 pub const PROVIDER_CALLS_COLUMN: &str = "provider_calls";
 
-/// Columns whose values are nearly all distinct from lead to lead. Parquet
-/// writers store them without a dictionary: one would only be built to be
-/// thrown away once it outgrows its page, and held meanwhile in memory.
+/// Columns whose values are nearly all distinct row to row: a lead's
+/// identity and phones, a reject's raw text. Parquet writers store them
+/// without a dictionary: one would only be built to be thrown away once it
+/// outgrew its page, and held in memory meanwhile.
 pub const DISTINCT_PER_LEAD: &[&str] = &[
     "lead_id",
     "email",

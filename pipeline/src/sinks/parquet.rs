@@ -73,10 +73,10 @@ impl ParquetSinkConfig {
 }
 
 /// What each open file's object-store writer buffers before it starts a
-/// multipart upload, and the size of its parts: S3's smallest part, and on
-/// local disk (where parts are plain writes at an offset) one row group's
-/// worth of a small file.
+/// multipart upload, and the size of its parts: S3's smallest part …
 const UPLOAD_PART_BYTES: usize = 5 * 1024 * 1024;
+/// … and on local disk, where a part is a plain write at an offset and no
+/// minimum applies, less: every open file holds one.
 const LOCAL_PART_BYTES: usize = 1024 * 1024;
 
 /// The schema a table is written with: timestamps as `TIMESTAMP(us, UTC)`,
