@@ -46,10 +46,6 @@ pub struct ParquetSinkConfig {
     pub row_group_rows: usize,
     /// … or when the row groups being built in this writer hold more than this.
     pub buffer_bytes: usize,
-    /// Columns written without a dictionary (see
-    /// [`leadflow_schemas::DISTINCT_PER_LEAD`]); names the table lacks are
-    /// ignored.
-    pub plain_columns: &'static [&'static str],
 }
 
 impl ParquetSinkConfig {
@@ -67,7 +63,6 @@ impl ParquetSinkConfig {
             max_rows_per_file: 1024 * 1024,
             row_group_rows: 1024 * 1024,
             buffer_bytes: 8 * 1024 * 1024,
-            plain_columns: leadflow_schemas::DISTINCT_PER_LEAD,
         }
     }
 }
@@ -173,7 +168,8 @@ impl PartitionedWriter {
             ))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")));
-        for column in config.plain_columns {
+        // Names a table lacks are ignored.
+        for column in leadflow_schemas::DISTINCT_PER_LEAD {
             props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
         }
         let props = props.build();

@@ -90,11 +90,13 @@ async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
     );
     assert!(column.statistics().is_some(), "statistics on");
     let dictionary = |name: &str| {
-        let row_group = meta.row_group(0);
-        let i = (0..row_group.num_columns())
-            .find(|&i| row_group.column(i).column_path().string() == name)
-            .unwrap_or_else(|| panic!("no column {name}"));
-        row_group.column(i).dictionary_page_offset().is_some()
+        meta.row_group(0)
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .dictionary_page_offset()
+            .is_some()
     };
     assert!(
         !dictionary("email"),
