@@ -3,13 +3,11 @@
 //! machine's cores (the sandbox shares them). Cache off, so every iteration
 //! makes its calls.
 
-use std::sync::Arc;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use leadflow_waterfall::{
-    LeadQuery, LookupStatus, Services, SystemClock, Waterfall, WaterfallConfig,
-};
+use leadflow_pipeline::config::LeadflowConfig;
+use leadflow_pipeline::providers::Providers;
+use leadflow_waterfall::{LeadQuery, LeadRef, LookupStatus, UsageLedger};
 
 const LEADS: usize = 10_000;
 
@@ -22,11 +20,14 @@ fn waterfall(c: &mut Criterion) {
         "{}\n[cache]\nenabled = false\n",
         include_str!("../waterfall-0ms.toml")
     );
-    let config = WaterfallConfig::from_toml(&toml).unwrap();
-    let waterfall = runtime.block_on(async {
-        let services = Services::in_memory(&config, Arc::new(SystemClock));
-        Arc::new(Waterfall::start(config, services, |_| None).await.unwrap())
-    });
+    let config = LeadflowConfig::from_toml(&toml).unwrap();
+    // Assembled as `leadflow run` assembles it; the ledger's rows are
+    // drained as a run's usage writer drains them.
+    let (ledger, mut usage) = UsageLedger::channel(16 * 1024);
+    runtime.spawn(async move { while usage.recv().await.is_some() {} });
+    let providers = runtime.block_on(Providers::start(&config, ledger)).unwrap();
+    let waterfall = providers.waterfall.clone();
+    let owner = LeadRef::default();
     let leads: Vec<LeadQuery> = (0..LEADS)
         .map(|i| LeadQuery {
             email: format!("user{i}@company{}.com", i % 5000),
@@ -46,8 +47,8 @@ fn waterfall(c: &mut Criterion) {
             runtime.block_on(async {
                 let found = futures::stream::iter(&leads)
                     .map(|lead| {
-                        let waterfall = waterfall.clone();
-                        async move { waterfall.find(lead).await.status }
+                        let (waterfall, owner) = (waterfall.clone(), &owner);
+                        async move { waterfall.find(lead, owner).await.status }
                     })
                     .buffer_unordered(waterfall.concurrency())
                     .filter(|s| std::future::ready(*s == LookupStatus::Found))

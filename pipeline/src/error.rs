@@ -44,17 +44,52 @@ pub enum Error {
     Waterfall(#[from] leadflow_waterfall::Error),
 }
 
+/// Whose fault an error is, which says what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The command, its config, its SQL or its input is wrong: fix it and
+    /// run again; the same command will fail the same way.
+    User,
+    /// A service or the machine failed (object store, disk, network): the
+    /// same command may succeed later.
+    Service,
+    /// leadflow itself failed: a bug worth reporting.
+    Internal,
+}
+
+impl Fault {
+    /// The process exit code for an error of this kind (0 is success).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Fault::Internal => 1,
+            Fault::User => 2,
+            Fault::Service => 3,
+        }
+    }
+}
+
 impl Error {
+    /// Whose fault the error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Usage(_) | Error::NoInput(_) | Error::BadInput { .. } => Fault::User,
+            Error::Io { .. } | Error::ObjectStore(_) => Fault::Service,
+            Error::DataFusion(_) | Error::Arrow(_) | Error::Parquet(_) => Fault::Internal,
+            Error::Waterfall(e) if e.is_users() => Fault::User,
+            Error::Waterfall(_) => Fault::Service,
+        }
+    }
+
+    /// Whether running the same command again may succeed without any change.
+    pub fn retryable(&self) -> bool {
+        self.fault() == Fault::Service
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
-    }
-
-    /// Whether running the same command again may succeed without any change.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::ObjectStore(_) | Error::Io { .. })
     }
 }
 

@@ -2,8 +2,10 @@
 //! query on DataFusion, Parquet sinks, and the commands of the `leadflow`
 //! binary built on them (`run`, `sql`, `functions`).
 
+pub mod config;
 pub mod error;
 pub mod lead;
+pub mod providers;
 pub mod run;
 pub mod sinks;
 pub mod sources;

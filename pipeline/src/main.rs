@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use leadflow_pipeline::config::LeadflowConfig;
+use leadflow_pipeline::error::Fault;
 use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
 use leadflow_pipeline::run::{ENRICH_SQL, RunConfig};
 use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
 use leadflow_pipeline::sql::{self, OutputFormat};
-use leadflow_waterfall::{Sandbox, WaterfallConfig};
+use leadflow_sandbox::Sandbox;
 
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
@@ -34,7 +36,15 @@ unsafe impl Sync for MallocConf {}
 /// normalize and validate their phones in SQL, find missing phones through a
 /// waterfall of paid providers, write Parquet.
 #[derive(Debug, Parser)]
-#[command(name = "leadflow", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "leadflow",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Exit codes: 0 done; 1 leadflow failed (a bug); 2 the command, config, SQL or input\n\
+    is wrong (fix it, then rerun); 3 a service or the machine failed (a rerun may succeed)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,9 +164,21 @@ enum SchemaName {
     Reject,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     init_logging();
+    if let Err(e) = execute(cli) {
+        eprintln!("error: {e:#}");
+        // Our own checks of flags and files are the user's to fix, like
+        // everything the pipeline calls `Fault::User`.
+        let fault = e
+            .downcast_ref::<leadflow_pipeline::Error>()
+            .map_or(Fault::User, leadflow_pipeline::Error::fault);
+        std::process::exit(fault.exit_code());
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -236,17 +258,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .partitions
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         progress: !args.no_progress,
-        waterfall: load_config(args.config.as_deref())?,
+        providers: load_config(args.config.as_deref())?,
     };
     let summary = leadflow_pipeline::run::run(config).await?;
     eprint!("{summary}");
     Ok(())
 }
 
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<WaterfallConfig> {
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<LeadflowConfig> {
     Ok(match path {
-        Some(path) => WaterfallConfig::load(path)?,
-        None => WaterfallConfig::default(),
+        Some(path) => LeadflowConfig::load(path)?,
+        None => LeadflowConfig::default(),
     })
 }
 

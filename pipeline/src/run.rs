@@ -3,8 +3,11 @@
 //! A blocking thread reads the input into lead batches; the `leads` table
 //! hands them, through one bounded channel, to as many partitions as there
 //! are cores; the enrichment SQL runs on each partition; one writer per
-//! partition writes its output. Memory is bounded by the channel and the
-//! writers' row-group budget, not by the input.
+//! partition writes its leads. The waterfall reports every provider call and
+//! skip to the run's usage ledger, which a writer of its own drains into
+//! `provider_usage`, so the billing audit does not depend on the query.
+//! Memory is bounded by the channels and the writers' row-group budgets, not
+//! by the input.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,34 +15,44 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{NaiveDate, Utc};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use leadflow_waterfall::sandbox::ProviderStats;
-use leadflow_waterfall::{Waterfall, WaterfallConfig};
-use tokio::sync::{Mutex, mpsc};
+use leadflow_sandbox::ProviderStats;
+use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
+use crate::providers::Providers;
 use crate::sinks::parquet::{
     ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, prune_replaced,
     run_columns,
 };
-use crate::sinks::provider_usage::{LookupTally, UsageColumns, usage_batch};
+use crate::sinks::provider_usage::{LookupTally, write_usage};
 use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
-use crate::storage;
+use crate::storage::{self, Location};
 
 /// The enrichment query shipped with leadflow (`queries/enrich.sql`).
 pub const ENRICH_SQL: &str = include_str!("../../queries/enrich.sql");
+
+/// Usage rows the waterfall may report ahead of the usage writer.
+const USAGE_QUEUE: usize = 16 * 1024;
+
+/// Rejects shown in the summary.
+const REJECT_SAMPLES: usize = 5;
 
 /// Everything a batch run needs.
 #[derive(Debug, Clone)]
@@ -55,7 +68,7 @@ pub struct RunConfig {
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
     /// Providers and limits for `find_phone`; no providers means `not_run`.
-    pub waterfall: WaterfallConfig,
+    pub providers: LeadflowConfig,
 }
 
 /// What a run did, printed at its end.
@@ -69,8 +82,9 @@ pub struct RunSummary {
     pub valid_phones: Option<u64>,
     pub unknown_countries: u64,
     pub output_files: Vec<WrittenFile>,
-    /// What `find_phone` did, when the query reports `lookup_status`.
-    pub lookups: Option<LookupTally>,
+    /// What the lookups did: leads per status (when the query returns
+    /// `lookup_status`), and calls, hits and spend per provider (always).
+    pub lookups: LookupTally,
     pub usage_files: Vec<WrittenFile>,
     /// What the in-process provider sandbox served, when the config used it.
     pub sandbox: Option<BTreeMap<String, ProviderStats>>,
@@ -79,191 +93,184 @@ pub struct RunSummary {
     pub out: String,
 }
 
-/// Runs the enrichment over the input and writes `enriched_leads` and `rejects`.
+/// Runs the enrichment over the input and writes `enriched_leads`,
+/// `provider_usage` and `rejects`.
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let started = Instant::now();
-    let started_at: DateTime<Utc> = Utc::now();
-    let at_micros = started_at.timestamp_micros();
-    let today = started_at.date_naive();
+    let now = Utc::now();
+    let source = open_source(&config.source).await?;
+    let files = source.files().len();
+    let out = Outputs {
+        location: storage::create(&config.out)?,
+        fingerprint: fingerprint(&source),
+        today: now.date_naive(),
+    };
+    let stamp = RunStamp {
+        run_id: config.run_id.clone(),
+        at_micros: now.timestamp_micros(),
+    };
+    let (ledger, usage_rx) = UsageLedger::channel(USAGE_QUEUE);
+    let providers = Providers::start(&config.providers, ledger).await?;
 
-    let source = FileSource::open(config.source.clone()).await?;
+    // Plan first, so bad SQL fails before anything is read or written.
+    let partitions = config.partitions.max(1);
+    let (lead_tx, lead_rx) = mpsc::channel(partitions * 2);
+    let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall).await?;
+    let counts_valid = plan.columns.valid.is_some();
+
+    let progress = Arc::new(SourceProgress::default());
+    let (reject_tx, reject_rx) = mpsc::channel(1024);
+    let tasks = Tasks {
+        reader: spawn_reader(source, lead_tx, reject_tx, progress.clone()),
+        rejects: tokio::spawn(write_rejects(
+            reject_rx,
+            RejectBatcher::new(&stamp.run_id, stamp.at_micros),
+            out.writer(
+                out.sink("rejects", 0, None),
+                leadflow_schemas::reject_schema(),
+            ),
+            REJECT_SAMPLES,
+        )),
+        usage: spawn_usage_writer(usage_rx, &stamp.run_id, &out),
+        writers: spawn_lead_writers(plan, &stamp, &out)?,
+    };
+    let bar = (config.progress && std::io::stderr().is_terminal())
+        .then(|| progress_bar(progress.clone()));
+    let finished = tasks.finish().await;
+    if let Some(bar) = bar {
+        bar.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let mut done = finished?;
+
+    out.prune("enriched_leads", &done.lead_files).await?;
+    out.prune("rejects", &done.reject_files).await?;
+    out.prune("provider_usage", &done.usage_files).await?;
+    done.lead_files.sort_by(|a, b| a.path.cmp(&b.path));
+    done.usage_files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(RunSummary {
+        run_id: config.run_id,
+        files,
+        records_read: SourceProgress::get(&progress.records_read),
+        leads_written: done.leads_written,
+        rejects: done.reject_count,
+        valid_phones: counts_valid.then_some(done.valid_phones),
+        unknown_countries: SourceProgress::get(&progress.unknown_countries),
+        output_files: done.lead_files,
+        lookups: done.lookups,
+        usage_files: done.usage_files,
+        sandbox: providers.sandbox_stats(),
+        reject_samples: done.reject_samples,
+        elapsed: started.elapsed(),
+        out: config.out,
+    })
+}
+
+/// Opens the input and warns about files without a phone column.
+async fn open_source(config: &FileSourceConfig) -> Result<FileSource> {
+    let source = FileSource::open(config.clone()).await?;
     for file in source.files_without_phone() {
         tracing::warn!(
             file,
             "no phone column found; map one with --map phone_raw=COLUMN"
         );
     }
-    let files = source.files().len();
-    let fingerprint = {
-        let names: Vec<&str> = source.files().iter().map(|f| f.name.as_str()).collect();
-        format!("{:016x}", xxh3_64(names.join("\n").as_bytes()))
-    };
-    let schema = source.schema().clone();
-    let out = storage::create(&config.out)?;
-    let waterfall = Arc::new(Waterfall::start_in_memory(config.waterfall.clone()).await?);
-    if let Some(sandbox) = waterfall.sandbox() {
-        tracing::info!(url = %sandbox.url(), "providers answered by the in-process sandbox");
+    Ok(source)
+}
+
+/// What the input's files are called, hashed: the deterministic part of
+/// every output file name.
+fn fingerprint(source: &FileSource) -> String {
+    let names: Vec<&str> = source.files().iter().map(|f| f.name.as_str()).collect();
+    format!("{:016x}", xxh3_64(names.join("\n").as_bytes()))
+}
+
+/// Where a run writes, and how its files are named.
+struct Outputs {
+    location: Location,
+    fingerprint: String,
+    /// The `dt=` partition of rows without a date of their own.
+    today: NaiveDate,
+}
+
+impl Outputs {
+    /// How `table`'s files are cut and named for one partition of the run.
+    fn sink(&self, table: &str, partition: usize, dt_column: Option<&str>) -> ParquetSinkConfig {
+        let stem = format!("{}-{partition:02}", self.fingerprint);
+        ParquetSinkConfig::new(table, stem, dt_column, self.today)
     }
 
-    // Plan first, so bad SQL fails before anything is read or written.
-    let partitions = config.partitions.max(1);
-    let (lead_tx, lead_rx) = mpsc::channel::<Result<RecordBatch>>(partitions * 2);
+    fn writer(&self, sink: ParquetSinkConfig, schema: SchemaRef) -> PartitionedWriter {
+        PartitionedWriter::new(self.location.clone(), sink, schema)
+    }
+
+    /// Removes `table`'s files from an earlier run over the same input that
+    /// this run did not write again.
+    async fn prune(&self, table: &str, written: &[WrittenFile]) -> Result<()> {
+        let prefix = format!("part-{}-", self.fingerprint);
+        prune_replaced(&self.location, table, &prefix, written).await?;
+        Ok(())
+    }
+}
+
+/// What every output row of the run records about it.
+#[derive(Debug, Clone)]
+struct RunStamp {
+    run_id: String,
+    at_micros: i64,
+}
+
+/// The planned enrichment query, ready to run.
+struct Plan {
+    physical: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    columns: OutputColumns,
+    /// The schema `enriched_leads` is written with.
+    write_schema: SchemaRef,
+    /// Whether the writers add `run_id` and `enriched_at` themselves.
+    append_run_columns: bool,
+}
+
+/// Where, in the query's output, the columns the summary counts are.
+#[derive(Debug, Clone, Copy)]
+struct OutputColumns {
+    valid: Option<usize>,
+    status: Option<usize>,
+}
+
+/// Plans the enrichment query over a `leads` table fed by `leads`.
+async fn plan(
+    config: &RunConfig,
+    source: &FileSource,
+    partitions: usize,
+    leads: mpsc::Receiver<Result<RecordBatch>>,
+    waterfall: &Arc<Waterfall>,
+) -> Result<Plan> {
+    let schema = source.schema().clone();
     let ctx = session(
         partitions,
         config.source.options.batch_size,
         waterfall.clone(),
     );
-    let leads = LeadsTable::new(schema.clone(), lead_rx);
-    let table = StreamingTable::try_new(schema.clone(), leads.partitions(partitions))?;
+    let table = LeadsTable::new(schema.clone(), leads);
+    let table = StreamingTable::try_new(schema, table.partitions(partitions))?;
     ctx.register_table("leads", Arc::new(table))?;
     let df = ctx
         .sql(&config.query)
         .await
         .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
-    let plan = df.create_physical_plan().await?;
-    let query_schema = plan.schema();
-    let usage_columns = UsageColumns::find(&query_schema);
-    // `provider_calls` feeds provider_usage; every other column is a lead's.
-    let lead_columns: Vec<usize> = (0..query_schema.fields().len())
-        .filter(|&i| usage_columns.is_none_or(|u| u.calls_index() != i))
-        .collect();
-    let lead_schema = Arc::new(query_schema.project(&lead_columns)?);
-    let write_schema = with_run_columns(&output_schema(&lead_schema));
-    let append_run_columns = write_schema.fields().len() > lead_schema.fields().len();
-    let columns = OutputColumns {
-        lead: lead_columns,
-        valid: query_schema.index_of("phone_valid").ok(),
-        status: query_schema.index_of("lookup_status").ok(),
-        usage: usage_columns,
-    };
-
-    // Read.
-    let progress = Arc::new(SourceProgress::default());
-    let (reject_tx, reject_rx) = mpsc::channel::<Reject>(1024);
-    let reader = {
-        let progress = progress.clone();
-        let tx = lead_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = source.read_all(lead_tx, reject_tx, progress);
-            if let Err(e) = &result {
-                // Fail the query too, so the run stops instead of finishing short.
-                let _ = tx.blocking_send(Err(Error::Usage(format!("reading input: {e}"))));
-            }
-            result
-        })
-    };
-    let rejects = tokio::spawn(write_rejects(
-        reject_rx,
-        RejectBatcher::new(&config.run_id, at_micros),
-        PartitionedWriter::new(
-            out.clone(),
-            ParquetSinkConfig::new("rejects", format!("{fingerprint}-00"), None, today),
-            leadflow_schemas::reject_schema(),
-        ),
-        5,
-    ));
-
-    // Enrich and write, one task per partition.
-    let task_ctx: Arc<TaskContext> = ctx.task_ctx();
-    let streams = datafusion::physical_plan::execute_stream_partitioned(plan, task_ctx)?;
-    let mut writers = Vec::with_capacity(streams.len());
-    for (p, stream) in streams.into_iter().enumerate() {
-        let writer = PartitionedWriter::new(
-            out.clone(),
-            ParquetSinkConfig::new(
-                "enriched_leads",
-                format!("{fingerprint}-{p:02}"),
-                Some("received_at"),
-                today,
-            ),
-            write_schema.clone(),
-        );
-        let usage_writer = columns.usage.map(|_| {
-            let mut sink = ParquetSinkConfig::new(
-                "provider_usage",
-                format!("{fingerprint}-{p:02}"),
-                Some("started_at"),
-                today,
-            );
-            // Usage rows are small and few per lead: a quarter of the leads'
-            // buffer keeps the process's total bounded.
-            sink.buffer_bytes /= 4;
-            PartitionedWriter::new(out.clone(), sink, leadflow_schemas::provider_usage_schema())
-        });
-        let run_id = config.run_id.clone();
-        writers.push(tokio::spawn(write_partition(
-            stream,
-            writer,
-            usage_writer,
-            columns.clone(),
-            append_run_columns,
-            run_id,
-            at_micros,
-        )));
-    }
-
-    let bar = (config.progress && std::io::stderr().is_terminal())
-        .then(|| progress_bar(progress.clone()));
-    let mut leads_written = 0;
-    let mut valid_phones = 0;
-    let mut output_files = Vec::new();
-    let mut usage_files = Vec::new();
-    let mut lookups = LookupTally::default();
-    let mut first_error = None;
-    for w in writers {
-        match w
-            .await
-            .map_err(|e| Error::Usage(format!("writer task: {e}")))?
-        {
-            Ok(written) => {
-                leads_written += written.rows;
-                valid_phones += written.valid;
-                output_files.extend(written.files);
-                usage_files.extend(written.usage_files);
-                lookups.merge(written.lookups);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    let read_result = reader
-        .await
-        .map_err(|e| Error::Usage(format!("reader task: {e}")))?;
-    let (reject_count, reject_samples, reject_files) = rejects
-        .await
-        .map_err(|e| Error::Usage(format!("reject task: {e}")))??;
-    if let Some(bar) = bar {
-        bar.abort();
-        eprint!("\r\x1b[2K");
-    }
-    read_result?;
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let file_prefix = format!("part-{fingerprint}-");
-    prune_replaced(&out, "enriched_leads", &file_prefix, &output_files).await?;
-    prune_replaced(&out, "rejects", &file_prefix, &reject_files).await?;
-    if columns.usage.is_some() {
-        prune_replaced(&out, "provider_usage", &file_prefix, &usage_files).await?;
-    }
-    output_files.sort_by(|a, b| a.path.cmp(&b.path));
-    usage_files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(RunSummary {
-        run_id: config.run_id,
-        files,
-        records_read: SourceProgress::get(&progress.records_read),
-        leads_written,
-        rejects: reject_count,
-        valid_phones: columns.valid.map(|_| valid_phones),
-        unknown_countries: SourceProgress::get(&progress.unknown_countries),
-        output_files,
-        lookups: columns.status.map(|_| lookups),
-        usage_files,
-        sandbox: waterfall.sandbox().map(|s| s.stats()),
-        reject_samples,
-        elapsed: started.elapsed(),
-        out: config.out,
+    let physical = df.create_physical_plan().await?;
+    let query_schema = physical.schema();
+    let write_schema = with_run_columns(&output_schema(&query_schema));
+    Ok(Plan {
+        append_run_columns: write_schema.fields().len() > query_schema.fields().len(),
+        write_schema,
+        columns: OutputColumns {
+            valid: query_schema.index_of("phone_valid").ok(),
+            status: query_schema.index_of("lookup_status").ok(),
+        },
+        task_ctx: ctx.task_ctx(),
+        physical,
     })
 }
 
@@ -292,14 +299,65 @@ fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Where, in the query's output, the columns the writers need are.
-#[derive(Debug, Clone)]
-struct OutputColumns {
-    /// The columns written to `enriched_leads`.
-    lead: Vec<usize>,
-    valid: Option<usize>,
-    status: Option<usize>,
-    usage: Option<UsageColumns>,
+/// Reads the input on a blocking thread into `leads` and `rejects`.
+fn spawn_reader(
+    source: FileSource,
+    leads: mpsc::Sender<Result<RecordBatch>>,
+    rejects: mpsc::Sender<Reject>,
+    progress: Arc<SourceProgress>,
+) -> JoinHandle<Result<()>> {
+    let query_input = leads.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = source.read_all(leads, rejects, progress);
+        if let Err(e) = &result {
+            // Fail the query too, so the run stops instead of finishing short.
+            let _ = query_input.blocking_send(Err(Error::Usage(format!("reading input: {e}"))));
+        }
+        result
+    })
+}
+
+/// Drains the usage ledger into `provider_usage` until told every lookup
+/// has ended.
+struct UsageTask {
+    done: oneshot::Sender<()>,
+    task: JoinHandle<Result<(LookupTally, Vec<WrittenFile>)>>,
+}
+
+fn spawn_usage_writer(
+    ledger: mpsc::Receiver<ProviderUsage>,
+    run_id: &str,
+    out: &Outputs,
+) -> UsageTask {
+    let mut sink = out.sink("provider_usage", 0, Some("started_at"));
+    // Usage rows are small and few per lead: a quarter of a lead writer's
+    // buffer keeps the process's total bounded.
+    sink.buffer_bytes /= 4;
+    let writer = out.writer(sink, leadflow_schemas::provider_usage_schema());
+    let (done, done_rx) = oneshot::channel();
+    let run_id = run_id.to_string();
+    let task = tokio::spawn(async move { write_usage(ledger, done_rx, &run_id, writer).await });
+    UsageTask { done, task }
+}
+
+/// Runs the plan, one task per partition, each writing its leads.
+fn spawn_lead_writers(
+    plan: Plan,
+    stamp: &RunStamp,
+    out: &Outputs,
+) -> Result<Vec<JoinHandle<Result<PartitionWritten>>>> {
+    let streams =
+        datafusion::physical_plan::execute_stream_partitioned(plan.physical, plan.task_ctx)?;
+    Ok(streams
+        .into_iter()
+        .enumerate()
+        .map(|(p, stream)| {
+            let sink = out.sink("enriched_leads", p, Some("received_at"));
+            let writer = out.writer(sink, plan.write_schema.clone());
+            let stamp = plan.append_run_columns.then(|| stamp.clone());
+            tokio::spawn(write_partition(stream, writer, plan.columns, stamp))
+        })
+        .collect())
 }
 
 /// What one partition's writer wrote.
@@ -307,18 +365,16 @@ struct PartitionWritten {
     rows: u64,
     valid: u64,
     files: Vec<WrittenFile>,
-    usage_files: Vec<WrittenFile>,
     lookups: LookupTally,
 }
 
+/// Writes one partition's output; `stamp` is appended as `run_id` and
+/// `enriched_at` when given.
 async fn write_partition(
     mut stream: SendableRecordBatchStream,
     mut writer: PartitionedWriter,
-    mut usage_writer: Option<PartitionedWriter>,
     columns: OutputColumns,
-    append_run_columns: bool,
-    run_id: String,
-    at_micros: i64,
+    stamp: Option<RunStamp>,
 ) -> Result<PartitionWritten> {
     let schema = writer.schema().clone();
     let mut rows = 0u64;
@@ -334,35 +390,91 @@ async fn write_partition(
         if let Some(i) = columns.status {
             lookups.add_statuses(batch.column(i))?;
         }
-        if let (Some(usage), Some(usage_writer)) = (columns.usage, usage_writer.as_mut())
-            && let Some(calls) = usage_batch(&batch, usage, &run_id, usage_writer.schema())?
-        {
-            lookups.add_usage(&calls)?;
-            usage_writer.write(&calls).await?;
+        let mut out = batch.columns().to_vec();
+        if let Some(stamp) = &stamp {
+            out.extend(run_columns(
+                batch.num_rows(),
+                &stamp.run_id,
+                stamp.at_micros,
+            ));
         }
-        let mut lead: Vec<_> = columns
-            .lead
-            .iter()
-            .map(|&i| batch.column(i).clone())
-            .collect();
-        if append_run_columns {
-            lead.extend(run_columns(batch.num_rows(), &run_id, at_micros));
-        }
-        let batch = conform(&lead, &schema)?;
+        let batch = conform(&out, &schema)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await?;
     }
-    let usage_files = match usage_writer {
-        Some(w) => w.close().await?,
-        None => Vec::new(),
-    };
     Ok(PartitionWritten {
         rows,
         valid,
         files: writer.close().await?,
-        usage_files,
         lookups,
     })
+}
+
+/// The tasks of a running run.
+struct Tasks {
+    reader: JoinHandle<Result<()>>,
+    rejects: JoinHandle<Result<(u64, Vec<Reject>, Vec<WrittenFile>)>>,
+    usage: UsageTask,
+    writers: Vec<JoinHandle<Result<PartitionWritten>>>,
+}
+
+/// What the tasks wrote, once all have ended.
+struct Finished {
+    leads_written: u64,
+    valid_phones: u64,
+    lead_files: Vec<WrittenFile>,
+    lookups: LookupTally,
+    usage_files: Vec<WrittenFile>,
+    reject_count: u64,
+    reject_samples: Vec<Reject>,
+    reject_files: Vec<WrittenFile>,
+}
+
+impl Tasks {
+    /// Waits for every task; the first failure is the run's.
+    async fn finish(self) -> Result<Finished> {
+        let joined = |what: &'static str| {
+            move |e: tokio::task::JoinError| Error::Usage(format!("{what} task: {e}"))
+        };
+        let mut done = Finished {
+            leads_written: 0,
+            valid_phones: 0,
+            lead_files: Vec::new(),
+            lookups: LookupTally::default(),
+            usage_files: Vec::new(),
+            reject_count: 0,
+            reject_samples: Vec::new(),
+            reject_files: Vec::new(),
+        };
+        let mut first_error = None;
+        for w in self.writers {
+            match w.await.map_err(joined("writer"))? {
+                Ok(written) => {
+                    done.leads_written += written.rows;
+                    done.valid_phones += written.valid;
+                    done.lead_files.extend(written.files);
+                    done.lookups.merge(written.lookups);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Every batch has left the query, so every lookup has ended and
+        // reported its attempts: the usage ledger can close.
+        let _ = self.usage.done.send(());
+        let read = self.reader.await.map_err(joined("reader"))?;
+        let (count, samples, files) = self.rejects.await.map_err(joined("reject"))??;
+        let (usage, usage_files) = self.usage.task.await.map_err(joined("usage"))??;
+        read?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        done.lookups.merge(usage);
+        done.usage_files = usage_files;
+        (done.reject_count, done.reject_samples, done.reject_files) = (count, samples, files);
+        Ok(done)
+    }
 }
 
 /// The `leads` table: every partition pulls the next batch from one channel.
@@ -416,7 +528,7 @@ impl PartitionStream for LeadsPartition {
     }
 }
 
-fn progress_bar(progress: Arc<SourceProgress>) -> tokio::task::JoinHandle<()> {
+fn progress_bar(progress: Arc<SourceProgress>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -469,9 +581,7 @@ impl fmt::Display for RunSummary {
                 self.unknown_countries
             )?;
         }
-        if let Some(lookups) = &self.lookups {
-            write!(f, "{lookups}")?;
-        }
+        write!(f, "{}", self.lookups)?;
         if let Some(sandbox) = &self.sandbox {
             let served: u64 = sandbox.values().map(|s| s.requests).sum();
             writeln!(

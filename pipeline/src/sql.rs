@@ -37,7 +37,7 @@ pub async fn context(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // No providers: `find_phone` answers `not_run` rather than spending money
     // from an analyst's query.
-    let waterfall = leadflow_waterfall::Waterfall::start_in_memory(Default::default()).await?;
+    let waterfall = leadflow_waterfall::Waterfall::builder(Default::default()).build()?;
     let ctx = crate::run::session(cores, 8192, Arc::new(waterfall));
     let mut registered = Vec::new();
     if let Some(data) = data {

@@ -25,8 +25,6 @@ pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     /// The prefix inside `store`.
     pub prefix: ObjectPath,
-    /// How the user wrote it, for messages.
-    pub display: String,
     /// `s3://bucket` or `file://` : the URL DataFusion registers `store` under.
     pub base_url: url::Url,
     /// The local directory, when this is on local disk.
@@ -75,7 +73,6 @@ fn locate(spec: &str, create: bool) -> Result<Location> {
         return Ok(Location {
             store: Arc::new(store),
             prefix,
-            display: spec.to_string(),
             base_url,
             local_root: None,
         });
@@ -89,7 +86,6 @@ fn locate(spec: &str, create: bool) -> Result<Location> {
     Ok(Location {
         store: Arc::new(store),
         prefix: ObjectPath::default(),
-        display: spec.to_string(),
         base_url: url::Url::from_directory_path(&root)
             .map_err(|_| Error::Usage(format!("`{spec}` is not an absolute path")))?,
         local_root: Some(root),

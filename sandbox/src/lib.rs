@@ -98,10 +98,6 @@ impl Sandbox {
         Self::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -110,6 +106,30 @@ impl Sandbox {
     /// The base URL a provider named `provider` uses to reach its contract.
     pub fn base_url(&self, provider: &str) -> String {
         format!("http://{}/{provider}", self.addr)
+    }
+
+    /// Starts a sandbox for a leadflow config file's text, as tests of the
+    /// crates that read such files need one: its `[sandbox]` table sets the
+    /// answers, and every provider with `base_url = "sandbox"` is pointed at
+    /// the sandbox. Returns the sandbox and the text without `[sandbox]`.
+    pub async fn start_for_config(text: &str) -> std::io::Result<(Sandbox, String)> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let config: SandboxConfig = match table.remove("sandbox") {
+            Some(t) => t
+                .try_into()
+                .map_err(|e: toml::de::Error| invalid(e.to_string()))?,
+            None => SandboxConfig::default(),
+        };
+        let sandbox = Self::start_local(config).await?;
+        let providers = table.get_mut("providers").and_then(|p| p.as_array_mut());
+        for p in providers.into_iter().flatten() {
+            if p.get("base_url").and_then(|u| u.as_str()) == Some("sandbox") {
+                let name = p.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                p["base_url"] = sandbox.base_url(name).into();
+            }
+        }
+        Ok((sandbox, table.to_string()))
     }
 
     /// Requests served so far, by provider name.

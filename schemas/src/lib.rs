@@ -113,6 +113,35 @@ pub const LEAD_FIELDS: &[LeadField] = &[
     },
 ];
 
+/// The position of lead field `name` in [`LEAD_FIELDS`], for code that
+/// keeps per-field arrays. In a `const` a name that is not a lead field
+/// fails the build, so a renamed or reordered field cannot be misread.
+pub const fn lead_field_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < LEAD_FIELDS.len() {
+        if str_eq(LEAD_FIELDS[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a lead field")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Looks up a lead field by name.
 pub fn lead_field(name: &str) -> Option<&'static LeadField> {
     LEAD_FIELDS.iter().find(|f| f.name == name)

@@ -1,27 +1,40 @@
-//! `find_phone(full_name, email, company_website, country, user_tier, phone_raw)`:
-//! the provider waterfall for each row, as an async UDF.
+//! `find_phone(full_name, email, company_website, country, user_tier, phone_raw
+//! [, lead_id [, organization_id]])`: the provider waterfall for each row, as
+//! an async UDF.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Builder, Int32Builder, Int64Builder, ListArray, StringBuilder, StructArray,
-    TimestampMicrosecondBuilder,
+    ArrayRef, Decimal128Builder, Int64Builder, ListArray, StringBuilder, StructArray,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Fields};
-use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
-use futures::StreamExt;
-use leadflow_waterfall::{Attempt, LeadQuery, Lookup, Waterfall};
+use leadflow_waterfall::{LeadQuery, LeadRef, Lookup, Waterfall};
 
 use crate::SharedWaterfall;
+use crate::attempts::{AttemptColumns, money};
+use crate::fan_out::ask_distinct;
 use crate::strings::{Ints, Strings, is_text};
+
+/// The arguments, in order; the last two may be left out.
+const ARGS: [&str; 8] = [
+    "full_name",
+    "email",
+    "company_website",
+    "country",
+    "user_tier",
+    "phone_raw",
+    "lead_id",
+    "organization_id",
+];
+const USER_TIER: usize = 4;
 
 /// `find_phone(...) → struct{phone_e164, provider, status, cost_usd, latency_ms, attempts}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -35,7 +48,10 @@ impl FindPhone {
     pub fn new(waterfall: Arc<Waterfall>) -> Self {
         Self {
             // Volatile: it calls paid services and must never be folded away.
-            signature: Signature::any(6, Volatility::Volatile),
+            signature: Signature::one_of(
+                (6..=ARGS.len()).map(TypeSignature::Any).collect(),
+                Volatility::Volatile,
+            ),
             fields: leadflow_schemas::find_phone_fields(),
             waterfall: SharedWaterfall(waterfall),
         }
@@ -51,10 +67,14 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          skipped_tier, rate_limited, budget_exhausted, error, or not_run when no provider \
          is configured), `cost_usd`, `latency_ms` and `attempts` (one struct per provider \
          call or skip: provider, attempt, outcome, http_status, cost_usd, latency_ms, \
-         started_at, error). Rows are looked up concurrently; identical leads in a batch \
-         are looked up once; the cache is consulted first. A provider's failure is a \
-         status, never a failed query.",
-        "find_phone(full_name, email, company_website, country, user_tier, phone_raw)",
+         started_at, error). Every call and skip is also written to `provider_usage` \
+         by the run, whatever the query selects, under the lead's `lead_id` and \
+         `organization_id` when they are passed. Rows are looked up concurrently; \
+         identical leads in a batch are looked up once; the cache is consulted first. \
+         A provider's failure is a status, never a failed query. Paid calls cannot be \
+         made conditional in SQL (CASE, COALESCE, AND/OR evaluate it for every row): \
+         find_phone skips leads with a valid phone itself, and WHERE picks rows.",
+        "find_phone(full_name, email, company_website, country, user_tier, phone_raw[, lead_id[, organization_id]])",
     )
     .with_sql_example(
         "```sql\n> select f['phone_e164'], f['provider'], f['status']\n  from (select find_phone(full_name, email, company_website, country, user_tier, phone_raw) as f from leads);\n```",
@@ -74,6 +94,14 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "phone_raw",
         "The lead's own phone; when it is valid the lead is not looked up (skipped_has_phone).",
     )
+    .with_argument(
+        "lead_id",
+        "Optional: the lead's id, written on its provider_usage rows.",
+    )
+    .with_argument(
+        "organization_id",
+        "Optional: the organization billed, written on its provider_usage rows.",
+    )
     .with_related_udf("phone_line_type")
     .build()
 });
@@ -88,16 +116,15 @@ impl ScalarUDFImpl for FindPhone {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let names = [
-            "full_name",
-            "email",
-            "company_website",
-            "country",
-            "user_tier",
-            "phone_raw",
-        ];
-        for (i, (t, name)) in arg_types.iter().zip(names).enumerate() {
-            let ok = if i == 4 {
+        if !(6..=ARGS.len()).contains(&arg_types.len()) {
+            return plan_err!(
+                "find_phone takes 6 to 8 arguments ({}), got {}",
+                ARGS.join(", "),
+                arg_types.len()
+            );
+        }
+        for (i, (t, name)) in arg_types.iter().zip(ARGS).enumerate() {
+            let ok = if i == USER_TIER {
                 t.is_integer() || matches!(t, DataType::Null)
             } else {
                 is_text(t)
@@ -106,7 +133,7 @@ impl ScalarUDFImpl for FindPhone {
                 return plan_err!(
                     "find_phone: argument {} ({name}) must be {}, got {t}",
                     i + 1,
-                    if i == 4 { "an integer" } else { "text" }
+                    if i == USER_TIER { "an integer" } else { "text" }
                 );
             }
         }
@@ -128,61 +155,52 @@ impl AsyncScalarUDFImpl for FindPhone {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let name = self.name();
-        let [full_name, email, website, country, tier, phone] = take_function_args(name, &arrays)?;
-        let (full_name, email, website) = (
-            Strings::new(name, full_name)?,
-            Strings::new(name, email)?,
-            Strings::new(name, website)?,
-        );
-        let (country, phone) = (Strings::new(name, country)?, Strings::new(name, phone)?);
-        let tier = Ints::new(name, tier)?;
+        let text = |i: usize| match arrays.get(i) {
+            Some(array) => Strings::new(name, array),
+            None => Ok(Strings::Null),
+        };
+        let (full_name, email, website) = (text(0)?, text(1)?, text(2)?);
+        let (country, phone) = (text(3)?, text(5)?);
+        let (lead_id, organization_id) = (text(6)?, text(7)?);
+        let tier = Ints::new(name, &arrays[USER_TIER])?;
 
-        // Identical leads in the batch are looked up once.
-        let mut unique: Vec<LeadQuery> = Vec::new();
-        let mut index: HashMap<LeadQuery, usize> = HashMap::new();
-        let mut row_lookup = Vec::with_capacity(n);
-        for i in 0..n {
-            let lead = LeadQuery {
-                full_name: full_name.get(i).unwrap_or("").to_string(),
-                email: email.get(i).unwrap_or("").to_string(),
-                company_website: website.get(i).unwrap_or("").to_string(),
-                country: country.get(i).map(str::to_string),
-                user_tier: tier.get(i),
-                phone_raw: phone.get(i).map(str::to_string),
+        // Identical leads in the batch are asked about once, on behalf of the
+        // first of them; the others get its answer as `cached`.
+        let leads = (0..n).map(|i| {
+            Some((
+                full_name.get(i),
+                email.get(i),
+                website.get(i),
+                country.get(i),
+                tier.get(i),
+                phone.get(i),
+            ))
+        });
+        let waterfall = &self.waterfall;
+        let looked_up = ask_distinct(leads, waterfall.concurrency(), |row, lead| {
+            let (full_name, email, website, country, user_tier, phone) = lead;
+            let query = LeadQuery {
+                full_name: full_name.unwrap_or("").to_string(),
+                email: email.unwrap_or("").to_string(),
+                company_website: website.unwrap_or("").to_string(),
+                country: country.map(str::to_string),
+                user_tier,
+                phone_raw: phone.map(str::to_string),
             };
-            let at = match index.get(&lead) {
-                Some(&at) => at,
-                None => {
-                    index.insert(lead.clone(), unique.len());
-                    unique.push(lead);
-                    unique.len() - 1
-                }
+            let owner = LeadRef {
+                lead_id: lead_id.get(row).map(Arc::from),
+                organization_id: organization_id.get(row).map(Arc::from),
             };
-            row_lookup.push(at);
-        }
-        drop(index);
-
-        let mut lookups: Vec<Option<Lookup>> = vec![None; unique.len()];
-        let unique = Arc::new(unique);
-        let mut done = futures::stream::iter(0..unique.len())
-            .map(|i| {
-                let (waterfall, unique) = (self.waterfall.clone(), unique.clone());
-                async move { (i, waterfall.find(&unique[i]).await) }
-            })
-            .buffer_unordered(self.waterfall.concurrency());
-        while let Some((i, lookup)) = done.next().await {
-            lookups[i] = Some(lookup);
-        }
-        drop(done);
+            async move { waterfall.find(&query, &owner).await }
+        })
+        .await;
 
         let mut out = FindPhoneBuilder::new(n);
-        let mut served = vec![false; unique.len()];
-        for at in row_lookup {
-            let lookup = lookups[at].as_ref().expect("every lead looked up");
-            if std::mem::replace(&mut served[at], true) {
-                out.append(&lookup.as_cached());
-            } else {
+        for (lookup, asked) in looked_up.rows().flatten() {
+            if asked {
                 out.append(lookup);
+            } else {
+                out.append(&lookup.as_cached());
             }
         }
         Ok(ColumnarValue::Array(out.finish(&self.fields)?))
@@ -253,69 +271,5 @@ impl FindPhoneBuilder {
             columns,
             None,
         )?))
-    }
-}
-
-fn money(
-    values: datafusion::arrow::array::Decimal128Array,
-) -> Result<datafusion::arrow::array::Decimal128Array> {
-    Ok(values.with_precision_and_scale(12, 6)?)
-}
-
-/// The columns of the attempt struct.
-struct AttemptColumns {
-    provider: StringBuilder,
-    attempt: Int32Builder,
-    outcome: StringBuilder,
-    http_status: Int32Builder,
-    cost: Decimal128Builder,
-    latency: Int64Builder,
-    started_at: TimestampMicrosecondBuilder,
-    error: StringBuilder,
-}
-
-impl AttemptColumns {
-    fn new(n: usize) -> Self {
-        Self {
-            provider: StringBuilder::with_capacity(n, n * 6),
-            attempt: Int32Builder::with_capacity(n),
-            outcome: StringBuilder::with_capacity(n, n * 4),
-            http_status: Int32Builder::with_capacity(n),
-            cost: Decimal128Builder::with_capacity(n),
-            latency: Int64Builder::with_capacity(n),
-            started_at: TimestampMicrosecondBuilder::with_capacity(n),
-            error: StringBuilder::new(),
-        }
-    }
-
-    fn append(&mut self, a: &Attempt) {
-        self.provider.append_value(&a.provider);
-        self.attempt.append_value(a.attempt);
-        self.outcome.append_value(a.outcome.as_str());
-        self.http_status.append_option(a.http_status);
-        self.cost.append_value(i128::from(a.cost_micros));
-        self.latency.append_value(a.latency_ms);
-        self.started_at.append_value(a.started_at);
-        self.error.append_option(a.error.as_deref());
-    }
-
-    fn finish(mut self) -> Result<StructArray> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.provider.finish()),
-            Arc::new(self.attempt.finish()),
-            Arc::new(self.outcome.finish()),
-            Arc::new(self.http_status.finish()),
-            Arc::new(money(self.cost.finish())?),
-            Arc::new(self.latency.finish()),
-            Arc::new(
-                self.started_at
-                    .finish()
-                    .with_timezone(leadflow_schemas::UTC),
-            ),
-            Arc::new(self.error.finish()),
-        ];
-        let fields = leadflow_schemas::attempt_fields();
-        debug_assert_eq!(fields.len(), columns.len());
-        Ok(StructArray::try_new(fields, columns, None)?)
     }
 }

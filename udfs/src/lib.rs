@@ -3,6 +3,9 @@
 //! over a [`Waterfall`]). [`register_all`] and [`register_waterfall`] put them
 //! in a `SessionContext`; [`documentation`] lists them all.
 
+mod attempts;
+mod conditional;
+mod fan_out;
 mod find_phone;
 mod normalize_phone;
 mod phone_info;
@@ -16,6 +19,8 @@ use datafusion::logical_expr::{Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use leadflow_waterfall::Waterfall;
 
+pub use attempts::AttemptColumns;
+pub use conditional::RefuseConditionalAsync;
 pub use find_phone::FindPhone;
 pub use normalize_phone::NormalizePhone;
 pub use phone_info::PhoneInfoUdf;
@@ -92,12 +97,14 @@ pub fn all() -> Vec<ScalarUDF> {
 /// `tests/sql.rs::the_enrichment_shape_parses_each_phone_once`.
 pub const DUPLICATING_RULES: [&str; 2] = ["extract_leaf_expressions", "push_down_leaf_projections"];
 
-/// Registers every leadflow UDF in `ctx` and removes the optimizer passes
-/// that would evaluate them once per struct field ([`DUPLICATING_RULES`]).
+/// Registers every leadflow UDF in `ctx`, refuses paid calls under a
+/// condition ([`RefuseConditionalAsync`]), and removes the optimizer passes
+/// that would evaluate the UDFs once per struct field ([`DUPLICATING_RULES`]).
 pub fn register_all(ctx: &SessionContext) {
     for udf in all() {
         ctx.register_udf(udf);
     }
+    ctx.add_analyzer_rule(Arc::new(RefuseConditionalAsync));
     for rule in DUPLICATING_RULES {
         ctx.remove_optimizer_rule(rule);
     }

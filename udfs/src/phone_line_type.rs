@@ -1,7 +1,6 @@
 //! `phone_line_type(e164)`: line type and carrier of a number, from the
 //! configured line-type providers (Twilio Lookup v2), as an async UDF.
 
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -14,10 +13,10 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use futures::StreamExt;
-use leadflow_waterfall::{LineType, Waterfall};
+use leadflow_waterfall::Waterfall;
 
 use crate::SharedWaterfall;
+use crate::fan_out::ask_distinct;
 use crate::strings::{Strings, is_text};
 
 /// `phone_line_type(e164) → struct{line_type, carrier_name, mcc, mnc}`.
@@ -92,40 +91,27 @@ impl AsyncScalarUDFImpl for PhoneLineType {
         let [numbers] = take_function_args(self.name(), &arrays)?;
         let numbers = Strings::new(self.name(), numbers)?;
 
-        let mut distinct: HashMap<&str, Option<LineType>> = HashMap::new();
-        if self.waterfall.has_line_type_providers() {
-            for i in 0..n {
-                if let Some(number) = numbers.get(i).filter(|s| !s.trim().is_empty()) {
-                    distinct.entry(number).or_default();
-                }
-            }
-            let keys: Vec<String> = distinct.keys().map(|k| k.to_string()).collect();
-            let mut done = futures::stream::iter(keys)
-                .map(|number| {
-                    let waterfall = self.waterfall.clone();
-                    async move {
-                        let described = waterfall.line_type(&number).await;
-                        (number, described.line_type)
-                    }
-                })
-                .buffer_unordered(self.waterfall.concurrency());
-            while let Some((number, described)) = done.next().await {
-                if let Some(slot) = distinct.get_mut(number.as_str()) {
-                    *slot = described;
-                }
-            }
-        }
+        // Each distinct number is asked about once; with no line-type
+        // provider, nothing is.
+        let ask = self.waterfall.has_line_type_providers();
+        let numbers = (0..n).map(|i| {
+            numbers
+                .get(i)
+                .filter(|number| ask && !number.trim().is_empty())
+        });
+        let waterfall = &self.waterfall;
+        let described = ask_distinct(numbers, waterfall.concurrency(), |_, number| async move {
+            waterfall.line_type(number).await.line_type
+        })
+        .await;
 
         let mut line_type = StringBuilder::with_capacity(n, n * 6);
         let mut carrier = StringBuilder::with_capacity(n, n * 12);
         let mut mcc = StringBuilder::with_capacity(n, n * 3);
         let mut mnc = StringBuilder::with_capacity(n, n * 3);
         let mut valid = Vec::with_capacity(n);
-        for i in 0..n {
-            let described = numbers
-                .get(i)
-                .and_then(|number| distinct.get(number))
-                .and_then(Option::as_ref);
+        for row in described.rows() {
+            let described = row.and_then(|(d, _)| d.as_ref());
             valid.push(described.is_some());
             line_type.append_option(described.and_then(|d| d.line_type.as_deref()));
             carrier.append_option(described.and_then(|d| d.carrier_name.as_deref()));

@@ -1,20 +1,15 @@
-//! The waterfall's config file (TOML): providers, lookup settings, cache,
-//! circuit breaker, budget and the sandbox. Typed, with unknown keys
+//! The waterfall's config (the TOML sections it owns): providers, lookup
+//! settings, cache, circuit breaker and budget. Typed, with unknown keys
 //! rejected by name; defaults live here and only here.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use leadflow_sandbox::SandboxConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::template::Template;
 
-/// A base URL that starts the provider sandbox in-process.
-pub const SANDBOX_URL: &str = "sandbox";
-
-/// A whole leadflow config file.
+/// The waterfall's part of a leadflow config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WaterfallConfig {
@@ -26,8 +21,6 @@ pub struct WaterfallConfig {
     pub breaker: BreakerConfig,
     /// Caps on spend.
     pub budget: BudgetConfig,
-    /// How the provider sandbox answers (for providers with `base_url = "sandbox"`).
-    pub sandbox: SandboxConfig,
     /// The providers, tried by `priority` (lowest first).
     pub providers: Vec<ProviderConfig>,
 }
@@ -171,8 +164,8 @@ pub struct ProviderConfig {
     /// USD paid on top for a call that returns a number.
     #[serde(default)]
     pub cost_per_hit_usd: f64,
-    /// Where the provider lives, e.g. `https://api.orion.example`; `sandbox`
-    /// starts the provider sandbox in-process.
+    /// Where the provider lives, e.g. `https://api.orion.example` (the
+    /// `leadflow` binary also takes `sandbox`: the in-process sandbox).
     pub base_url: String,
     /// Environment variable holding the API key (for Twilio: the Account SID
     /// or API key). The key itself is never read from this file.
@@ -252,16 +245,6 @@ pub enum HttpMethod {
 }
 
 impl WaterfallConfig {
-    /// Reads and checks a config file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| match e {
-            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
-            other => other,
-        })
-    }
-
     /// Parses and checks a config file's text.
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
@@ -308,9 +291,7 @@ impl WaterfallConfig {
                     return bad(format!("{at}: {key} must be a number ≥ 0"));
                 }
             }
-            if p.base_url != SANDBOX_URL
-                && let Err(e) = url::Url::parse(&p.base_url)
-            {
+            if let Err(e) = url::Url::parse(&p.base_url) {
                 return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
             }
             match (p.kind, &p.http) {
@@ -329,16 +310,6 @@ impl WaterfallConfig {
             }
         }
         Ok(())
-    }
-
-    /// The providers that find phones, in waterfall order.
-    pub fn finders(&self) -> impl Iterator<Item = &ProviderConfig> {
-        self.providers.iter().filter(|p| p.kind.finds_phones())
-    }
-
-    /// Whether any provider asks for the in-process sandbox.
-    pub fn uses_sandbox(&self) -> bool {
-        self.providers.iter().any(|p| p.base_url == SANDBOX_URL)
     }
 }
 
@@ -390,7 +361,7 @@ mod tests {
         kind = "orion"
         priority = 1
         max_requests_per_hour = 1000
-        base_url = "sandbox"
+        base_url = "https://api.orion.example"
     "#;
 
     #[test]
@@ -440,13 +411,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cost_per_hit_usd"), "{err}");
-    }
-
-    #[test]
-    fn the_shipped_example_config_parses() {
-        let text = include_str!("../../examples/leadflow.toml");
-        let c = WaterfallConfig::from_toml(text).unwrap();
-        assert!(c.uses_sandbox());
-        assert!(c.finders().count() >= 3);
     }
 }

@@ -10,13 +10,21 @@ pub enum Error {
     /// A provider's credentials are missing from the environment (the user's to fix).
     #[error("provider `{provider}`: environment variable {var} is not set")]
     MissingSecret { provider: String, var: String },
-    /// The HTTP client or the sandbox could not start (the machine's; a retry may help).
+    /// The HTTP client could not start (the machine's; a retry may help).
     #[error("starting {what}: {source}")]
     Start {
         what: &'static str,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl Error {
+    /// Whether the user must change something (the config, the
+    /// environment) before the same start can succeed.
+    pub fn is_users(&self) -> bool {
+        matches!(self, Error::Config(_) | Error::MissingSecret { .. })
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,27 +6,37 @@
 //! ([`CircuitBreaker`]) and a budget ([`Budget`]), with retries and a
 //! per-lead deadline, and records every call as an [`Attempt`]. Providers are
 //! HTTP adapters for the contracts of DESIGN.md ([`providers`]) or declared
-//! in config. Time comes from a [`Clock`], so tests move it.
+//! in config. Time comes from a [`Clock`], so tests move it. Every call and
+//! skip is reported to a [`UsageLedger`] the moment it ends.
+//!
+//! Where a provider lives is the assembling process's business: it hands
+//! [`Waterfall::builder`] the config, the clients and the credentials.
 
 pub mod breaker;
 pub mod budget;
+mod build;
 pub mod cache;
+mod call;
 pub mod clock;
 pub mod config;
 mod error;
+mod lookup;
 pub mod provider;
 pub mod providers;
 pub mod rate_limit;
 mod template;
+mod usage;
 mod waterfall;
 
 pub use breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 pub use budget::{Budget, InMemoryBudget};
+pub use build::{Secrets, WaterfallBuilder, client_builder};
 pub use cache::{CacheKey, CachedLookup, InMemoryLookupCache, LookupCache};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};
-pub use leadflow_sandbox::{self as sandbox, Sandbox, SandboxConfig};
+pub use lookup::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome};
 pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
-pub use waterfall::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome, Services, Waterfall};
+pub use usage::{LeadRef, ProviderUsage, UsageLedger};
+pub use waterfall::{Services, Waterfall};

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A lead field (or the API key) a template can insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Var {
+pub(crate) enum Var {
     Email,
     FullName,
     FirstName,
@@ -29,7 +29,7 @@ impl Var {
 
 /// How inserted values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Escape {
+pub(crate) enum Escape {
     /// Percent-encoded, for paths and query strings.
     Url,
     /// JSON string content (the template supplies the quotes).
@@ -47,11 +47,11 @@ enum Piece {
 /// A parsed template. `{name}` with a known name is a placeholder; any other
 /// brace (as in a JSON body) is text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template(Vec<Piece>);
+pub(crate) struct Template(Vec<Piece>);
 
 /// A placeholder the template language does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownPlaceholder(String);
+pub(crate) struct UnknownPlaceholder(String);
 
 impl fmt::Display for UnknownPlaceholder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,7 +66,7 @@ impl fmt::Display for UnknownPlaceholder {
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Self, UnknownPlaceholder> {
+    pub(crate) fn parse(text: &str) -> Result<Self, UnknownPlaceholder> {
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -102,7 +102,7 @@ impl Template {
     }
 
     /// The template with each placeholder replaced by `value(var)`, escaped.
-    pub fn render<'a>(&self, escape: Escape, value: impl Fn(Var) -> &'a str) -> String {
+    pub(crate) fn render<'a>(&self, escape: Escape, value: impl Fn(Var) -> &'a str) -> String {
         let mut out = String::new();
         for piece in &self.0 {
             match piece {

@@ -2,12 +2,15 @@
 //! every adapter, ordering, gating, retries, limits, and that the sandbox's
 //! own request counts match the attempts recorded. Time is a manual clock.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    Error, LeadQuery, LookupStatus, ManualClock, Outcome, Services, Waterfall, WaterfallConfig,
+    Attempt, Error, LeadQuery, LeadRef, Lookup, LookupStatus, ManualClock, Outcome, ProviderUsage,
+    Services, UsageLedger, Waterfall, WaterfallConfig,
 };
+use tokio::sync::mpsc;
 
 /// A `[[providers]]` entry served by the in-process sandbox.
 /// Keys in `extra` replace the defaults.
@@ -49,14 +52,60 @@ miss_pointer = "/status"
 miss_equals = "not_found"
 "#;
 
-async fn start(toml: &str) -> (Waterfall, ManualClock) {
-    let config = WaterfallConfig::from_toml(toml).expect("test config parses");
+/// A waterfall whose `base_url = "sandbox"` providers are answered by a
+/// sandbox started for the test (configured by the TOML's `[sandbox]`), on
+/// a manual clock, reporting to a ledger the test can read.
+struct Harness {
+    waterfall: Waterfall,
+    sandbox: Sandbox,
+    ledger: Mutex<mpsc::Receiver<ProviderUsage>>,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Waterfall;
+
+    fn deref(&self) -> &Waterfall {
+        &self.waterfall
+    }
+}
+
+impl Harness {
+    /// Looks `lead` up on behalf of the lead whose id is its email.
+    async fn find(&self, lead: &LeadQuery) -> Lookup {
+        let owner = LeadRef {
+            lead_id: Some(lead.email.as_str().into()),
+            organization_id: Some("org".into()),
+        };
+        self.waterfall.find(lead, &owner).await
+    }
+
+    /// Every usage row reported so far.
+    fn usage(&self) -> Vec<ProviderUsage> {
+        let mut rx = self.ledger.lock().unwrap();
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+}
+
+async fn start(toml: &str) -> (Harness, ManualClock) {
+    let (sandbox, toml) = Sandbox::start_for_config(toml)
+        .await
+        .expect("sandbox starts");
+    let config = WaterfallConfig::from_toml(&toml).expect("test config parses");
     let clock = ManualClock::default();
     let services = Services::in_memory(&config, Arc::new(clock.clone()));
-    let waterfall = Waterfall::start(config, services, |_| None)
-        .await
+    let (ledger, rows) = UsageLedger::channel(100_000);
+    let waterfall = Waterfall::builder(config)
+        .services(services)
+        .secrets(|_, _| Some("sandbox-key".into()))
+        .ledger(ledger)
+        .build()
         .expect("waterfall starts");
-    (waterfall, clock)
+    let harness = Harness {
+        waterfall,
+        sandbox,
+        ledger: Mutex::new(rows),
+    };
+    (harness, clock)
 }
 
 fn lead(i: usize) -> LeadQuery {
@@ -70,12 +119,8 @@ fn lead(i: usize) -> LeadQuery {
     }
 }
 
-fn requests(w: &Waterfall, provider: &str) -> u64 {
-    w.sandbox()
-        .unwrap()
-        .stats()
-        .get(provider)
-        .map_or(0, |s| s.requests)
+fn requests(w: &Harness, provider: &str) -> u64 {
+    w.sandbox.stats().get(provider).map_or(0, |s| s.requests)
 }
 
 #[tokio::test]
@@ -399,7 +444,7 @@ async fn sandbox_counts_equal_recorded_calls_and_costs_add_up() {
         async move { w.find(&l).await }
     }))
     .await;
-    let stats = w.sandbox().unwrap().stats();
+    let stats = w.sandbox.stats();
     for name in ["a", "b", "c", "d"] {
         let calls: Vec<_> = lookups
             .iter()
@@ -425,6 +470,33 @@ async fn sandbox_counts_equal_recorded_calls_and_costs_add_up() {
             "{name}"
         );
     }
+    // The ledger holds exactly the attempts, each on behalf of its lead.
+    let mut reported: Vec<(String, Attempt)> = w
+        .usage()
+        .into_iter()
+        .map(|u| (u.lead.lead_id.unwrap().to_string(), u.attempt))
+        .collect();
+    let mut recorded: Vec<(String, Attempt)> = (0..400)
+        .flat_map(|i| {
+            let id = lead(i).email;
+            lookups[i]
+                .attempts
+                .iter()
+                .map(move |a| (id.clone(), a.clone()))
+        })
+        .collect();
+    let order = |r: &(String, Attempt)| {
+        (
+            r.0.clone(),
+            r.1.provider.clone(),
+            r.1.attempt,
+            r.1.started_at,
+        )
+    };
+    reported.sort_by_key(order);
+    recorded.sort_by_key(order);
+    assert_eq!(reported.len(), recorded.len());
+    assert!(reported == recorded, "the ledger differs from the attempts");
     let total: i64 = lookups.iter().map(|l| l.cost_micros).sum();
     let by_attempt: i64 = lookups
         .iter()
@@ -449,8 +521,10 @@ async fn a_real_provider_without_its_key_is_a_clear_error() {
     );
     let config = WaterfallConfig::from_toml(&toml).unwrap();
     let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
-    let err = Waterfall::start(config, services, |_| None)
-        .await
+    let err = Waterfall::builder(config)
+        .services(services)
+        .secrets(|_, _| None)
+        .build()
         .unwrap_err();
     assert!(matches!(err, Error::MissingSecret { .. }));
     assert!(err.to_string().contains("ORION_TEST_KEY_UNSET"), "{err}");

@@ -129,7 +129,6 @@ pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> 
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
     pub path: String,
-    pub rows: usize,
 }
 
 struct OpenFile {
@@ -299,7 +298,6 @@ impl PartitionedWriter {
         file.writer.close().await?;
         self.written.push(WrittenFile {
             path: file.path.to_string(),
-            rows: file.rows,
         });
         Ok(())
     }

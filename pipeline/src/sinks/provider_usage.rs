@@ -1,92 +1,106 @@
-//! `provider_usage`: the enrichment query's `provider_calls` column (the
-//! `attempts` lists of `find_phone`) unnested into one row per provider call
-//! or skip, in the same pass that writes `enriched_leads`; and the tallies
-//! the run summary prints.
+//! `provider_usage`: the usage ledger drained into its table as the
+//! waterfall reports each call and skip, whatever the enrichment query
+//! selects; and the tallies the run summary prints.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
-};
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Schema, SchemaRef};
-use leadflow_schemas::PROVIDER_CALLS_COLUMN;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use leadflow_udfs::AttemptColumns;
+use leadflow_waterfall::{Attempt, Outcome, ProviderUsage};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
-use crate::sinks::parquet::conform;
+use crate::sinks::parquet::{PartitionedWriter, WrittenFile};
 
-/// Where the columns `provider_usage` needs sit in the query's output.
-#[derive(Debug, Clone, Copy)]
-pub struct UsageColumns {
-    calls: usize,
-    lead_id: Option<usize>,
-    organization_id: Option<usize>,
+/// Usage rows gathered before they are handed to the Parquet writer.
+const BATCH_ROWS: usize = 8192;
+
+/// Builds `provider_usage` batches from ledger rows.
+struct UsageBatcher {
+    schema: SchemaRef,
+    run_id: String,
+    lead_id: StringBuilder,
+    organization_id: StringBuilder,
+    attempts: AttemptColumns,
+    rows: usize,
 }
 
-impl UsageColumns {
-    /// `None` when the query has no `provider_calls` list of attempts.
-    pub fn find(schema: &Schema) -> Option<Self> {
-        let calls = schema.index_of(PROVIDER_CALLS_COLUMN).ok()?;
-        let DataType::List(item) = schema.field(calls).data_type() else {
-            return None;
-        };
-        let DataType::Struct(fields) = item.data_type() else {
-            return None;
-        };
-        (fields == &leadflow_schemas::attempt_fields()).then(|| Self {
-            calls,
-            lead_id: schema.index_of("lead_id").ok(),
-            organization_id: schema.index_of("organization_id").ok(),
-        })
+impl UsageBatcher {
+    fn new(schema: SchemaRef, run_id: &str) -> Self {
+        Self {
+            schema,
+            run_id: run_id.to_string(),
+            lead_id: StringBuilder::new(),
+            organization_id: StringBuilder::new(),
+            attempts: AttemptColumns::new(BATCH_ROWS),
+            rows: 0,
+        }
     }
 
-    pub fn calls_index(&self) -> usize {
-        self.calls
+    fn push(&mut self, usage: &ProviderUsage) {
+        self.lead_id.append_option(usage.lead.lead_id.as_deref());
+        self.organization_id
+            .append_option(usage.lead.organization_id.as_deref());
+        self.attempts.append(&usage.attempt);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let n = std::mem::take(&mut self.rows);
+        let attempts = std::mem::replace(&mut self.attempts, AttemptColumns::new(BATCH_ROWS));
+        let mut run_id = StringBuilder::with_capacity(n, n * self.run_id.len());
+        for _ in 0..n {
+            run_id.append_value(&self.run_id);
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.lead_id.finish()),
+            Arc::new(run_id.finish()),
+            Arc::new(self.organization_id.finish()),
+        ];
+        columns.extend(attempts.finish()?.columns().iter().cloned());
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
 
-/// The `provider_usage` rows of one output batch, or `None` when it made no
-/// call or skip.
-pub fn usage_batch(
-    batch: &RecordBatch,
-    columns: UsageColumns,
+/// Drains the usage ledger into the `provider_usage` table, tallying each
+/// provider's calls as they come. When `done` fires (or its sender is
+/// dropped) no lookup is left running: the ledger is closed, what it still
+/// holds is written, and the files are closed.
+pub async fn write_usage(
+    mut ledger: mpsc::Receiver<ProviderUsage>,
+    mut done: oneshot::Receiver<()>,
     run_id: &str,
-    schema: &SchemaRef,
-) -> Result<Option<RecordBatch>> {
-    let list = batch.column(columns.calls).as_list::<i32>();
-    let offsets = list.value_offsets();
-    let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
-    if start == end {
-        return Ok(None);
+    mut writer: PartitionedWriter,
+) -> Result<(LookupTally, Vec<WrittenFile>)> {
+    let mut batcher = UsageBatcher::new(writer.schema().clone(), run_id);
+    let mut tally = LookupTally::default();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            usage = ledger.recv() => match usage {
+                Some(usage) => {
+                    tally.add_attempt(&usage.attempt);
+                    batcher.push(&usage);
+                    if batcher.rows >= BATCH_ROWS {
+                        writer.write(&batcher.finish()?).await?;
+                    }
+                }
+                None => break,
+            },
+            _ = &mut done, if !closing => {
+                ledger.close();
+                closing = true;
+            }
+        }
     }
-    // The lead row of every attempt.
-    let mut rows = Vec::with_capacity(end - start);
-    for (row, pair) in offsets.windows(2).enumerate() {
-        rows.extend(std::iter::repeat_n(
-            row as u32,
-            (pair[1] - pair[0]) as usize,
-        ));
+    if batcher.rows > 0 {
+        writer.write(&batcher.finish()?).await?;
     }
-    let rows = UInt32Array::from(rows);
-    let n = rows.len();
-    let per_lead = |index: Option<usize>| -> Result<ArrayRef> {
-        Ok(match index {
-            Some(i) => take(batch.column(i), &rows, None)?,
-            None => new_null_array(&DataType::Utf8, n),
-        })
-    };
-    let attempts = list.values().slice(start, n);
-    let mut out: Vec<ArrayRef> = vec![
-        per_lead(columns.lead_id)?,
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            run_id, n,
-        ))),
-        per_lead(columns.organization_id)?,
-    ];
-    out.extend(attempts.as_struct().columns().iter().cloned());
-    Ok(Some(conform(&out, schema)?))
+    Ok((tally, writer.close().await?))
 }
 
 /// What the lookups of a run add up to.
@@ -96,7 +110,6 @@ pub struct LookupTally {
     pub statuses: BTreeMap<String, u64>,
     /// Calls, hits and spend per provider.
     pub providers: BTreeMap<String, ProviderTally>,
-    pub usage_rows: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,40 +139,23 @@ impl LookupTally {
         Ok(())
     }
 
-    /// Counts the provider calls of a `provider_usage` batch.
-    pub fn add_usage(&mut self, usage: &RecordBatch) -> Result<()> {
-        let text = |name: &str| -> Result<ArrayRef> {
-            Ok(cast(
-                usage.column_by_name(name).expect("usage schema"),
-                &DataType::Utf8,
-            )?)
+    /// Counts one provider call or skip.
+    pub fn add_attempt(&mut self, a: &Attempt) {
+        let tally = match self.providers.get_mut(&*a.provider) {
+            Some(t) => t,
+            None => self.providers.entry(a.provider.to_string()).or_default(),
         };
-        let (provider, outcome) = (text("provider")?, text("outcome")?);
-        let (provider, outcome) = (provider.as_string::<i32>(), outcome.as_string::<i32>());
-        let attempt = usage.column_by_name("attempt").expect("usage schema");
-        let attempt = attempt.as_primitive::<Int32Type>();
-        let cost = usage.column_by_name("cost_usd").expect("usage schema");
-        let cost = cost.as_primitive::<Decimal128Type>();
-        for i in 0..usage.num_rows() {
-            let name = provider.value(i);
-            let tally = match self.providers.get_mut(name) {
-                Some(t) => t,
-                None => self.providers.entry(name.to_string()).or_default(),
-            };
-            if attempt.value(i) > 0 {
-                tally.calls += 1;
-            } else {
-                tally.skips += 1;
-            }
-            match outcome.value(i) {
-                "hit" => tally.hits += 1,
-                "error" | "timeout" => tally.failures += 1,
-                _ => {}
-            }
-            tally.cost_micros += cost.value(i) as i64;
+        if a.called() {
+            tally.calls += 1;
+        } else {
+            tally.skips += 1;
         }
-        self.usage_rows += usage.num_rows() as u64;
-        Ok(())
+        if matches!(a.outcome, Outcome::Hit) {
+            tally.hits += 1;
+        } else if matches!(a.outcome, Outcome::Error | Outcome::Timeout) {
+            tally.failures += 1;
+        }
+        tally.cost_micros += a.cost_micros;
     }
 
     pub fn merge(&mut self, other: LookupTally) {
@@ -174,7 +170,6 @@ impl LookupTally {
             mine.skips += t.skips;
             mine.cost_micros += t.cost_micros;
         }
-        self.usage_rows += other.usage_rows;
     }
 
     fn status(&self, s: &str) -> u64 {
@@ -211,27 +206,35 @@ pub fn dollars(micros: i64) -> String {
 
 impl fmt::Display for LookupTally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.statuses.keys().all(|s| s == "not_run") {
-            return writeln!(
-                f,
-                "  lookups         not run (no providers configured: --config)"
-            );
+        if self.providers.is_empty() && self.statuses.keys().all(|s| s == "not_run") {
+            if !self.statuses.is_empty() {
+                writeln!(
+                    f,
+                    "  lookups         not run (no providers configured: --config)"
+                )?;
+            }
+            return Ok(());
         }
-        let looked_up = self.looked_up();
-        let found = self.found();
-        writeln!(
-            f,
-            "  phones found    {found} of {looked_up} looked up ({:.1}% hit rate), spend {}",
-            100.0 * found as f64 / looked_up.max(1) as f64,
-            dollars(self.spend_micros())
-        )?;
-        let others: Vec<String> = self
-            .statuses
-            .iter()
-            .filter(|(s, _)| *s != "found")
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect();
-        writeln!(f, "  lookup status   {}", others.join(", "))?;
+        if self.statuses.is_empty() {
+            // The query returns no `lookup_status`: only the calls are known.
+            writeln!(f, "  spend           {}", dollars(self.spend_micros()))?;
+        } else {
+            let looked_up = self.looked_up();
+            let found = self.found();
+            writeln!(
+                f,
+                "  phones found    {found} of {looked_up} looked up ({:.1}% hit rate), spend {}",
+                100.0 * found as f64 / looked_up.max(1) as f64,
+                dollars(self.spend_micros())
+            )?;
+            let others: Vec<String> = self
+                .statuses
+                .iter()
+                .filter(|(s, _)| *s != "found")
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            writeln!(f, "  lookup status   {}", others.join(", "))?;
+        }
         for (name, p) in &self.providers {
             writeln!(
                 f,

@@ -14,7 +14,6 @@ pub struct SourceProgress {
     pub records_read: AtomicU64,
     pub leads: AtomicU64,
     pub rejects: AtomicU64,
-    pub files_done: AtomicU64,
     pub unknown_countries: AtomicU64,
 }
 

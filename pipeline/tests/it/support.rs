@@ -8,7 +8,7 @@ use leadflow_pipeline::run::{ENRICH_SQL, RunConfig, RunSummary};
 use leadflow_pipeline::sources::files::FileSourceConfig;
 
 /// A run config over `input` writing to `out`, with the shipped query.
-pub fn config(input: &str, out: &str) -> RunConfig {
+pub(crate) fn config(input: &str, out: &str) -> RunConfig {
     RunConfig {
         source: FileSourceConfig {
             input: input.to_string(),
@@ -25,18 +25,18 @@ pub fn config(input: &str, out: &str) -> RunConfig {
         run_id: "test-run".to_string(),
         partitions: 2,
         progress: false,
-        waterfall: Default::default(),
+        providers: Default::default(),
     }
 }
 
-pub async fn run(config: RunConfig) -> RunSummary {
+pub(crate) async fn run(config: RunConfig) -> RunSummary {
     leadflow_pipeline::run::run(config)
         .await
         .expect("run succeeds")
 }
 
 /// Runs SQL over a run's output directory.
-pub async fn query(out: &str, sql: &str) -> Vec<RecordBatch> {
+pub(crate) async fn query(out: &str, sql: &str) -> Vec<RecordBatch> {
     let (ctx, _) = leadflow_pipeline::sql::context(Some(out), &[])
         .await
         .expect("context");
@@ -49,7 +49,7 @@ pub async fn query(out: &str, sql: &str) -> Vec<RecordBatch> {
 }
 
 /// Rows as `Vec<Vec<String>>` (NULL as "NULL"), for compact asserts.
-pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
@@ -66,7 +66,7 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     out
 }
 
-pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path.display().to_string()

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use leadflow_waterfall::WaterfallConfig;
+use leadflow_pipeline::config::LeadflowConfig;
 
 use super::support::{config, query, rows, run};
 
@@ -16,8 +16,8 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
-fn example_config() -> WaterfallConfig {
-    let mut c = WaterfallConfig::load(Path::new(&example("leadflow.toml"))).unwrap();
+fn example_config() -> LeadflowConfig {
+    let mut c = LeadflowConfig::load(Path::new(&example("leadflow.toml"))).unwrap();
     // Errors and 429s too, so retries show up in the accounting; no waiting.
     c.sandbox.latency_ms = 0;
     c.sandbox.error_rate = 0.05;
@@ -32,7 +32,7 @@ async fn provider_usage_matches_what_the_sandbox_served_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out").display().to_string();
     let mut cfg = config(&example("leads.csv"), &out);
-    cfg.waterfall = example_config();
+    cfg.providers = example_config();
     let summary = run(cfg).await;
     assert_eq!(summary.leads_written, 400);
 
@@ -97,7 +97,7 @@ async fn provider_usage_matches_what_the_sandbox_served_exactly() {
     };
     assert!(status("found") > 50, "{statuses:?}");
     assert!(status("skipped_has_phone") > 200, "{statuses:?}");
-    let lookups = summary.lookups.as_ref().unwrap();
+    let lookups = &summary.lookups;
     assert_eq!(lookups.found(), status("found"));
     assert_eq!(
         lookups.spend_micros(),
@@ -119,7 +119,7 @@ async fn found_phones_are_valid_e164_and_never_replace_a_valid_own_phone() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out").display().to_string();
     let mut cfg = config(&example("leads.csv"), &out);
-    cfg.waterfall = example_config();
+    cfg.providers = example_config();
     run(cfg).await;
     let bad = rows(
         &query(
@@ -149,4 +149,60 @@ async fn without_a_config_nothing_is_called_and_no_usage_is_written() {
         .await,
     );
     assert_eq!(statuses, [["not_run"]]);
+}
+
+#[tokio::test]
+async fn provider_usage_is_complete_whatever_the_query_selects() {
+    let call = "find_phone(full_name, email, company_website, country, user_tier, phone_raw";
+    for (args, attributed) in [(")", false), (", lead_id, organization_id)", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out").display().to_string();
+        let mut cfg = config(&example("leads.csv"), &out);
+        cfg.providers = example_config();
+        cfg.query = format!("select lead_id, {call}{args}['status'] as status from leads");
+        let summary = run(cfg).await;
+
+        let served: u64 = summary
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .values()
+            .map(|s| s.requests)
+            .sum();
+        assert!(served > 50, "the example makes calls: {served}");
+        let usage = rows(
+            &query(
+                &out,
+                "select count(*) filter (where attempt > 0), count(lead_id), count(*),
+                        cast(sum(cost_usd) as varchar)
+                 from provider_usage",
+            )
+            .await,
+        );
+        let [calls, with_lead, all, spend] = &usage[0][..] else {
+            panic!("{usage:?}")
+        };
+        assert_eq!(calls, &served.to_string(), "usage rows vs sandbox /stats");
+        let tallied: u64 = summary.lookups.providers.values().map(|p| p.calls).sum();
+        assert_eq!(tallied, served, "summary vs sandbox /stats");
+        let spent = summary.lookups.spend_micros() as f64 / 1e6;
+        assert!(
+            (spend.parse::<f64>().unwrap() - spent).abs() < 1e-9,
+            "{spend} vs {spent}"
+        );
+        let expect_ids = if attributed {
+            all.clone()
+        } else {
+            "0".to_string()
+        };
+        assert_eq!(
+            with_lead, &expect_ids,
+            "usage rows carry the lead when it is passed"
+        );
+        let printed = summary.to_string();
+        assert!(
+            printed.contains("spend") && printed.contains("orion"),
+            "{printed}"
+        );
+    }
 }

@@ -3,32 +3,28 @@
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 
+use super::Endpoint;
 use crate::provider::{Answer, LeadQuery, Provider, Secret, json_body, text_of, unexpected};
 
 #[derive(Debug)]
-pub struct Astra {
-    url: String,
-    key: Secret,
-}
+pub struct Astra(Endpoint);
 
 impl Astra {
     pub fn new(base_url: &str, key: Secret) -> Self {
-        Self {
-            url: super::join(base_url, "/lookup"),
-            key,
-        }
+        Self(Endpoint::new(base_url, "/lookup", key))
     }
 }
 
 impl Provider for Astra {
     fn request(&self, http: &Client, lead: &LeadQuery) -> RequestBuilder {
-        http.get(&self.url)
+        self.0
+            .get(http)
             .query(&[
                 ("email", lead.email.as_str()),
                 ("name", lead.full_name.as_str()),
                 ("domain", lead.company_domain()),
             ])
-            .header("x-api-key", self.key.expose())
+            .header("x-api-key", self.0.key())
     }
 
     fn read(&self, status: StatusCode, body: &[u8]) -> Result<Answer, String> {

@@ -3,20 +3,15 @@
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 
+use super::Endpoint;
 use crate::provider::{Answer, LeadQuery, Provider, Secret, json_body, text_of, unexpected};
 
 #[derive(Debug)]
-pub struct Nimbus {
-    url: String,
-    key: Secret,
-}
+pub struct Nimbus(Endpoint);
 
 impl Nimbus {
     pub fn new(base_url: &str, key: Secret) -> Self {
-        Self {
-            url: super::join(base_url, "/api/v2/enrich"),
-            key,
-        }
+        Self(Endpoint::new(base_url, "/api/v2/enrich", key))
     }
 }
 
@@ -32,10 +27,9 @@ impl Provider for Nimbus {
                 "country": lead.country,
             }
         });
-        http.post(&self.url)
-            .header("x-nimbus-key", self.key.expose())
-            .header("content-type", "application/json")
-            .body(body.to_string())
+        self.0
+            .post_json(http, &body)
+            .header("x-nimbus-key", self.0.key())
     }
 
     fn read(&self, status: StatusCode, body: &[u8]) -> Result<Answer, String> {

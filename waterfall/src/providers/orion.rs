@@ -3,20 +3,15 @@
 
 use reqwest::{Client, RequestBuilder, StatusCode};
 
+use super::Endpoint;
 use crate::provider::{Answer, LeadQuery, Provider, Secret, json_body, text_of, unexpected};
 
 #[derive(Debug)]
-pub struct Orion {
-    url: String,
-    key: Secret,
-}
+pub struct Orion(Endpoint);
 
 impl Orion {
     pub fn new(base_url: &str, key: Secret) -> Self {
-        Self {
-            url: super::join(base_url, "/v1/phone/find"),
-            key,
-        }
+        Self(Endpoint::new(base_url, "/v1/phone/find", key))
     }
 }
 
@@ -27,10 +22,7 @@ impl Provider for Orion {
             "full_name": lead.full_name,
             "company_domain": lead.company_domain(),
         });
-        http.post(&self.url)
-            .bearer_auth(self.key.expose())
-            .header("content-type", "application/json")
-            .body(body.to_string())
+        self.0.post_json(http, &body).bearer_auth(self.0.key())
     }
 
     fn read(&self, status: StatusCode, body: &[u8]) -> Result<Answer, String> {

@@ -145,7 +145,6 @@ impl FileSource {
             if sink.closed {
                 return Ok(());
             }
-            SourceProgress::add(&progress.files_done, 1);
         }
         sink.flush(&mut builder)?;
         SourceProgress::add(&progress.unknown_countries, builder.unknown_countries);

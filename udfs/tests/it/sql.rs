@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
+use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{ManualClock, Services, Waterfall, WaterfallConfig};
 
 fn ctx() -> SessionContext {
@@ -149,12 +150,17 @@ async fn every_function_is_documented() {
 }
 
 /// A session whose `find_phone` asks sandbox providers configured by `toml`.
-async fn waterfall_ctx(toml: &str) -> (SessionContext, Arc<Waterfall>) {
-    let config = WaterfallConfig::from_toml(toml).unwrap();
+async fn waterfall_ctx(toml: &str) -> (SessionContext, Sandbox) {
+    let (sandbox, toml) = Sandbox::start_for_config(toml).await.unwrap();
+    let config = WaterfallConfig::from_toml(&toml).unwrap();
     let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
-    let waterfall = Arc::new(Waterfall::start(config, services, |_| None).await.unwrap());
+    let waterfall = Waterfall::builder(config)
+        .services(services)
+        .secrets(|_, _| Some("sandbox-key".into()))
+        .build()
+        .unwrap();
     let ctx = ctx();
-    leadflow_udfs::register_waterfall(&ctx, waterfall.clone());
+    leadflow_udfs::register_waterfall(&ctx, Arc::new(waterfall));
     ctx.sql(
         "create table leads(id int, full_name varchar, email varchar, company_website varchar,
                             country varchar, user_tier int, phone_raw varchar) as values
@@ -170,7 +176,7 @@ async fn waterfall_ctx(toml: &str) -> (SessionContext, Arc<Waterfall>) {
     .collect()
     .await
     .unwrap();
-    (ctx, waterfall)
+    (ctx, sandbox)
 }
 
 const ORION_ALWAYS_HITS: &str = r#"
@@ -190,7 +196,7 @@ hit_rate = 1.0
 
 #[tokio::test]
 async fn find_phone_runs_the_waterfall_per_row_in_row_order() {
-    let (ctx, waterfall) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    let (ctx, sandbox) = waterfall_ctx(ORION_ALWAYS_HITS).await;
     let got = table(
         &ctx,
         "select id, f['provider'] provider, f['status'] status, f['cost_usd'] cost,
@@ -211,7 +217,7 @@ async fn find_phone_runs_the_waterfall_per_row_in_row_order() {
 | 6  |          | skipped_tier      | 0.000000 | 1        |        |
 +----+----------+-------------------+----------+----------+--------+";
     assert_eq!(got, want);
-    let served = waterfall.sandbox().unwrap().stats()["orion"].requests;
+    let served = sandbox.stats()["orion"].requests;
     assert_eq!(served, 2, "the duplicate lead is asked once");
 }
 
@@ -257,7 +263,7 @@ priority = 1
 max_requests_per_hour = 1000
 base_url = "sandbox"
 "#;
-    let (ctx, waterfall) = waterfall_ctx(toml).await;
+    let (ctx, sandbox) = waterfall_ctx(toml).await;
     let us = leadflow_phone::example_number_e164(leadflow_phone::Region::US).unwrap();
     let got = table(
         &ctx,
@@ -274,7 +280,7 @@ base_url = "sandbox"
         invalid.contains("false"),
         "an invalid number is not described: {got}"
     );
-    assert_eq!(waterfall.sandbox().unwrap().stats()["twilio"].requests, 2);
+    assert_eq!(sandbox.stats()["twilio"].requests, 2);
 }
 
 #[tokio::test]
@@ -289,4 +295,71 @@ async fn find_phone_argument_types_are_checked_when_planning() {
         err.contains("user_tier") && err.contains("integer"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_paid_call_under_a_condition_is_refused_with_the_reason() {
+    let (ctx, sandbox) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    let f = "find_phone(full_name, email, company_website, country, user_tier, phone_raw)";
+    for (sql, construct) in [
+        (
+            format!("select case when phone_raw is null then {f}['phone_e164'] end from leads"),
+            "CASE",
+        ),
+        (
+            format!(
+                "select case when id = 1 then 'a' when {f}['status'] = 'found' then 'b' end from leads"
+            ),
+            "CASE",
+        ),
+        (
+            format!("select case when id = 1 then 'a' else {f}['phone_e164'] end from leads"),
+            "CASE",
+        ),
+        (
+            format!("select coalesce(phone_raw, {f}['phone_e164']) from leads"),
+            "COALESCE",
+        ),
+        (
+            format!("select nvl(phone_raw, {f}['phone_e164']) from leads"),
+            "NVL",
+        ),
+        (
+            format!("select id from leads where phone_raw is null and {f}['status'] = 'found'"),
+            "AND",
+        ),
+        (
+            format!("select phone_raw is not null or {f}['status'] = 'found' from leads"),
+            "OR",
+        ),
+        (
+            format!(
+                "select * from (select id, case when id > 2 then {f} end f from leads) where id < 5"
+            ),
+            "CASE",
+        ),
+    ] {
+        let err = match ctx.sql(&sql).await {
+            Ok(df) => df.collect().await.map(|_| ()).unwrap_err(),
+            Err(e) => e,
+        }
+        .to_string();
+        assert!(
+            err.contains(&format!("find_phone is called under {construct}"))
+                && err.contains("every row")
+                && err.contains("WHERE"),
+            "{sql}\n{err}"
+        );
+    }
+    assert_eq!(sandbox.stats().values().map(|s| s.requests).sum::<u64>(), 0);
+
+    // The unconditional forms stay allowed: the call itself, a condition
+    // over its result, and a WHERE that picks the rows.
+    for sql in [
+        format!("select case when {f}['status'] = 'found' then 1 else 0 end from leads"),
+        format!("select coalesce({f}['phone_e164'], phone_raw) from leads"),
+        format!("select {f}['status'] from (select * from leads where phone_raw is null)"),
+    ] {
+        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    }
 }

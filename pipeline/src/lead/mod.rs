@@ -1,0 +1,269 @@
+//! Turning records of any source format into lead batches: column mapping
+//! ([`header`]), value parsing ([`values`]) and record building
+//! ([`LeadBuilder`]). A record that cannot become a lead yields the reason,
+//! which the caller turns into a reject.
+
+mod header;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::Result;
+pub use header::{ColumnMap, FieldMapping, normalize_header};
+use values::parse_int;
+pub use values::parse_timestamp_us;
+
+// Positions of the lead fields the builder reads or fills itself, from the
+// schema's one list of fields.
+const LEAD_ID: usize = lead_field_index("lead_id");
+const FIRST_NAME: usize = lead_field_index("first_name");
+const LAST_NAME: usize = lead_field_index("last_name");
+const FULL_NAME: usize = lead_field_index("full_name");
+const EMAIL: usize = lead_field_index("email");
+const COMPANY: usize = lead_field_index("company");
+const PHONE_RAW: usize = lead_field_index("phone_raw");
+const COUNTRY: usize = lead_field_index("country");
+const N_LEAD: usize = LEAD_FIELDS.len();
+
+/// One record's fields, by source column index.
+pub trait RecordFields {
+    /// Field `col` as text; `Ok(None)` when absent or null; `Err(reason)` when
+    /// the bytes are not text.
+    fn field(&self, col: usize) -> Result<Option<&str>, String>;
+}
+
+/// Options every source shares.
+#[derive(Debug, Clone)]
+pub struct LeadOptions {
+    pub batch_size: usize,
+    /// Fills a blank `country`.
+    pub default_country: Option<&'static str>,
+}
+
+/// Builds lead batches of a fixed schema, one validated record at a time.
+pub struct LeadBuilder {
+    schema: SchemaRef,
+    options: LeadOptions,
+    text: Vec<StringBuilder>,
+    tier: Int32Builder,
+    received_at: TimestampMicrosecondBuilder,
+    extras: Vec<StringBuilder>,
+    rows: usize,
+    scratch: String,
+    countries: HashMap<String, Option<&'static str>>,
+    /// Leads whose `country` named no country we know (kept as written).
+    pub unknown_countries: u64,
+}
+
+impl LeadBuilder {
+    pub fn new(schema: SchemaRef, options: LeadOptions) -> Self {
+        let n = options.batch_size;
+        let extras = schema.fields().len() - N_LEAD;
+        Self {
+            text: (0..N_LEAD)
+                .map(|_| StringBuilder::with_capacity(n, n * 16))
+                .collect(),
+            tier: Int32Builder::with_capacity(n),
+            received_at: TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC),
+            extras: (0..extras)
+                .map(|_| StringBuilder::with_capacity(n, n * 8))
+                .collect(),
+            schema,
+            options,
+            rows: 0,
+            scratch: String::new(),
+            countries: HashMap::new(),
+            unknown_countries: 0,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.options.batch_size
+    }
+
+    /// Validates `record` and appends it, or returns why it is rejected
+    /// (nothing is appended then).
+    pub fn push(&mut self, record: &impl RecordFields, map: &ColumnMap) -> Result<(), String> {
+        let mut values: [Option<&str>; N_LEAD] = [None; N_LEAD];
+        for (i, f) in LEAD_FIELDS.iter().enumerate() {
+            if let Some(col) = map.lead[i] {
+                values[i] = record
+                    .field(col)
+                    .map_err(|e| format!("{}: {e}", f.name))?
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty());
+            }
+        }
+        let mut extras: Vec<Option<&str>> = Vec::with_capacity(map.extras.len());
+        for (j, col) in map.extras.iter().enumerate() {
+            let v = match col {
+                Some(col) => record
+                    .field(*col)
+                    .map_err(|e| format!("{}: {e}", self.schema.field(N_LEAD + j).name()))?,
+                None => None,
+            };
+            extras.push(v);
+        }
+
+        let mut tier = None;
+        let mut received_at = None;
+        for (i, f) in LEAD_FIELDS.iter().enumerate() {
+            let Some(v) = values[i] else { continue };
+            match f.kind {
+                LeadFieldKind::Int => {
+                    tier = Some(
+                        parse_int(v)
+                            .ok_or_else(|| format!("{}: `{v}` is not a whole number", f.name))?,
+                    );
+                }
+                LeadFieldKind::Timestamp => {
+                    received_at = Some(parse_timestamp_us(v).ok_or_else(|| {
+                        format!(
+                            "{}: `{v}` is not a timestamp (RFC 3339, or YYYY-MM-DD with an optional HH:MM:SS)",
+                            f.name
+                        )
+                    })?);
+                }
+                LeadFieldKind::Text | LeadFieldKind::Country => {}
+            }
+        }
+
+        // Every check passed: append.
+        let country = match values[COUNTRY] {
+            Some(v) => match self.resolve_country(v) {
+                Some(code) => Some(code),
+                None => {
+                    self.unknown_countries += 1;
+                    None
+                }
+            },
+            None => self.options.default_country,
+        };
+        for i in 0..N_LEAD {
+            match i {
+                LEAD_ID if values[i].is_none() => {
+                    let id = lead_id(&values);
+                    self.text[i].append_value(id);
+                }
+                FULL_NAME if values[i].is_none() => {
+                    self.scratch.clear();
+                    for part in [values[FIRST_NAME], values[LAST_NAME]]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !self.scratch.is_empty() {
+                            self.scratch.push(' ');
+                        }
+                        self.scratch.push_str(part);
+                    }
+                    let full = (!self.scratch.is_empty()).then_some(self.scratch.as_str());
+                    self.text[i].append_option(full);
+                }
+                COUNTRY => {
+                    self.text[i].append_option(country.or(values[i]));
+                }
+                _ if LEAD_FIELDS[i].kind.data_type() != DataType::Utf8 => {}
+                _ => self.text[i].append_option(values[i]),
+            }
+        }
+        self.tier.append_option(tier);
+        self.received_at.append_option(received_at);
+        for (b, v) in self.extras.iter_mut().zip(extras) {
+            b.append_option(v);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn resolve_country(&mut self, v: &str) -> Option<&'static str> {
+        if v.len() == 2 {
+            return leadflow_phone::resolve_country(v);
+        }
+        if let Some(hit) = self.countries.get(v) {
+            return *hit;
+        }
+        let code = leadflow_phone::resolve_country(v);
+        if self.countries.len() < 4096 {
+            self.countries.insert(v.to_string(), code);
+        }
+        code
+    }
+
+    /// The rows appended so far as a batch; the builder starts over.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        // Text builders are indexed by lead field; the typed fields' stay empty.
+        for (f, text) in LEAD_FIELDS.iter().zip(&mut self.text) {
+            let col: ArrayRef = match f.kind {
+                LeadFieldKind::Int => Arc::new(self.tier.finish()),
+                LeadFieldKind::Timestamp => Arc::new(self.received_at.finish()),
+                LeadFieldKind::Text | LeadFieldKind::Country => Arc::new(text.finish()),
+            };
+            columns.push(col);
+        }
+        for b in &mut self.extras {
+            columns.push(Arc::new(b.finish()));
+        }
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// A stable id from the lead's identity: email (case-folded), names, company
+/// and phone. Stable across runs and versions: xxh3-64 with seed 0, hex.
+fn lead_id(values: &[Option<&str>; N_LEAD]) -> LeadId {
+    let mut h = Xxh3::new();
+    for i in [EMAIL, FULL_NAME, FIRST_NAME, LAST_NAME, COMPANY, PHONE_RAW] {
+        match values[i] {
+            Some(v) if i == EMAIL => {
+                for b in v.bytes() {
+                    h.update(&[b.to_ascii_lowercase()]);
+                }
+            }
+            Some(v) => h.update(v.as_bytes()),
+            None => {}
+        }
+        h.update(&[0x1f]);
+    }
+    LeadId::new(h.digest())
+}
+
+/// `lf-` and 16 hex digits, formatted without allocating.
+struct LeadId([u8; 19]);
+
+impl LeadId {
+    fn new(hash: u64) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = *b"lf-0000000000000000";
+        for i in 0..16 {
+            buf[3 + i] = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        Self(buf)
+    }
+}
+
+impl AsRef<str> for LeadId {
+    fn as_ref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII")
+    }
+}

@@ -1,0 +1,78 @@
+//! Assembling a process's providers: the waterfall over the config's
+//! providers, and the in-process sandbox for those whose `base_url` is
+//! `sandbox`: started here, its address put in their `base_url`, reached
+//! over HTTP/2 without TLS (every lookup in flight shares one connection),
+//! and given a placeholder key, so no real credential is ever sent to it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use leadflow_sandbox::{ProviderStats, Sandbox};
+use leadflow_waterfall::{UsageLedger, Waterfall, client_builder};
+
+use crate::config::{LeadflowConfig, is_sandboxed};
+use crate::error::{Error, Result};
+
+/// The key a sandbox provider is given in place of a real one.
+const SANDBOX_KEY: &str = "sandbox";
+
+/// A process's waterfall, and the sandbox that answers for some of its providers.
+#[derive(Debug)]
+pub struct Providers {
+    pub waterfall: Arc<Waterfall>,
+    /// The in-process sandbox, when the config asked for one.
+    pub sandbox: Option<Sandbox>,
+}
+
+impl Providers {
+    /// Starts the providers of `config`, reporting every call and skip to `ledger`.
+    pub async fn start(config: &LeadflowConfig, ledger: UsageLedger) -> Result<Self> {
+        let sandbox = if config.uses_sandbox() {
+            let sandbox = Sandbox::start_local(config.sandbox.clone())
+                .await
+                .map_err(|e| Error::Usage(format!("starting the provider sandbox: {e}")))?;
+            tracing::info!(url = %sandbox.url(), "providers answered by the in-process sandbox");
+            Some(sandbox)
+        } else {
+            None
+        };
+        // Empty only when no provider asks for the sandbox, so never used.
+        let sandbox_url = |name: &str| {
+            sandbox
+                .as_ref()
+                .map_or_else(String::new, |s| s.base_url(name))
+        };
+        let mut builder = Waterfall::builder(config.waterfall(sandbox_url)).ledger(ledger);
+        if sandbox.is_some() {
+            let sandboxed: HashSet<String> = config
+                .providers
+                .iter()
+                .filter(|p| is_sandboxed(p))
+                .map(|p| p.name.clone())
+                .collect();
+            let h2c = client_builder()
+                .http2_prior_knowledge()
+                .build()
+                .map_err(|e| Error::Usage(format!("building the sandbox's HTTP client: {e}")))?;
+            for name in &sandboxed {
+                builder = builder.client(name, h2c.clone());
+            }
+            builder = builder.secrets(move |provider, var| {
+                if sandboxed.contains(&provider.name) {
+                    Some(SANDBOX_KEY.to_string())
+                } else {
+                    std::env::var(var?).ok().filter(|value| !value.is_empty())
+                }
+            });
+        }
+        Ok(Self {
+            waterfall: Arc::new(builder.build()?),
+            sandbox,
+        })
+    }
+
+    /// What the sandbox served, by provider, when there is one.
+    pub fn sandbox_stats(&self) -> Option<BTreeMap<String, ProviderStats>> {
+        self.sandbox.as_ref().map(Sandbox::stats)
+    }
+}

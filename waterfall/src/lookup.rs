@@ -1,0 +1,150 @@
+//! What the waterfall answers: a lead's [`Lookup`], a number's
+//! [`LineTypeLookup`], and the [`Attempt`]s (calls and skips) they are made of.
+
+use std::sync::Arc;
+
+use crate::clock::Micros;
+use crate::provider::LineType;
+
+/// How a lead's lookup ended: the `lookup_status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LookupStatus {
+    Found,
+    NotFound,
+    Cached,
+    SkippedHasPhone,
+    SkippedTier,
+    RateLimited,
+    BudgetExhausted,
+    Error,
+    /// No phone-finding provider is configured (or none is enabled).
+    NotRun,
+}
+
+impl LookupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupStatus::Found => "found",
+            LookupStatus::NotFound => "not_found",
+            LookupStatus::Cached => "cached",
+            LookupStatus::SkippedHasPhone => "skipped_has_phone",
+            LookupStatus::SkippedTier => "skipped_tier",
+            LookupStatus::RateLimited => "rate_limited",
+            LookupStatus::BudgetExhausted => "budget_exhausted",
+            LookupStatus::Error => "error",
+            LookupStatus::NotRun => "not_run",
+        }
+    }
+}
+
+/// How one provider call (or skip) went: the `provider_usage.outcome` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Hit,
+    Miss,
+    Error,
+    Timeout,
+    RateLimited,
+    CircuitOpen,
+    SkippedTier,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::CircuitOpen => "circuit_open",
+            Outcome::SkippedTier => "skipped_tier",
+        }
+    }
+}
+
+/// One provider call or skip: a `provider_usage` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub provider: Arc<str>,
+    /// 1 for the first call to this provider for this lead, 2 for its first
+    /// retry, …; 0 for a skip, which makes no call.
+    pub attempt: i32,
+    pub outcome: Outcome,
+    /// `None` when no HTTP answer came (skips, timeouts, connection errors).
+    pub http_status: Option<i32>,
+    /// µUSD.
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub started_at: Micros,
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    /// A provider passed over without a call.
+    pub(crate) fn skip(provider: &Arc<str>, outcome: Outcome, now: Micros) -> Self {
+        Self {
+            provider: provider.clone(),
+            attempt: 0,
+            outcome,
+            http_status: None,
+            cost_micros: 0,
+            latency_ms: 0,
+            started_at: now,
+            error: None,
+        }
+    }
+
+    /// Whether this attempt sent a request (as opposed to a skip).
+    pub fn called(&self) -> bool {
+        self.attempt > 0
+    }
+}
+
+/// What `find_phone` returns for one lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub phone_e164: Option<String>,
+    pub provider: Option<Arc<str>>,
+    pub status: LookupStatus,
+    /// µUSD spent on this lead.
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Lookup {
+    pub(crate) fn ended(status: LookupStatus) -> Self {
+        Self {
+            phone_e164: None,
+            provider: None,
+            status,
+            cost_micros: 0,
+            latency_ms: 0,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// The same answer, served to an identical lead without asking again.
+    pub fn as_cached(&self) -> Self {
+        Self {
+            phone_e164: self.phone_e164.clone(),
+            provider: self.provider.clone(),
+            status: match self.status {
+                LookupStatus::Found | LookupStatus::NotFound => LookupStatus::Cached,
+                other => other,
+            },
+            cost_micros: 0,
+            latency_ms: 0,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// What `phone_line_type` returns for one number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineTypeLookup {
+    /// `None` when no provider described the number.
+    pub line_type: Option<LineType>,
+    pub attempts: Vec<Attempt>,
+}
