@@ -13,38 +13,24 @@
 //! the engine answers: read the diff.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use leadflow_sandbox::Sandbox;
-use leadflow_waterfall::{ManualClock, Services, Waterfall, WaterfallConfig};
 
 /// A session with leadflow's UDFs (and, with a config, its providers).
 struct Leadflow {
     ctx: SessionContext,
-    _sandbox: Option<Sandbox>,
+    _sandbox: Sandbox,
 }
 
 impl Leadflow {
     async fn new(config: Option<&str>) -> Self {
         let ctx = SessionContext::new();
         leadflow_udfs::register_all(&ctx);
-        let (config, sandbox) = match config {
-            Some(text) => {
-                let (sandbox, text) = Sandbox::start_for_config(text).await.unwrap();
-                (WaterfallConfig::from_toml(&text).unwrap(), Some(sandbox))
-            }
-            None => (WaterfallConfig::default(), None),
-        };
-        let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
-        let waterfall = Waterfall::builder(config)
-            .services(services)
-            .secrets(|_, _| Some("sandbox-key".into()))
-            .build()
-            .unwrap();
-        leadflow_udfs::register_waterfall(&ctx, Arc::new(waterfall));
+        let (waterfall, sandbox) = super::sandboxed_waterfall(config.unwrap_or("")).await;
+        leadflow_udfs::register_waterfall(&ctx, waterfall);
         Self {
             ctx,
             _sandbox: sandbox,

@@ -1,12 +1,9 @@
 //! The UDFs through real SQL on a SessionContext; `find_phone` and
 //! `phone_line_type` against the provider sandbox over real HTTP.
 
-use std::sync::Arc;
-
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use leadflow_sandbox::Sandbox;
-use leadflow_waterfall::{ManualClock, Services, Waterfall, WaterfallConfig};
 
 fn ctx() -> SessionContext {
     let ctx = SessionContext::new();
@@ -151,16 +148,9 @@ async fn every_function_is_documented() {
 
 /// A session whose `find_phone` asks sandbox providers configured by `toml`.
 async fn waterfall_ctx(toml: &str) -> (SessionContext, Sandbox) {
-    let (sandbox, toml) = Sandbox::start_for_config(toml).await.unwrap();
-    let config = WaterfallConfig::from_toml(&toml).unwrap();
-    let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
-    let waterfall = Waterfall::builder(config)
-        .services(services)
-        .secrets(|_, _| Some("sandbox-key".into()))
-        .build()
-        .unwrap();
+    let (waterfall, sandbox) = super::sandboxed_waterfall(toml).await;
     let ctx = ctx();
-    leadflow_udfs::register_waterfall(&ctx, Arc::new(waterfall));
+    leadflow_udfs::register_waterfall(&ctx, waterfall);
     ctx.sql(
         "create table leads(id int, full_name varchar, email varchar, company_website varchar,
                             country varchar, user_tier int, phone_raw varchar) as values
