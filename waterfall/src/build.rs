@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::clock::SystemClock;
 use crate::config::{ProviderConfig, ProviderKind, WaterfallConfig, usd_to_micros};
 use crate::error::{Error, Result};
-use crate::provider::{LineTypeProvider, Provider, Secret};
+use crate::provider::{LineTypeProvider, Provider, Redactor, Secret};
 use crate::providers::{Astra, DeclaredProvider, Nimbus, Orion, Twilio};
 use crate::usage::UsageLedger;
 use crate::waterfall::{Services, Waterfall};
@@ -60,10 +60,13 @@ pub struct WaterfallBuilder {
 }
 
 /// A client builder with leadflow's settings: `TCP_NODELAY` (requests are
-/// small and answered at once) and a `User-Agent` naming leadflow.
+/// small and answered at once), a `User-Agent` naming leadflow, and no
+/// redirects: a provider is an API that answers where it was asked, and a
+/// followed redirect would carry the key's headers to wherever it points.
 pub fn client_builder() -> reqwest::ClientBuilder {
     Client::builder()
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("leadflow/", env!("CARGO_PKG_VERSION")))
 }
 
@@ -120,6 +123,16 @@ impl WaterfallBuilder {
             })?;
         let mut finders = Vec::new();
         let mut describers = Vec::new();
+        // Every credential, so that no answer echoing one writes it anywhere.
+        let mut secrets = Vec::new();
+        for p in &config.providers {
+            for var in [&p.api_key_env, &p.api_secret_env] {
+                secrets.extend(var.as_deref().and_then(|var| (self.secrets)(p, Some(var))));
+            }
+            if p.api_key_env.is_none() {
+                secrets.extend((self.secrets)(p, None));
+            }
+        }
         for p in &config.providers {
             let http = self.clients.get(&p.name).unwrap_or(&pooled);
             let key = |var: &Option<String>, field: &str| -> Result<Secret> {
@@ -189,6 +202,7 @@ impl WaterfallBuilder {
             in_flight: Semaphore::new(concurrency),
             jitter: AtomicU64::new(0),
             ledger: self.ledger,
+            redact: Redactor::new(secrets),
         })
     }
 }

@@ -56,7 +56,10 @@ pub(crate) struct Calls<'a> {
 
 impl Calls<'_> {
     /// Keeps an attempt and hands it to the usage ledger at once.
-    pub(crate) async fn record(&mut self, attempt: Attempt) {
+    pub(crate) async fn record(&mut self, mut attempt: Attempt) {
+        if let Some(error) = &mut attempt.error {
+            self.waterfall.redact.apply(error);
+        }
         self.waterfall.ledger.record(self.lead, &attempt).await;
         self.attempts.push(attempt);
     }
@@ -133,6 +136,15 @@ impl Calls<'_> {
                         failed = Called::RateLimited;
                         retry_in =
                             (wait <= w.lookup.max_retry_after_ms as i64 * MS).then_some(wait);
+                    } else if status.is_redirection() {
+                        // Not followed (see `client_builder`): permanent.
+                        record.error = Some(format!(
+                            "HTTP {}: redirects are not followed (a provider API answers where it is asked)",
+                            status.as_u16()
+                        ));
+                        s.breaker.record(&slot.name, false, ended).await;
+                        failed = Called::Failed;
+                        retry_in = None;
                     } else if status.is_server_error() {
                         record.error = Some(crate::provider::unexpected(status, &body));
                         s.breaker.record(&slot.name, false, ended).await;

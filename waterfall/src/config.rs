@@ -256,15 +256,29 @@ impl WaterfallConfig {
     /// what it needs.
     pub fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Config(msg));
-        if self.lookup.concurrency == 0 {
-            return bad("lookup.concurrency must be at least 1".into());
-        }
+        let (l, c, b) = (&self.lookup, &self.cache, &self.breaker);
+        within("lookup.concurrency", l.concurrency as u64, 1, 100_000)?;
+        within("lookup.deadline_ms", l.deadline_ms, 1, DAY_MS)?;
+        within("lookup.retry_base_ms", l.retry_base_ms, 0, HOUR_MS)?;
+        within("lookup.retry_max_ms", l.retry_max_ms, 0, HOUR_MS)?;
+        within(
+            "lookup.max_retry_after_ms",
+            l.max_retry_after_ms,
+            0,
+            HOUR_MS,
+        )?;
+        within("cache.ttl_hours", c.ttl_hours, 0, TEN_YEARS_HOURS)?;
+        within("cache.miss_ttl_hours", c.miss_ttl_hours, 0, TEN_YEARS_HOURS)?;
+        within("cache.max_entries", c.max_entries as u64, 0, 1_000_000_000)?;
+        within("breaker.failures", u64::from(b.failures), 1, 1_000_000)?;
+        within("breaker.window_secs", b.window_secs, 1, WEEK_SECS)?;
+        within("breaker.cooldown_secs", b.cooldown_secs, 0, WEEK_SECS)?;
         for (key, v) in [
             ("budget.per_run_usd", self.budget.per_run_usd),
             ("budget.per_day_usd", self.budget.per_day_usd),
         ] {
-            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
-                return bad(format!("{key} must be a number ≥ 0"));
+            if v.is_some_and(|v| !(0.0..=MAX_USD).contains(&v)) {
+                return bad(format!("{key} must be a number from 0 to {MAX_USD}"));
             }
         }
         let mut names = std::collections::BTreeSet::new();
@@ -291,6 +305,8 @@ impl WaterfallConfig {
                     return bad(format!("{at}: {key} must be a number ≥ 0"));
                 }
             }
+            within(&format!("{at}: timeout_ms"), p.timeout_ms, 1, HOUR_MS)?;
+            within(&format!("{at}: retries"), u64::from(p.retries), 0, 100)?;
             if let Err(e) = url::Url::parse(&p.base_url) {
                 return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
             }
@@ -310,6 +326,25 @@ impl WaterfallConfig {
             }
         }
         Ok(())
+    }
+}
+
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+const WEEK_SECS: u64 = 7 * 86_400;
+const TEN_YEARS_HOURS: u64 = 10 * 366 * 24;
+const MAX_USD: f64 = 1e9;
+
+/// Checks that `key`'s value is in `min..=max`, naming it when not: every
+/// number in the config has a range a person would use, so a typo cannot
+/// overflow a timer or a semaphore.
+fn within(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{key} = {value} is out of range: it must be from {min} to {max}"
+        )))
     }
 }
 
@@ -405,6 +440,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("emial") && err.contains("http.path"), "{err}");
+
+        for (line, key) in [
+            (
+                "[lookup]\nconcurrency = 9223372036854775807",
+                "lookup.concurrency",
+            ),
+            (
+                "[lookup]\ndeadline_ms = 9223372036854775807",
+                "lookup.deadline_ms",
+            ),
+            (
+                "[lookup]\nretry_max_ms = 9223372036854775807",
+                "lookup.retry_max_ms",
+            ),
+            (
+                "[breaker]\ncooldown_secs = 9223372036854775807",
+                "breaker.cooldown_secs",
+            ),
+            ("[breaker]\nfailures = 0", "breaker.failures"),
+            ("[budget]\nper_day_usd = inf", "budget.per_day_usd"),
+        ] {
+            let err = WaterfallConfig::from_toml(line).unwrap_err().to_string();
+            assert!(err.contains(key), "{line}: {err}");
+        }
+        let retries = ORION.replace("priority = 1", "priority = 1\nretries = 4294967295");
+        let err = WaterfallConfig::from_toml(&retries)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`orion`: retries") && err.contains("from 0 to 100"),
+            "{err}"
+        );
 
         let negative = ORION.replace("priority = 1", "priority = 1\ncost_per_hit_usd = -1");
         let err = WaterfallConfig::from_toml(&negative)

@@ -111,14 +111,62 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The start of an unexpected answer, for the `error` column.
+/// An unexpected answer in a few words, for the `error` column: its status
+/// and, when the body gives one, a short reason (a JSON `message`, `error`,
+/// `detail` or `reason`, else the body's first line), never the whole body.
 pub(crate) fn unexpected(status: StatusCode, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let text = text.trim();
-    if text.is_empty() {
+    const REASON_CHARS: usize = 120;
+    let reason = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|json| {
+            ["message", "error", "error_description", "detail", "reason"]
+                .iter()
+                .find_map(|key| json.get(key)?.as_str().map(str::to_string))
+        })
+        .or_else(|| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(4 * REASON_CHARS)]);
+            text.lines().next().map(str::to_string)
+        })
+        .map(|reason| {
+            let reason: String = reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(REASON_CHARS)
+                .collect();
+            reason.trim().to_string()
+        })
+        .unwrap_or_default();
+    if reason.is_empty() {
         format!("unexpected HTTP {}", status.as_u16())
     } else {
-        format!("unexpected HTTP {}: {text}", status.as_u16())
+        format!("unexpected HTTP {}: {reason}", status.as_u16())
+    }
+}
+
+/// Replaces every configured credential in text bound for the usage ledger
+/// or a log, so a provider that echoes its request leaks nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Redactor {
+    /// Longest first, so a secret containing another is replaced whole.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub(crate) const MASK: &'static str = "[redacted]";
+
+    pub(crate) fn new(mut secrets: Vec<String>) -> Self {
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub(crate) fn apply(&self, text: &mut String) {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), Self::MASK);
+            }
+        }
     }
 }
 

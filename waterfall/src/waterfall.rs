@@ -18,7 +18,7 @@ use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
 use crate::config::{CacheConfig, LookupConfig, WaterfallConfig};
 use crate::lookup::{LineTypeLookup, Lookup, LookupStatus, Outcome};
-use crate::provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider};
+use crate::provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider, Redactor};
 use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
 use crate::usage::{LeadRef, UsageLedger};
 
@@ -61,6 +61,8 @@ pub struct Waterfall {
     pub(crate) in_flight: Semaphore,
     pub(crate) jitter: AtomicU64,
     pub(crate) ledger: UsageLedger,
+    /// Takes every configured credential out of what is recorded.
+    pub(crate) redact: Redactor,
 }
 
 /// What the lead's attempts so far add up to.

@@ -430,7 +430,7 @@ async fn sandbox_counts_equal_recorded_calls_and_costs_add_up() {
     // Leads share the manual clock, so every lead's waits move everyone's
     // deadline: a deadline beyond reach keeps this test about the counts.
     let toml = format!(
-        "[lookup]\ndeadline_ms = 1000000000\n{}{}{}{}[sandbox]\nhit_rate = 0.3\nerror_rate = 0.1\nrate_limit_rate = 0.1\nretry_after_secs = 1\ninvalid_rate = 0.1\n",
+        "[lookup]\ndeadline_ms = 86400000\n{}{}{}{}[sandbox]\nhit_rate = 0.3\nerror_rate = 0.1\nrate_limit_rate = 0.1\nretry_after_secs = 1\ninvalid_rate = 0.1\n",
         provider("a", "orion", 1, ""),
         provider("b", "astra", 2, "min_user_tier = 2"),
         provider("c", "http", 3, DECLARED),
@@ -537,5 +537,136 @@ trait NowForTest {
 impl NowForTest for ManualClock {
     fn now_for_test(&self) -> i64 {
         leadflow_waterfall::Clock::now(self)
+    }
+}
+
+/// A hostile provider: a local HTTP/1.1 server answering every request with
+/// what `answer` makes of its head, and keeping the heads it saw.
+struct HostileServer {
+    url: String,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl HostileServer {
+    fn start(answer: impl Fn(&str) -> String + Send + 'static) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                seen.lock().unwrap().push(head.clone());
+                let _ = stream.write_all(answer(&head).as_bytes());
+            }
+        });
+        Self { url, heads }
+    }
+
+    fn requests(&self) -> usize {
+        self.heads.lock().unwrap().len()
+    }
+}
+
+fn respond(status: &str, extra_headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{extra_headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const HOSTILE_KEY: &str = "s3cr3t-Key-0042";
+
+/// A waterfall of one Astra provider at `url`, keyed with [`HOSTILE_KEY`].
+fn hostile_waterfall(url: &str) -> (Waterfall, mpsc::Receiver<ProviderUsage>) {
+    let toml = provider(
+        "astra",
+        "astra",
+        1,
+        &format!("api_key_env = \"ASTRA_KEY\"\nbase_url = \"{url}\"\nretries = 0"),
+    );
+    let config = WaterfallConfig::from_toml(&toml).unwrap();
+    let services = Services::in_memory(&config, Arc::new(ManualClock::default()));
+    let (ledger, rows) = UsageLedger::channel(100);
+    let waterfall = Waterfall::builder(config)
+        .services(services)
+        .secrets(|_, _| Some(HOSTILE_KEY.into()))
+        .ledger(ledger)
+        .build()
+        .unwrap();
+    (waterfall, rows)
+}
+
+async fn one_attempt(url: &str) -> Attempt {
+    let (waterfall, mut rows) = hostile_waterfall(url);
+    waterfall.find(&lead(1), &LeadRef::default()).await;
+    let row = rows.try_recv().expect("one usage row");
+    assert!(rows.try_recv().is_err(), "exactly one attempt");
+    row.attempt
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_key_does_not_travel() {
+    let elsewhere = HostileServer::start(|_| respond("200 OK", "", "{}"));
+    let target = format!("{}/collect", elsewhere.url);
+    let provider =
+        HostileServer::start(move |_| respond("302 Found", &format!("location: {target}\r\n"), ""));
+    let attempt = one_attempt(&provider.url).await;
+    assert_eq!(provider.requests(), 1);
+    assert_eq!(
+        elsewhere.requests(),
+        0,
+        "nothing reached the redirect's target"
+    );
+    assert_eq!(attempt.http_status, Some(302));
+    assert_eq!(attempt.outcome, Outcome::Error);
+    let error = attempt.error.unwrap();
+    assert!(error.contains("redirects are not followed"), "{error}");
+}
+
+#[tokio::test]
+async fn an_answer_echoing_the_key_is_recorded_without_it() {
+    fn key_of(head: &str) -> String {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-api-key: "))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+    // A 401 whose reason repeats the key, and a "phone" that is the key.
+    let refusing = HostileServer::start(|head| {
+        let body = format!(r#"{{"message":"key {} is not valid"}}"#, key_of(head));
+        respond("401 Unauthorized", "", &body)
+    });
+    let echoing = HostileServer::start(|head| {
+        let body = format!(
+            r#"{{"status":"found","phones":[{{"number":"{}","type":"mobile"}}]}}"#,
+            key_of(head)
+        );
+        respond("200 OK", "", &body)
+    });
+    for (server, said) in [
+        (&refusing, "unexpected HTTP 401: key"),
+        (&echoing, "invalid number"),
+    ] {
+        let attempt = one_attempt(&server.url).await;
+        assert!(
+            server.heads.lock().unwrap()[0].contains(HOSTILE_KEY),
+            "the provider did get the key"
+        );
+        let error = attempt.error.expect("a reason is recorded");
+        assert!(error.contains(said), "{error}");
+        assert!(!error.contains(HOSTILE_KEY), "{error}");
+        assert!(error.contains("[redacted]"), "{error}");
     }
 }
