@@ -26,7 +26,7 @@ pub enum Error {
     },
 
     /// The object store (S3 or compatible) failed; often worth a retry.
-    #[error("object store: {0}")]
+    #[error("object store: {}", crate::storage::explain(.0))]
     ObjectStore(#[from] object_store::Error),
 
     /// The query engine failed: bad SQL, or a failure inside the plan.
@@ -38,6 +38,11 @@ pub enum Error {
 
     #[error("parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+
+    /// Something that cannot happen did (a task panicked, a broken
+    /// invariant): a bug in leadflow.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// The provider waterfall could not start (bad config, missing key).
     #[error("{0}")]
@@ -74,7 +79,8 @@ impl Error {
         match self {
             Error::Usage(_) | Error::NoInput(_) | Error::BadInput { .. } => Fault::User,
             Error::Io { .. } | Error::ObjectStore(_) => Fault::Service,
-            Error::DataFusion(_) | Error::Arrow(_) | Error::Parquet(_) => Fault::Internal,
+            Error::DataFusion(e) => query_fault(e),
+            Error::Arrow(_) | Error::Parquet(_) | Error::Internal(_) => Fault::Internal,
             Error::Waterfall(e) if e.is_users() => Fault::User,
             Error::Waterfall(_) => Fault::Service,
         }
@@ -85,11 +91,47 @@ impl Error {
         self.fault() == Fault::Service
     }
 
+    /// The error as one about the input file `name`: a file that cannot be
+    /// decoded is named, so the user knows which one to fix.
+    pub(crate) fn in_file(self, name: &str) -> Self {
+        match self {
+            Error::Parquet(e) => Error::BadInput {
+                source_name: name.to_string(),
+                reason: format!("not a readable Parquet file: {e}"),
+            },
+            Error::Arrow(e) => Error::BadInput {
+                source_name: name.to_string(),
+                reason: e.to_string(),
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Whose fault a query error is: bad SQL, an unknown column or a wrong
+/// argument type is the user's, a failing store the service's, the rest ours.
+fn query_fault(e: &datafusion::error::DataFusionError) -> Fault {
+    use datafusion::error::DataFusionError as E;
+    match e.find_root() {
+        E::SQL(..)
+        | E::Plan(_)
+        | E::SchemaError(..)
+        | E::NotImplemented(_)
+        | E::Configuration(_)
+        | E::ResourcesExhausted(_) => Fault::User,
+        E::ObjectStore(_) | E::IoError(_) => Fault::Service,
+        E::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.fault(),
+            None => Fault::Internal,
+        },
+        _ => Fault::Internal,
     }
 }
 

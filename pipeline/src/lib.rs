@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod lead;
 pub mod providers;
+pub mod publish;
 pub mod run;
 pub mod sinks;
 pub mod sources;

@@ -119,11 +119,11 @@ struct RunArgs {
     #[arg(long)]
     delimiter: Option<String>,
     /// Rows per Arrow batch.
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     batch_size: u32,
     /// Query threads; default: the number of cores.
-    #[arg(long)]
-    partitions: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    partitions: Option<u16>,
     /// Id written to every output row; default: derived from the start time.
     #[arg(long)]
     run_id: Option<String>,
@@ -256,6 +256,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         run_id,
         partitions: args
             .partitions
+            .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         progress: !args.no_progress,
         providers: load_config(args.config.as_deref())?,

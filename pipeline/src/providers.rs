@@ -30,7 +30,7 @@ impl Providers {
         let sandbox = if config.uses_sandbox() {
             let sandbox = Sandbox::start_local(config.sandbox.clone())
                 .await
-                .map_err(|e| Error::Usage(format!("starting the provider sandbox: {e}")))?;
+                .map_err(|e| Error::Internal(format!("starting the provider sandbox: {e}")))?;
             tracing::info!(url = %sandbox.url(), "providers answered by the in-process sandbox");
             Some(sandbox)
         } else {
@@ -53,7 +53,7 @@ impl Providers {
             let h2c = client_builder()
                 .http2_prior_knowledge()
                 .build()
-                .map_err(|e| Error::Usage(format!("building the sandbox's HTTP client: {e}")))?;
+                .map_err(|e| Error::Internal(format!("building the sandbox's HTTP client: {e}")))?;
             for name in &sandboxed {
                 builder = builder.client(name, h2c.clone());
             }

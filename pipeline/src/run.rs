@@ -30,14 +30,13 @@ use leadflow_sandbox::ProviderStats;
 use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
+use crate::publish::Publisher;
 use crate::sinks::parquet::{
-    ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, prune_replaced,
-    run_columns,
+    ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns,
 };
 use crate::sinks::provider_usage::{LookupTally, write_usage};
 use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
@@ -81,6 +80,9 @@ pub struct RunSummary {
     pub rejects: u64,
     pub valid_phones: Option<u64>,
     pub unknown_countries: u64,
+    /// NDJSON values under keys first seen after the lines that fix the
+    /// columns (each key is warned about).
+    pub unkept_values: u64,
     pub output_files: Vec<WrittenFile>,
     /// What the lookups did: leads per status (when the query returns
     /// `lookup_status`), and calls, hits and spend per provider (always).
@@ -100,11 +102,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let now = Utc::now();
     let source = open_source(&config.source).await?;
     let files = source.files().len();
-    let out = Outputs {
-        location: storage::create(&config.out)?,
-        fingerprint: fingerprint(&source),
-        today: now.date_naive(),
-    };
     let stamp = RunStamp {
         run_id: config.run_id.clone(),
         at_micros: now.timestamp_micros(),
@@ -118,6 +115,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall).await?;
     let counts_valid = plan.columns.valid.is_some();
 
+    // The output is ours from here until the run publishes or gives up.
+    let publisher = Publisher::open(storage::create(&config.out)?, &config.run_id).await?;
+    let out = Outputs {
+        location: publisher.staging(),
+        write_id: publisher.write_id().to_string(),
+        today: now.date_naive(),
+    };
     let progress = Arc::new(SourceProgress::default());
     let (reject_tx, reject_rx) = mpsc::channel(1024);
     let tasks = Tasks {
@@ -141,11 +145,29 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         bar.abort();
         eprint!("\r\x1b[2K");
     }
-    let mut done = finished?;
+    let mut done = match finished {
+        Ok(done) => done,
+        Err(e) => {
+            publisher.abandon().await;
+            return Err(e);
+        }
+    };
 
-    out.prune("enriched_leads", &done.lead_files).await?;
-    out.prune("rejects", &done.reject_files).await?;
-    out.prune("provider_usage", &done.usage_files).await?;
+    let staged: Vec<WrittenFile> = [&done.lead_files, &done.usage_files, &done.reject_files]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let published = publisher.commit(done.inputs.clone(), &staged).await?;
+    if !published.replaced_runs.is_empty() {
+        tracing::info!(
+            runs = ?published.replaced_runs,
+            "replaced the output of earlier runs over the same input"
+        );
+    }
+    let mut placed = published.files.into_iter();
+    done.lead_files = placed.by_ref().take(done.lead_files.len()).collect();
+    done.usage_files = placed.by_ref().take(done.usage_files.len()).collect();
     done.lead_files.sort_by(|a, b| a.path.cmp(&b.path));
     done.usage_files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(RunSummary {
@@ -156,6 +178,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         rejects: done.reject_count,
         valid_phones: counts_valid.then_some(done.valid_phones),
         unknown_countries: SourceProgress::get(&progress.unknown_countries),
+        unkept_values: SourceProgress::get(&progress.unkept_values),
         output_files: done.lead_files,
         lookups: done.lookups,
         usage_files: done.usage_files,
@@ -178,17 +201,11 @@ async fn open_source(config: &FileSourceConfig) -> Result<FileSource> {
     Ok(source)
 }
 
-/// What the input's files are called, hashed: the deterministic part of
-/// every output file name.
-fn fingerprint(source: &FileSource) -> String {
-    let names: Vec<&str> = source.files().iter().map(|f| f.name.as_str()).collect();
-    format!("{:016x}", xxh3_64(names.join("\n").as_bytes()))
-}
-
-/// Where a run writes, and how its files are named.
+/// Where a run writes (its staging area), and how its files are named.
 struct Outputs {
     location: Location,
-    fingerprint: String,
+    /// Unique to the run: no other run writes these names.
+    write_id: String,
     /// The `dt=` partition of rows without a date of their own.
     today: NaiveDate,
 }
@@ -196,20 +213,12 @@ struct Outputs {
 impl Outputs {
     /// How `table`'s files are cut and named for one partition of the run.
     fn sink(&self, table: &str, partition: usize, dt_column: Option<&str>) -> ParquetSinkConfig {
-        let stem = format!("{}-{partition:02}", self.fingerprint);
+        let stem = format!("{}-{partition:02}", self.write_id);
         ParquetSinkConfig::new(table, stem, dt_column, self.today)
     }
 
     fn writer(&self, sink: ParquetSinkConfig, schema: SchemaRef) -> PartitionedWriter {
         PartitionedWriter::new(self.location.clone(), sink, schema)
-    }
-
-    /// Removes `table`'s files from an earlier run over the same input that
-    /// this run did not write again.
-    async fn prune(&self, table: &str, written: &[WrittenFile]) -> Result<()> {
-        let prefix = format!("part-{}-", self.fingerprint);
-        prune_replaced(&self.location, table, &prefix, written).await?;
-        Ok(())
     }
 }
 
@@ -259,6 +268,19 @@ async fn plan(
         .sql(&config.query)
         .await
         .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+    let scans = scans_of(df.logical_plan(), "leads")?;
+    if scans == 0 {
+        return Err(Error::Usage(
+            "enrichment query: it does not read `leads`, the table of input leads".into(),
+        ));
+    }
+    if scans > 1 {
+        return Err(Error::Usage(format!(
+            "enrichment query: it reads `leads` {scans} times; `leads` is the input as it \
+             streams past, read once: select from it once (a self join or a UNION over \
+             it would see part of it), and join other tables to it"
+        )));
+    }
     let physical = df.create_physical_plan().await?;
     let query_schema = physical.schema();
     let write_schema = with_run_columns(&output_schema(&query_schema));
@@ -272,6 +294,22 @@ async fn plan(
         task_ctx: ctx.task_ctx(),
         physical,
     })
+}
+
+/// How many times `plan` (subqueries included) scans `table`.
+fn scans_of(plan: &datafusion::logical_expr::LogicalPlan, table: &str) -> Result<usize> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut scans = 0;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == table
+        {
+            scans += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(scans)
 }
 
 /// A DataFusion session with leadflow's UDFs, `find_phone` over `waterfall`.
@@ -305,7 +343,7 @@ fn spawn_reader(
     leads: mpsc::Sender<Result<RecordBatch>>,
     rejects: mpsc::Sender<Reject>,
     progress: Arc<SourceProgress>,
-) -> JoinHandle<Result<()>> {
+) -> JoinHandle<Result<Vec<String>>> {
     let query_input = leads.clone();
     tokio::task::spawn_blocking(move || {
         let result = source.read_all(leads, rejects, progress);
@@ -412,7 +450,8 @@ async fn write_partition(
 
 /// The tasks of a running run.
 struct Tasks {
-    reader: JoinHandle<Result<()>>,
+    /// Ends with the content ids of the files read.
+    reader: JoinHandle<Result<Vec<String>>>,
     rejects: JoinHandle<Result<(u64, Vec<Reject>, Vec<WrittenFile>)>>,
     usage: UsageTask,
     writers: Vec<JoinHandle<Result<PartitionWritten>>>,
@@ -428,13 +467,15 @@ struct Finished {
     reject_count: u64,
     reject_samples: Vec<Reject>,
     reject_files: Vec<WrittenFile>,
+    /// Content ids of the input files.
+    inputs: Vec<String>,
 }
 
 impl Tasks {
     /// Waits for every task; the first failure is the run's.
     async fn finish(self) -> Result<Finished> {
         let joined = |what: &'static str| {
-            move |e: tokio::task::JoinError| Error::Usage(format!("{what} task: {e}"))
+            move |e: tokio::task::JoinError| Error::Internal(format!("{what} task: {e}"))
         };
         let mut done = Finished {
             leads_written: 0,
@@ -445,6 +486,7 @@ impl Tasks {
             reject_count: 0,
             reject_samples: Vec::new(),
             reject_files: Vec::new(),
+            inputs: Vec::new(),
         };
         let mut first_error = None;
         for w in self.writers {
@@ -466,7 +508,7 @@ impl Tasks {
         let read = self.reader.await.map_err(joined("reader"))?;
         let (count, samples, files) = self.rejects.await.map_err(joined("reject"))??;
         let (usage, usage_files) = self.usage.task.await.map_err(joined("usage"))??;
-        read?;
+        done.inputs = read?;
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -579,6 +621,14 @@ impl fmt::Display for RunSummary {
                 f,
                 "  unknown country {} (kept as written)",
                 self.unknown_countries
+            )?;
+        }
+        if self.unkept_values > 0 {
+            writeln!(
+                f,
+                "  not kept        {} NDJSON values under keys first seen after line {} (see the warnings)",
+                self.unkept_values,
+                crate::sources::files::NDJSON_SCHEMA_LINES
             )?;
         }
         write!(f, "{}", self.lookups)?;

@@ -42,6 +42,9 @@ pub async fn context(
     let mut registered = Vec::new();
     if let Some(data) = data {
         let location = storage::open(data)?;
+        // A run killed while publishing leaves its commit half in place;
+        // read the output as its manifest says, not half of it.
+        crate::publish::Publisher::settle(&location, "leadflow sql").await?;
         if location.local_root.is_none() {
             ctx.register_object_store(&location.base_url, location.store.clone());
         }
@@ -89,6 +92,9 @@ pub async fn context(
     Ok((ctx, registered))
 }
 
+/// Most rows the table format shows.
+pub const TABLE_ROWS: usize = 1000;
+
 /// Runs `query` and prints the result to `out` in `format`.
 pub async fn execute(
     ctx: &SessionContext,
@@ -100,10 +106,33 @@ pub async fn execute(
     let io = |e: std::io::Error| Error::io("stdout", e);
     match format {
         OutputFormat::Table => {
-            let batches: Vec<RecordBatch> = df.collect().await?;
-            let rows = batches.iter().map(RecordBatch::num_rows).sum();
+            // A table is read by a person and laid out whole: show the first
+            // rows, and stop the query there rather than hold all of it.
+            let mut stream = df.execute_stream().await?;
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            let mut rows = 0;
+            let mut more = false;
+            while let Some(batch) = stream.try_next().await? {
+                if rows + batch.num_rows() > TABLE_ROWS {
+                    batches.push(batch.slice(0, TABLE_ROWS - rows));
+                    rows = TABLE_ROWS;
+                    more = true;
+                    break;
+                }
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            drop(stream);
             writeln!(out, "{}", pretty_format_batches(&batches)?).map_err(io)?;
-            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" }).map_err(io)?;
+            if more {
+                writeln!(
+                    out,
+                    "first {TABLE_ROWS} rows shown; --format csv or json writes them all"
+                )
+                .map_err(io)?;
+            } else {
+                writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" }).map_err(io)?;
+            }
             Ok(rows)
         }
         OutputFormat::Csv => {

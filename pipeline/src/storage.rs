@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -13,9 +14,10 @@ use futures::future::BoxFuture;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -48,6 +50,12 @@ pub fn create(spec: &str) -> Result<Location> {
     locate(spec, true)
 }
 
+/// How long S3 may take before leadflow says so. Each is overridden by an
+/// environment variable of the same meaning, in seconds.
+const S3_CONNECT_TIMEOUT: (&str, u64) = ("LEADFLOW_S3_CONNECT_TIMEOUT_SECS", 5);
+const S3_REQUEST_TIMEOUT: (&str, u64) = ("LEADFLOW_S3_REQUEST_TIMEOUT_SECS", 30);
+const S3_RETRY_TIMEOUT: (&str, u64) = ("LEADFLOW_S3_RETRY_SECS", 60);
+
 fn locate(spec: &str, create: bool) -> Result<Location> {
     if is_s3(spec) {
         let url = url::Url::parse(spec).map_err(|e| Error::Usage(format!("`{spec}`: {e}")))?;
@@ -55,18 +63,41 @@ fn locate(spec: &str, create: bool) -> Result<Location> {
             .host_str()
             .ok_or_else(|| Error::Usage(format!("`{spec}`: no bucket in the URL")))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-            builder = builder.with_endpoint(&endpoint);
-        }
-        let endpoint = std::env::var("AWS_ENDPOINT_URL")
-            .or_else(|_| std::env::var("AWS_ENDPOINT"))
-            .unwrap_or_default();
-        if endpoint.starts_with("http://") {
-            builder = builder.with_allow_http(true);
+        if let Some(endpoint) = s3_endpoint()? {
+            builder = builder
+                .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+                .with_allow_http(endpoint.scheme() == "http");
         }
         if std::env::var("AWS_DEFAULT_REGION").is_err() && std::env::var("AWS_REGION").is_err() {
             builder = builder.with_region("us-east-1");
         }
+        let secs = |(var, default): (&str, u64)| -> Result<Duration> {
+            match std::env::var(var) {
+                Err(_) => Ok(Duration::from_secs(default)),
+                Ok(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err(Error::Usage(format!(
+                        "{var} = `{v}`: expected a number of seconds from 1 to 3600"
+                    ))),
+                },
+            }
+        };
+        let connect = secs(S3_CONNECT_TIMEOUT)?;
+        let request = secs(S3_REQUEST_TIMEOUT)?;
+        builder = builder
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}s", connect.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", request.as_secs()),
+            )
+            .with_retry(RetryConfig {
+                backoff: Default::default(),
+                max_retries: 5,
+                retry_timeout: secs(S3_RETRY_TIMEOUT)?,
+            });
         let store = builder.build()?;
         let prefix = ObjectPath::from(url.path().trim_start_matches('/'));
         let base_url = url::Url::parse(&format!("s3://{bucket}")).expect("valid URL");
@@ -92,6 +123,59 @@ fn locate(spec: &str, create: bool) -> Result<Location> {
     })
 }
 
+/// The S3 endpoint the environment names (`AWS_ENDPOINT_URL`, else
+/// `AWS_ENDPOINT`), checked here: object_store would panic on one it cannot
+/// use.
+fn s3_endpoint() -> Result<Option<url::Url>> {
+    endpoint_from(|var| std::env::var(var).ok())
+}
+
+fn endpoint_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<url::Url>> {
+    let Some((var, value)) = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .into_iter()
+        .find_map(|var| Some((var, env(var)?)))
+    else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        Err(Error::Usage(format!(
+            "{var} = `{value}`: {why}; write it like http://localhost:9000 or https://s3.example.com"
+        )))
+    };
+    if value.trim() != value {
+        return bad("it has spaces around it");
+    }
+    match url::Url::parse(&value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(Some(url))
+        }
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            bad("it needs http:// or https:// in front")
+        }
+        Ok(_) => bad("it names no host"),
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            bad("it needs http:// or https:// in front")
+        }
+        Err(e) => bad(&format!("not a URL ({e})")),
+    }
+}
+
+/// An object store error in words a user can act on: a store that cannot
+/// find credentials says where they are looked for, not which metadata
+/// endpoint it tried last.
+pub fn explain(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+        return format!(
+            "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (and AWS_SESSION_TOKEN for temporary ones), or AWS_WEB_IDENTITY_TOKEN_FILE; \
+             without them leadflow asks the EC2/ECS instance metadata endpoint, which did \
+             not answer ({text})"
+        );
+    }
+    text
+}
+
 impl Location {
     /// `prefix/rel`.
     pub fn child(&self, rel: &str) -> ObjectPath {
@@ -102,6 +186,16 @@ impl Location {
             .collect();
         parts.extend(rel.split('/').filter(|p| !p.is_empty()).map(str::to_string));
         ObjectPath::from_iter(parts)
+    }
+
+    /// The location `rel` below this one, in the same store.
+    pub fn under(&self, rel: &str) -> Location {
+        Location {
+            store: self.store.clone(),
+            prefix: self.child(rel),
+            base_url: self.base_url.clone(),
+            local_root: self.local_root.as_ref().map(|root| root.join(rel)),
+        }
     }
 
     /// A URL DataFusion can list: the store's base URL plus `rel` under the prefix.
@@ -195,5 +289,37 @@ impl MetadataSuffixFetch for &mut ObjectStoreReader {
             response.bytes().await.map_err(parquet_err)
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_s3_endpoint_is_named_not_a_panic() {
+        let check = |value: &str| {
+            endpoint_from(|var| (var == "AWS_ENDPOINT_URL").then(|| value.to_string()))
+                .map(|u| u.map(|u| u.to_string()))
+                .map_err(|e| e.to_string())
+        };
+        for (value, says) in [
+            ("localhost:9000", "http:// or https://"),
+            ("127.0.0.1:9000", "http:// or https://"),
+            ("http://localhost:9000 ", "spaces"),
+            ("not a url", "http:// or https://"),
+            ("ftp://files.example", "http:// or https://"),
+        ] {
+            let err = check(value).unwrap_err();
+            assert!(
+                err.contains("AWS_ENDPOINT_URL") && err.contains(says),
+                "{value}: {err}"
+            );
+        }
+        assert_eq!(
+            check("http://localhost:9000").unwrap().as_deref(),
+            Some("http://localhost:9000/")
+        );
+        assert_eq!(endpoint_from(|_| None).unwrap(), None);
     }
 }

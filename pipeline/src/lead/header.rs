@@ -54,6 +54,87 @@ pub fn normalize_header(name: &str) -> String {
     out
 }
 
+/// Names leadflow's output gives its own columns (and the default query its
+/// intermediate ones): an input column called so is kept as `input_<name>`,
+/// so reading leadflow's own output back, or an export that already has a
+/// `run_id`, neither aborts nor silently swaps values.
+pub const RESERVED_COLUMNS: &[&str] = &[
+    "p",
+    "f",
+    "dt",
+    "provider_calls",
+    "phone_e164",
+    "phone_valid",
+    "phone_country",
+    "phone_type",
+    "phone_error",
+    "found_phone_e164",
+    "found_by",
+    "lookup_status",
+    "lookup_cost_usd",
+    "lookup_attempts",
+    "lookup_latency_ms",
+    "run_id",
+    "enriched_at",
+];
+
+/// The name each of a source's columns passes through under, by position:
+/// trimmed (and without a byte-order mark); a blank one is `column_<n>`
+/// (its 1-based position); one named like leadflow's own output columns, or
+/// like a lead field it does not fill, is `input_<name>` (`input_input_<name>`
+/// when the input has both); a repeated one gets `_2`, `_3`, … Names compare without
+/// case, as DuckDB's and Polars' readers of the output do. Every column keeps
+/// its values under a name of its own.
+pub fn column_names(header: &[String]) -> Vec<String> {
+    let reserved = |name: &str| {
+        RESERVED_COLUMNS
+            .iter()
+            .chain(LEAD_FIELDS.iter().map(|f| &f.name))
+            .any(|r| r.eq_ignore_ascii_case(name))
+    };
+    let taken = |names: &[Option<String>], name: &str| {
+        names.iter().flatten().any(|n| n.eq_ignore_ascii_case(name))
+    };
+    let trimmed: Vec<&str> = header
+        .iter()
+        .map(|raw| raw.trim().trim_start_matches('\u{feff}').trim())
+        .collect();
+    let mut names: Vec<Option<String>> = vec![None; header.len()];
+    // Plain names first, so that a reserved name's `input_` form never takes
+    // the name of a column the input already has under it.
+    for (i, name) in trimmed.iter().enumerate() {
+        if reserved(name) {
+            continue;
+        }
+        let base = if name.is_empty() {
+            format!("column_{}", i + 1)
+        } else {
+            name.to_string()
+        };
+        let mut name = base.clone();
+        let mut k = 2;
+        while taken(&names, &name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        names[i] = Some(name);
+    }
+    for (i, name) in trimmed.iter().enumerate() {
+        if names[i].is_some() {
+            continue;
+        }
+        let mut name = format!("input_{name}");
+        while taken(&names, &name) {
+            name = format!("input_{name}");
+        }
+        names[i] = Some(name);
+    }
+    names
+        .into_iter()
+        .map(|n| n.expect("every column named"))
+        .collect()
+}
+
 /// `--map lead_col=file_col` pairs, validated against the lead fields.
 #[derive(Debug, Clone, Default)]
 pub struct FieldMapping {
@@ -81,6 +162,19 @@ impl FieldMapping {
             map.insert(field.name, normalize_header(file));
         }
         Ok(Self { map })
+    }
+
+    /// The `--map` pairs whose file column `header` lacks, as written.
+    pub fn missing_in(&self, header: &[String]) -> Vec<String> {
+        let normalized: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+        let mut missing: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, src)| !normalized.contains(src))
+            .map(|(lead, src)| format!("{lead}={src}"))
+            .collect();
+        missing.sort();
+        missing
     }
 }
 
@@ -110,22 +204,44 @@ impl ColumnMap {
                 }),
             };
         }
+        let names = column_names(header);
         let extras = extras
             .iter()
-            .map(|e| header.iter().position(|h| h == e))
+            .map(|e| names.iter().position(|h| h.eq_ignore_ascii_case(e)))
             .collect();
         Self { lead, extras }
     }
 
-    /// Source columns that are not lead fields: the extras this source adds.
+    /// Source columns that are not lead fields: the extras this source adds,
+    /// under the names [`column_names`] gives them.
     pub fn extra_columns(header: &[String], mapping: &FieldMapping) -> Vec<String> {
         let map = Self::new(header, mapping, &[]);
         let used: Vec<usize> = map.lead.iter().flatten().copied().collect();
-        header
-            .iter()
+        column_names(header)
+            .into_iter()
             .enumerate()
             .filter(|(i, _)| !used.contains(i))
-            .map(|(_, h)| h.trim().trim_start_matches('\u{feff}').to_string())
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// Names to look for in a source whose columns were read from a sample
+    /// (NDJSON's first lines): the lead fields the sample did not show, as
+    /// `--map` or our schema names them, so a later record that has them is
+    /// still read.
+    pub fn missing_lead_columns(header: &[String], mapping: &FieldMapping) -> Vec<String> {
+        let map = Self::new(header, mapping, &[]);
+        LEAD_FIELDS
+            .iter()
+            .zip(map.lead)
+            .filter(|(_, found)| found.is_none())
+            .map(|(f, _)| {
+                mapping
+                    .map
+                    .get(f.name)
+                    .cloned()
+                    .unwrap_or(f.name.to_string())
+            })
             .collect()
     }
 
@@ -145,6 +261,43 @@ mod tests {
         assert_eq!(normalize_header("\u{feff}First Name "), "first_name");
         assert_eq!(normalize_header("E-Mail"), "e_mail");
         assert_eq!(normalize_header("PHONE_RAW"), "phone_raw");
+    }
+
+    #[test]
+    fn every_column_keeps_a_name_of_its_own() {
+        let header: Vec<String> = [
+            "email",
+            "",
+            "Notes",
+            "notes",
+            " ",
+            "run_id",
+            "phone_e164",
+            "input_run_id",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            column_names(&header),
+            [
+                "input_email",
+                "column_2",
+                "Notes",
+                "notes_2",
+                "column_5",
+                "input_input_run_id",
+                "input_phone_e164",
+                "input_run_id"
+            ]
+        );
+        let extras = ColumnMap::extra_columns(&header, &FieldMapping::default());
+        assert_eq!(
+            extras.len(),
+            header.len() - 1,
+            "only email is a lead field: {extras:?}"
+        );
+        let map = ColumnMap::new(&header, &FieldMapping::default(), &extras);
+        assert_eq!(map.extras, (1..header.len()).map(Some).collect::<Vec<_>>());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::Result;
-pub use header::{ColumnMap, FieldMapping, normalize_header};
+pub use header::{ColumnMap, FieldMapping, RESERVED_COLUMNS, column_names, normalize_header};
 use values::parse_int;
 pub use values::parse_timestamp_us;
 

@@ -1,10 +1,9 @@
 //! Parquet tables partitioned by day: `TABLE/dt=YYYY-MM-DD/part-….parquet`.
 //!
-//! Files are written through object_store, whose multipart upload publishes a
-//! file only when it is complete (a rename of a staging file on local disk, a
-//! completed multipart upload on S3): a crashed run leaves no half file under
-//! a `.parquet` name. Names are deterministic for a given input, so a replay
-//! overwrites rather than duplicates.
+//! Files are written through object_store, whose multipart upload completes a
+//! file in one step (a rename on local disk, a completed multipart upload on
+//! S3). A run writes them into its staging area under names unique to it;
+//! [`crate::publish`] makes them the output.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +19,6 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use leadflow_schemas::{UTC, timestamp};
-use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 
 use crate::error::Result;
@@ -33,8 +31,8 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 pub struct ParquetSinkConfig {
     /// The table's directory under the output, e.g. `enriched_leads`.
     pub table: String,
-    /// Deterministic part of every file name: the input's fingerprint and the
-    /// writer's partition.
+    /// The run's part of every file name: its write id and the writer's
+    /// partition.
     pub file_stem: String,
     /// The column whose UTC date picks the `dt=` partition; rows where it is
     /// NULL, or tables without it, go to `default_dt`.
@@ -310,36 +308,6 @@ impl PartitionedWriter {
         }
         Ok(self.written)
     }
-}
-
-/// Deletes files of `table` named with `file_prefix` (a run's input
-/// fingerprint) that `keep` does not list: what an earlier run of the same
-/// input wrote and this one did not rewrite. Called after the run's files are
-/// complete, so a crash leaves the old files rather than none.
-pub async fn prune_replaced(
-    location: &Location,
-    table: &str,
-    file_prefix: &str,
-    keep: &[WrittenFile],
-) -> Result<usize> {
-    use futures::TryStreamExt;
-    let keep: std::collections::HashSet<&str> = keep.iter().map(|f| f.path.as_str()).collect();
-    let stale: Vec<object_store::path::Path> = location
-        .store
-        .list(Some(&location.child(table)))
-        .map_ok(|meta| meta.location)
-        .try_filter(|path| {
-            let ours = path
-                .filename()
-                .is_some_and(|name| name.starts_with(file_prefix) && name.ends_with(".parquet"));
-            futures::future::ready(ours && !keep.contains(path.as_ref()))
-        })
-        .try_collect()
-        .await?;
-    for path in &stale {
-        location.store.delete(path).await?;
-    }
-    Ok(stale.len())
 }
 
 /// `run_id` and `enriched_at` columns for a batch, appended when the query did

@@ -15,6 +15,8 @@ pub struct SourceProgress {
     pub leads: AtomicU64,
     pub rejects: AtomicU64,
     pub unknown_countries: AtomicU64,
+    /// NDJSON values under keys first seen after the lines that fix the columns.
+    pub unkept_values: AtomicU64,
 }
 
 impl SourceProgress {

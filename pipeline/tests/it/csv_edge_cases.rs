@@ -144,3 +144,67 @@ async fn lead_id_is_a_stable_hash_when_absent() {
         "{got:?}"
     );
 }
+
+/// Columns named like our outputs, repeated or blank: every one is kept,
+/// under a name of its own, and ours win.
+#[tokio::test]
+async fn columns_named_like_ours_repeated_or_blank_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "lead_id,phone_raw,country,phone_e164,run_id,dt,notes,notes,,p\n\
+               a1,(415) 555-0132,US,+10000000000,their-run,2020-01-01,one,two,blank,pee\n";
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input, &out)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (1, 0));
+    let got = rows(
+        &query(
+            &out,
+            "select phone_e164, input_phone_e164, run_id, input_run_id, input_dt, notes, notes_2, column_9, input_p from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(
+        got,
+        vec![vec![
+            "+14155550132",
+            "+10000000000",
+            "test-run",
+            "their-run",
+            "2020-01-01",
+            "one",
+            "two",
+            "blank",
+            "pee"
+        ]]
+    );
+
+    // leadflow reads its own output back, and maps no column it lacks.
+    let again = dir.path().join("again").display().to_string();
+    let enriched = format!("{out}/enriched_leads");
+    let summary = run(config(&enriched, &again)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (1, 0));
+    let got = rows(
+        &query(
+            &again,
+            "select phone_e164, input_phone_e164, input_input_phone_e164 from enriched_leads",
+        )
+        .await,
+    );
+    // Each generation adds an `input_`: the first input's value keeps its name.
+    assert_eq!(
+        got,
+        vec![vec!["+14155550132", "+10000000000", "+14155550132"]]
+    );
+
+    let mut cfg = config(&input, &dir.path().join("bad").display().to_string());
+    cfg.source.mapping =
+        leadflow_pipeline::lead::FieldMapping::parse(&["phone_raw=Nope".into()]).unwrap();
+    let err = leadflow_pipeline::run::run(cfg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--map phone_raw=nope: no such column") && err.contains("`phone_raw`"),
+        "{err}"
+    );
+}

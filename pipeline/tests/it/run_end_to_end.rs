@@ -126,23 +126,17 @@ async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
 }
 
 #[tokio::test]
-async fn a_replay_overwrites_instead_of_duplicating() {
+async fn a_replay_replaces_instead_of_duplicating() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     run(config(&example(), &out.display().to_string())).await;
-    let prefix = |files: &[std::path::PathBuf]| -> std::collections::BTreeSet<String> {
-        files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy()[..22].to_string())
-            .collect()
-    };
-    let first = prefix(&parquet_files(&out));
-    assert_eq!(first.len(), 1, "one input fingerprint: {first:?}");
+    let first = parquet_files(&out);
     run(config(&example(), &out.display().to_string())).await;
-    assert_eq!(
-        prefix(&parquet_files(&out)),
-        first,
-        "same input, same file names"
+    let second = parquet_files(&out);
+    assert_eq!(first.len(), second.len());
+    assert!(
+        first.iter().all(|f| !second.contains(f)),
+        "each run writes names of its own, and the replaced files are gone"
     );
     let count = rows(
         &query(
@@ -154,6 +148,7 @@ async fn a_replay_overwrites_instead_of_duplicating() {
     assert_eq!(count, vec![vec!["400".to_string()]]);
     let leftovers: Vec<_> = walk_all(&out)
         .into_iter()
+        .filter(|p| !p.starts_with(out.join("_leadflow")))
         .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
         .collect();
     assert!(
@@ -232,6 +227,45 @@ async fn ndjson_and_parquet_inputs_give_the_same_leads_as_csv() {
     assert_eq!(rows(&query(&out_pq, q).await), from_csv);
 }
 
+/// NDJSON is read once: its first lines fix the columns. A later record still
+/// gives every lead field and every column another file showed; a key nobody
+/// showed in time is counted in the summary, and its lead is kept.
+#[tokio::test]
+async fn ndjson_is_read_once_and_says_what_it_did_not_keep() {
+    use leadflow_pipeline::sources::files::NDJSON_SCHEMA_LINES as LINES;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let early = "{\"lead_id\":\"a1\",\"phone_raw\":\"+14155550132\",\"campaign\":\"spring\"}\n";
+    write(&input, "a.ndjson", early.as_bytes());
+    let mut late = String::new();
+    for i in 0..LINES {
+        late.push_str(&format!("{{\"lead_id\":\"b{i}\"}}\n"));
+    }
+    late.push_str("{\"lead_id\":\"last\",\"phone_raw\":\"+442071838750\",\"campaign\":\"fall\",\"surprise\":1}\n");
+    write(&input, "b.ndjson", late.as_bytes());
+
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input.display().to_string(), &out)).await;
+    assert_eq!(summary.leads_written, LINES as u64 + 2);
+    assert_eq!(summary.unkept_values, 1, "{summary}");
+    assert!(summary.to_string().contains("1 NDJSON values"), "{summary}");
+    let last = rows(
+        &query(
+            &out,
+            "select lead_id, phone_e164, campaign from enriched_leads where lead_id in ('a1', 'last') order by lead_id",
+        )
+        .await,
+    );
+    assert_eq!(
+        last,
+        vec![
+            vec!["a1".to_string(), "+14155550132".into(), "spring".into()],
+            vec!["last".to_string(), "+442071838750".into(), "fall".into()],
+        ]
+    );
+}
+
 #[tokio::test]
 async fn bad_sql_fails_before_reading_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +276,82 @@ async fn bad_sql_fails_before_reading_and_names_the_problem() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no_such_column"), "{err}");
+}
+
+#[tokio::test]
+async fn the_sql_table_format_shows_the_first_rows_and_stops() {
+    use leadflow_pipeline::sql::{OutputFormat, TABLE_ROWS, context, execute};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    run(config(&example(), &out)).await;
+    let (ctx, _) = context(Some(&out), &[]).await.unwrap();
+    let cross = "select a.lead_id, b.lead_id from enriched_leads a, enriched_leads b";
+    let mut printed = Vec::new();
+    let shown = execute(&ctx, cross, OutputFormat::Table, &mut printed)
+        .await
+        .unwrap();
+    assert_eq!(shown, TABLE_ROWS);
+    let printed = String::from_utf8(printed).unwrap();
+    assert!(printed.ends_with("first 1000 rows shown; --format csv or json writes them all\n"));
+    let mut csv = Vec::new();
+    let all = execute(&ctx, cross, OutputFormat::Csv, &mut csv)
+        .await
+        .unwrap();
+    assert_eq!(all, 400 * 400);
+}
+
+#[tokio::test]
+async fn a_query_reading_leads_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for query in [
+        "select lead_id from leads union all select lead_id from leads",
+        "select a.lead_id from leads a join leads b on a.lead_id = b.lead_id",
+        "with l as (select * from leads) select lead_id from l union all select lead_id from l",
+        "select 1 as one",
+    ] {
+        let mut cfg = config(&example(), &dir.path().join("out").display().to_string());
+        cfg.query = query.into();
+        let err = leadflow_pipeline::run::run(cfg)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`leads`"), "{query}: {err}");
+    }
+    assert!(!dir.path().join("out").join("enriched_leads").exists());
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_or_not_a_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "lead_id,phone_raw\na1,+14155550132\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    let err = leadflow_pipeline::run::run(config(&write(dir.path(), "u16.csv", &utf16), &out))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("u16.csv") && err.contains("UTF-16"), "{err}");
+
+    let err = leadflow_pipeline::run::run(config("/dev/zero", &out))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+
+    // A UTF-8 byte-order mark before NDJSON's first line is not a reject.
+    let ndjson = "\u{feff}{\"lead_id\":\"b1\",\"phone_raw\":\"+14155550132\"}\n";
+    let summary = run(config(
+        &write(dir.path(), "bom.ndjson", ndjson.as_bytes()),
+        &out,
+    ))
+    .await;
+    assert_eq!((summary.leads_written, summary.rejects), (1, 0));
 }
 
 #[tokio::test]
@@ -257,6 +367,67 @@ async fn missing_input_is_a_clear_error() {
         .to_string();
     assert!(
         err.contains("/no/such/leads.csv") && err.contains("no such file"),
+        "{err}"
+    );
+}
+
+/// Parquet as others write it: a binary column holding a bad byte, a struct
+/// column, and, in the same directory, a file that is not Parquet at all.
+#[tokio::test]
+async fn parquet_binary_nested_and_corrupt_inputs() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        ArrayRef, BinaryArray, Int32Array, RecordBatch, StringArray, StructArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Fields};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let lead_id: ArrayRef = Arc::new(StringArray::from(vec!["p1", "p2"]));
+    let phone: ArrayRef = Arc::new(BinaryArray::from(vec![
+        b"+14155550132".as_slice(),
+        b"+1415\xff5550133".as_slice(),
+    ]));
+    let meta: ArrayRef = Arc::new(StructArray::new(
+        Fields::from(vec![Field::new("score", DataType::Int32, true)]),
+        vec![Arc::new(Int32Array::from(vec![7, 8])) as ArrayRef],
+        None,
+    ));
+    let batch =
+        RecordBatch::try_from_iter([("lead_id", lead_id), ("phone_raw", phone), ("meta", meta)])
+            .unwrap();
+    let file = std::fs::File::create(input.join("a.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input.display().to_string(), &out)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (1, 1));
+    let got = rows(&query(&out, "select lead_id, phone_e164, meta from enriched_leads").await);
+    assert_eq!(got, vec![vec!["p1", "+14155550132", "{score: 7}"]]);
+    let reason = rows(&query(&out, "select line, reason from rejects").await);
+    assert_eq!(
+        reason,
+        vec![vec![
+            "2".to_string(),
+            "column `phone_raw` is not UTF-8 text".into()
+        ]]
+    );
+
+    std::fs::write(input.join("b.parquet"), b"PAR1 this is not parquet").unwrap();
+    let err = leadflow_pipeline::run::run(config(
+        &input.display().to_string(),
+        &dir.path().join("out2").display().to_string(),
+    ))
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("b.parquet") && err.contains("Parquet"),
         "{err}"
     );
 }

@@ -86,4 +86,28 @@ async fn s3_input_and_output_round_trip() {
     assert_eq!(got, vec![vec!["400".to_string(), "400".to_string()]]);
     let rejects = rows(&query(&out, "select count(*) from rejects").await);
     assert_eq!(rejects, vec![vec!["3".to_string()]]);
+
+    // A rerun replaces the first run's output through the same publish
+    // protocol as on disk: S3's conditional PUT holds the lock.
+    run(config(&input, &out)).await;
+    let got = rows(
+        &query(
+            &out,
+            "select count(*), count(distinct lead_id) from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(got, vec![vec!["400".to_string(), "400".to_string()]]);
+    let meta: Vec<String> = location
+        .store
+        .list(Some(&ObjectPath::from("out/_leadflow")))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta,
+        vec!["out/_leadflow/manifest.json".to_string()],
+        "the lock is released and nothing is left staged"
+    );
 }

@@ -85,6 +85,11 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
         paths.push((path.to_path_buf(), format));
     } else if path.is_dir() {
         walk(path, forced, &mut paths)?;
+    } else if path.exists() {
+        return Err(Error::Usage(format!(
+            "{spec} is not a regular file or a directory (a pipe or a device?): \
+             leadflow reads files; save the data to one first"
+        )));
     } else if spec.contains(['*', '?', '[']) {
         let matches = glob::glob(spec).map_err(|e| Error::Usage(format!("glob `{spec}`: {e}")))?;
         for entry in matches {

@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 
 pub use input::{Format, InputFile, resolve};
+pub use ndjson::SCHEMA_LINES as NDJSON_SCHEMA_LINES;
 
 use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, FieldMapping, LeadBuilder, LeadOptions};
@@ -54,14 +55,30 @@ impl FileSource {
         let mut extras: Vec<String> = Vec::new();
         for file in &files {
             let file_columns = {
-                let file = file.clone();
-                let delimiter = config.delimiter;
-                tokio::task::spawn_blocking(move || reader::columns(&file, delimiter))
+                let (owned, delimiter) = (file.clone(), config.delimiter);
+                tokio::task::spawn_blocking(move || reader::columns(&owned, delimiter))
                     .await
-                    .map_err(|e| Error::Usage(format!("reading columns: {e}")))??
+                    .map_err(|e| Error::Internal(format!("reading columns: {e}")))?
+                    .map_err(|e| e.in_file(&file.name))?
             };
+            // NDJSON's columns are a sample: a mapped key may come later.
+            let missing = config.mapping.missing_in(&file_columns);
+            if file.format != Format::Ndjson && !missing.is_empty() {
+                return Err(Error::BadInput {
+                    source_name: file.name.clone(),
+                    reason: format!(
+                        "--map {}: no such column; the columns are {}",
+                        missing.join(", --map "),
+                        file_columns
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
             for extra in ColumnMap::extra_columns(&file_columns, &config.mapping) {
-                if !extras.contains(&extra) {
+                if !extras.iter().any(|e| e.eq_ignore_ascii_case(&extra)) {
                     extras.push(extra);
                 }
             }
@@ -107,17 +124,19 @@ impl FileSource {
 
     /// Reads every file on the current (blocking) thread, sending lead batches
     /// to `leads` and rejects to `rejects`. Stops early, without error, when
-    /// the receiver of `leads` is gone.
+    /// the receiver of `leads` is gone. Returns each file's content id, which
+    /// names the input whatever the file is called (see [`crate::publish`]).
     pub fn read_all(
         self,
         leads: mpsc::Sender<Result<RecordBatch>>,
         rejects: mpsc::Sender<Reject>,
         progress: Arc<SourceProgress>,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let total: u64 = self.files.iter().map(|f| f.size).sum();
         SourceProgress::add(&progress.bytes_total, total);
         let extras = self.extras();
         let mut builder = LeadBuilder::new(self.schema.clone(), self.config.options.clone());
+        let mut content_ids = Vec::with_capacity(self.files.len());
         let mut sink = BatchSink {
             leads,
             rejects,
@@ -125,31 +144,65 @@ impl FileSource {
             closed: false,
         };
         for (file, columns) in self.files.iter().zip(&self.columns) {
+            let widened;
+            let columns = match file.format {
+                // Its columns came from a sample: a later record may carry
+                // any column of the run.
+                Format::Ndjson => {
+                    widened = ndjson_columns(columns, &self.config.mapping, &extras);
+                    &widened
+                }
+                _ => columns,
+            };
             let map = ColumnMap::new(columns, &self.config.mapping, &extras);
-            let format = file.format;
-            let reader = reader::open(file, progress.clone())?;
-            match format {
+            let hash = reader::ContentHash::default();
+            match file.format {
                 Format::Csv => csv::read(
                     file,
-                    reader,
+                    reader::open_hashed(file, progress.clone(), hash.clone())?,
                     self.config.delimiter,
                     &map,
                     &mut builder,
                     &mut sink,
                 )?,
-                Format::Ndjson => {
-                    ndjson::read(file, reader, columns, &map, &mut builder, &mut sink)?
-                }
-                Format::Parquet => parquet::read(file, columns, &map, &mut builder, &mut sink)?,
+                Format::Ndjson => ndjson::read(
+                    file,
+                    reader::open_hashed(file, progress.clone(), hash.clone())?,
+                    columns,
+                    &map,
+                    &mut builder,
+                    &mut sink,
+                )?,
+                Format::Parquet => parquet::read(file, columns, &map, &mut builder, &mut sink)
+                    .map_err(|e| e.in_file(&file.name))?,
             }
             if sink.closed {
-                return Ok(());
+                return Ok(content_ids);
             }
+            content_ids.push(match file.format {
+                Format::Parquet => reader::parquet_content_id(file)?,
+                Format::Csv | Format::Ndjson => hash.id(file.size),
+            });
         }
         sink.flush(&mut builder)?;
         SourceProgress::add(&progress.unknown_countries, builder.unknown_countries);
-        Ok(())
+        Ok(content_ids)
     }
+}
+
+/// An NDJSON file's sampled keys, then the lead fields and extras of the run
+/// the sample did not show.
+fn ndjson_columns(sampled: &[String], mapping: &FieldMapping, extras: &[String]) -> Vec<String> {
+    let mut columns = sampled.to_vec();
+    for name in ColumnMap::missing_lead_columns(sampled, mapping)
+        .into_iter()
+        .chain(extras.iter().cloned())
+    {
+        if !columns.contains(&name) {
+            columns.push(name);
+        }
+    }
+    columns
 }
 
 /// Where a format reader puts what it read.

@@ -2,7 +2,7 @@
 //! text; nested objects and arrays pass through as JSON text.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
 use serde_json::{Map, Value};
@@ -12,29 +12,29 @@ use super::input::InputFile;
 use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
+use crate::sources::SourceProgress;
 
-/// Every key in the file, in order of first appearance. Lines that are not
-/// JSON objects are skipped here; reading rejects them.
-pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
+/// How many lines of an NDJSON file fix its columns (as DataFusion's JSON
+/// schema inference does): the file is then read once, not scanned for keys
+/// first. A key first seen later is not kept; each is warned about and counted.
+pub const SCHEMA_LINES: usize = 1000;
+
+/// The keys of the file's first [`SCHEMA_LINES`] lines, in order of first
+/// appearance. Lines that are not JSON objects are skipped here; reading
+/// rejects them.
+pub(crate) fn keys(input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io("ndjson", e))?;
-        if n == 0 {
-            break;
-        }
+    let mut seen: HashSet<String> = HashSet::new();
+    for (i, line) in input.split(b'\n').take(SCHEMA_LINES).enumerate() {
+        let line = line.map_err(|e| Error::io("ndjson", e))?;
+        let line = if i == 0 { without_bom(&line) } else { &line };
         let Ok(object) =
-            serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(&line)
+            serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(line)
         else {
             continue;
         };
         for key in object.keys() {
-            if !seen.contains_key(key.as_ref()) {
-                seen.insert(key.to_string(), ());
+            if seen.insert(key.to_string()) {
                 keys.push(key.to_string());
             }
         }
@@ -56,6 +56,7 @@ pub(crate) fn read(
         .enumerate()
         .map(|(i, c)| (c.as_str(), i))
         .collect();
+    let mut unkept: HashSet<String> = HashSet::new();
     let mut line = Vec::new();
     let mut line_no = 0i64;
     loop {
@@ -70,13 +71,30 @@ pub(crate) fn read(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let result = match serde_json::from_slice::<Map<String, Value>>(&line) {
+        let json = if line_no == 1 {
+            without_bom(&line)
+        } else {
+            &line
+        };
+        let result = match serde_json::from_slice::<Map<String, Value>>(json) {
             Err(e) => Err(format!("not a JSON object: {e}")),
             Ok(object) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
                 for (key, value) in &object {
-                    if let Some(&i) = index.get(key.as_str()) {
-                        values[i] = text(value);
+                    match index.get(key.as_str()) {
+                        Some(&i) => values[i] = text(value),
+                        None if value.is_null() => {}
+                        None => {
+                            SourceProgress::add(&sink.progress.unkept_values, 1);
+                            if unkept.insert(key.clone()) {
+                                tracing::warn!(
+                                    file = %file.name,
+                                    line = line_no,
+                                    key = %key,
+                                    "key first seen after the {SCHEMA_LINES} lines that fix the columns; its values are not kept"
+                                );
+                            }
+                        }
                     }
                 }
                 builder.push(&JsonRecord(&values), map)
@@ -96,6 +114,11 @@ pub(crate) fn read(
         }
     }
     Ok(())
+}
+
+/// A line without the UTF-8 byte-order mark some tools write first.
+fn without_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
 fn text(value: &Value) -> Option<Cow<'_, str>> {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::StreamExt;
@@ -48,24 +49,27 @@ pub(crate) fn read(
 ) -> Result<()> {
     let mut row = 0i64;
     let mut on_batch = |batch: RecordBatch| -> Result<bool> {
-        let text: Vec<StringArray> = batch
-            .columns()
-            .iter()
-            .map(|c| {
-                let c = cast(c, &DataType::Utf8)?;
-                Ok(c.as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to Utf8")
-                    .clone())
-            })
-            .collect::<Result<_>>()?;
+        let mut text = Vec::with_capacity(batch.num_columns());
+        let mut not_utf8: Vec<Option<Vec<bool>>> = Vec::with_capacity(batch.num_columns());
+        for column in batch.columns() {
+            let (t, bad) = as_text(column)?;
+            text.push(t);
+            not_utf8.push(bad);
+        }
         for i in 0..batch.num_rows() {
             row += 1;
             let record = ParquetRow {
                 columns: &text,
                 row: i,
             };
-            if let Err(reason) = builder.push(&record, map) {
+            let bad_column = not_utf8
+                .iter()
+                .position(|bad| bad.as_ref().is_some_and(|bad| bad[i]));
+            let pushed = match bad_column {
+                Some(c) => Err(format!("column `{}` is not UTF-8 text", columns[c])),
+                None => builder.push(&record, map),
+            };
+            if let Err(reason) = pushed {
                 sink.reject(Reject {
                     source: file.name.clone(),
                     line: Some(row),
@@ -107,6 +111,41 @@ pub(crate) fn read(
         }
     }
     Ok(())
+}
+
+/// A column as text, the way CSV gives it: numbers, dates and booleans as
+/// their text, nested values (structs, lists, maps) in Arrow's display form,
+/// binary as UTF-8, with the rows that are not UTF-8 marked (they become
+/// rejects, as in CSV, not NULLs).
+fn as_text(column: &ArrayRef) -> Result<(StringArray, Option<Vec<bool>>)> {
+    let binary = |values: &mut dyn Iterator<Item = Option<&[u8]>>| {
+        let mut bad = Vec::new();
+        let text: StringArray = values
+            .map(|v| {
+                let s = v.map(std::str::from_utf8);
+                bad.push(matches!(s, Some(Err(_))));
+                s.and_then(|s| s.ok())
+            })
+            .collect();
+        (text, Some(bad))
+    };
+    Ok(match column.data_type() {
+        DataType::Binary => binary(&mut column.as_binary::<i32>().iter()),
+        DataType::LargeBinary => binary(&mut column.as_binary::<i64>().iter()),
+        DataType::BinaryView => binary(&mut column.as_binary_view().iter()),
+        DataType::FixedSizeBinary(_) => binary(&mut column.as_fixed_size_binary().iter()),
+        t if t.is_nested() => {
+            let formatter = ArrayFormatter::try_new(column, &FormatOptions::default())?;
+            let text: StringArray = (0..column.len())
+                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+                .collect();
+            (text, None)
+        }
+        _ => {
+            let c = cast(column, &DataType::Utf8)?;
+            (c.as_string::<i32>().clone(), None)
+        }
+    })
 }
 
 struct ParquetRow<'a> {

@@ -1,0 +1,494 @@
+//! How a run's files become the output: all at once, and only when complete.
+//!
+//! An output directory (local or `s3://`) holds the tables and, under
+//! `_leadflow/`, the bookkeeping that keeps them whole across crashes,
+//! reruns and concurrent runs:
+//!
+//! - `_leadflow/lock`: one run writes into an output at a time. On local disk
+//!   it is an OS file lock, released by the kernel when the process ends,
+//!   however it ends; on S3 an object created only if absent, refreshed while
+//!   the run lives and taken over once it has not been refreshed for
+//!   [`LOCK_STALE`]. A second run waits for the first.
+//! - `_leadflow/staging/<write_id>/`: a run writes every file here, under
+//!   names no other run uses. Readers never look here (pyarrow, DuckDB and
+//!   Polars skip `_`-prefixed directories; `leadflow sql` reads the tables).
+//! - `_leadflow/manifest.json`: the runs whose files make up the output. A
+//!   run **commits** by replacing it in one write (an atomic rename on local
+//!   disk, a single PUT on S3); that is the moment its output exists. Then it
+//!   moves its files from staging into the tables and deletes the files of
+//!   the runs it replaces. Until that is done the manifest says so
+//!   (`publishing`), and whichever run takes the lock next finishes it.
+//!
+//! A run replaces an earlier one when every input the earlier one read is
+//! among its own inputs, compared by content, not by name: rerunning a file
+//! replaces its output, a new file under yesterday's name adds to it.
+//!
+//! A crash before the commit leaves the output as it was (the next run
+//! deletes the staged files); a crash after it leaves the new output, which
+//! the next run finishes publishing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sinks::parquet::WrittenFile;
+use crate::storage::Location;
+
+/// Where leadflow keeps its bookkeeping inside an output.
+pub const META_DIR: &str = "_leadflow";
+const MANIFEST: &str = "_leadflow/manifest.json";
+const LOCK: &str = "_leadflow/lock";
+const STAGING: &str = "_leadflow/staging";
+const MANIFEST_VERSION: u32 = 1;
+
+/// An S3 lock not refreshed for this long belongs to a run that died.
+pub const LOCK_STALE: Duration = Duration::from_secs(120);
+const LOCK_REFRESH: Duration = Duration::from_secs(30);
+const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// The runs whose files make up an output.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    /// Oldest first.
+    pub runs: Vec<CommittedRun>,
+    /// Present from a commit until its files are in place and the files it
+    /// replaced are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publishing: Option<Publishing>,
+}
+
+/// One run's contribution to an output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommittedRun {
+    pub run_id: String,
+    /// Unique per run, whatever `run_id` the user gave: it names the files.
+    pub write_id: String,
+    pub committed_at: DateTime<Utc>,
+    /// Content ids of the inputs it read (see [`crate::sources::files`]).
+    pub inputs: Vec<String>,
+    /// Its files, relative to the output (`enriched_leads/dt=…/part-….parquet`).
+    pub files: Vec<String>,
+}
+
+/// A commit whose files are still being moved into place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Publishing {
+    pub write_id: String,
+    /// Files of the replaced runs, relative to the output.
+    pub delete: Vec<String>,
+}
+
+impl Manifest {
+    /// The output's manifest; empty for an output no run has committed to.
+    pub async fn read(location: &Location) -> Result<Manifest> {
+        let path = location.child(MANIFEST);
+        match location.store.get(&path).await {
+            Ok(got) => {
+                let bytes = got.bytes().await?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Usage(format!(
+                        "{}: not a leadflow manifest ({e}); was it edited by hand?",
+                        location.url_of(MANIFEST).trim_end_matches('/')
+                    ))
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(Manifest {
+                version: MANIFEST_VERSION,
+                ..Default::default()
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write(&self, location: &Location) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("a manifest serializes");
+        location
+            .store
+            .put(&location.child(MANIFEST), PutPayload::from(json))
+            .await?;
+        Ok(())
+    }
+
+    /// Every file the committed runs hold, relative to the output.
+    pub fn files(&self) -> HashSet<&str> {
+        self.runs
+            .iter()
+            .flat_map(|r| r.files.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// A run's hold on an output, from before it writes until it has published.
+pub struct Publisher {
+    location: Location,
+    write_id: String,
+    run_id: String,
+    lock: Lock,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The run's files, in place (paths in the output's store).
+    pub files: Vec<WrittenFile>,
+    /// Earlier runs this one replaced.
+    pub replaced_runs: Vec<String>,
+}
+
+impl Publisher {
+    /// Takes the output's lock (waiting while another run holds it), then
+    /// finishes what an interrupted run left: a publish to complete, staged
+    /// files to delete.
+    pub async fn open(location: Location, run_id: &str) -> Result<Self> {
+        let write_id = new_write_id(run_id);
+        let lock = Lock::acquire(&location, run_id, &write_id).await?;
+        let publisher = Self {
+            location,
+            write_id,
+            run_id: run_id.to_string(),
+            lock,
+        };
+        publisher.recover().await?;
+        Ok(publisher)
+    }
+
+    /// Makes the output whole for a reader: when a commit's publish is not
+    /// finished, waits for the run doing it or, when that run is gone,
+    /// finishes it. Does nothing (and needs no write access) otherwise.
+    pub async fn settle(location: &Location, reader: &str) -> Result<()> {
+        if Manifest::read(location).await?.publishing.is_none() {
+            return Ok(());
+        }
+        let publisher = Self::open(location.clone(), reader).await?;
+        publisher.lock.release(&publisher.location).await;
+        Ok(())
+    }
+
+    /// Where this run writes its files: every table under it, as in the output.
+    pub fn staging(&self) -> Location {
+        self.location.under(&format!("{STAGING}/{}", self.write_id))
+    }
+
+    /// The unique id that names this run's files.
+    pub fn write_id(&self) -> &str {
+        &self.write_id
+    }
+
+    /// Commits `files` (written under [`Self::staging`]) as the output of a
+    /// run over `inputs`, replacing the runs whose inputs are all among them,
+    /// then moves them into place and releases the output.
+    pub async fn commit(self, inputs: Vec<String>, files: &[WrittenFile]) -> Result<Published> {
+        let staging = self.staging().prefix;
+        let relative: Vec<String> = files
+            .iter()
+            .map(|f| {
+                ObjectPath::from(f.path.as_str())
+                    .prefix_match(&staging)
+                    .map(|parts| ObjectPath::from_iter(parts).to_string())
+                    .ok_or_else(|| {
+                        Error::Internal(format!("{} was not written under staging", f.path))
+                    })
+            })
+            .collect::<Result<_>>()?;
+
+        let mut manifest = Manifest::read(&self.location).await?;
+        let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
+        let (replaced, kept): (Vec<CommittedRun>, Vec<CommittedRun>) =
+            manifest.runs.into_iter().partition(|r| {
+                !r.inputs.is_empty() && r.inputs.iter().all(|i| ours.contains(i.as_str()))
+            });
+        manifest.runs = kept;
+        manifest.runs.push(CommittedRun {
+            run_id: self.run_id.clone(),
+            write_id: self.write_id.clone(),
+            committed_at: Utc::now(),
+            inputs,
+            files: relative.clone(),
+        });
+        manifest.publishing = Some(Publishing {
+            write_id: self.write_id.clone(),
+            delete: replaced.iter().flat_map(|r| r.files.clone()).collect(),
+        });
+        crash_point("before_commit");
+        manifest.write(&self.location).await?;
+        crash_point("after_commit");
+        self.finish_publish(&mut manifest).await?;
+        self.lock.release(&self.location).await;
+        Ok(Published {
+            files: relative
+                .iter()
+                .map(|rel| WrittenFile {
+                    path: self.location.child(rel).to_string(),
+                })
+                .collect(),
+            replaced_runs: replaced.into_iter().map(|r| r.run_id).collect(),
+        })
+    }
+
+    /// Gives up: deletes what this run staged and releases the output, which
+    /// stays as it was. Best effort; the next run cleans up what is left.
+    pub async fn abandon(self) {
+        if let Err(e) = delete_under(&self.location, &self.staging().prefix).await {
+            tracing::warn!(error = %e, "could not delete this run's staged files");
+        }
+        self.lock.release(&self.location).await;
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let mut manifest = Manifest::read(&self.location).await?;
+        if let Some(publishing) = &manifest.publishing {
+            tracing::info!(
+                write_id = publishing.write_id,
+                "finishing the publish of an interrupted run"
+            );
+            self.finish_publish(&mut manifest).await?;
+        }
+        // We hold the lock: whatever is staged belongs to a run that died.
+        delete_under(&self.location, &self.location.child(STAGING)).await
+    }
+
+    /// Moves the committing run's files into place, deletes the files of the
+    /// runs it replaced, and records that the publish is done. Idempotent:
+    /// a crash anywhere in it is finished by the next run.
+    async fn finish_publish(&self, manifest: &mut Manifest) -> Result<()> {
+        let Some(publishing) = manifest.publishing.clone() else {
+            return Ok(());
+        };
+        let store = &self.location.store;
+        let staged_root = format!("{STAGING}/{}", publishing.write_id);
+        if let Some(run) = manifest
+            .runs
+            .iter()
+            .find(|r| r.write_id == publishing.write_id)
+        {
+            for (i, rel) in run.files.iter().enumerate() {
+                let from = self.location.child(&format!("{staged_root}/{rel}"));
+                match store.rename(&from, &self.location.child(rel)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if i == 0 {
+                    crash_point("mid_publish");
+                }
+            }
+        }
+        let live = manifest.files();
+        for rel in &publishing.delete {
+            // A replaced run's file name is never reused, but stay safe.
+            if live.contains(rel.as_str()) {
+                continue;
+            }
+            match store.delete(&self.location.child(rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        manifest.publishing = None;
+        manifest.write(&self.location).await?;
+        delete_under(&self.location, &self.location.child(&staged_root)).await
+    }
+}
+
+/// Deletes every object under `prefix` (on local disk, empty directories stay).
+async fn delete_under(location: &Location, prefix: &ObjectPath) -> Result<()> {
+    use futures::TryStreamExt;
+    let paths: Vec<ObjectPath> = location
+        .store
+        .list(Some(prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await?;
+    for path in &paths {
+        match location.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(root) = &location.local_root {
+        let dir = root.join(
+            prefix
+                .prefix_match(&location.prefix)
+                .map(|p| ObjectPath::from_iter(p).to_string())
+                .unwrap_or_default(),
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// Tests kill the process at named moments of a publish: the real binary,
+/// stopped where a crash would stop it. Unset in normal use.
+fn crash_point(name: &str) {
+    if std::env::var_os("LEADFLOW_CRASH_AT").is_some_and(|v| v == name) {
+        eprintln!("leadflow: LEADFLOW_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+}
+
+fn new_write_id(run_id: &str) -> String {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let seed = format!(
+        "{run_id}\n{}\n{nanos}\n{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+/// Who holds an output.
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    run_id: String,
+    write_id: String,
+    pid: u32,
+    since: DateTime<Utc>,
+    /// Refreshed while the run lives (S3).
+    heartbeat: DateTime<Utc>,
+}
+
+impl Holder {
+    fn new(run_id: &str, write_id: &str) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            write_id: write_id.to_string(),
+            pid: std::process::id(),
+            since: Utc::now(),
+            heartbeat: Utc::now(),
+        }
+    }
+
+    fn describe(bytes: &[u8]) -> String {
+        match serde_json::from_slice::<Holder>(bytes) {
+            Ok(h) => format!("run {} (pid {}, since {})", h.run_id, h.pid, h.since),
+            Err(_) => "another run".to_string(),
+        }
+    }
+}
+
+enum Lock {
+    /// Released by the kernel when the file closes, crash or not.
+    Local(std::fs::File),
+    /// An object that exists while a run holds the output.
+    Object {
+        path: ObjectPath,
+        heartbeat: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Lock {
+    async fn acquire(location: &Location, run_id: &str, write_id: &str) -> Result<Self> {
+        let holder = Holder::new(run_id, write_id);
+        match &location.local_root {
+            Some(root) => {
+                let dir = root.join(META_DIR);
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                let path = root.join(LOCK);
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                let file = match file.try_lock() {
+                    Ok(()) => file,
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        let held_by = Holder::describe(&std::fs::read(&path).unwrap_or_default());
+                        tracing::warn!(
+                            output = %root.display(),
+                            "waiting for {held_by} to finish writing this output"
+                        );
+                        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                            .await
+                            .map_err(|e| Error::Internal(format!("lock task: {e}")))?
+                            .map_err(|e| Error::io(&path, e))?
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+                };
+                // Who holds it, for the message of a run that waits.
+                let json = serde_json::to_vec(&holder).expect("serializes");
+                std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+                Ok(Lock::Local(file))
+            }
+            None => {
+                let path = location.child(LOCK);
+                let mut warned = false;
+                loop {
+                    let json = serde_json::to_vec(&holder).expect("serializes");
+                    let create = PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    };
+                    match location.store.put_opts(&path, json.into(), create).await {
+                        Ok(_) => break,
+                        Err(object_store::Error::AlreadyExists { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let held = match location.store.get(&path).await {
+                        Ok(got) => got.bytes().await?,
+                        Err(object_store::Error::NotFound { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let stale = serde_json::from_slice::<Holder>(&held)
+                        .map(|h| {
+                            Utc::now() - h.heartbeat
+                                > chrono::Duration::from_std(LOCK_STALE).expect("small")
+                        })
+                        .unwrap_or(true);
+                    if stale {
+                        tracing::warn!(
+                            "taking over the lock of {}: not refreshed for {}s",
+                            Holder::describe(&held),
+                            LOCK_STALE.as_secs()
+                        );
+                        location.store.delete(&path).await?;
+                        continue;
+                    }
+                    if !warned {
+                        tracing::warn!(
+                            output = %location.url_of(""),
+                            "waiting for {} to finish writing this output",
+                            Holder::describe(&held)
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                let heartbeat = {
+                    let (store, path) = (location.store.clone(), path.clone());
+                    tokio::spawn(async move {
+                        let mut holder = holder;
+                        loop {
+                            tokio::time::sleep(LOCK_REFRESH).await;
+                            holder.heartbeat = Utc::now();
+                            let json = serde_json::to_vec(&holder).expect("serializes");
+                            if let Err(e) = store.put(&path, json.into()).await {
+                                tracing::warn!(error = %e, "could not refresh the output lock");
+                            }
+                        }
+                    })
+                };
+                Ok(Lock::Object { path, heartbeat })
+            }
+        }
+    }
+
+    async fn release(self, location: &Location) {
+        match self {
+            Lock::Local(file) => drop(file),
+            Lock::Object { path, heartbeat } => {
+                heartbeat.abort();
+                let _ = heartbeat.await;
+                if let Err(e) = location.store.delete(&path).await {
+                    tracing::warn!(error = %e, "could not release the output lock");
+                }
+            }
+        }
+    }
+}

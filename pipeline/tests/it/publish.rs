@@ -1,0 +1,213 @@
+//! The publish protocol: reruns killed at every moment, a new file under a
+//! used name, two runs at once. Kills are real: the `leadflow` binary aborts
+//! at a named point of its publish (`LEADFLOW_CRASH_AT`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use leadflow_pipeline::publish::{META_DIR, Manifest};
+use leadflow_pipeline::storage;
+
+use super::support::{config, query, rows, run};
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/leads.csv")
+        .display()
+        .to_string()
+}
+
+/// `(rows, distinct lead_ids)` of `enriched_leads`, as `leadflow sql` reads it.
+async fn leads(out: &str) -> (String, String) {
+    let got = rows(
+        &query(
+            out,
+            "select count(*), count(distinct lead_id) from enriched_leads",
+        )
+        .await,
+    );
+    (got[0][0].clone(), got[0][1].clone())
+}
+
+/// Every file a directory reader (pyarrow, DuckDB, Polars) would see.
+fn visible_files(out: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(['_', '.']));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(out, &mut found);
+    found.sort();
+    found
+}
+
+async fn manifest(out: &str) -> Manifest {
+    Manifest::read(&storage::open(out).unwrap()).await.unwrap()
+}
+
+fn staged(out: &Path) -> usize {
+    let staging = out.join(META_DIR).join("staging");
+    if !staging.exists() {
+        return 0;
+    }
+    walkdir_count(&staging)
+}
+
+fn walkdir_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { walkdir_count(&p) } else { 1 }
+        })
+        .sum()
+}
+
+/// Runs the real binary over the example into `out`, aborting at `crash_at`.
+fn run_binary_crashing(out: &str, crash_at: &str) -> std::process::ExitStatus {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args([
+            "run",
+            "--no-progress",
+            "--input",
+            &example(),
+            "--out",
+            out,
+            "--batch-size",
+            "64",
+        ])
+        .env("LEADFLOW_CRASH_AT", crash_at)
+        .env_remove("LEADFLOW_CONFIG")
+        .output()
+        .expect("leadflow runs")
+        .status
+}
+
+#[tokio::test]
+async fn a_rerun_killed_at_any_moment_leaves_every_lead_once() {
+    for crash_at in ["before_commit", "after_commit", "mid_publish"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("out");
+        let out = out_path.display().to_string();
+        run(config(&example(), &out)).await;
+        let first = manifest(&out).await;
+        assert_eq!(first.runs.len(), 1);
+
+        let status = run_binary_crashing(&out, crash_at);
+        assert!(!status.success(), "{crash_at}: the run was killed");
+
+        if crash_at == "before_commit" {
+            // Nothing committed: the output is the first run's, and what the
+            // killed run staged is invisible to directory readers.
+            assert!(staged(&out_path) > 0, "{crash_at}: files were staged");
+            let names: Vec<PathBuf> = visible_files(&out_path);
+            assert!(
+                names
+                    .iter()
+                    .all(|p| p.extension().is_some_and(|e| e == "parquet")),
+                "{crash_at}: {names:?}"
+            );
+            assert_eq!(
+                manifest(&out).await.runs[0].write_id,
+                first.runs[0].write_id
+            );
+        } else {
+            let after = manifest(&out).await;
+            assert!(after.publishing.is_some(), "{crash_at}: killed mid-publish");
+            assert_ne!(after.runs[0].write_id, first.runs[0].write_id);
+        }
+        // `leadflow sql` reads what the manifest says: 400 leads, each once
+        // (after a kill mid-publish it finishes the publish first).
+        assert_eq!(
+            leads(&out).await,
+            ("400".into(), "400".into()),
+            "{crash_at}"
+        );
+        let settled = manifest(&out).await;
+        assert!(settled.publishing.is_none(), "{crash_at}");
+        let live: std::collections::BTreeSet<PathBuf> = settled
+            .runs
+            .iter()
+            .flat_map(|r| r.files.iter().map(|f| out_path.join(f)))
+            .collect();
+        let on_disk: std::collections::BTreeSet<PathBuf> =
+            visible_files(&out_path).into_iter().collect();
+        if crash_at != "before_commit" {
+            assert_eq!(on_disk, live, "{crash_at}: the directory is the manifest");
+        }
+
+        // The next run cleans up and replaces: still every lead once.
+        run(config(&example(), &out)).await;
+        assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+        assert_eq!(staged(&out_path), 0, "{crash_at}: staging cleaned");
+        let last = manifest(&out).await;
+        assert_eq!(last.runs.len(), 1, "{crash_at}: {last:?}");
+        let live: std::collections::BTreeSet<PathBuf> = last.runs[0]
+            .files
+            .iter()
+            .map(|f| out_path.join(f))
+            .collect();
+        assert_eq!(
+            visible_files(&out_path)
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>(),
+            live,
+            "{crash_at}: only the last run's files remain"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_new_file_under_a_used_name_adds_to_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let example = std::fs::read_to_string(example()).unwrap();
+    let mut lines = example.lines();
+    let header = lines.next().unwrap();
+    let body: Vec<&str> = lines.collect();
+    let (yesterday, today) = body.split_at(body.len() / 2);
+    let file = |rows: &[&str]| format!("{header}\n{}\n", rows.join("\n"));
+    let input = inbox.join("leads.csv");
+    let out = dir.path().join("out").display().to_string();
+
+    std::fs::write(&input, file(yesterday)).unwrap();
+    let first = run(config(&input.display().to_string(), &out)).await;
+    std::fs::write(&input, file(today)).unwrap();
+    let second = run(config(&input.display().to_string(), &out)).await;
+    let both = first.leads_written + second.leads_written;
+    assert_eq!(both, 400);
+    assert_eq!(leads(&out).await, (both.to_string(), both.to_string()));
+    assert_eq!(manifest(&out).await.runs.len(), 2);
+
+    // Today's file again replaces today's output only.
+    run(config(&input.display().to_string(), &out)).await;
+    assert_eq!(leads(&out).await, (both.to_string(), both.to_string()));
+    assert_eq!(manifest(&out).await.runs.len(), 2);
+}
+
+#[tokio::test]
+async fn two_runs_at_once_into_one_output_both_end_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let (a, b) = tokio::join!(
+        leadflow_pipeline::run::run(config(&example(), &out)),
+        leadflow_pipeline::run::run(config(&example(), &out)),
+    );
+    assert_eq!(a.unwrap().leads_written, 400);
+    assert_eq!(b.unwrap().leads_written, 400);
+    assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+    assert_eq!(manifest(&out).await.runs.len(), 1);
+}
