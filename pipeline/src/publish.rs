@@ -372,12 +372,14 @@ impl Holder {
 }
 
 enum Lock {
-    /// Released by the kernel when the file closes, crash or not.
-    Local(std::fs::File),
+    /// Held while the file is open; released by the kernel when it closes,
+    /// crash or not.
+    Local { _open: std::fs::File },
     /// An object that exists while a run holds the output.
     Object {
         path: ObjectPath,
-        heartbeat: tokio::task::JoinHandle<()>,
+        /// Refreshes the lock; taken when it is released.
+        heartbeat: Option<tokio::task::JoinHandle<()>>,
     },
 }
 
@@ -414,7 +416,7 @@ impl Lock {
                 // Who holds it, for the message of a run that waits.
                 let json = serde_json::to_vec(&holder).expect("serializes");
                 std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-                Ok(Lock::Local(file))
+                Ok(Lock::Local { _open: file })
             }
             None => {
                 let path = location.child(LOCK);
@@ -474,21 +476,37 @@ impl Lock {
                         }
                     })
                 };
-                Ok(Lock::Object { path, heartbeat })
+                Ok(Lock::Object {
+                    path,
+                    heartbeat: Some(heartbeat),
+                })
             }
         }
     }
 
-    async fn release(self, location: &Location) {
-        match self {
-            Lock::Local(file) => drop(file),
-            Lock::Object { path, heartbeat } => {
+    async fn release(mut self, location: &Location) {
+        if let Lock::Object { path, heartbeat } = &mut self {
+            if let Some(heartbeat) = heartbeat.take() {
                 heartbeat.abort();
                 let _ = heartbeat.await;
-                if let Err(e) = location.store.delete(&path).await {
-                    tracing::warn!(error = %e, "could not release the output lock");
-                }
             }
+            if let Err(e) = location.store.delete(path).await {
+                tracing::warn!(error = %e, "could not release the output lock");
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    /// A run that fails stops refreshing its S3 lock, which then goes stale
+    /// (a local lock is released with its file).
+    fn drop(&mut self) {
+        if let Lock::Object {
+            heartbeat: Some(heartbeat),
+            ..
+        } = self
+        {
+            heartbeat.abort();
         }
     }
 }

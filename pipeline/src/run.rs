@@ -39,7 +39,7 @@ use crate::sinks::parquet::{
     ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns,
 };
 use crate::sinks::provider_usage::{LookupTally, write_usage};
-use crate::sinks::rejects::{Reject, RejectBatcher, write_rejects};
+use crate::sinks::rejects::{Reject, RejectBatcher, RejectsWritten, write_rejects};
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
 use crate::storage::{self, Location};
@@ -452,7 +452,7 @@ async fn write_partition(
 struct Tasks {
     /// Ends with the content ids of the files read.
     reader: JoinHandle<Result<Vec<String>>>,
-    rejects: JoinHandle<Result<(u64, Vec<Reject>, Vec<WrittenFile>)>>,
+    rejects: JoinHandle<Result<RejectsWritten>>,
     usage: UsageTask,
     writers: Vec<JoinHandle<Result<PartitionWritten>>>,
 }
@@ -506,7 +506,7 @@ impl Tasks {
         // reported its attempts: the usage ledger can close.
         let _ = self.usage.done.send(());
         let read = self.reader.await.map_err(joined("reader"))?;
-        let (count, samples, files) = self.rejects.await.map_err(joined("reject"))??;
+        let rejects = self.rejects.await.map_err(joined("reject"))??;
         let (usage, usage_files) = self.usage.task.await.map_err(joined("usage"))??;
         done.inputs = read?;
         if let Some(e) = first_error {
@@ -514,7 +514,8 @@ impl Tasks {
         }
         done.lookups.merge(usage);
         done.usage_files = usage_files;
-        (done.reject_count, done.reject_samples, done.reject_files) = (count, samples, files);
+        (done.reject_count, done.reject_samples, done.reject_files) =
+            (rejects.count, rejects.samples, rejects.files);
         Ok(done)
     }
 }

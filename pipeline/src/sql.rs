@@ -83,6 +83,13 @@ pub async fn context(
                 .await?
             }
             Some(Format::Parquet) | None => {
+                // Whatever cannot be listed here, DataFusion reports itself.
+                let files = crate::sources::files::resolve(path, None)
+                    .await
+                    .unwrap_or_default();
+                for file in files.iter().filter(|f| f.format == Format::Parquet) {
+                    crate::sources::files::check_parquet_footer(file).await?;
+                }
                 ctx.register_parquet(name, path, ParquetReadOptions::default())
                     .await?
             }

@@ -160,20 +160,34 @@ fn endpoint_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<url::Url
     }
 }
 
-/// An object store error in words a user can act on: a store that cannot
-/// find credentials says where they are looked for, not which metadata
-/// endpoint it tried last.
+/// Environment variables any of which gives object_store S3 credentials
+/// without asking an instance metadata endpoint.
+const CREDENTIAL_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SKIP_SIGNATURE",
+];
+
+/// An object store error in words a user can act on: without credentials in
+/// the environment, say so and where they are looked for, rather than only
+/// which metadata endpoint was tried last.
 pub fn explain(e: &object_store::Error) -> String {
     let text = e.to_string();
-    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
-        return format!(
-            "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-             (and AWS_SESSION_TOKEN for temporary ones), or AWS_WEB_IDENTITY_TOKEN_FILE; \
-             without them leadflow asks the EC2/ECS instance metadata endpoint, which did \
-             not answer ({text})"
-        );
+    let from_env = CREDENTIAL_VARS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    let s3_failed = matches!(e, object_store::Error::Generic { store: "S3", .. });
+    if !s3_failed || from_env {
+        return text;
     }
-    text
+    format!(
+        "no S3 credentials in the environment: set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or \
+         AWS_WEB_IDENTITY_TOKEN_FILE; without them leadflow asks the instance \
+         metadata endpoint (EC2/ECS roles), which failed: {text}"
+    )
 }
 
 impl Location {

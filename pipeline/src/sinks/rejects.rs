@@ -94,7 +94,7 @@ pub async fn write_rejects(
     mut batcher: RejectBatcher,
     mut writer: PartitionedWriter,
     samples: usize,
-) -> Result<(u64, Vec<Reject>, Vec<WrittenFile>)> {
+) -> Result<RejectsWritten> {
     let mut count = 0u64;
     let mut kept = Vec::new();
     while let Some(r) = rejects.recv().await {
@@ -110,6 +110,18 @@ pub async fn write_rejects(
     if !batcher.is_empty() {
         writer.write(&batcher.finish()?).await?;
     }
-    let files = writer.close().await?;
-    Ok((count, kept, files))
+    Ok(RejectsWritten {
+        count,
+        samples: kept,
+        files: writer.close().await?,
+    })
+}
+
+/// What the reject writer wrote.
+#[derive(Debug)]
+pub struct RejectsWritten {
+    pub count: u64,
+    /// The first rejects, for the summary.
+    pub samples: Vec<Reject>,
+    pub files: Vec<WrittenFile>,
 }

@@ -111,3 +111,83 @@ async fn s3_input_and_output_round_trip() {
         "the lock is released and nothing is left staged"
     );
 }
+
+/// `leadflow run` from `input` in a child process whose AWS environment is
+/// only `env`: its exit code and stderr.
+fn run_with_aws_env(input: &str, env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    cmd.args(["run", "--no-progress", "--input", input, "--out"])
+        .arg(out.path());
+    for (var, _) in std::env::vars().filter(|(v, _)| v.starts_with("AWS_")) {
+        cmd.env_remove(var);
+    }
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    let output = cmd.output().expect("leadflow runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn an_endpoint_without_a_scheme_is_a_clear_error_not_a_panic() {
+    for endpoint in ["localhost:9000", "http://localhost:9000 ", "not a url"] {
+        let (code, stderr) = run_with_aws_env(
+            "s3://leads/in/",
+            &[("AWS_ENDPOINT_URL", endpoint.to_string())],
+        );
+        assert_eq!(code, Some(2), "{endpoint}: {stderr}");
+        assert!(stderr.contains("AWS_ENDPOINT_URL"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_silent_endpoint_is_given_up_on_and_named() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let (code, stderr) = run_with_aws_env(
+        "s3://leads/in/",
+        &[
+            ("AWS_ENDPOINT_URL", format!("http://{addr}")),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("LEADFLOW_S3_REQUEST_TIMEOUT_SECS", "1".into()),
+            ("LEADFLOW_S3_RETRY_SECS", "1".into()),
+        ],
+    );
+    assert_eq!(code, Some(3), "a service failure: {stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+}
+
+#[test]
+fn no_credentials_says_where_they_are_looked_for() {
+    // No credentials in the environment, and a metadata endpoint that is closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metadata = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, stderr) = run_with_aws_env(
+        "s3://leads/in/",
+        &[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+            ("AWS_METADATA_ENDPOINT", metadata),
+            ("LEADFLOW_S3_RETRY_SECS", "1".into()),
+        ],
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no S3 credentials in the environment")
+            && stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
+}

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 pub use input::{Format, InputFile, resolve};
 pub use ndjson::SCHEMA_LINES as NDJSON_SCHEMA_LINES;
+pub use reader::check_parquet_footer;
 
 use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, FieldMapping, LeadBuilder, LeadOptions};

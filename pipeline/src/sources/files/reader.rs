@@ -175,3 +175,56 @@ impl Read for ObjectReader {
         Ok(n)
     }
 }
+
+/// Checks the end of a Parquet file before anything parses it: the magic
+/// bytes, and a footer no longer than the file. (parquet's decoder panics on
+/// a footer length past the start of the file.)
+pub async fn check_parquet_footer(file: &InputFile) -> Result<()> {
+    const TAIL: u64 = 8;
+    let bad = |reason: String| {
+        Err(Error::BadInput {
+            source_name: file.name.clone(),
+            reason,
+        })
+    };
+    if file.size < 12 {
+        return bad(format!(
+            "not a Parquet file: {} bytes is too short for one",
+            file.size
+        ));
+    }
+    let tail = match &file.place {
+        Place::Local(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                use std::io::{Seek, SeekFrom};
+                let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                f.seek(SeekFrom::End(-(TAIL as i64)))
+                    .map_err(|e| Error::io(&path, e))?;
+                let mut tail = vec![0; TAIL as usize];
+                f.read_exact(&mut tail).map_err(|e| Error::io(&path, e))?;
+                Ok(tail)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("reading a Parquet footer: {e}")))??
+        }
+        Place::Object { store, path } => {
+            let options = GetOptions {
+                range: Some(GetRange::Suffix(TAIL)),
+                ..Default::default()
+            };
+            store.get_opts(path, options).await?.bytes().await?.to_vec()
+        }
+    };
+    if &tail[4..] != b"PAR1" {
+        return bad("not a Parquet file (it does not end in PAR1)".into());
+    }
+    let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    if footer + 12 > file.size {
+        return bad(format!(
+            "its footer claims {footer} bytes, more than the file's {}: the file is cut short or corrupt",
+            file.size
+        ));
+    }
+    Ok(())
+}
