@@ -78,6 +78,11 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Usage(_) | Error::NoInput(_) | Error::BadInput { .. } => Fault::User,
+            // A path that does not exist was mistyped; other I/O failures
+            // (disk full, permissions, a failing disk) are the machine's.
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Fault::User
+            }
             Error::Io { .. } | Error::ObjectStore(_) => Fault::Service,
             Error::DataFusion(e) => query_fault(e),
             Error::Arrow(_) | Error::Parquet(_) | Error::Internal(_) => Fault::Internal,

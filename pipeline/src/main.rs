@@ -168,7 +168,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging();
     if let Err(e) = execute(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         // Our own checks of flags and files are the user's to fix, like
         // everything the pipeline calls `Fault::User`.
         let fault = e
@@ -176,6 +176,23 @@ fn main() {
             .map_or(Fault::User, leadflow_pipeline::Error::fault);
         std::process::exit(fault.exit_code());
     }
+}
+
+/// The error and its causes on one line, each said once: our errors (and
+/// DataFusion's) already print the cause they wrap.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -250,6 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 batch_size: args.batch_size as usize,
                 default_country,
             },
+            skip_output: None,
         },
         out: args.out,
         query,

@@ -7,7 +7,8 @@
 //! skip to the run's usage ledger, which a writer of its own drains into
 //! `provider_usage`, so the billing audit does not depend on the query.
 //! Memory is bounded by the channels and the writers' row-group budgets, not
-//! by the input.
+//! by the input. Every file goes to the run's staging area and the output
+//! changes in one step when the run commits ([`crate::publish`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,7 +101,11 @@ pub struct RunSummary {
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let now = Utc::now();
-    let source = open_source(&config.source).await?;
+    let source = open_source(&FileSourceConfig {
+        skip_output: Some(config.out.clone()),
+        ..config.source.clone()
+    })
+    .await?;
     let files = source.files().len();
     let stamp = RunStamp {
         run_id: config.run_id.clone(),
@@ -153,23 +158,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         }
     };
 
-    let staged: Vec<WrittenFile> = [&done.lead_files, &done.usage_files, &done.reject_files]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    let published = publisher.commit(done.inputs.clone(), &staged).await?;
-    if !published.replaced_runs.is_empty() {
-        tracing::info!(
-            runs = ?published.replaced_runs,
-            "replaced the output of earlier runs over the same input"
-        );
-    }
-    let mut placed = published.files.into_iter();
-    done.lead_files = placed.by_ref().take(done.lead_files.len()).collect();
-    done.usage_files = placed.by_ref().take(done.usage_files.len()).collect();
-    done.lead_files.sort_by(|a, b| a.path.cmp(&b.path));
-    done.usage_files.sort_by(|a, b| a.path.cmp(&b.path));
+    publish(publisher, &mut done).await?;
     Ok(RunSummary {
         run_id: config.run_id,
         files,
@@ -187,6 +176,29 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         elapsed: started.elapsed(),
         out: config.out,
     })
+}
+
+/// Commits what the run wrote as the output, and points the summary at
+/// where its files now are.
+async fn publish(publisher: Publisher, done: &mut Finished) -> Result<()> {
+    let staged: Vec<WrittenFile> = [&done.lead_files, &done.usage_files, &done.reject_files]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let published = publisher.commit(done.inputs.clone(), &staged).await?;
+    if !published.replaced_runs.is_empty() {
+        tracing::info!(
+            runs = ?published.replaced_runs,
+            "replaced the output of earlier runs over the same input"
+        );
+    }
+    let mut placed = published.files.into_iter();
+    done.lead_files = placed.by_ref().take(done.lead_files.len()).collect();
+    done.usage_files = placed.by_ref().take(done.usage_files.len()).collect();
+    done.lead_files.sort_by(|a, b| a.path.cmp(&b.path));
+    done.usage_files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
 }
 
 /// Opens the input and warns about files without a phone column.

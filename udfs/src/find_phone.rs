@@ -13,8 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Fields};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use leadflow_waterfall::{LeadQuery, LeadRef, Lookup, Waterfall};
 
@@ -48,13 +47,40 @@ impl FindPhone {
     pub fn new(waterfall: Arc<Waterfall>) -> Self {
         Self {
             // Volatile: it calls paid services and must never be folded away.
-            signature: Signature::one_of(
-                (6..=ARGS.len()).map(TypeSignature::Any).collect(),
-                Volatility::Volatile,
-            ),
+            // Any arguments, checked in `return_type` with messages that name
+            // them (an async UDF's wrapper does not consult `coerce_types`).
+            signature: Signature::variadic_any(Volatility::Volatile),
             fields: leadflow_schemas::find_phone_fields(),
             waterfall: SharedWaterfall(waterfall),
         }
+    }
+}
+
+impl FindPhone {
+    /// Refuses, at planning and naming the argument, what the lookup cannot read.
+    fn check_args(&self, arg_types: &[DataType]) -> Result<()> {
+        if !(6..=ARGS.len()).contains(&arg_types.len()) {
+            return plan_err!(
+                "find_phone takes 6 to 8 arguments ({}), got {}",
+                ARGS.join(", "),
+                arg_types.len()
+            );
+        }
+        for (i, (t, name)) in arg_types.iter().zip(ARGS).enumerate() {
+            let ok = if i == USER_TIER {
+                t.is_integer() || matches!(t, DataType::Null)
+            } else {
+                is_text(t)
+            };
+            if !ok {
+                return plan_err!(
+                    "find_phone: argument {} ({name}) must be {}, got {t}",
+                    i + 1,
+                    if i == USER_TIER { "an integer" } else { "text" }
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -116,27 +142,7 @@ impl ScalarUDFImpl for FindPhone {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if !(6..=ARGS.len()).contains(&arg_types.len()) {
-            return plan_err!(
-                "find_phone takes 6 to 8 arguments ({}), got {}",
-                ARGS.join(", "),
-                arg_types.len()
-            );
-        }
-        for (i, (t, name)) in arg_types.iter().zip(ARGS).enumerate() {
-            let ok = if i == USER_TIER {
-                t.is_integer() || matches!(t, DataType::Null)
-            } else {
-                is_text(t)
-            };
-            if !ok {
-                return plan_err!(
-                    "find_phone: argument {} ({name}) must be {}, got {t}",
-                    i + 1,
-                    if i == USER_TIER { "an integer" } else { "text" }
-                );
-            }
-        }
+        self.check_args(arg_types)?;
         Ok(DataType::Struct(self.fields.clone()))
     }
 

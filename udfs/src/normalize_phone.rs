@@ -6,12 +6,11 @@ use datafusion::arrow::array::StringBuilder;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use leadflow_phone::{PhoneInfo, PhoneParser};
 
-use crate::strings::{Regions, phone_args};
+use crate::strings::{Regions, coerce_text_args, phone_args};
 
 /// `normalize_phone(raw, region) → utf8`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -28,10 +27,7 @@ impl Default for NormalizePhone {
 impl NormalizePhone {
     pub fn new() -> Self {
         Self {
-            signature: Signature::one_of(
-                vec![TypeSignature::String(2), TypeSignature::String(1)],
-                Volatility::Immutable,
-            ),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -61,6 +57,10 @@ impl ScalarUDFImpl for NormalizePhone {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_text_args(self.name(), &["raw", "region"], 1, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

@@ -6,12 +6,11 @@ use datafusion::arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, StructAr
 use datafusion::arrow::datatypes::{DataType, Fields};
 use datafusion::common::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use leadflow_phone::{PhoneInfo, PhoneParser};
 
-use crate::strings::{Regions, phone_args};
+use crate::strings::{Regions, coerce_text_args, phone_args};
 
 /// `phone_info(raw, region) → struct{e164, valid, possible, country, type, national, error}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -29,10 +28,7 @@ impl Default for PhoneInfoUdf {
 impl PhoneInfoUdf {
     pub fn new() -> Self {
         Self {
-            signature: Signature::one_of(
-                vec![TypeSignature::String(2), TypeSignature::String(1)],
-                Volatility::Immutable,
-            ),
+            signature: Signature::user_defined(Volatility::Immutable),
             fields: leadflow_schemas::phone_info_fields(),
         }
     }
@@ -68,6 +64,10 @@ impl ScalarUDFImpl for PhoneInfoUdf {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_text_args(self.name(), &["raw", "region"], 1, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

@@ -5,7 +5,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::utils::take_function_args;
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, exec_err, plan_err};
 use leadflow_phone::{Region, parse_region};
 
 /// A borrowed view of a string array of any encoding.
@@ -87,6 +87,44 @@ impl Regions {
 }
 
 /// Whether a UDF argument of this type can be read as [`Strings`].
+/// The types a function of text arguments named `names` (the first `min`
+/// required) takes its arguments as, or an error that names the argument
+/// and says what to write: text of any encoding passes, a dictionary of text
+/// is decoded, anything else is refused at planning.
+pub(crate) fn coerce_text_args(
+    fn_name: &str,
+    names: &[&str],
+    min: usize,
+    arg_types: &[DataType],
+) -> Result<Vec<DataType>> {
+    if !(min..=names.len()).contains(&arg_types.len()) {
+        return plan_err!(
+            "{fn_name}({}) takes {}{} arguments, got {}",
+            names.join(", "),
+            if min < names.len() {
+                format!("{min} to ")
+            } else {
+                String::new()
+            },
+            names.len(),
+            arg_types.len()
+        );
+    }
+    arg_types
+        .iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (t, name))| match t {
+            t if is_text(t) => Ok(t.clone()),
+            DataType::Dictionary(_, v) if is_text(v) => Ok(DataType::Utf8),
+            other => plan_err!(
+                "{fn_name}: argument {} ({name}) must be text, got {other}; cast it, e.g. CAST({name} AS VARCHAR)",
+                i + 1
+            ),
+        })
+        .collect()
+}
+
 pub(crate) fn is_text(t: &DataType) -> bool {
     matches!(
         t,

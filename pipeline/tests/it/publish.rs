@@ -211,3 +211,17 @@ async fn two_runs_at_once_into_one_output_both_end_correct() {
     assert_eq!(leads(&out).await, ("400".into(), "400".into()));
     assert_eq!(manifest(&out).await.runs.len(), 1);
 }
+
+#[tokio::test]
+async fn an_output_inside_the_input_is_not_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("inbox");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(example(), input.join("leads.csv")).unwrap();
+    let out = input.join("enriched").display().to_string();
+    for _ in 0..2 {
+        let summary = run(config(&input.display().to_string(), &out)).await;
+        assert_eq!((summary.files, summary.leads_written), (1, 400));
+    }
+    assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+}

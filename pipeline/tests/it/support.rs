@@ -19,6 +19,7 @@ pub(crate) fn config(input: &str, out: &str) -> RunConfig {
                 batch_size: 64,
                 default_country: None,
             },
+            skip_output: None,
         },
         out: out.to_string(),
         query: ENRICH_SQL.to_string(),

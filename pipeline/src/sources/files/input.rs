@@ -161,8 +161,17 @@ async fn resolve_s3(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>
     let prefix = (!location.prefix.as_ref().is_empty()).then_some(&location.prefix);
     let mut metas: Vec<_> = store.list(prefix).try_collect().await?;
     metas.sort_by(|a, b| a.location.cmp(&b.location));
+    let depth = location.prefix.parts().count();
     Ok(metas
         .into_iter()
+        // Like the local walk: `_` and `.` names (bookkeeping, temporaries) are not data.
+        .filter(|meta| {
+            !meta
+                .location
+                .parts()
+                .skip(depth)
+                .any(|p| p.as_ref().starts_with(['_', '.']))
+        })
         .filter_map(|meta| {
             let name = format!("{bucket}/{}", meta.location);
             let format = pick_format(&name, forced)?;
@@ -177,6 +186,22 @@ async fn resolve_s3(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>
             })
         })
         .collect())
+}
+
+/// Whether `file` lies under the output `out` (a path or `s3://…`).
+pub(crate) fn is_under(file: &InputFile, out: &str) -> bool {
+    match &file.place {
+        Place::Local(path) => {
+            let (Ok(file), Ok(out)) = (path.canonicalize(), Path::new(out).canonicalize()) else {
+                return false;
+            };
+            file.starts_with(out)
+        }
+        Place::Object { .. } => {
+            let out = out.trim_end_matches('/');
+            storage::is_s3(out) && file.name.starts_with(&format!("{out}/"))
+        }
+    }
 }
 
 #[cfg(test)]

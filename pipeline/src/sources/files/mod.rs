@@ -38,6 +38,9 @@ pub struct FileSourceConfig {
     /// CSV delimiter; sniffed from the header when not given.
     pub delimiter: Option<u8>,
     pub options: LeadOptions,
+    /// An output location (a path or `s3://…`) inside the input whose files
+    /// are not input: a run never reads what it or an earlier run wrote.
+    pub skip_output: Option<String>,
 }
 
 /// The resolved input: its files and the run's lead schema.
@@ -51,7 +54,23 @@ pub struct FileSource {
 impl FileSource {
     /// Resolves the input and reads every file's columns.
     pub async fn open(config: FileSourceConfig) -> Result<Self> {
-        let files = resolve(&config.input, config.format).await?;
+        let mut files = resolve(&config.input, config.format).await?;
+        if let Some(out) = &config.skip_output {
+            let before = files.len();
+            files.retain(|f| !input::is_under(f, out));
+            if files.is_empty() {
+                return Err(Error::NoInput(format!(
+                    "{} (its only files are under the output {out})",
+                    config.input
+                )));
+            }
+            if files.len() < before {
+                tracing::info!(
+                    skipped = before - files.len(),
+                    "files under the output directory are not read as input"
+                );
+            }
+        }
         let mut columns = Vec::with_capacity(files.len());
         let mut extras: Vec<String> = Vec::new();
         for file in &files {
