@@ -81,22 +81,7 @@ impl FileSource {
                     .map_err(|e| Error::Internal(format!("reading columns: {e}")))?
                     .map_err(|e| e.in_file(&file.name))?
             };
-            // NDJSON's columns are a sample: a mapped key may come later.
-            let missing = config.mapping.missing_in(&file_columns);
-            if file.format != Format::Ndjson && !missing.is_empty() {
-                return Err(Error::BadInput {
-                    source_name: file.name.clone(),
-                    reason: format!(
-                        "--map {}: no such column; the columns are {}",
-                        missing.join(", --map "),
-                        file_columns
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
+            check_mapping(file, &file_columns, &config.mapping)?;
             for extra in ColumnMap::extra_columns(&file_columns, &config.mapping) {
                 if !extras.iter().any(|e| e.eq_ignore_ascii_case(&extra)) {
                     extras.push(extra);
@@ -208,6 +193,30 @@ impl FileSource {
         SourceProgress::add(&progress.unknown_countries, builder.unknown_countries);
         Ok(content_ids)
     }
+}
+
+/// Fails when a `--map` names a column `file` lacks. NDJSON's columns are a
+/// sample, so a mapped key may still come later there.
+fn check_mapping(file: &InputFile, columns: &[String], mapping: &FieldMapping) -> Result<()> {
+    let missing = mapping.missing_in(columns);
+    if file.format == Format::Ndjson || missing.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = columns.iter().take(30).map(|c| format!("`{c}`")).collect();
+    let more = columns.len().saturating_sub(shown.len());
+    Err(Error::BadInput {
+        source_name: file.name.clone(),
+        reason: format!(
+            "--map {}: no such column; the columns are {}{}",
+            missing.join(", --map "),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    })
 }
 
 /// An NDJSON file's sampled keys, then the lead fields and extras of the run
