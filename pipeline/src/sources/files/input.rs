@@ -188,18 +188,30 @@ async fn resolve_s3(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>
         .collect())
 }
 
-/// Whether `file` lies under the output `out` (a path or `s3://…`).
-pub(crate) fn is_under(file: &InputFile, out: &str) -> bool {
-    match &file.place {
-        Place::Local(path) => {
-            let (Ok(file), Ok(out)) = (path.canonicalize(), Path::new(out).canonicalize()) else {
-                return false;
-            };
-            file.starts_with(out)
+/// Where a run writes, to tell its files from input: a local directory
+/// (canonical, resolved once) or an `s3://` prefix.
+pub(crate) enum OutputPlace {
+    Local(Option<PathBuf>),
+    Object(String),
+}
+
+impl OutputPlace {
+    pub(crate) fn new(out: &str) -> Self {
+        if storage::is_s3(out) {
+            OutputPlace::Object(format!("{}/", out.trim_end_matches('/')))
+        } else {
+            OutputPlace::Local(Path::new(out).canonicalize().ok())
         }
-        Place::Object { .. } => {
-            let out = out.trim_end_matches('/');
-            storage::is_s3(out) && file.name.starts_with(&format!("{out}/"))
+    }
+
+    /// Whether `file` lies under the output.
+    pub(crate) fn holds(&self, file: &InputFile) -> bool {
+        match (self, &file.place) {
+            (OutputPlace::Local(Some(out)), Place::Local(path)) => {
+                path.canonicalize().is_ok_and(|p| p.starts_with(out))
+            }
+            (OutputPlace::Object(prefix), Place::Object { .. }) => file.name.starts_with(prefix),
+            _ => false,
         }
     }
 }

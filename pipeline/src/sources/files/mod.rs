@@ -57,7 +57,8 @@ impl FileSource {
         let mut files = resolve(&config.input, config.format).await?;
         if let Some(out) = &config.skip_output {
             let before = files.len();
-            files.retain(|f| !input::is_under(f, out));
+            let out_place = input::OutputPlace::new(out);
+            files.retain(|f| !out_place.holds(f));
             if files.is_empty() {
                 return Err(Error::NoInput(format!(
                     "{} (its only files are under the output {out})",

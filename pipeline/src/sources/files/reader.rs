@@ -123,34 +123,39 @@ impl Read for Counting {
     }
 }
 
-/// A Parquet file's content id, from its footer: the footer records every
-/// column chunk's offset, size and statistics, so two files with one footer
-/// hold the same data. Reads only the footer.
-pub(crate) fn parquet_content_id(file: &InputFile) -> Result<String> {
-    const TAIL: u64 = 64 * 1024;
-    let tail = match &file.place {
+/// The last `n` bytes of `file` (all of it when shorter). Blocking: call it
+/// on a blocking thread.
+fn tail(file: &InputFile, n: u64) -> Result<Bytes> {
+    let n = n.min(file.size);
+    match &file.place {
         Place::Local(path) => {
             use std::io::{Seek, SeekFrom};
             let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            f.seek(SeekFrom::End(-(TAIL.min(file.size) as i64)))
+            f.seek(SeekFrom::End(-(n as i64)))
                 .map_err(|e| Error::io(path, e))?;
-            let mut tail = Vec::new();
+            let mut tail = Vec::with_capacity(n as usize);
             f.read_to_end(&mut tail).map_err(|e| Error::io(path, e))?;
-            Bytes::from(tail)
+            Ok(Bytes::from(tail))
         }
         Place::Object { store, path } => {
             let options = GetOptions {
-                range: Some(GetRange::Suffix(TAIL.min(file.size))),
+                range: Some(GetRange::Suffix(n)),
                 ..Default::default()
             };
             let (store, path) = (store.clone(), path.clone());
-            tokio::runtime::Handle::current().block_on(async move {
+            Ok(tokio::runtime::Handle::current().block_on(async move {
                 let got = store.get_opts(&path, options).await?;
                 got.bytes().await
-            })?
+            })?)
         }
-    };
-    let hash = xxhash_rust::xxh3::xxh3_64(&tail);
+    }
+}
+
+/// A Parquet file's content id, from its footer: the footer records every
+/// column chunk's offset, size and statistics, so two files with one footer
+/// hold the same data. Reads only the footer. Blocking.
+pub(crate) fn parquet_content_id(file: &InputFile) -> Result<String> {
+    let hash = xxhash_rust::xxh3::xxh3_64(&tail(file, 64 * 1024)?);
     Ok(format!("parquet-footer:{hash:016x}:{}", file.size))
 }
 
@@ -180,7 +185,6 @@ impl Read for ObjectReader {
 /// bytes, and a footer no longer than the file. (parquet's decoder panics on
 /// a footer length past the start of the file.)
 pub async fn check_parquet_footer(file: &InputFile) -> Result<()> {
-    const TAIL: u64 = 8;
     let bad = |reason: String| {
         Err(Error::BadInput {
             source_name: file.name.clone(),
@@ -193,28 +197,11 @@ pub async fn check_parquet_footer(file: &InputFile) -> Result<()> {
             file.size
         ));
     }
-    let tail = match &file.place {
-        Place::Local(path) => {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-                use std::io::{Seek, SeekFrom};
-                let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                f.seek(SeekFrom::End(-(TAIL as i64)))
-                    .map_err(|e| Error::io(&path, e))?;
-                let mut tail = vec![0; TAIL as usize];
-                f.read_exact(&mut tail).map_err(|e| Error::io(&path, e))?;
-                Ok(tail)
-            })
+    let tail = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || tail(&file, 8))
             .await
             .map_err(|e| Error::Internal(format!("reading a Parquet footer: {e}")))??
-        }
-        Place::Object { store, path } => {
-            let options = GetOptions {
-                range: Some(GetRange::Suffix(TAIL)),
-                ..Default::default()
-            };
-            store.get_opts(path, options).await?.bytes().await?.to_vec()
-        }
     };
     if &tail[4..] != b"PAR1" {
         return bad("not a Parquet file (it does not end in PAR1)".into());
