@@ -1,6 +1,6 @@
 //! CSV as people really export it.
 
-use super::support::{config, query, rows, run, write};
+use super::support::{config, query, rows, run, run_err, write};
 
 #[tokio::test]
 async fn bom_crlf_quotes_and_embedded_newlines() {
@@ -199,10 +199,7 @@ async fn columns_named_like_ours_repeated_or_blank_are_all_kept() {
     let mut cfg = config(&input, &dir.path().join("bad").display().to_string());
     cfg.source.mapping =
         leadflow_pipeline::lead::FieldMapping::parse(&["phone_raw=Nope".into()]).unwrap();
-    let err = leadflow_pipeline::run::run(cfg)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_err(cfg).await;
     assert!(
         err.contains("--map phone_raw=nope: no such column") && err.contains("`phone_raw`"),
         "{err}"

@@ -8,49 +8,20 @@ use std::process::Command;
 use leadflow_pipeline::publish::{META_DIR, Manifest};
 use leadflow_pipeline::storage;
 
-use super::support::{config, query, rows, run};
+use super::support::{config, example, files_under, lead_counts, run};
 
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/leads.csv")
-        .display()
-        .to_string()
-}
-
-/// `(rows, distinct lead_ids)` of `enriched_leads`, as `leadflow sql` reads it.
-async fn leads(out: &str) -> (String, String) {
-    let got = rows(
-        &query(
-            out,
-            "select count(*), count(distinct lead_id) from enriched_leads",
-        )
-        .await,
-    );
-    (got[0][0].clone(), got[0][1].clone())
-}
-
-/// Every file a directory reader (pyarrow, DuckDB, Polars) would see.
+/// Every file a directory reader (pyarrow, DuckDB, Polars) would see: none
+/// under a `_` or `.` name.
 fn visible_files(out: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let hidden = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(['_', '.']));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, found);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    let mut found = Vec::new();
-    walk(out, &mut found);
-    found.sort();
-    found
+    files_under(out)
+        .into_iter()
+        .filter(|p| {
+            !p.strip_prefix(out)
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with(['_', '.']))
+        })
+        .collect()
 }
 
 async fn manifest(out: &str) -> Manifest {
@@ -59,20 +30,11 @@ async fn manifest(out: &str) -> Manifest {
 
 fn staged(out: &Path) -> usize {
     let staging = out.join(META_DIR).join("staging");
-    if !staging.exists() {
-        return 0;
+    if staging.exists() {
+        files_under(&staging).len()
+    } else {
+        0
     }
-    walkdir_count(&staging)
-}
-
-fn walkdir_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() { walkdir_count(&p) } else { 1 }
-        })
-        .sum()
 }
 
 /// Runs the real binary over the example into `out`, aborting at `crash_at`.
@@ -131,7 +93,7 @@ async fn a_rerun_killed_at_any_moment_leaves_every_lead_once() {
         // `leadflow sql` reads what the manifest says: 400 leads, each once
         // (after a kill mid-publish it finishes the publish first).
         assert_eq!(
-            leads(&out).await,
+            lead_counts(&out).await,
             ("400".into(), "400".into()),
             "{crash_at}"
         );
@@ -150,7 +112,7 @@ async fn a_rerun_killed_at_any_moment_leaves_every_lead_once() {
 
         // The next run cleans up and replaces: still every lead once.
         run(config(&example(), &out)).await;
-        assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+        assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
         assert_eq!(staged(&out_path), 0, "{crash_at}: staging cleaned");
         let last = manifest(&out).await;
         assert_eq!(last.runs.len(), 1, "{crash_at}: {last:?}");
@@ -189,12 +151,18 @@ async fn a_new_file_under_a_used_name_adds_to_the_output() {
     let second = run(config(&input.display().to_string(), &out)).await;
     let both = first.leads_written + second.leads_written;
     assert_eq!(both, 400);
-    assert_eq!(leads(&out).await, (both.to_string(), both.to_string()));
+    assert_eq!(
+        lead_counts(&out).await,
+        (both.to_string(), both.to_string())
+    );
     assert_eq!(manifest(&out).await.runs.len(), 2);
 
     // Today's file again replaces today's output only.
     run(config(&input.display().to_string(), &out)).await;
-    assert_eq!(leads(&out).await, (both.to_string(), both.to_string()));
+    assert_eq!(
+        lead_counts(&out).await,
+        (both.to_string(), both.to_string())
+    );
     assert_eq!(manifest(&out).await.runs.len(), 2);
 }
 
@@ -208,7 +176,7 @@ async fn two_runs_at_once_into_one_output_both_end_correct() {
     );
     assert_eq!(a.unwrap().leads_written, 400);
     assert_eq!(b.unwrap().leads_written, 400);
-    assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
     assert_eq!(manifest(&out).await.runs.len(), 1);
 }
 
@@ -223,5 +191,5 @@ async fn an_output_inside_the_input_is_not_read_back() {
         let summary = run(config(&input.display().to_string(), &out)).await;
         assert_eq!((summary.files, summary.leads_written), (1, 400));
     }
-    assert_eq!(leads(&out).await, ("400".into(), "400".into()));
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
 }

@@ -6,22 +6,15 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 
-use super::support::{config, query, rows, run, write};
-
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/leads.csv")
-        .display()
-        .to_string()
-}
+use super::support::{
+    config, example, files_under, query, rows, run, run_err, write, write_parquet,
+};
 
 fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = walk_all(dir)
+    files_under(dir)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    out.sort();
-    out
+        .collect()
 }
 
 #[tokio::test]
@@ -146,7 +139,7 @@ async fn a_replay_replaces_instead_of_duplicating() {
         .await,
     );
     assert_eq!(count, vec![vec!["400".to_string()]]);
-    let leftovers: Vec<_> = walk_all(&out)
+    let leftovers: Vec<_> = files_under(&out)
         .into_iter()
         .filter(|p| !p.starts_with(out.join("_leadflow")))
         .filter(|p| p.extension().is_none_or(|e| e != "parquet"))
@@ -155,19 +148,6 @@ async fn a_replay_replaces_instead_of_duplicating() {
         leftovers.is_empty(),
         "no temporary files left: {leftovers:?}"
     );
-}
-
-fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_all(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -271,10 +251,7 @@ async fn bad_sql_fails_before_reading_and_names_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&example(), &dir.path().join("out").display().to_string());
     cfg.query = "select phone_info(no_such_column, country) from leads".into();
-    let err = leadflow_pipeline::run::run(cfg)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_err(cfg).await;
     assert!(err.contains("no_such_column"), "{err}");
 }
 
@@ -311,10 +288,7 @@ async fn a_query_reading_leads_twice_is_refused() {
     ] {
         let mut cfg = config(&example(), &dir.path().join("out").display().to_string());
         cfg.query = query.into();
-        let err = leadflow_pipeline::run::run(cfg)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = run_err(cfg).await;
         assert!(err.contains("`leads`"), "{query}: {err}");
     }
     assert!(!dir.path().join("out").join("enriched_leads").exists());
@@ -332,16 +306,10 @@ async fn text_that_is_not_utf8_or_not_a_file_is_named() {
                 .flat_map(u16::to_le_bytes),
         )
         .collect();
-    let err = leadflow_pipeline::run::run(config(&write(dir.path(), "u16.csv", &utf16), &out))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_err(config(&write(dir.path(), "u16.csv", &utf16), &out)).await;
     assert!(err.contains("u16.csv") && err.contains("UTF-16"), "{err}");
 
-    let err = leadflow_pipeline::run::run(config("/dev/zero", &out))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_err(config("/dev/zero", &out)).await;
     assert!(err.contains("not a regular file"), "{err}");
 
     // A UTF-8 byte-order mark before NDJSON's first line is not a reject.
@@ -361,10 +329,7 @@ async fn missing_input_is_a_clear_error() {
         "/no/such/leads.csv",
         &dir.path().join("out").display().to_string(),
     );
-    let err = leadflow_pipeline::run::run(cfg)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_err(cfg).await;
     assert!(
         err.contains("/no/such/leads.csv") && err.contains("no such file"),
         "{err}"
@@ -381,7 +346,6 @@ async fn parquet_binary_nested_and_corrupt_inputs() {
         ArrayRef, BinaryArray, Int32Array, RecordBatch, StringArray, StructArray,
     };
     use datafusion::arrow::datatypes::{Field, Fields};
-    use datafusion::parquet::arrow::ArrowWriter;
 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
@@ -399,10 +363,7 @@ async fn parquet_binary_nested_and_corrupt_inputs() {
     let batch =
         RecordBatch::try_from_iter([("lead_id", lead_id), ("phone_raw", phone), ("meta", meta)])
             .unwrap();
-    let file = std::fs::File::create(input.join("a.parquet")).unwrap();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&input.join("a.parquet"), &batch);
 
     let out = dir.path().join("out").display().to_string();
     let summary = run(config(&input.display().to_string(), &out)).await;
@@ -419,13 +380,11 @@ async fn parquet_binary_nested_and_corrupt_inputs() {
     );
 
     std::fs::write(input.join("b.parquet"), b"PAR1 this is not parquet").unwrap();
-    let err = leadflow_pipeline::run::run(config(
+    let err = run_err(config(
         &input.display().to_string(),
         &dir.path().join("out2").display().to_string(),
     ))
-    .await
-    .unwrap_err()
-    .to_string();
+    .await;
     assert!(
         err.contains("b.parquet") && err.contains("Parquet"),
         "{err}"
@@ -442,14 +401,7 @@ async fn sql_over_a_parquet_file_cut_short_names_it() {
             as datafusion::arrow::array::ArrayRef,
     )])
     .unwrap();
-    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&good).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&good, &batch);
     // The footer's length now claims more than the file holds.
     let mut bytes = std::fs::read(&good).unwrap();
     let n = bytes.len();

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::support::{config, query, rows, run};
+use super::support::{config, lead_counts, query, rows, run};
 
 fn endpoint() -> String {
     std::env::var("S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".into())
@@ -76,28 +76,14 @@ async fn s3_input_and_output_round_trip() {
                 && m.location.as_ref().ends_with(".parquet"))
     );
 
-    let got = rows(
-        &query(
-            &out,
-            "select count(*), count(distinct lead_id) from enriched_leads",
-        )
-        .await,
-    );
-    assert_eq!(got, vec![vec!["400".to_string(), "400".to_string()]]);
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
     let rejects = rows(&query(&out, "select count(*) from rejects").await);
     assert_eq!(rejects, vec![vec!["3".to_string()]]);
 
     // A rerun replaces the first run's output through the same publish
     // protocol as on disk: S3's conditional PUT holds the lock.
     run(config(&input, &out)).await;
-    let got = rows(
-        &query(
-            &out,
-            "select count(*), count(distinct lead_id) from enriched_leads",
-        )
-        .await,
-    );
-    assert_eq!(got, vec![vec!["400".to_string(), "400".to_string()]]);
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
     let meta: Vec<String> = location
         .store
         .list(Some(&ObjectPath::from("out/_leadflow")))

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
 use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
@@ -71,4 +71,59 @@ pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path.display().to_string()
+}
+
+/// The bundled example, `examples/leads.csv` (403 rows, 400 leads).
+pub(crate) fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/leads.csv")
+        .display()
+        .to_string()
+}
+
+/// The error a run fails with, as text.
+pub(crate) async fn run_err(config: RunConfig) -> String {
+    leadflow_pipeline::run::run(config)
+        .await
+        .expect_err("the run fails")
+        .to_string()
+}
+
+/// `(rows, distinct lead_ids)` of a run's `enriched_leads`, as `leadflow sql` reads it.
+pub(crate) async fn lead_counts(out: &str) -> (String, String) {
+    let got = rows(
+        &query(
+            out,
+            "select count(*), count(distinct lead_id) from enriched_leads",
+        )
+        .await,
+    );
+    (got[0][0].clone(), got[0][1].clone())
+}
+
+/// Writes `batch` as a Parquet file at `path`.
+pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Every file under `dir`, recursively, sorted.
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
 }
