@@ -37,13 +37,14 @@ fi
 # The S3 tests sign requests with these; they go to S3_ENDPOINT only.
 export AWS_ENDPOINT_URL="$S3_ENDPOINT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
-# Redis, unless one answers at REDIS_URL.
+# Redis, unless one answers at REDIS_URL. The outage tests start and kill
+# redis-servers of their own, so the binary is needed either way.
+if ! command -v redis-server >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+fi
 redis_host=$(python3 -c "import urllib.parse,sys; u=urllib.parse.urlparse(sys.argv[1]); print(u.hostname, u.port or 6379)" "$REDIS_URL")
 read -r rh rp <<<"$redis_host"
 if ! answers "$rh" "$rp"; then
-  if ! command -v redis-server >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
-  fi
   redis-server --port "$rp" --bind "$rh" --save "" --appendonly no >"${TMPDIR:-/tmp}/leadflow-redis.log" 2>&1 &
   started+=($!)
   wait_for "$rh" "$rp" "redis-server"
@@ -54,7 +55,8 @@ fi
 python3 -c "import duckdb, polars, pyarrow" 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check duckdb polars pyarrow
 readers_out=$(mktemp -d)
-cargo run --release --quiet -p leadflow-pipeline -- run --no-progress --input examples/leads.csv --out "$readers_out" --config examples/leadflow.toml
+# (README's first command: no services, so not the test Redis either.)
+env -u REDIS_URL cargo run --release --quiet -p leadflow-pipeline -- run --no-progress --input examples/leads.csv --out "$readers_out" --config examples/leadflow.toml
 python3 scripts/check_readers.py "$readers_out"
 rm -rf "$readers_out"
 

@@ -1,7 +1,9 @@
 //! Waterfall overhead: 10,000 leads through `Waterfall::find` against three
 //! zero-latency sandbox providers over loopback HTTP, 256 in flight, on the
 //! machine's cores (the sandbox shares them). Cache off, so every iteration
-//! makes its calls.
+//! makes its calls. Three set-ups: limits and breakers in memory; the same
+//! with a day budget; and limits, breakers and the day budget shared
+//! through Redis (`REDIS_URL`, default the local one).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
@@ -12,12 +14,38 @@ use leadflow_waterfall::{LeadQuery, LeadRef, LookupStatus, UsageLedger};
 const LEADS: usize = 10_000;
 
 fn waterfall(c: &mut Criterion) {
+    let mut group = c.benchmark_group("waterfall");
+    group.throughput(Throughput::Elements(LEADS as u64));
+    group.sample_size(10);
+    let budget = "[budget]\nper_day_usd = 1000000.0\n";
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let redis =
+        format!("{budget}[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"lfbench-{nanos}\"\n");
+    for (name, extra) in [
+        ("find_10k_zero_latency", ""),
+        ("find_10k_zero_latency_day_budget", budget),
+        ("find_10k_zero_latency_redis", redis.as_str()),
+    ] {
+        bench(&mut group, name, extra);
+    }
+    group.finish();
+}
+
+fn bench(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    extra: &str,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let toml = format!(
-        "{}\n[cache]\nenabled = false\n",
+        "{}\n[cache]\nenabled = false\n{extra}",
         include_str!("../waterfall-0ms.toml")
     );
     let config = LeadflowConfig::from_toml(&toml).unwrap();
@@ -39,10 +67,7 @@ fn waterfall(c: &mut Criterion) {
         })
         .collect();
 
-    let mut group = c.benchmark_group("waterfall");
-    group.throughput(Throughput::Elements(LEADS as u64));
-    group.sample_size(10);
-    group.bench_function("find_10k_zero_latency", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let found = futures::stream::iter(&leads)
@@ -58,7 +83,7 @@ fn waterfall(c: &mut Criterion) {
             })
         })
     });
-    group.finish();
+    runtime.block_on(waterfall.close());
 }
 
 criterion_group!(benches, waterfall);

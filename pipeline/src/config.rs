@@ -1,10 +1,11 @@
 //! The leadflow config file (TOML): the waterfall's sections (`[lookup]`,
-//! `[cache]`, `[breaker]`, `[budget]`, `[[providers]]`) and the sandbox's
-//! (`[sandbox]`). Typed, with unknown keys rejected by name; each section's
+//! `[cache]`, `[breaker]`, `[budget]`, `[[providers]]`), the sandbox's
+//! (`[sandbox]`) and the fleet's (`[redis]`). Typed, with unknown keys rejected by name; each section's
 //! defaults live with its type.
 
 use std::path::Path;
 
+use leadflow_fleet::RedisConfig;
 use leadflow_sandbox::SandboxConfig;
 use leadflow_waterfall::WaterfallConfig;
 use leadflow_waterfall::config::{
@@ -31,6 +32,10 @@ pub struct LeadflowConfig {
     pub budget: BudgetConfig,
     /// How the provider sandbox answers (for providers with `base_url = "sandbox"`).
     pub sandbox: SandboxConfig,
+    /// Where limits, cache, breakers and budget are shared with other
+    /// workers; without a URL (here or `--redis`/`REDIS_URL`) they are
+    /// kept in memory.
+    pub redis: RedisConfig,
     /// The providers, tried by `priority` (lowest first).
     pub providers: Vec<ProviderConfig>,
 }
@@ -50,6 +55,7 @@ impl LeadflowConfig {
         config
             .waterfall(|name| format!("http://127.0.0.1/{name}"))
             .check()?;
+        config.redis.check().map_err(Error::Usage)?;
         Ok(config)
     }
 

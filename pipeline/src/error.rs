@@ -47,6 +47,10 @@ pub enum Error {
     /// The provider waterfall could not start (bad config, missing key).
     #[error("{0}")]
     Waterfall(#[from] leadflow_waterfall::Error),
+
+    /// A service leadflow needs did not answer (Redis for `leadflow status`).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Whose fault an error is, which says what to do about it.
@@ -83,7 +87,7 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Fault::User
             }
-            Error::Io { .. } | Error::ObjectStore(_) => Fault::Service,
+            Error::Io { .. } | Error::ObjectStore(_) | Error::Unavailable(_) => Fault::Service,
             Error::DataFusion(e) => query_fault(e),
             Error::Arrow(_) | Error::Parquet(_) | Error::Internal(_) => Fault::Internal,
             Error::Waterfall(e) if e.is_users() => Fault::User,

@@ -93,6 +93,20 @@ enum Command {
         #[arg(value_enum)]
         which: SchemaName,
     },
+    /// What the fleet shares in Redis: permits used per provider, breakers, spend today, cache, workers.
+    #[command(
+        after_help = "Example:\n  leadflow status --config leadflow.toml --redis redis://localhost:6379\n\n\
+        Reads the providers, window and [redis] key_prefix from the config. Keys are listed in ARCHITECTURE.md\n\
+        (\"Shared state in Redis\"), e.g. redis-cli GET 'leadflow:{limit:orion}:used'."
+    )]
+    Status {
+        /// The leadflow config whose providers and [redis] table to read.
+        #[arg(short, long, env = "LEADFLOW_CONFIG")]
+        config: PathBuf,
+        /// The Redis to read (overrides [redis] url).
+        #[arg(long, env = "REDIS_URL", value_name = "URL")]
+        redis: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +147,10 @@ struct RunArgs {
     /// Providers, limits, cache, budget (TOML; see examples/leadflow.toml). Without it no provider is called.
     #[arg(short, long, env = "LEADFLOW_CONFIG")]
     config: Option<PathBuf>,
+    /// Share rate limits, the lookup cache, breakers and budget with other workers through this Redis
+    /// (overrides [redis] url). Without either, they are kept in this process's memory.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +231,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Sandbox { port, host, config } => sandbox(host, port, config).await,
+            Command::Status { config, redis } => status(&config, redis).await,
             Command::Schema { which } => {
                 match which {
                     SchemaName::LeadJson => {
@@ -277,10 +296,39 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         progress: !args.no_progress,
-        providers: load_config(args.config.as_deref())?,
+        providers: with_redis(load_config(args.config.as_deref())?, args.redis),
     };
     let summary = leadflow_pipeline::run::run(config).await?;
     eprint!("{summary}");
+    Ok(())
+}
+
+/// `--redis` (or `REDIS_URL`) over the config's `[redis] url`.
+fn with_redis(mut config: LeadflowConfig, url: Option<String>) -> LeadflowConfig {
+    if let Some(url) = url.filter(|u| !u.trim().is_empty()) {
+        config.redis.url = Some(url);
+    }
+    config
+}
+
+async fn status(config: &std::path::Path, redis: Option<String>) -> anyhow::Result<()> {
+    let config = with_redis(LeadflowConfig::load(config)?, redis);
+    let Some(url) = config.redis.url.clone() else {
+        bail!("no Redis to read: set [redis] url in the config, --redis or REDIS_URL");
+    };
+    let fleet = leadflow_fleet::Fleet::connect(&url, config.redis.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let status = fleet
+        .status(&config.waterfall(|name| name.to_string()))
+        .await
+        .map_err(|e| {
+            leadflow_pipeline::Error::Unavailable(format!(
+                "{e} at {}",
+                leadflow_fleet::redacted(&url)
+            ))
+        })?;
+    println!("{status}");
     Ok(())
 }
 

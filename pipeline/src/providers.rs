@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use leadflow_fleet::Fleet;
 use leadflow_sandbox::{ProviderStats, Sandbox};
-use leadflow_waterfall::{UsageLedger, Waterfall, client_builder};
+use leadflow_waterfall::{SystemClock, UsageLedger, Waterfall, client_builder};
 
 use crate::config::{LeadflowConfig, is_sandboxed};
 use crate::error::{Error, Result};
@@ -22,6 +23,9 @@ pub struct Providers {
     pub waterfall: Arc<Waterfall>,
     /// The in-process sandbox, when the config asked for one.
     pub sandbox: Option<Sandbox>,
+    /// The workers this process shares limits, cache, breakers and budget
+    /// with, when `[redis] url` is set.
+    pub fleet: Option<Fleet>,
 }
 
 impl Providers {
@@ -42,7 +46,19 @@ impl Providers {
                 .as_ref()
                 .map_or_else(String::new, |s| s.base_url(name))
         };
-        let mut builder = Waterfall::builder(config.waterfall(sandbox_url)).ledger(ledger);
+        let waterfall_config = config.waterfall(sandbox_url);
+        let fleet = match &config.redis.url {
+            Some(url) if !config.providers.is_empty() => Some(
+                Fleet::connect(url, config.redis.clone())
+                    .await
+                    .map_err(Error::Usage)?,
+            ),
+            _ => None,
+        };
+        let mut builder = Waterfall::builder(waterfall_config.clone()).ledger(ledger);
+        if let Some(fleet) = &fleet {
+            builder = builder.services(fleet.services(&waterfall_config, Arc::new(SystemClock)));
+        }
         if sandbox.is_some() {
             let sandboxed: HashSet<String> = config
                 .providers
@@ -68,6 +84,7 @@ impl Providers {
         Ok(Self {
             waterfall: Arc::new(builder.build()?),
             sandbox,
+            fleet,
         })
     }
 

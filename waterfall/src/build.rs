@@ -192,10 +192,17 @@ impl WaterfallBuilder {
             Some(services) => services,
             None => Services::in_memory(&config, Arc::new(SystemClock)),
         };
+        let finder_names = finders
+            .iter()
+            .filter(|s| s.config.enabled)
+            .map(|s| s.name.clone())
+            .collect();
         Ok(Waterfall {
+            finder_names,
+            asking: Default::default(),
             finders,
             describers,
-            has_budget: config.budget.per_run_usd.is_some() || config.budget.per_day_usd.is_some(),
+            has_budget: config.budget.caps_spend(),
             services,
             lookup: config.lookup,
             cache: config.cache,

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use xxhash_rust::xxh3::Xxh3;
@@ -59,19 +60,72 @@ pub fn website_host(website: &str) -> &str {
     w.trim_end_matches('.')
 }
 
-/// A remembered waterfall result.
+/// What one provider answered about a lead, remembered so it is not asked
+/// (and paid) again within the TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedLookup {
-    /// The phone found (E.164) and who found it; `None` for a remembered miss.
-    pub found: Option<(Arc<str>, Arc<str>)>,
+pub enum ProviderAnswer {
+    /// A valid phone, E.164.
+    Found(Arc<str>),
+    /// The provider had none (or answered one that is not valid).
+    NotFound,
 }
 
+/// How a claim on a question went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: ask the provider.
+    Granted,
+    /// Another worker is asking it now.
+    Held,
+    /// Answered already.
+    Answered(ProviderAnswer),
+}
+
+/// Providers' answers per lead, and who is asking right now.
+///
+/// Answers are kept per (lead, provider): a lead whose waterfall skipped a
+/// provider (tier, circuit, window) later asks only the providers not yet
+/// asked. A *claim* marks a (lead, provider) question as in flight, so two
+/// lookups of the same lead at the same moment pay once: the second waits
+/// for the first one's answer.
 pub trait LookupCache: Send + Sync + Debug {
-    fn get(&self, key: CacheKey, now: Micros) -> BoxFuture<'_, Option<CachedLookup>>;
-    fn put(&self, key: CacheKey, value: CachedLookup, expires_at: Micros) -> BoxFuture<'_, ()>;
+    /// What each of `providers` answered about the lead, where remembered
+    /// (in `providers`' order).
+    fn answers<'a>(
+        &'a self,
+        key: CacheKey,
+        providers: &'a [Arc<str>],
+        now: Micros,
+    ) -> BoxFuture<'a, Vec<Option<ProviderAnswer>>>;
+
+    /// Remembers `provider`'s answer for `ttl` from `now`, and ends any
+    /// claim on the question.
+    fn remember<'a>(
+        &'a self,
+        key: CacheKey,
+        provider: &'a str,
+        answer: ProviderAnswer,
+        now: Micros,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()>;
+
+    /// Claims the question "does `provider` know this lead's phone?" until
+    /// `until`, unless it was answered meanwhile or another worker holds it;
+    /// atomically, so an answer written just before is never missed.
+    fn claim<'a>(
+        &'a self,
+        key: CacheKey,
+        provider: &'a str,
+        now: Micros,
+        until: Micros,
+    ) -> BoxFuture<'a, Claim>;
+
+    /// Gives up a claim whose question got no answer (the call failed).
+    fn unclaim<'a>(&'a self, key: CacheKey, provider: &'a str) -> BoxFuture<'a, ()>;
 }
 
-/// A bounded in-memory cache: at most `max_entries`, the oldest evicted first.
+/// A bounded in-memory cache: at most `max_entries` answers, the oldest
+/// evicted first.
 #[derive(Debug)]
 pub struct InMemoryLookupCache {
     max_entries: usize,
@@ -80,8 +134,8 @@ pub struct InMemoryLookupCache {
 
 #[derive(Debug, Default)]
 struct Entries {
-    map: HashMap<CacheKey, (CachedLookup, Micros)>,
-    order: VecDeque<CacheKey>,
+    map: HashMap<(CacheKey, Arc<str>), (ProviderAnswer, Micros)>,
+    order: VecDeque<(CacheKey, Arc<str>)>,
 }
 
 impl InMemoryLookupCache {
@@ -92,6 +146,7 @@ impl InMemoryLookupCache {
         }
     }
 
+    /// Answers held.
     pub fn len(&self) -> usize {
         self.inner.lock().expect("cache lock").map.len()
     }
@@ -99,32 +154,78 @@ impl InMemoryLookupCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The answer held for (`key`, `provider`), if any and not expired;
+    /// for write-through caches that consult memory first.
+    pub fn answer(&self, key: CacheKey, provider: &str, now: Micros) -> Option<ProviderAnswer> {
+        let inner = self.inner.lock().expect("cache lock");
+        inner
+            .map
+            .get(&(key, Arc::from(provider)))
+            .filter(|(_, expires)| *expires > now)
+            .map(|(answer, _)| answer.clone())
+    }
+
+    /// Keeps an answer, evicting the oldest past `max_entries`.
+    pub fn insert(&self, key: CacheKey, provider: &str, answer: ProviderAnswer, expires: Micros) {
+        if self.max_entries == 0 {
+            return;
+        }
+        let mut inner = self.inner.lock().expect("cache lock");
+        let id = (key, Arc::<str>::from(provider));
+        if inner.map.insert(id.clone(), (answer, expires)).is_none() {
+            inner.order.push_back(id);
+            while inner.map.len() > self.max_entries {
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
+                inner.map.remove(&old);
+            }
+        }
+    }
 }
 
 impl LookupCache for InMemoryLookupCache {
-    fn get(&self, key: CacheKey, now: Micros) -> BoxFuture<'_, Option<CachedLookup>> {
-        let inner = self.inner.lock().expect("cache lock");
-        let hit = inner
-            .map
-            .get(&key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(v, _)| v.clone());
-        Box::pin(std::future::ready(hit))
+    fn answers<'a>(
+        &'a self,
+        key: CacheKey,
+        providers: &'a [Arc<str>],
+        now: Micros,
+    ) -> BoxFuture<'a, Vec<Option<ProviderAnswer>>> {
+        let answers = providers.iter().map(|p| self.answer(key, p, now)).collect();
+        Box::pin(std::future::ready(answers))
     }
 
-    fn put(&self, key: CacheKey, value: CachedLookup, expires_at: Micros) -> BoxFuture<'_, ()> {
-        if self.max_entries > 0 {
-            let mut inner = self.inner.lock().expect("cache lock");
-            if inner.map.insert(key, (value, expires_at)).is_none() {
-                inner.order.push_back(key);
-                while inner.map.len() > self.max_entries {
-                    let Some(old) = inner.order.pop_front() else {
-                        break;
-                    };
-                    inner.map.remove(&old);
-                }
-            }
-        }
+    fn remember<'a>(
+        &'a self,
+        key: CacheKey,
+        provider: &'a str,
+        answer: ProviderAnswer,
+        now: Micros,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        let expires = now.saturating_add(ttl.as_micros().min(i64::MAX as u128) as i64);
+        self.insert(key, provider, answer, expires);
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Granted unless answered: within one process the waterfall itself
+    /// makes a second lookup of the same question wait for the first.
+    fn claim<'a>(
+        &'a self,
+        key: CacheKey,
+        provider: &'a str,
+        now: Micros,
+        _: Micros,
+    ) -> BoxFuture<'a, Claim> {
+        let claim = match self.answer(key, provider, now) {
+            Some(answer) => Claim::Answered(answer),
+            None => Claim::Granted,
+        };
+        Box::pin(std::future::ready(claim))
+    }
+
+    fn unclaim<'a>(&'a self, _: CacheKey, _: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(std::future::ready(()))
     }
 }
@@ -145,17 +246,26 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire_and_the_oldest_are_evicted() {
+    fn answers_are_per_provider_expire_and_the_oldest_are_evicted() {
         let cache = InMemoryLookupCache::new(2);
         let key = |i: u128| CacheKey(i);
-        let miss = CachedLookup { found: None };
-        block_on(cache.put(key(1), miss.clone(), 100));
-        assert_eq!(block_on(cache.get(key(1), 99)), Some(miss.clone()));
-        assert_eq!(block_on(cache.get(key(1), 100)), None, "expired");
-        block_on(cache.put(key(2), miss.clone(), 1_000));
-        block_on(cache.put(key(3), miss.clone(), 1_000));
+        let providers: Vec<Arc<str>> = vec!["orion".into(), "astra".into()];
+        let found = ProviderAnswer::Found("+14155550100".into());
+        let us = Duration::from_micros;
+        block_on(cache.remember(key(1), "astra", found.clone(), 0, us(100)));
+        assert_eq!(
+            block_on(cache.answers(key(1), &providers, 99)),
+            vec![None, Some(found.clone())]
+        );
+        assert_eq!(
+            block_on(cache.answers(key(1), &providers, 100)),
+            vec![None, None],
+            "expired"
+        );
+        block_on(cache.remember(key(2), "orion", ProviderAnswer::NotFound, 0, us(1_000)));
+        block_on(cache.remember(key(3), "orion", ProviderAnswer::NotFound, 0, us(1_000)));
         assert_eq!(cache.len(), 2);
-        assert_eq!(block_on(cache.get(key(1), 0)), None, "evicted first");
-        assert!(block_on(cache.get(key(3), 0)).is_some());
+        assert_eq!(cache.answer(key(1), "astra", 0), None, "evicted first");
+        assert!(cache.answer(key(3), "orion", 0).is_some());
     }
 }

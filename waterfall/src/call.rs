@@ -81,22 +81,28 @@ impl Calls<'_> {
         let s = &w.services;
         let tries = slot.config.retries.saturating_add(1);
         let max_cost = slot.cost_per_call + slot.cost_per_hit;
+        let org = self.lead.organization_id.as_deref();
+        let window = w.lookup.rate_window_secs as i64 * 1_000_000;
         let mut failed = Called::Failed;
         for attempt in 1..=tries as i32 {
             let now = s.clock.now();
             if now >= self.deadline {
                 return Called::DeadlinePassed;
             }
-            if w.has_budget && !s.budget.reserve(max_cost, now).await {
-                return Called::BudgetExhausted;
+            let mut reservation = None;
+            if w.has_budget {
+                match s.budget.reserve(max_cost, org, now).await {
+                    Some(r) => reservation = Some(r),
+                    None => return Called::BudgetExhausted,
+                }
             }
             if !s
                 .limiter
-                .try_acquire(&slot.name, slot.config.max_requests_per_hour, now)
+                .try_acquire(&slot.name, slot.config.max_requests_per_hour, window, now)
                 .await
             {
-                if w.has_budget {
-                    s.budget.settle(max_cost, 0, now).await;
+                if let Some(r) = reservation {
+                    s.budget.settle(r, 0, org, now).await;
                 }
                 self.skip(
                     &slot.name,
@@ -161,8 +167,8 @@ impl Calls<'_> {
                                 };
                                 record.cost_micros = slot.cost_per_call
                                     + if billed_hit { slot.cost_per_hit } else { 0 };
-                                if w.has_budget {
-                                    s.budget.settle(max_cost, record.cost_micros, ended).await;
+                                if let Some(r) = reservation {
+                                    s.budget.settle(r, record.cost_micros, org, ended).await;
                                 }
                                 s.breaker.record(&slot.name, true, ended).await;
                                 self.record(record).await;
@@ -190,8 +196,8 @@ impl Calls<'_> {
                     retry_in = Some(self.backoff(attempt));
                 }
             }
-            if w.has_budget {
-                s.budget.settle(max_cost, 0, ended).await;
+            if let Some(r) = reservation {
+                s.budget.settle(r, 0, org, ended).await;
             }
             self.record(record).await;
             match retry_in {

@@ -43,6 +43,9 @@ pub struct LookupConfig {
     /// A `429` whose `Retry-After` is longer than this (ms) moves on to the
     /// next provider instead of waiting.
     pub max_retry_after_ms: u64,
+    /// The window each provider's `max_requests_per_hour` is counted over,
+    /// in seconds: an hour, unless a test wants seconds.
+    pub rate_window_secs: u64,
 }
 
 impl Default for LookupConfig {
@@ -54,6 +57,7 @@ impl Default for LookupConfig {
             retry_base_ms: 100,
             retry_max_ms: 5_000,
             max_retry_after_ms: 10_000,
+            rate_window_secs: 3_600,
         }
     }
 }
@@ -112,8 +116,18 @@ impl Default for BreakerConfig {
 pub struct BudgetConfig {
     /// Most USD one run may spend on providers.
     pub per_run_usd: Option<f64>,
-    /// Most USD spent on providers per UTC day.
+    /// Most USD spent on providers per UTC day (across every worker when
+    /// the budget is kept in Redis).
     pub per_day_usd: Option<f64>,
+    /// Most USD spent per UTC day on one `organization_id`'s leads.
+    pub per_org_day_usd: Option<f64>,
+}
+
+impl BudgetConfig {
+    /// Whether any cap is set.
+    pub fn caps_spend(&self) -> bool {
+        self.per_run_usd.is_some() || self.per_day_usd.is_some() || self.per_org_day_usd.is_some()
+    }
 }
 
 /// The contract a provider speaks.
@@ -267,6 +281,12 @@ impl WaterfallConfig {
             0,
             HOUR_MS,
         )?;
+        within(
+            "lookup.rate_window_secs",
+            l.rate_window_secs,
+            1,
+            DAY_MS / 1_000,
+        )?;
         within("cache.ttl_hours", c.ttl_hours, 0, TEN_YEARS_HOURS)?;
         within("cache.miss_ttl_hours", c.miss_ttl_hours, 0, TEN_YEARS_HOURS)?;
         within("cache.max_entries", c.max_entries as u64, 0, 1_000_000_000)?;
@@ -276,6 +296,7 @@ impl WaterfallConfig {
         for (key, v) in [
             ("budget.per_run_usd", self.budget.per_run_usd),
             ("budget.per_day_usd", self.budget.per_day_usd),
+            ("budget.per_org_day_usd", self.budget.per_org_day_usd),
         ] {
             if v.is_some_and(|v| !(0.0..=MAX_USD).contains(&v)) {
                 return bad(format!("{key} must be a number from 0 to {MAX_USD}"));

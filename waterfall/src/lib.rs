@@ -29,9 +29,9 @@ mod usage;
 mod waterfall;
 
 pub use breaker::{CircuitBreaker, InMemoryCircuitBreaker};
-pub use budget::{Budget, InMemoryBudget};
+pub use budget::{Budget, InMemoryBudget, Org, Reservation};
 pub use build::{Secrets, WaterfallBuilder, client_builder};
-pub use cache::{CacheKey, CachedLookup, InMemoryLookupCache, LookupCache};
+pub use cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswer};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};

@@ -2,18 +2,20 @@
 //! tier met, circuit closed, in priority order), what is skipped and why,
 //! when to stop, and which status the lead ends with.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use leadflow_phone::{PhoneInfo, PhoneParser, parse_region};
 use reqwest::{Client, RequestBuilder, StatusCode};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 use crate::budget::{Budget, InMemoryBudget};
 use crate::build::{Slot, WaterfallBuilder};
-use crate::cache::{CachedLookup, InMemoryLookupCache, LookupCache};
+use crate::cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswer};
 use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
 use crate::config::{CacheConfig, LookupConfig, WaterfallConfig};
@@ -23,7 +25,6 @@ use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
 use crate::usage::{LeadRef, UsageLedger};
 
 pub(crate) const MS: Micros = 1_000;
-const HOUR: Micros = 3_600 * 1_000_000;
 
 /// The shared state the waterfall consults: time, limits, cache, breakers, budget.
 #[derive(Debug, Clone)]
@@ -63,6 +64,26 @@ pub struct Waterfall {
     pub(crate) ledger: UsageLedger,
     /// Takes every configured credential out of what is recorded.
     pub(crate) redact: Redactor,
+    /// Names of the enabled phone finders, in waterfall order.
+    pub(crate) finder_names: Vec<Arc<str>>,
+    /// Questions (lead, provider) being asked in this process right now;
+    /// a second lookup of one waits for the first's answer.
+    pub(crate) asking: Mutex<HashMap<(CacheKey, Arc<str>), watch::Receiver<()>>>,
+}
+
+/// The right to ask one provider about one lead in this process: ends
+/// (waking whoever waits for the answer) when dropped.
+struct Asking<'a> {
+    waterfall: &'a Waterfall,
+    question: (CacheKey, Arc<str>),
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        let mut asking = self.waterfall.asking.lock().expect("asking lock");
+        asking.remove(&self.question);
+    }
 }
 
 /// What the lead's attempts so far add up to.
@@ -95,12 +116,6 @@ impl Tally {
             LookupStatus::NotFound
         }
     }
-
-    /// Whether a miss is one every eligible provider agreed on: a miss
-    /// caused by a skip may not hold once the skip is over.
-    fn settled_miss(&self) -> bool {
-        !(self.budget || self.error || self.rate_limited || self.tier)
-    }
 }
 
 impl Waterfall {
@@ -124,6 +139,12 @@ impl Waterfall {
         self.describers.iter().any(|s| s.config.enabled)
     }
 
+    /// Ends the waterfall's use of shared state: a shared rate limiter hands
+    /// back the permits it holds and has not used.
+    pub async fn close(&self) {
+        self.services.limiter.close().await;
+    }
+
     /// Runs the waterfall for one lead, reporting every call and skip to the
     /// usage ledger on `owner`'s behalf. Never fails: a provider's failure
     /// is an outcome in the result.
@@ -139,15 +160,23 @@ impl Waterfall {
             return Lookup::ended(LookupStatus::NotFound);
         };
         let clock = &*self.services.clock;
-        if self.cache.enabled
-            && let Some(hit) = self.services.cache.get(key, clock.now()).await
-        {
-            let mut lookup = Lookup::ended(LookupStatus::Cached);
-            if let Some((phone, provider)) = hit.found {
+        // What each provider already answered about this lead: a phone one
+        // of them found ends the lookup; one that had none is not asked again.
+        let remembered = if self.cache.enabled {
+            self.services
+                .cache
+                .answers(key, &self.finder_names, clock.now())
+                .await
+        } else {
+            vec![None; self.finder_names.len()]
+        };
+        for (name, answer) in self.finder_names.iter().zip(&remembered) {
+            if let Some(ProviderAnswer::Found(phone)) = answer {
+                let mut lookup = Lookup::ended(LookupStatus::Cached);
                 lookup.phone_e164 = Some(phone.to_string());
-                lookup.provider = Some(provider);
+                lookup.provider = Some(name.clone());
+                return lookup;
             }
-            return lookup;
         }
 
         // Only a lead that will call a provider waits for a place.
@@ -162,7 +191,15 @@ impl Waterfall {
         };
         let mut tally = Tally::default();
         let mut found = None;
-        for slot in self.finders.iter().filter(|s| s.config.enabled) {
+        // Whether an answer came from the cache, and whether one was paid for.
+        let (mut remembered_any, mut asked_any) = (false, false);
+        let finders = self.finders.iter().filter(|s| s.config.enabled);
+        for (slot, answer) in finders.zip(remembered) {
+            if answer.is_some() {
+                tally.miss = true;
+                remembered_any = true;
+                continue;
+            }
             if lead.user_tier.unwrap_or(0) < slot.config.min_user_tier {
                 calls.skip(&slot.name, Outcome::SkippedTier, None).await;
                 tally.tier = true;
@@ -173,11 +210,49 @@ impl Waterfall {
                 tally.error = true;
                 continue;
             }
+            let asking = if self.cache.enabled {
+                match self.ask_or_wait(key, slot, calls.deadline).await {
+                    Ok(asking) => Some(asking),
+                    Err(ProviderAnswer::Found(phone)) => {
+                        remembered_any = true;
+                        found = Some((phone.to_string(), slot.name.clone()));
+                        break;
+                    }
+                    Err(ProviderAnswer::NotFound) => {
+                        remembered_any = true;
+                        tally.miss = true;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            asked_any = true;
             let ask = FindPhone {
                 provider: &*slot.contract,
                 lead,
             };
-            match calls.ask(slot, &ask).await {
+            let called = calls.ask(slot, &ask).await;
+            // An answer is remembered the moment it is paid for, before the
+            // lead leaves: a rerun after a crash does not pay for it again.
+            if let (Some(_), Called::Answered(reply)) = (&asking, &called) {
+                let (answer, ttl_hours) = match reply {
+                    Some(e164) => (
+                        ProviderAnswer::Found(e164.as_str().into()),
+                        self.cache.ttl_hours,
+                    ),
+                    None => (ProviderAnswer::NotFound, self.cache.miss_ttl_hours),
+                };
+                let ttl = Duration::from_secs(ttl_hours.saturating_mul(3_600));
+                self.services
+                    .cache
+                    .remember(key, &slot.name, answer, clock.now(), ttl)
+                    .await;
+            } else if asking.is_some() {
+                self.services.cache.unclaim(key, &slot.name).await;
+            }
+            drop(asking);
+            match called {
                 Called::Answered(Some(e164)) => {
                     found = Some((e164, slot.name.clone()));
                     break;
@@ -196,28 +271,12 @@ impl Waterfall {
             }
         }
 
-        let status = tally.status(found.is_some());
-        let remember = match &found {
-            Some(_) => Some(self.cache.ttl_hours),
-            None if status == LookupStatus::NotFound && tally.settled_miss() => {
-                Some(self.cache.miss_ttl_hours)
-            }
-            None => None,
-        };
-        if self.cache.enabled
-            && let Some(ttl_hours) = remember
+        let mut status = tally.status(found.is_some());
+        if remembered_any
+            && !asked_any
+            && matches!(status, LookupStatus::Found | LookupStatus::NotFound)
         {
-            let value = CachedLookup {
-                found: found
-                    .as_ref()
-                    .map(|(phone, provider): &(String, Arc<str>)| {
-                        (Arc::from(phone.as_str()), provider.clone())
-                    }),
-            };
-            let expires = clock
-                .now()
-                .saturating_add((ttl_hours as i64).saturating_mul(HOUR));
-            self.services.cache.put(key, value, expires).await;
+            status = LookupStatus::Cached;
         }
         let attempts = calls.attempts;
         let (phone_e164, provider) = found.unzip();
@@ -228,6 +287,64 @@ impl Waterfall {
             cost_micros: attempts.iter().map(|a| a.cost_micros).sum(),
             latency_ms: (clock.now() - started) / MS,
             attempts,
+        }
+    }
+
+    /// Takes the right to ask `slot`'s provider about the lead, or, when
+    /// someone is asking it already (here, or another worker through a
+    /// shared cache), waits for that answer: `Err(answer)`. A wait that
+    /// ends without an answer (the other call failed, or its claim ran out)
+    /// takes the right itself.
+    async fn ask_or_wait<P: ?Sized>(
+        &self,
+        key: CacheKey,
+        slot: &Slot<P>,
+        deadline: Micros,
+    ) -> Result<Asking<'_>, ProviderAnswer> {
+        let clock = &*self.services.clock;
+        let question = (key, slot.name.clone());
+        let asking = loop {
+            let mut waiting = {
+                let mut asking = self.asking.lock().expect("asking lock");
+                match asking.get(&question) {
+                    Some(rx) => rx.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(());
+                        asking.insert(question.clone(), rx);
+                        break Asking {
+                            waterfall: self,
+                            question,
+                            _done: tx,
+                        };
+                    }
+                }
+            };
+            // Returns when the asker is done (its sender dropped); its
+            // answer, if it got one, is then read by the claim below.
+            let _ = waiting.changed().await;
+        };
+        // The claim also reads the answer, so one written between our
+        // first read and now (by the lookup we waited for, or another
+        // worker) is used, not paid for again.
+        let hold = (slot.config.timeout_ms as i64 * MS)
+            .saturating_mul(i64::from(slot.config.retries) + 1)
+            .saturating_add(self.lookup.retry_max_ms as i64 * MS);
+        let mut poll = 10 * MS;
+        loop {
+            let now = clock.now();
+            let until = now.saturating_add(hold).min(deadline.max(now + MS));
+            match self.services.cache.claim(key, &slot.name, now, until).await {
+                Claim::Granted => return Ok(asking),
+                Claim::Answered(answer) => return Err(answer),
+                // Another worker is asking: wait for its answer, or for
+                // its claim to lapse, within this lead's deadline.
+                Claim::Held if now >= deadline => return Ok(asking),
+                Claim::Held => {
+                    clock.sleep(Duration::from_micros(poll as u64)).await;
+                    tokio::task::yield_now().await;
+                    poll = (poll * 2).min(200 * MS);
+                }
+            }
         }
     }
 

@@ -380,6 +380,53 @@ async fn leads_with_a_valid_phone_are_skipped_and_answers_are_cached() {
     assert_eq!(requests(&w, "p"), 1, "never paid for twice");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_seen_twice_asks_each_provider_once_even_at_the_same_time() {
+    let toml = format!(
+        "{}{}[sandbox]\nhit_rate = 0.3\nlatency_ms = 2\n",
+        provider("first", "orion", 1, "min_user_tier = 1"),
+        provider("second", "astra", 2, "min_user_tier = 2"),
+    );
+    let (w, _) = start(&toml).await;
+    // Every lead twice, tiers 0 to 2, all at once.
+    let leads: Vec<_> = (0..120)
+        .chain(0..120)
+        .map(|i| {
+            let mut l = lead(i);
+            l.user_tier = Some(i as i32 % 3);
+            l
+        })
+        .collect();
+    futures::future::join_all(leads.iter().map(|l| w.find(l))).await;
+    let calls: Vec<_> = w
+        .usage()
+        .into_iter()
+        .filter(|u| u.attempt.attempt > 0)
+        .collect();
+    let served = requests(&w, "first") + requests(&w, "second");
+    assert_eq!(calls.len() as u64, served);
+    let mut asked = std::collections::HashSet::new();
+    for u in &calls {
+        let question = (u.lead.lead_id.clone(), u.attempt.provider.clone());
+        assert!(asked.insert(question.clone()), "asked twice: {question:?}");
+    }
+    // A tier-0 lead is asked of nobody; the rest of `first`, and those
+    // `first` had no phone for, of `second` if their tier allows.
+    assert_eq!(requests(&w, "first"), 80);
+
+    // Later, at a higher tier: only the provider not yet asked is.
+    let before = requests(&w, "first");
+    let mut upgraded = lead(1);
+    upgraded.user_tier = Some(2);
+    let again = w.find(&upgraded).await;
+    assert_eq!(
+        requests(&w, "first"),
+        before,
+        "first already answered lead 1"
+    );
+    assert!(again.attempts.iter().all(|a| &*a.provider != "first"));
+}
+
 #[tokio::test]
 async fn the_hourly_limit_skips_a_provider_until_its_window_frees() {
     let toml = format!(

@@ -206,3 +206,63 @@ async fn provider_usage_is_complete_whatever_the_query_selects() {
         );
     }
 }
+
+/// A key prefix in the test Redis no other test (or earlier run) uses.
+fn redis_config(test: &str) -> leadflow_fleet::RedisConfig {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    leadflow_fleet::RedisConfig {
+        url: Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+        key_prefix: format!("lftest-{test}-{}-{nanos}", std::process::id()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn with_redis_a_second_run_over_the_same_leads_pays_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut providers = example_config();
+    // Every provider answers, so every answer is kept.
+    providers.sandbox.error_rate = 0.0;
+    providers.sandbox.rate_limit_rate = 0.0;
+    providers.redis = redis_config("rerun");
+    let found = |out: String| async move {
+        rows(
+            &query(
+                &out,
+                "select lead_id, found_phone_e164 from enriched_leads
+                 where found_phone_e164 is not null order by 1",
+            )
+            .await,
+        )
+    };
+
+    let first = dir.path().join("first").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &first);
+    cfg.providers = providers.clone();
+    let summary = run(cfg).await;
+    let paid: u64 = summary.sandbox.unwrap().values().map(|s| s.requests).sum();
+    assert!(paid > 100, "the first run pays: {paid}");
+
+    let second = dir.path().join("second").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &second);
+    cfg.providers = providers;
+    let summary = run(cfg).await;
+    let served: u64 = summary.sandbox.unwrap().values().map(|s| s.requests).sum();
+    assert_eq!(served, 0, "every answer came from Redis");
+    let calls = rows(
+        &query(
+            &second,
+            "select count(*) from provider_usage where attempt > 0",
+        )
+        .await,
+    );
+    assert_eq!(calls[0][0], "0");
+    assert_eq!(
+        found(second).await,
+        found(first).await,
+        "the same phones, unpaid"
+    );
+}

@@ -1,0 +1,292 @@
+//! Rate limits shared by the fleet, exact under concurrency.
+//!
+//! Each provider's window lives in Redis (see [`crate::keys`]) and is only
+//! changed by one Lua script (`lua/lease.lua`) that reads Redis `TIME`:
+//! workers' clocks never decide what is in the window. A worker asks for up
+//! to K permits in one round trip (a *lease*), spends them locally, and
+//! hands back the ones it did not use when the lease time is up (or at the
+//! end of the run). The whole lease counts against the window from the
+//! moment it is granted, so the fleet never passes the limit; used permits
+//! count from the moment they are handed back (every use was before), or,
+//! if never handed back, from the end of the lease time.
+//!
+//! K starts at 1, doubles each time a lease is used up before its time, and
+//! halves when one comes back unused; the script also caps it at this
+//! worker's share of what is left (left ÷ live workers), so a nearly full
+//! window is spread across the fleet rather than stranded in one lease.
+//!
+//! **A worker that dies holding a lease** wastes at most that lease's unused
+//! permits (≤ `max_lease`) for one window: nobody can tell whether it used
+//! them, so they are counted as used — the safe side of the limit.
+//!
+//! **When Redis is gone**, a worker spends what is left of its current lease,
+//! then allows itself its share of what the window had left when it last
+//! heard from Redis (that left ÷ the workers alive then), and no more until
+//! Redis is back; then it records what it spent there. So the fleet's
+//! overshoot during an outage is bounded by how stale those last views
+//! were: at most what the fleet was granted between each worker's last
+//! contact and the outage (with leases, about one lease per worker), never
+//! the limit times the number of workers. A worker that never reached Redis
+//! allows itself nothing (it cannot know its share).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use leadflow_waterfall::{Micros, RateLimiter};
+
+use crate::config::RedisConfig;
+use crate::conn::{Lua, Redis};
+
+static LEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/lease.lua")));
+
+/// A [`RateLimiter`] whose windows are shared through Redis, taken in leases.
+#[derive(Debug)]
+pub struct RedisRateLimiter {
+    redis: Arc<Redis>,
+    lease: Duration,
+    max_lease: u32,
+    /// Live workers, as the last heartbeat counted them (≥ 1).
+    workers: Arc<AtomicU32>,
+    providers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
+    next_id: AtomicU64,
+}
+
+/// One provider's permits as this worker holds them.
+#[derive(Debug)]
+struct Held {
+    /// The lease out now, if any.
+    id: Option<String>,
+    /// Its permits not yet used.
+    unused: u32,
+    /// When it must be handed back (local clock; it was asked for before
+    /// Redis started counting its time, so this is never late).
+    until: Instant,
+    /// How many permits the next lease asks for.
+    want: u32,
+    /// The limit and window the last lease was taken under.
+    limit: u32,
+    window: Micros,
+    /// What the window had left when Redis last answered.
+    left_seen: Option<i64>,
+    /// While Redis is gone: what this worker still allows itself.
+    offline_allowance: Option<u32>,
+    /// Permits spent while Redis was gone, not yet recorded there.
+    offline_spent: u32,
+}
+
+impl RedisRateLimiter {
+    pub(crate) fn new(redis: Arc<Redis>, config: &RedisConfig) -> Self {
+        Self {
+            redis,
+            lease: Duration::from_millis(config.lease_ms),
+            max_lease: config.max_lease,
+            workers: Arc::new(AtomicU32::new(1)),
+            providers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The fleet size as last counted, shared with whoever divides by it.
+    pub(crate) fn fleet_size(&self) -> Arc<AtomicU32> {
+        self.workers.clone()
+    }
+
+    pub(crate) fn saw_fleet(&self, workers: u32) {
+        self.workers.store(workers.max(1), Ordering::Release);
+    }
+
+    fn held(&self, provider: &str) -> Arc<tokio::sync::Mutex<Held>> {
+        let mut providers = self.providers.lock().expect("limiter lock");
+        if let Some(h) = providers.get(provider) {
+            return h.clone();
+        }
+        let held = Arc::new(tokio::sync::Mutex::new(Held {
+            id: None,
+            unused: 0,
+            until: self.local_now(),
+            want: 1,
+            limit: 0,
+            window: 0,
+            left_seen: None,
+            offline_allowance: None,
+            offline_spent: 0,
+        }));
+        providers.insert(provider.to_string(), held.clone());
+        held
+    }
+
+    /// The local clock leases are timed on (moved with Redis's in tests).
+    fn local_now(&self) -> Instant {
+        Instant::now() + Duration::from_micros(self.redis.clock_shift().max(0) as u64)
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.redis.worker())
+    }
+
+    /// One round trip: hands back the lease held (if `hand_back`), records
+    /// permits spent offline, and asks for `want` more. `None` when Redis
+    /// did not answer.
+    async fn exchange(
+        &self,
+        provider: &str,
+        h: &mut Held,
+        want: u32,
+        hand_back: bool,
+    ) -> Option<u32> {
+        let keys = self.redis.keys().limit(provider);
+        let back = if hand_back { h.id.clone() } else { None };
+        let id = self.new_id();
+        let args = [
+            h.limit.to_string(),
+            h.window.to_string(),
+            (self.lease.as_micros() as i64).to_string(),
+            want.to_string(),
+            self.redis.clock_shift().to_string(),
+            back.clone().unwrap_or_default(),
+            if back.is_some() { h.unused } else { 0 }.to_string(),
+            id.clone(),
+            h.offline_spent.to_string(),
+            self.workers.load(Ordering::Acquire).to_string(),
+        ];
+        let asked_at = self.local_now();
+        let (granted, left, _now): (u32, i64, i64) =
+            self.redis.script(&LEASE, &keys, &args).await?;
+        if back.is_some() {
+            h.id = None;
+            h.unused = 0;
+        }
+        h.left_seen = Some(left);
+        h.offline_allowance = None;
+        h.offline_spent = 0;
+        if granted > 0 {
+            h.id = Some(id);
+            h.unused = granted;
+            h.until = asked_at + self.lease;
+        }
+        Some(granted)
+    }
+
+    /// Hands back leases whose time is up and that still hold permits.
+    pub(crate) async fn hand_back_expired(&self) {
+        let all: Vec<_> = {
+            let providers = self.providers.lock().expect("limiter lock");
+            providers
+                .iter()
+                .map(|(p, h)| (p.clone(), h.clone()))
+                .collect()
+        };
+        let now = self.local_now();
+        for (provider, held) in all {
+            let Ok(mut h) = held.try_lock() else {
+                continue;
+            };
+            if h.id.is_some() && now >= h.until && h.unused > 0 {
+                self.exchange(&provider, &mut h, 0, true).await;
+            }
+        }
+    }
+}
+
+impl RateLimiter for RedisRateLimiter {
+    fn try_acquire<'a>(
+        &'a self,
+        provider: &'a str,
+        limit: u32,
+        window: Micros,
+        _now: Micros,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let held = self.held(provider);
+            let mut h = held.lock().await;
+            let now = self.local_now();
+            if h.unused > 0 && now < h.until {
+                h.unused -= 1;
+                return true;
+            }
+            h.limit = limit;
+            h.window = window;
+            if self.redis.online() {
+                // Grow the lease while they run out early; shrink when one
+                // comes back unused.
+                if h.id.is_some() {
+                    h.want = if h.unused == 0 {
+                        h.want.saturating_mul(2)
+                    } else {
+                        h.want / 2
+                    }
+                    .clamp(1, self.max_lease);
+                }
+                let want = h.want;
+                match self.exchange(provider, &mut h, want, true).await {
+                    Some(0) => return false,
+                    Some(_) => {
+                        h.unused -= 1;
+                        return true;
+                    }
+                    None => {} // Redis just went away
+                }
+            }
+            // Offline: the worker's share of what was left when last seen.
+            let workers = self.workers.load(Ordering::Acquire).max(1);
+            let left_seen = h.left_seen.unwrap_or(0).max(0);
+            let allowance = h
+                .offline_allowance
+                .get_or_insert_with(|| (left_seen / i64::from(workers)) as u32);
+            if *allowance == 0 {
+                return false;
+            }
+            *allowance -= 1;
+            h.offline_spent += 1;
+            true
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let all: Vec<_> = {
+                let providers = self.providers.lock().expect("limiter lock");
+                providers
+                    .iter()
+                    .map(|(p, h)| (p.clone(), h.clone()))
+                    .collect()
+            };
+            for (provider, held) in all {
+                let mut h = held.lock().await;
+                if (h.id.is_some() && h.unused > 0) || h.offline_spent > 0 {
+                    self.exchange(&provider, &mut h, 0, true).await;
+                }
+            }
+        })
+    }
+}
+
+/// What `provider`'s window has left (forgetting what left it), without
+/// taking anything. `None` when Redis does not answer.
+pub(crate) async fn window_left(
+    redis: &Redis,
+    provider: &str,
+    limit: u32,
+    window: Micros,
+) -> Option<i64> {
+    let args = [
+        limit.to_string(),
+        window.to_string(),
+        "0".into(),
+        "0".into(),
+        redis.clock_shift().to_string(),
+        String::new(),
+        "0".into(),
+        "status".into(),
+        "0".into(),
+        "1".into(),
+    ];
+    let (_, left, _): (u32, i64, i64) = redis
+        .script(&LEASE, &redis.keys().limit(provider), &args)
+        .await?;
+    Some(left)
+}

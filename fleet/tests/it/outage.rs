@@ -1,0 +1,129 @@
+//! Redis going away mid-run and coming back, with a `redis-server` this
+//! test starts and kills: lookups go on, the limit holds, the worker returns
+//! to Redis.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_waterfall::{RateLimiter, WaterfallConfig};
+
+use crate::support::{get, prefix, services, worker_at};
+
+const WINDOW: i64 = 3_600 * 1_000_000;
+
+/// A `redis-server` on `port`, keeping nothing on disk.
+fn redis_server(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (scripts/test.sh installs it)")
+}
+
+/// Waits until the server started on `port` accepts connections.
+async fn accepting(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("redis-server on {port} did not start");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn take(limiter: &Arc<dyn RateLimiter>, n: usize) -> u64 {
+    let mut granted = 0;
+    for _ in 0..n {
+        if limiter.try_acquire("orion", 100, WINDOW, 0).await {
+            granted += 1;
+        }
+    }
+    granted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_worker_keeps_its_share_and_returns_when_redis_does() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = redis_server(port);
+    accepting(port).await;
+    let prefix = prefix("outage");
+    let fleet = worker_at(&url, &prefix, |c| {
+        c.timeout_ms = 300;
+        c.lease_ms = 60_000;
+        c.max_lease = 8;
+    })
+    .await;
+    let limiter = services(&fleet, &WaterfallConfig::default()).limiter;
+    assert_eq!(take(&limiter, 40).await, 40);
+    assert!(fleet.redis().online());
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // Its lease, then its share of the 60 left (one worker: all of it), then no more.
+    assert_eq!(take(&limiter, 100).await, 60, "never past the limit of 100");
+    assert!(!fleet.redis().online(), "noticed the outage");
+
+    // Back (empty: it kept nothing). The worker returns to it and records
+    // what it spent while it was gone.
+    let mut server = redis_server(port);
+    accepting(port).await;
+    let mut back = false;
+    for _ in 0..40 {
+        if fleet.redis().probe().await {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(back, "the worker reconnects");
+    assert_eq!(
+        take(&limiter, 1).await,
+        1,
+        "a fresh server has a fresh window"
+    );
+    let used = get(&url, &format!("{prefix}:{{limit:orion}}:used")).await;
+    assert!(
+        used.is_some_and(|u| u >= 1 + 52),
+        "offline spend recorded: {used:?}"
+    );
+    limiter.close().await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_that_never_reached_redis_pays_for_nothing() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let fleet = worker_at(&url, &prefix("never"), |c| c.timeout_ms = 200).await;
+    assert!(!fleet.redis().online());
+    let limiter = services(&fleet, &WaterfallConfig::default()).limiter;
+    assert_eq!(
+        take(&limiter, 10).await,
+        0,
+        "its share of an unknown window is nothing"
+    );
+}
