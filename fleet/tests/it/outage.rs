@@ -127,3 +127,92 @@ async fn a_worker_that_never_reached_redis_pays_for_nothing() {
         "its share of an unknown window is nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_go_on_when_redis_dies_mid_run_and_the_limit_holds() {
+    use leadflow_sandbox::Sandbox;
+    use leadflow_waterfall::{LeadQuery, LeadRef, UsageLedger, Waterfall};
+
+    let (sandbox, text) = Sandbox::start_for_config(
+        r#"
+[[providers]]
+name = "orion"
+kind = "orion"
+priority = 1
+max_requests_per_hour = 150
+base_url = "sandbox"
+[sandbox]
+hit_rate = 0.0
+"#,
+    )
+    .await
+    .unwrap();
+    let config = WaterfallConfig::from_toml(&text).unwrap();
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = redis_server(port);
+    accepting(port).await;
+    let fleet = worker_at(&url, &prefix("midrun"), |c| {
+        c.timeout_ms = 300;
+        c.lease_ms = 60_000;
+    })
+    .await;
+    let (ledger, _usage) = UsageLedger::channel(10_000);
+    let waterfall = Waterfall::builder(config.clone())
+        .services(services(&fleet, &config))
+        .secrets(|_, _| Some("sandbox".into()))
+        .ledger(ledger)
+        .build()
+        .unwrap();
+    let find = |i: usize| {
+        let lead = LeadQuery {
+            email: format!("p{i}@mid.run"),
+            full_name: format!("P {i}"),
+            company_website: "mid.run".into(),
+            country: Some("US".into()),
+            user_tier: Some(1),
+            phone_raw: None,
+        };
+        let waterfall = &waterfall;
+        async move { waterfall.find(&lead, &LeadRef::default()).await }
+    };
+    let served = || sandbox.stats().get("orion").map_or(0, |s| s.requests);
+
+    for i in 0..100 {
+        find(i).await;
+    }
+    assert_eq!(served(), 100);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut answered = 0;
+    for i in 100..200 {
+        find(i).await;
+        answered += 1;
+    }
+    assert_eq!(answered, 100, "every lookup came back");
+    assert_eq!(
+        served(),
+        150,
+        "the limit of 150, exactly: one worker's share is all that was left"
+    );
+    assert!(!fleet.redis().online());
+
+    let mut server = redis_server(port);
+    accepting(port).await;
+    let mut back = false;
+    for _ in 0..40 {
+        if fleet.redis().probe().await {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(back, "the worker returns to Redis");
+    // The restarted server is empty: a fresh window (plus the 50 spent
+    // while it was gone, recorded now).
+    find(500).await;
+    assert_eq!(served(), 151);
+    waterfall.close().await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -266,3 +266,76 @@ async fn with_redis_a_second_run_over_the_same_leads_pays_nothing() {
         "the same phones, unpaid"
     );
 }
+
+/// Runs the real binary over the example into `out` with `config`,
+/// sharing `redis`; returns its child process.
+fn spawn_run(config: &Path, out: &Path, redis: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["run", "--no-progress", "--input", &example("leads.csv")])
+        .arg("--out")
+        .arg(out)
+        .arg("--config")
+        .arg(config)
+        .args(["--redis", redis, "--batch-size", "50"])
+        .env_remove("LEADFLOW_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("leadflow runs")
+}
+
+#[tokio::test]
+async fn two_processes_started_together_pay_for_each_lead_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = redis_config("two-processes");
+    let config = dir.path().join("leadflow.toml");
+    let example_toml = std::fs::read_to_string(example("leadflow.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{example_toml}\n[redis]\nkey_prefix = \"{}\"\n",
+            redis.key_prefix
+        ),
+    )
+    .unwrap();
+    let url = redis.url.unwrap();
+    let outs = [dir.path().join("a"), dir.path().join("b")];
+    let children: Vec<_> = outs
+        .iter()
+        .map(|out| spawn_run(&config, out, &url))
+        .collect();
+    let mut served = 0u64;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        // "  sandbox         162 requests served in-process (…)"
+        served += stderr
+            .lines()
+            .find(|l| l.contains("requests served in-process"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(0, |n| n.parse().unwrap());
+    }
+
+    let mut asked = std::collections::HashSet::new();
+    for out in &outs {
+        let calls = rows(
+            &query(
+                &out.display().to_string(),
+                "select lead_id, provider from provider_usage where attempt > 0",
+            )
+            .await,
+        );
+        for call in calls {
+            assert!(asked.insert(call.clone()), "paid twice: {call:?}");
+        }
+    }
+    assert!(
+        served > 100,
+        "the example pays for about 160 calls: {served}"
+    );
+    assert_eq!(
+        asked.len() as u64,
+        served,
+        "usage rows = requests the sandboxes served"
+    );
+}
