@@ -68,14 +68,17 @@ pub struct Waterfall {
     pub(crate) finder_names: Vec<Arc<str>>,
     /// Questions (lead, provider) being asked in this process right now;
     /// a second lookup of one waits for the first's answer.
-    pub(crate) asking: Mutex<HashMap<(CacheKey, Arc<str>), watch::Receiver<()>>>,
+    pub(crate) asking: Mutex<HashMap<Question, watch::Receiver<()>>>,
 }
+
+/// "Does this provider know this lead's phone?"
+type Question = (CacheKey, Arc<str>);
 
 /// The right to ask one provider about one lead in this process: ends
 /// (waking whoever waits for the answer) when dropped.
 struct Asking<'a> {
     waterfall: &'a Waterfall,
-    question: (CacheKey, Arc<str>),
+    question: Question,
     _done: watch::Sender<()>,
 }
 

@@ -107,8 +107,8 @@ async fn without_redis_a_worker_keeps_its_share_and_returns_when_redis_does() {
     );
     let used = get(&url, &format!("{prefix}:{{limit:orion}}:used")).await;
     assert!(
-        used.is_some_and(|u| u >= 1 + 52),
-        "offline spend recorded: {used:?}"
+        used.is_some_and(|u| u > 53),
+        "the 53 spent offline and the new lease: {used:?}"
     );
     limiter.close().await;
     server.kill().unwrap();
