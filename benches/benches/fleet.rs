@@ -16,6 +16,10 @@ const KEYS: usize = 10_000;
 const HOUR: i64 = 3_600 * 1_000_000;
 
 fn fleet(runtime: &tokio::runtime::Runtime, test: &str) -> Option<Fleet> {
+    fleet_with(runtime, test, RedisConfig::default().max_lease)
+}
+
+fn fleet_with(runtime: &tokio::runtime::Runtime, test: &str, max_lease: u32) -> Option<Fleet> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -23,6 +27,7 @@ fn fleet(runtime: &tokio::runtime::Runtime, test: &str) -> Option<Fleet> {
         .as_nanos();
     let config = RedisConfig {
         key_prefix: format!("lfbench-{test}-{nanos}"),
+        max_lease,
         ..RedisConfig::default()
     };
     let fleet = runtime.block_on(Fleet::connect(&url, config)).ok()?;
@@ -36,6 +41,7 @@ fn fleet(runtime: &tokio::runtime::Runtime, test: &str) -> Option<Fleet> {
 
 fn permits(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
     let mut group = c.benchmark_group("permits");
     group.throughput(Throughput::Elements(PERMITS));
     group.sample_size(10);
@@ -68,11 +74,31 @@ fn permits(c: &mut Criterion) {
         });
         runtime.block_on(limiter.close());
     }
+    // For scale: one round trip per permit, as a limiter without leases.
+    if let Some(fleet) = fleet_with(&runtime, "one-permit", 1) {
+        let limiter = fleet
+            .services(
+                &Default::default(),
+                Arc::new(leadflow_waterfall::SystemClock),
+            )
+            .limiter;
+        group.throughput(Throughput::Elements(PERMITS / 10));
+        group.bench_function("redis_one_per_round_trip_10k", |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    for _ in 0..PERMITS / 10 {
+                        assert!(limiter.try_acquire("orion", u32::MAX, HOUR, 0).await);
+                    }
+                })
+            })
+        });
+    }
     group.finish();
 }
 
 fn cache_reads(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
     let Some(fleet) = fleet(&runtime, "cache") else {
         return;
     };

@@ -1,8 +1,20 @@
 //! Budgets shared by the fleet: the per-day and per-organization-per-day
 //! caps in integer µUSD, in one Redis hash per UTC day
-//! (`P:{budget}:day:YYYY-MM-DD`), reserved before a call and settled after
-//! by one Lua script, so workers together stop at the cap to the µUSD. The
-//! per-run cap stays with the run (one process).
+//! (`P:{budget}:day:YYYY-MM-DD`), changed only by one Lua script, so workers
+//! together stop at the cap to the µUSD. The per-run cap stays with the run
+//! (one process).
+//!
+//! With only a day cap, a worker reserves the day's money in *chunks*, as
+//! the rate limiter leases permits: one round trip reserves a chunk in
+//! Redis, calls reserve from it and settle into it locally, and what was
+//! spent is booked (and the rest of the chunk handed back) on the next
+//! round trip, every `lease_ms`, and at the end of the run. A chunk counts
+//! as reserved in Redis the whole time, so the fleet cannot pass the cap;
+//! it starts at 16 of the call being paid for, doubles while chunks run out
+//! within a lease time, and is never more than this worker's share of what
+//! is left (÷ 2 × live workers). With a per-organization cap each call
+//! reserves and settles in Redis itself (one chunk per organization would
+//! hold money back from every other).
 //!
 //! The day is the waterfall clock's UTC date: workers whose clocks differ
 //! by seconds may book a call at midnight to either day. A worker that dies
@@ -13,7 +25,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use futures::future::BoxFuture;
@@ -34,6 +47,27 @@ pub struct RedisBudget {
     per_org_day: Option<i64>,
     workers: Arc<AtomicU32>,
     offline: Mutex<Offline>,
+    /// The day's money this worker holds reserved in Redis (day cap only):
+    /// taken from and settled into without awaiting anything.
+    chunk: Mutex<Chunk>,
+    /// Held by the one task talking to Redis about the chunk.
+    trip: tokio::sync::Mutex<()>,
+    lease: Duration,
+}
+
+/// Money reserved in Redis for one day, spent from locally.
+#[derive(Debug, Default)]
+struct Chunk {
+    date: String,
+    /// µUSD reserved in Redis for this worker.
+    held: i64,
+    /// Of that, reserved by calls in flight, or spent and not yet booked.
+    committed: i64,
+    /// Spent and not yet booked in Redis.
+    unbooked: i64,
+    /// The next chunk's size.
+    want: i64,
+    taken_at: Option<Instant>,
 }
 
 /// What the worker knows and owes while Redis is gone.
@@ -50,8 +84,16 @@ struct Offline {
 }
 
 impl RedisBudget {
-    pub(crate) fn new(redis: Arc<Redis>, config: &BudgetConfig, workers: Arc<AtomicU32>) -> Self {
+    pub(crate) fn new(
+        redis: Arc<Redis>,
+        config: &BudgetConfig,
+        workers: Arc<AtomicU32>,
+        lease: Duration,
+    ) -> Self {
         Self {
+            chunk: Mutex::new(Chunk::default()),
+            trip: tokio::sync::Mutex::new(()),
+            lease,
             redis,
             run: InMemoryBudget::new(&BudgetConfig {
                 per_run_usd: config.per_run_usd,
@@ -69,24 +111,29 @@ impl RedisBudget {
     }
 
     /// Runs the budget script for `date`.
+    /// One round trip: releases `release` and books `spent` (on `org` too),
+    /// then reserves up to `want` if at least `least` is left. Returns what
+    /// was granted; `None` when Redis did not answer.
     async fn book(
         &self,
         date: &str,
-        amount: i64,
+        (want, least): (i64, i64),
         release: i64,
         spent: i64,
         org: Org<'_>,
-    ) -> Option<(bool, i64, i64)> {
+    ) -> Option<i64> {
         let args = [
-            amount.to_string(),
+            want.to_string(),
             release.to_string(),
             spent.to_string(),
             self.per_day.unwrap_or(-1).to_string(),
             org.unwrap_or_default().to_string(),
             self.per_org_day.unwrap_or(-1).to_string(),
+            least.to_string(),
         ];
         let key = [self.redis.keys().budget_day(date)];
-        let (ok, left, org_left): (i64, i64, i64) = self.redis.script(&BUDGET, &key, &args).await?;
+        let (granted, left, org_left): (i64, i64, i64) =
+            self.redis.script(&BUDGET, &key, &args).await?;
         let mut off = self.offline.lock().expect("budget lock");
         off.day_left = (left >= 0).then_some(left);
         if let Some(o) = org
@@ -96,7 +143,139 @@ impl RedisBudget {
         }
         off.day_allowance = None;
         off.org_allowance.clear();
-        Some((ok == 1, left, org_left))
+        Some(granted)
+    }
+
+    /// Whether reservations come from a chunk: a day cap and no
+    /// per-organization cap.
+    fn chunked(&self) -> bool {
+        self.per_day.is_some() && self.per_org_day.is_none()
+    }
+
+    /// Takes `amount` from the chunk if it is for `date` and has it.
+    fn take(&self, amount: i64, date: &str) -> bool {
+        let mut c = self.chunk.lock().expect("chunk lock");
+        let ok = c.date == date && c.held - c.committed >= amount;
+        if ok {
+            c.committed += amount;
+        }
+        ok
+    }
+
+    /// Reserves `amount` from this worker's chunk, taking a new one (and
+    /// booking what was spent) when it is short. `None`: the cap is
+    /// reached; `Some(None)`: Redis did not answer.
+    async fn reserve_from_chunk(&self, amount: i64, date: String) -> Option<Option<Reservation>> {
+        let shared = Reservation {
+            amount,
+            shared: true,
+        };
+        if self.take(amount, &date) {
+            return Some(Some(shared));
+        }
+        let _trip = self.trip.lock().await;
+        if self.take(amount, &date) {
+            return Some(Some(shared));
+        }
+        let old_day = self.chunk.lock().expect("chunk lock").date != date;
+        if old_day {
+            // What the old day's chunk spent is booked to that day.
+            self.hand_back().await;
+            let mut c = self.chunk.lock().expect("chunk lock");
+            c.date = date;
+            c.want = 0;
+        }
+        let (unbooked, want) = {
+            let mut c = self.chunk.lock().expect("chunk lock");
+            let workers = i64::from(self.workers.load(Ordering::Acquire).max(1));
+            let used_up_fast = c.taken_at.is_some_and(|t| t.elapsed() < self.lease);
+            c.want = if c.want == 0 {
+                16 * amount
+            } else if used_up_fast {
+                c.want.saturating_mul(2)
+            } else {
+                c.want
+            };
+            let share = self.per_day.unwrap_or(i64::MAX) / (2 * workers) / amount * amount;
+            (c.unbooked, c.want.min(share).max(amount))
+        };
+        let date = self.chunk.lock().expect("chunk lock").date.clone();
+        let granted = match self
+            .book(&date, (want, amount), unbooked, unbooked, None)
+            .await
+        {
+            Some(granted) => granted,
+            None => return Some(None),
+        };
+        let mut c = self.chunk.lock().expect("chunk lock");
+        c.held += granted - unbooked;
+        c.committed -= unbooked;
+        c.unbooked -= unbooked;
+        c.taken_at = Some(Instant::now());
+        if c.held - c.committed >= amount {
+            c.committed += amount;
+            Some(Some(shared))
+        } else {
+            None
+        }
+    }
+
+    /// Books what the chunk spent and hands back what no call holds. The
+    /// caller holds `trip`.
+    async fn hand_back(&self) {
+        let (date, free, unbooked) = {
+            let mut c = self.chunk.lock().expect("chunk lock");
+            let free = c.held - c.committed;
+            // Out of reach of reservations while it is being handed back.
+            c.held -= free;
+            (c.date.clone(), free, c.unbooked)
+        };
+        if (free == 0 && unbooked == 0) || date.is_empty() {
+            return;
+        }
+        let booked = self
+            .book(&date, (0, 0), free + unbooked, unbooked, None)
+            .await
+            .is_some();
+        let mut c = self.chunk.lock().expect("chunk lock");
+        if booked {
+            c.held -= unbooked;
+            c.committed -= unbooked;
+            c.unbooked -= unbooked;
+        } else {
+            c.held += free;
+        }
+    }
+
+    /// Every lease time: hands back a chunk left idle for a lease time.
+    pub(crate) fn start_handing_back(self: &Arc<Self>) {
+        let budget: Weak<Self> = Arc::downgrade(self);
+        let every = self.lease;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(budget) = budget.upgrade() else {
+                    return;
+                };
+                if !budget.chunked() || !budget.redis.online() {
+                    continue;
+                }
+                let Ok(_trip) = budget.trip.try_lock() else {
+                    continue;
+                };
+                let idle = budget
+                    .chunk
+                    .lock()
+                    .expect("chunk lock")
+                    .taken_at
+                    .is_some_and(|t| t.elapsed() >= every);
+                if idle {
+                    budget.hand_back().await;
+                }
+            }
+        });
     }
 
     /// Books what was settled while Redis was gone.
@@ -104,7 +283,7 @@ impl RedisBudget {
         let unbooked = std::mem::take(&mut self.offline.lock().expect("budget lock").unbooked);
         for (i, (date, org, release, spent)) in unbooked.iter().enumerate() {
             if self
-                .book(date, 0, *release, *spent, org.as_deref())
+                .book(date, (0, 0), *release, *spent, org.as_deref())
                 .await
                 .is_none()
             {
@@ -153,6 +332,24 @@ fn date_of(now: Micros) -> String {
 }
 
 impl Budget for RedisBudget {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.chunked() {
+                let _trip = self.trip.lock().await;
+                self.hand_back().await;
+            }
+            if !self
+                .offline
+                .lock()
+                .expect("budget lock")
+                .unbooked
+                .is_empty()
+            {
+                self.book_unbooked().await;
+            }
+        })
+    }
+
     fn reserve<'a>(
         &'a self,
         amount: i64,
@@ -179,12 +376,25 @@ impl Budget for RedisBudget {
             {
                 self.book_unbooked().await;
             }
-            let reserved = match self.book(&date_of(now), amount, 0, 0, org).await {
-                Some((ok, _, _)) => ok.then_some(Reservation {
-                    amount,
-                    shared: true,
-                }),
-                None => self.reserve_offline(amount, org).then_some(Reservation {
+            let date = date_of(now);
+            let from_redis = if self.chunked() {
+                self.reserve_from_chunk(amount, date).await
+            } else {
+                self.book(&date, (amount, amount), 0, 0, org)
+                    .await
+                    .map(|granted| {
+                        (granted > 0).then_some(Reservation {
+                            amount,
+                            shared: true,
+                        })
+                    })
+                    .map_or(Some(None), |r| r.map(Some))
+            };
+            // `None`: refused; `Some(None)`: Redis did not answer.
+            let reserved = match from_redis {
+                Some(Some(r)) => Some(r),
+                None => None,
+                Some(None) => self.reserve_offline(amount, org).then_some(Reservation {
                     amount,
                     shared: false,
                 }),
@@ -224,11 +434,22 @@ impl Budget for RedisBudget {
                     *a += unspent;
                 }
             }
+            if reservation.shared && self.chunked() {
+                // Into the chunk: booked on its next round trip.
+                let mut c = self.chunk.lock().expect("chunk lock");
+                c.committed -= reservation.amount - spent;
+                c.unbooked += spent;
+                return;
+            }
             if release == 0 && spent == 0 {
                 return;
             }
             let date = date_of(now);
-            if self.book(&date, 0, release, spent, org).await.is_none() {
+            if self
+                .book(&date, (0, 0), release, spent, org)
+                .await
+                .is_none()
+            {
                 let mut off = self.offline.lock().expect("budget lock");
                 off.unbooked
                     .push((date, org.map(str::to_string), release, spent));

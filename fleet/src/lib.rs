@@ -77,11 +77,16 @@ impl Fleet {
                 self.redis.clone(),
                 &waterfall.breaker,
             )),
-            budget: Arc::new(budget::RedisBudget::new(
-                self.redis.clone(),
-                &waterfall.budget,
-                self.limiter.fleet_size(),
-            )),
+            budget: {
+                let budget = Arc::new(budget::RedisBudget::new(
+                    self.redis.clone(),
+                    &waterfall.budget,
+                    self.limiter.fleet_size(),
+                    Duration::from_millis(self.config.lease_ms),
+                ));
+                budget.start_handing_back();
+                budget
+            },
         }
     }
 

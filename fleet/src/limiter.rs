@@ -50,20 +50,44 @@ pub struct RedisRateLimiter {
     max_lease: u32,
     /// Live workers, as the last heartbeat counted them (≥ 1).
     workers: Arc<AtomicU32>,
-    providers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Held>>>>,
+    providers: Mutex<HashMap<String, Arc<Window>>>,
     next_id: AtomicU64,
 }
 
-/// One provider's permits as this worker holds them.
+/// One provider's window as this worker sees it.
+#[derive(Debug)]
+struct Window {
+    /// The permits of the lease out now: taken without awaiting anything.
+    spare: Mutex<Spare>,
+    /// The rest, held by the one task that talks to Redis for this provider.
+    held: tokio::sync::Mutex<Held>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spare {
+    /// Permits of the current lease not yet used.
+    unused: u32,
+    /// When the lease must be handed back (local clock; it was asked for
+    /// before Redis started counting its time, so this is never late).
+    until: Instant,
+}
+
+impl Window {
+    /// Takes one permit of the current lease, if it has one.
+    fn take(&self, now: Instant) -> bool {
+        let mut spare = self.spare.lock().expect("lease lock");
+        let ok = spare.unused > 0 && now < spare.until;
+        if ok {
+            spare.unused -= 1;
+        }
+        ok
+    }
+}
+
 #[derive(Debug)]
 struct Held {
     /// The lease out now, if any.
     id: Option<String>,
-    /// Its permits not yet used.
-    unused: u32,
-    /// When it must be handed back (local clock; it was asked for before
-    /// Redis started counting its time, so this is never late).
-    until: Instant,
     /// How many permits the next lease asks for.
     want: u32,
     /// The limit and window the last lease was taken under.
@@ -98,24 +122,36 @@ impl RedisRateLimiter {
         self.workers.store(workers.max(1), Ordering::Release);
     }
 
-    fn held(&self, provider: &str) -> Arc<tokio::sync::Mutex<Held>> {
+    fn window(&self, provider: &str) -> Arc<Window> {
         let mut providers = self.providers.lock().expect("limiter lock");
-        if let Some(h) = providers.get(provider) {
-            return h.clone();
+        if let Some(w) = providers.get(provider) {
+            return w.clone();
         }
-        let held = Arc::new(tokio::sync::Mutex::new(Held {
-            id: None,
-            unused: 0,
-            until: self.local_now(),
-            want: 1,
-            limit: 0,
-            window: 0,
-            left_seen: None,
-            offline_allowance: None,
-            offline_spent: 0,
-        }));
-        providers.insert(provider.to_string(), held.clone());
-        held
+        let window = Arc::new(Window {
+            spare: Mutex::new(Spare {
+                unused: 0,
+                until: self.local_now(),
+            }),
+            held: tokio::sync::Mutex::new(Held {
+                id: None,
+                want: 1,
+                limit: 0,
+                window: 0,
+                left_seen: None,
+                offline_allowance: None,
+                offline_spent: 0,
+            }),
+        });
+        providers.insert(provider.to_string(), window.clone());
+        window
+    }
+
+    fn windows(&self) -> Vec<(String, Arc<Window>)> {
+        let providers = self.providers.lock().expect("limiter lock");
+        providers
+            .iter()
+            .map(|(p, w)| (p.clone(), w.clone()))
+            .collect()
     }
 
     /// The local clock leases are timed on (moved with Redis's in tests).
@@ -128,18 +164,22 @@ impl RedisRateLimiter {
         format!("{}:{n}", self.redis.worker())
     }
 
-    /// One round trip: hands back the lease held (if `hand_back`), records
-    /// permits spent offline, and asks for `want` more. `None` when Redis
-    /// did not answer.
+    /// One round trip: hands back the lease held with its unused permits,
+    /// records permits spent offline, and asks for `want` more, of which
+    /// it keeps `keep` for the caller. Returns what was granted; `None`
+    /// when Redis did not answer (the lease is then kept as it was).
     async fn exchange(
         &self,
         provider: &str,
+        w: &Window,
         h: &mut Held,
         want: u32,
-        hand_back: bool,
+        keep: u32,
     ) -> Option<u32> {
         let keys = self.redis.keys().limit(provider);
-        let back = if hand_back { h.id.clone() } else { None };
+        let before = *w.spare.lock().expect("lease lock");
+        // Nobody else may spend them while they are being handed back.
+        w.spare.lock().expect("lease lock").unused = 0;
         let id = self.new_id();
         let args = [
             h.limit.to_string(),
@@ -147,46 +187,40 @@ impl RedisRateLimiter {
             (self.lease.as_micros() as i64).to_string(),
             want.to_string(),
             self.redis.clock_shift().to_string(),
-            back.clone().unwrap_or_default(),
-            if back.is_some() { h.unused } else { 0 }.to_string(),
+            h.id.clone().unwrap_or_default(),
+            before.unused.to_string(),
             id.clone(),
             h.offline_spent.to_string(),
             self.workers.load(Ordering::Acquire).to_string(),
         ];
         let asked_at = self.local_now();
-        let (granted, left, _now): (u32, i64, i64) =
-            self.redis.script(&LEASE, &keys, &args).await?;
-        if back.is_some() {
-            h.id = None;
-            h.unused = 0;
-        }
+        let Some((granted, left, _now)): Option<(u32, i64, i64)> =
+            self.redis.script(&LEASE, &keys, &args).await
+        else {
+            *w.spare.lock().expect("lease lock") = before;
+            return None;
+        };
+        h.id = (granted > 0).then_some(id);
         h.left_seen = Some(left);
         h.offline_allowance = None;
         h.offline_spent = 0;
-        if granted > 0 {
-            h.id = Some(id);
-            h.unused = granted;
-            h.until = asked_at + self.lease;
-        }
+        *w.spare.lock().expect("lease lock") = Spare {
+            unused: granted.saturating_sub(keep),
+            until: asked_at + self.lease,
+        };
         Some(granted)
     }
 
     /// Hands back leases whose time is up and that still hold permits.
     pub(crate) async fn hand_back_expired(&self) {
-        let all: Vec<_> = {
-            let providers = self.providers.lock().expect("limiter lock");
-            providers
-                .iter()
-                .map(|(p, h)| (p.clone(), h.clone()))
-                .collect()
-        };
         let now = self.local_now();
-        for (provider, held) in all {
-            let Ok(mut h) = held.try_lock() else {
+        for (provider, w) in self.windows() {
+            let Ok(mut h) = w.held.try_lock() else {
                 continue;
             };
-            if h.id.is_some() && now >= h.until && h.unused > 0 {
-                self.exchange(&provider, &mut h, 0, true).await;
+            let spare = *w.spare.lock().expect("lease lock");
+            if h.id.is_some() && now >= spare.until && spare.unused > 0 {
+                self.exchange(&provider, &w, &mut h, 0, 0).await;
             }
         }
     }
@@ -201,11 +235,13 @@ impl RateLimiter for RedisRateLimiter {
         _now: Micros,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let held = self.held(provider);
-            let mut h = held.lock().await;
-            let now = self.local_now();
-            if h.unused > 0 && now < h.until {
-                h.unused -= 1;
+            let w = self.window(provider);
+            if w.take(self.local_now()) {
+                return true;
+            }
+            let mut h = w.held.lock().await;
+            // Another task may have taken a new lease meanwhile.
+            if w.take(self.local_now()) {
                 return true;
             }
             h.limit = limit;
@@ -214,7 +250,8 @@ impl RateLimiter for RedisRateLimiter {
                 // Grow the lease while they run out early; shrink when one
                 // comes back unused.
                 if h.id.is_some() {
-                    h.want = if h.unused == 0 {
+                    let unused = w.spare.lock().expect("lease lock").unused;
+                    h.want = if unused == 0 {
                         h.want.saturating_mul(2)
                     } else {
                         h.want / 2
@@ -222,12 +259,8 @@ impl RateLimiter for RedisRateLimiter {
                     .clamp(1, self.max_lease);
                 }
                 let want = h.want;
-                match self.exchange(provider, &mut h, want, true).await {
-                    Some(0) => return false,
-                    Some(_) => {
-                        h.unused -= 1;
-                        return true;
-                    }
+                match self.exchange(provider, &w, &mut h, want, 1).await {
+                    Some(granted) => return granted > 0,
                     None => {} // Redis just went away
                 }
             }
@@ -248,17 +281,11 @@ impl RateLimiter for RedisRateLimiter {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let all: Vec<_> = {
-                let providers = self.providers.lock().expect("limiter lock");
-                providers
-                    .iter()
-                    .map(|(p, h)| (p.clone(), h.clone()))
-                    .collect()
-            };
-            for (provider, held) in all {
-                let mut h = held.lock().await;
-                if (h.id.is_some() && h.unused > 0) || h.offline_spent > 0 {
-                    self.exchange(&provider, &mut h, 0, true).await;
+            for (provider, w) in self.windows() {
+                let mut h = w.held.lock().await;
+                let unused = w.spare.lock().expect("lease lock").unused;
+                if (h.id.is_some() && unused > 0) || h.offline_spent > 0 {
+                    self.exchange(&provider, &w, &mut h, 0, 0).await;
                 }
             }
         })

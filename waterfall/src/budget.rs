@@ -42,6 +42,12 @@ pub trait Budget: Send + Sync + Debug {
         org: Org<'a>,
         now: Micros,
     ) -> BoxFuture<'a, ()>;
+
+    /// Books what is still held locally and hands back the rest, at the
+    /// end of a run (a shared budget's chunk).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Caps per run, per UTC day and per organization per UTC day, in integer

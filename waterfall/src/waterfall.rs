@@ -143,9 +143,11 @@ impl Waterfall {
     }
 
     /// Ends the waterfall's use of shared state: a shared rate limiter hands
-    /// back the permits it holds and has not used.
+    /// back the permits it holds and has not used, a shared budget books
+    /// what it spent and hands back the rest.
     pub async fn close(&self) {
         self.services.limiter.close().await;
+        self.services.budget.close().await;
     }
 
     /// Runs the waterfall for one lead, reporting every call and skip to the

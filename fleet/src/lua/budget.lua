@@ -1,10 +1,11 @@
 -- Reserves or settles spend for one UTC day. KEYS[1]: the day's hash.
--- ARGV: [1] µUSD to reserve (0 to only settle), [2] µUSD reserved to release,
---       [3] µUSD spent, [4] day cap (-1: none), [5] organization ('' none),
---       [6] organization's day cap (-1: none).
--- Returns {1 reserved | 0 refused, left today (-1: no cap), left for the organization (-1)}.
-local amount, release, spent = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cap, org, org_cap = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+-- ARGV: [1] µUSD wanted, [2] µUSD reserved to release, [3] µUSD spent,
+--       [4] day cap (-1: none), [5] organization ('' none),
+--       [6] organization's day cap (-1: none), [7] least µUSD worth granting.
+-- Grants min(wanted, left) when that is at least [7], else nothing.
+-- Returns {granted, left today (-1: no cap), left for the organization (-1)}.
+local want, release, spent = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cap, org, org_cap, least = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local day = KEYS[1]
 local function field(name)
   return tonumber(redis.call('HGET', day, name) or '0')
@@ -18,21 +19,25 @@ if release ~= 0 or spent ~= 0 then
   end
 end
 local left, org_left = -1, -1
+local grant = want
 if cap >= 0 then
   left = cap - field('spent') - field('reserved')
+  grant = math.min(grant, left)
 end
 if org ~= '' and org_cap >= 0 then
   org_left = org_cap - field('org:' .. org .. ':spent') - field('org:' .. org .. ':reserved')
+  grant = math.min(grant, org_left)
 end
-local ok = 0
-if amount > 0 and (cap < 0 or amount <= left) and (org_cap < 0 or org == '' or amount <= org_left) then
-  ok = 1
-  redis.call('HINCRBY', day, 'reserved', amount)
+if want <= 0 or grant < least then
+  grant = 0
+end
+if grant > 0 then
+  redis.call('HINCRBY', day, 'reserved', grant)
   if org ~= '' then
-    redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', amount)
+    redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', grant)
   end
-  if left >= 0 then left = left - amount end
-  if org_left >= 0 then org_left = org_left - amount end
+  if left >= 0 then left = left - grant end
+  if org_left >= 0 then org_left = org_left - grant end
 end
 redis.call('EXPIRE', day, 3 * 86400)
-return {ok, left, org_left}
+return {grant, left, org_left}

@@ -115,6 +115,7 @@ async fn status_shows_permits_breakers_spend_cache_and_workers() {
 failures = 1
 [budget]
 per_day_usd = 1.0
+per_org_day_usd = 1.0
 [[providers]]
 name = "orion"
 kind = "orion"
@@ -141,6 +142,8 @@ base_url = "http://127.0.0.1:9/astra"
     s.breaker.record("astra", false, now).await;
     let r = s.budget.reserve(300_000, Some("acme"), now).await.unwrap();
     s.budget.settle(r, 250_000, Some("acme"), now).await;
+    // Spent from a chunk, booked when handed back (at the latest a lease time later).
+    s.budget.close().await;
     for i in 0..3 {
         let answer = leadflow_waterfall::ProviderAnswer::NotFound;
         let key = leadflow_waterfall::CacheKey(i);
@@ -168,5 +171,63 @@ base_url = "http://127.0.0.1:9/astra"
     assert!(
         text.contains("7 / 50") && text.contains("$0.25 of $1.00"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_budget_spent_in_chunks_stops_at_the_cap_across_workers() {
+    let config = WaterfallConfig::from_toml("[budget]\nper_day_usd = 1.0\n").unwrap();
+    let prefix = prefix("chunks");
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut budgets = Vec::new();
+    let mut fleets = Vec::new();
+    for _ in 0..2 {
+        let fleet = worker(&prefix).await;
+        budgets.push(services(&fleet, &config).budget);
+        fleets.push(fleet);
+    }
+    // Four tasks per worker spend a cent per call until refused.
+    let mut tasks = Vec::new();
+    for budget in &budgets {
+        for _ in 0..4 {
+            let budget = budget.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut spent = 0;
+                while let Some(r) = budget.reserve(10_000, None, now).await {
+                    budget.settle(r, 10_000, None, now).await;
+                    spent += 10_000;
+                }
+                spent
+            }));
+        }
+    }
+    let mut spent = 0i64;
+    for t in tasks {
+        spent += t.await.unwrap();
+    }
+    for budget in &budgets {
+        budget.close().await;
+    }
+    assert!(spent <= 1_000_000, "spent {spent} of a 1,000,000 µUSD day");
+    assert!(
+        spent >= 980_000,
+        "at most a call's worth stranded per worker: {spent}"
+    );
+    let date = chrono::DateTime::from_timestamp_micros(now)
+        .unwrap()
+        .format("%Y-%m-%d");
+    let client = redis::Client::open(crate::support::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (booked, reserved): (i64, i64) = redis::cmd("HMGET")
+        .arg(format!("{prefix}:{{budget}}:day:{date}"))
+        .arg("spent")
+        .arg("reserved")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (booked, reserved),
+        (spent, 0),
+        "every µUSD booked, nothing held"
     );
 }
