@@ -65,6 +65,8 @@ struct Chunk {
     committed: i64,
     /// Spent and not yet booked in Redis.
     unbooked: i64,
+    /// Of that, per organization.
+    unbooked_by_org: HashMap<String, i64>,
     /// The next chunk's size.
     want: i64,
     taken_at: Option<Instant>,
@@ -106,10 +108,6 @@ impl RedisBudget {
         }
     }
 
-    fn shared(&self) -> bool {
-        self.per_day.is_some() || self.per_org_day.is_some()
-    }
-
     /// Runs the budget script for `date`.
     /// One round trip: releases `release` and books `spent` (on `org` too),
     /// then reserves up to `want` if at least `least` is left. Returns what
@@ -122,7 +120,21 @@ impl RedisBudget {
         spent: i64,
         org: Org<'_>,
     ) -> Option<i64> {
-        let args = [
+        self.book_with(date, (want, least), release, (spent, &[]), org)
+            .await
+    }
+
+    /// As [`Self::book`], with spend already inside `spent` also booked to
+    /// the organizations in `by_org`.
+    async fn book_with(
+        &self,
+        date: &str,
+        (want, least): (i64, i64),
+        release: i64,
+        (spent, by_org): (i64, &[(String, i64)]),
+        org: Org<'_>,
+    ) -> Option<i64> {
+        let mut args = vec![
             want.to_string(),
             release.to_string(),
             spent.to_string(),
@@ -131,6 +143,10 @@ impl RedisBudget {
             self.per_org_day.unwrap_or(-1).to_string(),
             least.to_string(),
         ];
+        for (o, s) in by_org {
+            args.push(o.clone());
+            args.push(s.to_string());
+        }
         let key = [self.redis.keys().budget_day(date)];
         let (granted, left, org_left): (i64, i64, i64) =
             self.redis.script(&BUDGET, &key, &args).await?;
@@ -146,10 +162,9 @@ impl RedisBudget {
         Some(granted)
     }
 
-    /// Whether reservations come from a chunk: a day cap and no
-    /// per-organization cap.
+    /// Whether reservations come from a chunk: no per-organization cap.
     fn chunked(&self) -> bool {
-        self.per_day.is_some() && self.per_org_day.is_none()
+        self.per_org_day.is_none()
     }
 
     /// Takes `amount` from the chunk if it is for `date` and has it.
@@ -170,7 +185,8 @@ impl RedisBudget {
             amount,
             shared: true,
         };
-        if self.take(amount, &date) {
+        // A free call (no cost configured) needs no money.
+        if amount <= 0 || self.take(amount, &date) {
             return Some(Some(shared));
         }
         let _trip = self.trip.lock().await;
@@ -185,7 +201,7 @@ impl RedisBudget {
             c.date = date;
             c.want = 0;
         }
-        let (unbooked, want) = {
+        let (unbooked, by_org, want) = {
             let mut c = self.chunk.lock().expect("chunk lock");
             let workers = i64::from(self.workers.load(Ordering::Acquire).max(1));
             let used_up_fast = c.taken_at.is_some_and(|t| t.elapsed() < self.lease);
@@ -197,15 +213,16 @@ impl RedisBudget {
                 c.want
             };
             let share = self.per_day.unwrap_or(i64::MAX) / (2 * workers) / amount * amount;
-            (c.unbooked, c.want.min(share).max(amount))
+            let by_org: Vec<_> = c.unbooked_by_org.drain().collect();
+            (c.unbooked, by_org, c.want.min(share).max(amount))
         };
         let date = self.chunk.lock().expect("chunk lock").date.clone();
-        let granted = match self
-            .book(&date, (want, amount), unbooked, unbooked, None)
-            .await
-        {
-            Some(granted) => granted,
-            None => return Some(None),
+        let booked = self
+            .book_with(&date, (want, amount), unbooked, (unbooked, &by_org), None)
+            .await;
+        let Some(granted) = booked else {
+            self.rebook(by_org);
+            return Some(None);
         };
         let mut c = self.chunk.lock().expect("chunk lock");
         c.held += granted - unbooked;
@@ -223,20 +240,24 @@ impl RedisBudget {
     /// Books what the chunk spent and hands back what no call holds. The
     /// caller holds `trip`.
     async fn hand_back(&self) {
-        let (date, free, unbooked) = {
+        let (date, free, unbooked, by_org) = {
             let mut c = self.chunk.lock().expect("chunk lock");
             let free = c.held - c.committed;
             // Out of reach of reservations while it is being handed back.
             c.held -= free;
-            (c.date.clone(), free, c.unbooked)
+            let by_org: Vec<_> = c.unbooked_by_org.drain().collect();
+            (c.date.clone(), free, c.unbooked, by_org)
         };
         if (free == 0 && unbooked == 0) || date.is_empty() {
             return;
         }
         let booked = self
-            .book(&date, (0, 0), free + unbooked, unbooked, None)
+            .book_with(&date, (0, 0), free + unbooked, (unbooked, &by_org), None)
             .await
             .is_some();
+        if !booked {
+            self.rebook(by_org);
+        }
         let mut c = self.chunk.lock().expect("chunk lock");
         if booked {
             c.held -= unbooked;
@@ -244,6 +265,14 @@ impl RedisBudget {
             c.unbooked -= unbooked;
         } else {
             c.held += free;
+        }
+    }
+
+    /// Puts organizations' spend that could not be booked back in the chunk.
+    fn rebook(&self, by_org: Vec<(String, i64)>) {
+        let mut c = self.chunk.lock().expect("chunk lock");
+        for (o, spent) in by_org {
+            *c.unbooked_by_org.entry(o).or_default() += spent;
         }
     }
 
@@ -360,12 +389,6 @@ impl Budget for RedisBudget {
             if !self.run.reserve_run(amount) {
                 return None;
             }
-            if !self.shared() {
-                return Some(Reservation {
-                    amount,
-                    shared: false,
-                });
-            }
             if self.redis.online()
                 && !self
                     .offline
@@ -415,9 +438,6 @@ impl Budget for RedisBudget {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.run.settle_run(reservation.amount, spent);
-            if !self.shared() {
-                return;
-            }
             let release = if reservation.shared {
                 reservation.amount
             } else {
@@ -439,6 +459,9 @@ impl Budget for RedisBudget {
                 let mut c = self.chunk.lock().expect("chunk lock");
                 c.committed -= reservation.amount - spent;
                 c.unbooked += spent;
+                if let Some(o) = org.filter(|_| spent > 0) {
+                    *c.unbooked_by_org.entry(o.to_string()).or_default() += spent;
+                }
                 return;
             }
             if release == 0 && spent == 0 {

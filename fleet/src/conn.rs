@@ -183,6 +183,13 @@ impl Redis {
         ok
     }
 
+    /// Takes this worker out of the live workers.
+    pub(crate) async fn leave(&self) {
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(self.keys.workers()).arg(&self.worker);
+        let _: Option<i64> = self.query(&zrem).await;
+    }
+
     /// Records this worker's heartbeat and returns how many workers were
     /// heard from in the last three beats.
     pub(crate) async fn heartbeat(&self, every: Duration) -> Option<u32> {

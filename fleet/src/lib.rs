@@ -51,13 +51,7 @@ impl Fleet {
     /// server is not an error: the fleet starts offline (warning once) and
     /// keeps trying in the background. A malformed URL is.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, String> {
-        let redis = Redis::connect(url, &config).await?;
-        let limiter = Arc::new(limiter::RedisRateLimiter::new(redis.clone(), &config));
-        let fleet = Self {
-            redis,
-            config,
-            limiter,
-        };
+        let fleet = Self::observe(url, config).await?;
         // The first beat before any lookup, so shares are divided right.
         let every = Duration::from_millis(fleet.config.heartbeat_ms);
         if let Some(workers) = fleet.redis.heartbeat(every).await {
@@ -65,6 +59,24 @@ impl Fleet {
         }
         fleet.start_heartbeat();
         Ok(fleet)
+    }
+
+    /// Connects without joining the fleet (no heartbeat): for reading its
+    /// state, as `leadflow status` does.
+    pub async fn observe(url: &str, config: RedisConfig) -> Result<Self, String> {
+        let redis = Redis::connect(url, &config).await?;
+        let limiter = Arc::new(limiter::RedisRateLimiter::new(redis.clone(), &config));
+        Ok(Self {
+            redis,
+            config,
+            limiter,
+        })
+    }
+
+    /// Leaves the fleet at the end of a run: the others stop counting this
+    /// worker at once rather than three heartbeats later.
+    pub async fn leave(&self) {
+        self.redis.leave().await;
     }
 
     /// The waterfall's services, shared through Redis.

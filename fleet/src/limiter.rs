@@ -259,10 +259,10 @@ impl RateLimiter for RedisRateLimiter {
                     .clamp(1, self.max_lease);
                 }
                 let want = h.want;
-                match self.exchange(provider, &w, &mut h, want, 1).await {
-                    Some(granted) => return granted > 0,
-                    None => {} // Redis just went away
+                if let Some(granted) = self.exchange(provider, &w, &mut h, want, 1).await {
+                    return granted > 0;
                 }
+                // Redis just went away.
             }
             // Offline: the worker's share of what was left when last seen.
             let workers = self.workers.load(Ordering::Acquire).max(1);

@@ -96,8 +96,9 @@ enum Command {
     /// What the fleet shares in Redis: permits used per provider, breakers, spend today, cache, workers.
     #[command(
         after_help = "Example:\n  leadflow status --config leadflow.toml --redis redis://localhost:6379\n\n\
-        Reads the providers, window and [redis] key_prefix from the config. Keys are listed in ARCHITECTURE.md\n\
-        (\"Shared state in Redis\"), e.g. redis-cli GET 'leadflow:{limit:orion}:used'."
+        Reads the providers, window and [redis] key_prefix from the config.\n\
+        The key layout is in ARCHITECTURE.md (\"Shared state in Redis\");\n\
+        one provider's usage: redis-cli GET 'leadflow:{limit:orion}:used'"
     )]
     Status {
         /// The leadflow config whose providers and [redis] table to read.
@@ -316,7 +317,7 @@ async fn status(config: &std::path::Path, redis: Option<String>) -> anyhow::Resu
     let Some(url) = config.redis.url.clone() else {
         bail!("no Redis to read: set [redis] url in the config, --redis or REDIS_URL");
     };
-    let fleet = leadflow_fleet::Fleet::connect(&url, config.redis.clone())
+    let fleet = leadflow_fleet::Fleet::observe(&url, config.redis.clone())
         .await
         .map_err(anyhow::Error::msg)?;
     let status = fleet

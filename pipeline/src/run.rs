@@ -146,8 +146,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let bar = (config.progress && std::io::stderr().is_terminal())
         .then(|| progress_bar(progress.clone()));
     let finished = tasks.finish().await;
-    // Rate-limit permits leased and not used go back to the fleet.
+    // Rate-limit permits leased and not used go back to the fleet, and
+    // what the budget spent is booked there.
     providers.waterfall.close().await;
+    if let Some(fleet) = &providers.fleet {
+        fleet.leave().await;
+    }
     if let Some(bar) = bar {
         bar.abort();
         eprint!("\r\x1b[2K");

@@ -202,7 +202,6 @@ impl WaterfallBuilder {
             asking: Default::default(),
             finders,
             describers,
-            has_budget: config.budget.caps_spend(),
             services,
             lookup: config.lookup,
             cache: config.cache,

@@ -89,21 +89,17 @@ impl Calls<'_> {
             if now >= self.deadline {
                 return Called::DeadlinePassed;
             }
-            let mut reservation = None;
-            if w.has_budget {
-                match s.budget.reserve(max_cost, org, now).await {
-                    Some(r) => reservation = Some(r),
-                    None => return Called::BudgetExhausted,
-                }
-            }
+            // Reserved even without a cap: a shared budget books the day's
+            // spend for `leadflow status`.
+            let Some(reservation) = s.budget.reserve(max_cost, org, now).await else {
+                return Called::BudgetExhausted;
+            };
             if !s
                 .limiter
                 .try_acquire(&slot.name, slot.config.max_requests_per_hour, window, now)
                 .await
             {
-                if let Some(r) = reservation {
-                    s.budget.settle(r, 0, org, now).await;
-                }
+                s.budget.settle(reservation, 0, org, now).await;
                 self.skip(
                     &slot.name,
                     Outcome::RateLimited,
@@ -167,9 +163,9 @@ impl Calls<'_> {
                                 };
                                 record.cost_micros = slot.cost_per_call
                                     + if billed_hit { slot.cost_per_hit } else { 0 };
-                                if let Some(r) = reservation {
-                                    s.budget.settle(r, record.cost_micros, org, ended).await;
-                                }
+                                s.budget
+                                    .settle(reservation, record.cost_micros, org, ended)
+                                    .await;
                                 s.breaker.record(&slot.name, true, ended).await;
                                 self.record(record).await;
                                 return Called::Answered(reply);
@@ -196,9 +192,7 @@ impl Calls<'_> {
                     retry_in = Some(self.backoff(attempt));
                 }
             }
-            if let Some(r) = reservation {
-                s.budget.settle(r, 0, org, ended).await;
-            }
+            s.budget.settle(reservation, 0, org, ended).await;
             self.record(record).await;
             match retry_in {
                 Some(wait) if attempt < tries as i32 && s.clock.now() + wait < self.deadline => {

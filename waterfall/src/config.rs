@@ -123,13 +123,6 @@ pub struct BudgetConfig {
     pub per_org_day_usd: Option<f64>,
 }
 
-impl BudgetConfig {
-    /// Whether any cap is set.
-    pub fn caps_spend(&self) -> bool {
-        self.per_run_usd.is_some() || self.per_day_usd.is_some() || self.per_org_day_usd.is_some()
-    }
-}
-
 /// The contract a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

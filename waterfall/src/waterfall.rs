@@ -57,7 +57,6 @@ pub struct Waterfall {
     pub(crate) services: Services,
     pub(crate) lookup: LookupConfig,
     pub(crate) cache: CacheConfig,
-    pub(crate) has_budget: bool,
     /// Leads calling providers at once, across the process.
     pub(crate) in_flight: Semaphore,
     pub(crate) jitter: AtomicU64,

@@ -1,7 +1,8 @@
 -- Reserves or settles spend for one UTC day. KEYS[1]: the day's hash.
 -- ARGV: [1] µUSD wanted, [2] µUSD reserved to release, [3] µUSD spent,
 --       [4] day cap (-1: none), [5] organization ('' none),
---       [6] organization's day cap (-1: none), [7] least µUSD worth granting.
+--       [6] organization's day cap (-1: none), [7] least µUSD worth granting,
+--       then pairs (organization, µUSD of [3] that was its spend).
 -- Grants min(wanted, left) when that is at least [7], else nothing.
 -- Returns {granted, left today (-1: no cap), left for the organization (-1)}.
 local want, release, spent = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -17,6 +18,9 @@ if release ~= 0 or spent ~= 0 then
     redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', -release)
     redis.call('HINCRBY', day, 'org:' .. org .. ':spent', spent)
   end
+end
+for i = 8, #ARGV, 2 do
+  redis.call('HINCRBY', day, 'org:' .. ARGV[i] .. ':spent', tonumber(ARGV[i + 1]))
 end
 local left, org_left = -1, -1
 local grant = want
