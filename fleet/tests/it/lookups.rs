@@ -7,12 +7,11 @@ use std::sync::Arc;
 use leadflow_fleet::Fleet;
 use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    LeadQuery, LeadRef, Lookup, LookupStatus, ProviderUsage, UsageLedger, Waterfall,
-    WaterfallConfig,
+    LeadQuery, LeadRef, Lookup, LookupStatus, ProviderUsage, Waterfall, WaterfallConfig,
 };
 use tokio::sync::mpsc;
 
-use crate::support::{prefix, services, worker};
+use crate::support::{prefix, waterfall, worker};
 
 const CONFIG: &str = r#"
 [[providers]]
@@ -48,13 +47,7 @@ struct Worker {
 async fn worker_for(config_text: &str, prefix: &str) -> Worker {
     let config = WaterfallConfig::from_toml(config_text).unwrap();
     let fleet = worker(prefix).await;
-    let (ledger, usage) = UsageLedger::channel(100_000);
-    let waterfall = Waterfall::builder(config.clone())
-        .services(services(&fleet, &config))
-        .secrets(|_, _| Some("sandbox".into()))
-        .ledger(ledger)
-        .build()
-        .unwrap();
+    let (waterfall, usage) = waterfall(&fleet, &config);
     Worker {
         waterfall: Arc::new(waterfall),
         usage,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use leadflow_waterfall::{RateLimiter, WaterfallConfig};
 
-use crate::support::{get, prefix, services, worker_at};
+use crate::support::{get, prefix, services, waterfall, worker_at};
 
 const WINDOW: i64 = 3_600 * 1_000_000;
 
@@ -44,6 +44,19 @@ async fn accepting(port: u16) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("redis-server on {port} did not start");
+}
+
+/// Starts a server on `port` again and waits until `fleet` is back on it.
+async fn restart(port: u16, fleet: &leadflow_fleet::Fleet) -> Child {
+    let server = redis_server(port);
+    accepting(port).await;
+    for _ in 0..40 {
+        if fleet.redis().probe().await {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the worker did not return to the restarted Redis");
 }
 
 fn free_port() -> u16 {
@@ -89,17 +102,7 @@ async fn without_redis_a_worker_keeps_its_share_and_returns_when_redis_does() {
 
     // Back (empty: it kept nothing). The worker returns to it and records
     // what it spent while it was gone.
-    let mut server = redis_server(port);
-    accepting(port).await;
-    let mut back = false;
-    for _ in 0..40 {
-        if fleet.redis().probe().await {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(back, "the worker reconnects");
+    let mut server = restart(port, &fleet).await;
     assert_eq!(
         take(&limiter, 1).await,
         1,
@@ -131,7 +134,7 @@ async fn a_worker_that_never_reached_redis_pays_for_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_go_on_when_redis_dies_mid_run_and_the_limit_holds() {
     use leadflow_sandbox::Sandbox;
-    use leadflow_waterfall::{LeadQuery, LeadRef, UsageLedger, Waterfall};
+    use leadflow_waterfall::{LeadQuery, LeadRef};
 
     let (sandbox, text) = Sandbox::start_for_config(
         r#"
@@ -157,13 +160,7 @@ hit_rate = 0.0
         c.lease_ms = 60_000;
     })
     .await;
-    let (ledger, _usage) = UsageLedger::channel(10_000);
-    let waterfall = Waterfall::builder(config.clone())
-        .services(services(&fleet, &config))
-        .secrets(|_, _| Some("sandbox".into()))
-        .ledger(ledger)
-        .build()
-        .unwrap();
+    let (waterfall, _usage) = waterfall(&fleet, &config);
     let find = |i: usize| {
         let lead = LeadQuery {
             email: format!("p{i}@mid.run"),
@@ -197,17 +194,7 @@ hit_rate = 0.0
     );
     assert!(!fleet.redis().online());
 
-    let mut server = redis_server(port);
-    accepting(port).await;
-    let mut back = false;
-    for _ in 0..40 {
-        if fleet.redis().probe().await {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(back, "the worker returns to Redis");
+    let mut server = restart(port, &fleet).await;
     // The restarted server is empty: a fresh window (plus the 50 spent
     // while it was gone, recorded now).
     find(500).await;

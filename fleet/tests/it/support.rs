@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use leadflow_fleet::{Fleet, RedisConfig};
-use leadflow_waterfall::{Services, SystemClock, WaterfallConfig};
+use leadflow_waterfall::{
+    ProviderUsage, Services, SystemClock, UsageLedger, Waterfall, WaterfallConfig,
+};
+use tokio::sync::mpsc;
 
 pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL")
@@ -53,4 +56,20 @@ pub(crate) async fn get(url: &str, key: &str) -> Option<i64> {
         .query_async(&mut conn)
         .await
         .unwrap()
+}
+
+/// A waterfall over `config`'s providers (the sandbox's placeholder key for
+/// each) with `fleet`'s services, and the usage it reports.
+pub(crate) fn waterfall(
+    fleet: &Fleet,
+    config: &WaterfallConfig,
+) -> (Waterfall, mpsc::Receiver<ProviderUsage>) {
+    let (ledger, usage) = UsageLedger::channel(100_000);
+    let waterfall = Waterfall::builder(config.clone())
+        .services(services(fleet, config))
+        .secrets(|_, _| Some("sandbox".into()))
+        .ledger(ledger)
+        .build()
+        .unwrap();
+    (waterfall, usage)
 }
