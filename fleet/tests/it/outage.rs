@@ -48,7 +48,7 @@ async fn accepting(port: u16) {
 
 /// Starts a server on `port` again and waits until `fleet` is back on it.
 async fn restart(port: u16, fleet: &leadflow_fleet::Fleet) -> Child {
-    let server = redis_server(port);
+    let mut server = redis_server(port);
     accepting(port).await;
     for _ in 0..40 {
         if fleet.redis().probe().await {
@@ -56,6 +56,8 @@ async fn restart(port: u16, fleet: &leadflow_fleet::Fleet) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    server.kill().unwrap();
+    server.wait().unwrap();
     panic!("the worker did not return to the restarted Redis");
 }
 
