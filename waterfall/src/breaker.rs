@@ -31,7 +31,10 @@ struct Circuit {
     /// When recent failures happened, at most `failures` of them.
     failed_at: VecDeque<Micros>,
     open_until: Option<Micros>,
-    probing: bool,
+    /// While a probe is out: until when it may take (a probe whose call
+    /// never went out, say refused by the rate limit, frees the circuit
+    /// for another probe then).
+    probing: Option<Micros>,
 }
 
 impl InMemoryCircuitBreaker {
@@ -54,9 +57,9 @@ impl CircuitBreaker for InMemoryCircuitBreaker {
                 None => true,
                 Some(until) if now < until => false,
                 // Cooldown over: half-open, one probe at a time.
-                Some(_) if c.probing => false,
+                Some(_) if c.probing.is_some_and(|until| now < until) => false,
                 Some(_) => {
-                    c.probing = true;
+                    c.probing = Some(now + self.window);
                     true
                 }
             },
@@ -72,8 +75,8 @@ impl CircuitBreaker for InMemoryCircuitBreaker {
             }
         } else {
             let c = circuits.entry(provider.to_string()).or_default();
-            if c.probing {
-                c.probing = false;
+            if c.probing.is_some() {
+                c.probing = None;
                 c.open_until = Some(now + self.cooldown);
             } else {
                 while c.failed_at.front().is_some_and(|t| *t <= now - self.window) {
@@ -123,8 +126,13 @@ mod tests {
         fail(93 * S);
         assert!(!block_on(b.allows("p", 100 * S)), "a failed probe reopens");
         assert!(block_on(b.allows("p", 123 * S)));
-        block_on(b.record("p", true, 124 * S));
-        assert!(block_on(b.allows("p", 124 * S)), "a good probe closes");
+        assert!(!block_on(b.allows("p", 182 * S)), "the probe is out");
+        assert!(
+            block_on(b.allows("p", 183 * S)),
+            "a probe never recorded frees the circuit a window later"
+        );
+        block_on(b.record("p", true, 184 * S));
+        assert!(block_on(b.allows("p", 184 * S)), "a good probe closes");
         assert!(block_on(b.allows("q", 0)), "circuits are per provider");
     }
 }

@@ -209,11 +209,6 @@ impl Waterfall {
                 tally.tier = true;
                 continue;
             }
-            if !self.services.breaker.allows(&slot.name, clock.now()).await {
-                calls.skip(&slot.name, Outcome::CircuitOpen, None).await;
-                tally.error = true;
-                continue;
-            }
             let asking = if self.cache.enabled {
                 match self.ask_or_wait(key, slot, calls.deadline).await {
                     Ok(asking) => Some(asking),
@@ -231,6 +226,17 @@ impl Waterfall {
             } else {
                 None
             };
+            // After the claim: a half-open circuit's one probe is taken only
+            // by a lookup that will call.
+            if !self.services.breaker.allows(&slot.name, clock.now()).await {
+                if asking.is_some() {
+                    self.services.cache.unclaim(key, &slot.name).await;
+                }
+                drop(asking);
+                calls.skip(&slot.name, Outcome::CircuitOpen, None).await;
+                tally.error = true;
+                continue;
+            }
             asked_any = true;
             let ask = FindPhone {
                 provider: &*slot.contract,
