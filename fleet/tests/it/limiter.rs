@@ -49,11 +49,23 @@ async fn sixty_four_tasks_take_exactly_the_limit_and_the_window_slides() {
     let used = format!("{prefix}:{{limit:orion}}:used");
     assert_eq!(get(&redis_url(), &used).await, Some(1_000));
 
+    // A Redis that forgot its scripts (restarted, failed over) gets them again.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     fleet.redis().shift_clock(Duration::from_secs(30));
     assert_eq!(
         take(&limiter, 1_000, 64, 10).await,
         0,
         "still inside the window"
+    );
+    assert!(
+        fleet.redis().online(),
+        "NOSCRIPT reloaded the script, nothing failed"
     );
     fleet.redis().shift_clock(Duration::from_secs(31));
     assert_eq!(
