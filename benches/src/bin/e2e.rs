@@ -7,9 +7,13 @@
 //!   target/release/e2e --phone-cold      # the first 8,192 phones in a fresh process
 //!   target/release/e2e --leads 10000 --no-phones --config benches/waterfall-50ms.toml
 //!                                        # every lead down the provider waterfall
+//!   target/release/e2e --leads 1000000 --corpus export --seed 2
+//!                                        # leads as sales exports look (benches/src/export.rs)
 //!
 //! `--no-phones` generates leads without a phone, so every one is looked up;
-//! `--config` is passed to `leadflow run`.
+//! `--corpus export` generates export-like leads (20 countries, every phone
+//! format, blanks, junk, repeats; `--seed`, default 1) instead of e2e's own
+//! 8-country corpus; `--query FILE` and `--config` are passed to `leadflow run`.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -59,14 +63,29 @@ fn main() {
         .unwrap_or_else(|| bin_dir.join("e2e-data"));
     std::fs::create_dir_all(&work).unwrap();
     let with_phones = !args.iter().any(|a| a == "--no-phones");
-    let input = if with_phones {
-        work.join(format!("leads-{leads}.csv"))
-    } else {
-        work.join(format!("leads-{leads}-nophone.csv"))
+    let export_seed = match flag(&args, "--corpus") {
+        None | Some("e2e") => None,
+        Some("export") => Some(flag(&args, "--seed").map_or(1, |s| s.parse().expect("--seed N"))),
+        Some(other) => panic!("--corpus {other}: expected e2e or export"),
+    };
+    let input = match (export_seed, with_phones) {
+        (Some(seed), _) => work.join(format!("leads-{leads}-export-{seed}.csv")),
+        (None, true) => work.join(format!("leads-{leads}.csv")),
+        (None, false) => work.join(format!("leads-{leads}-nophone.csv")),
     };
     if !input.exists() {
         let t = Instant::now();
-        generate(&input, leads, with_phones);
+        match export_seed {
+            Some(seed) => {
+                let tmp = input.with_extension("tmp");
+                let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+                leadflow_benches::export::write_csv(&mut w, leads, seed).unwrap();
+                w.flush().unwrap();
+                drop(w);
+                std::fs::rename(tmp, &input).unwrap();
+            }
+            None => generate(&input, leads, with_phones),
+        }
         eprintln!(
             "generated {} in {:.1}s",
             input.display(),
@@ -87,6 +106,9 @@ fn main() {
     if let Some(config) = flag(&args, "--config") {
         command.arg("--config").arg(config);
     }
+    if let Some(query) = flag(&args, "--query") {
+        command.arg("--query").arg(query);
+    }
     let t = Instant::now();
     let status = command.status().unwrap_or_else(|e| {
         panic!(
@@ -99,7 +121,8 @@ fn main() {
     let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "e2e: {leads} leads in {secs:.2}s = {:.0} leads/s, peak RSS {rss_mb:.0} MB, {cores} cores",
+        "e2e: {leads} leads ({}) in {secs:.2}s = {:.0} leads/s, peak RSS {rss_mb:.0} MB, {cores} cores",
+        input.file_name().unwrap().to_string_lossy(),
         leads as f64 / secs
     );
 }

@@ -1,0 +1,3 @@
+//! What the benchmarks share: a corpus that looks like real exports.
+
+pub mod export;
