@@ -49,7 +49,8 @@ pub struct Redis {
 impl Redis {
     pub(crate) async fn connect(url: &str, config: &RedisConfig) -> Result<Arc<Self>, String> {
         config.check()?;
-        let client = redis::Client::open(url).map_err(|e| format!("redis url `{url}`: {e}"))?;
+        let client =
+            redis::Client::open(url).map_err(|e| format!("redis url `{}`: {e}", redacted(url)))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -57,7 +58,7 @@ impl Redis {
             .set_number_of_retries(1)
             .set_max_delay(timeout);
         let conn = ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| format!("redis `{url}`: {e}"))?;
+            .map_err(|e| format!("redis `{}`: {e}", redacted(url)))?;
         let redis = Arc::new(Self {
             conn,
             online: AtomicBool::new(true),

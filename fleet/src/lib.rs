@@ -47,7 +47,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Connects to `url` (a `redis://` or `rediss://` URL). An unreachable
+    /// Connects to `url` (`redis://`; TLS is not built in). An unreachable
     /// server is not an error: the fleet starts offline (warning once) and
     /// keeps trying in the background. A malformed URL is.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, String> {
