@@ -307,8 +307,12 @@ impl RedisBudget {
         });
     }
 
-    /// Books what was settled while Redis was gone.
+    /// Books what was settled while Redis was gone, if anything was and
+    /// Redis is back.
     async fn book_unbooked(&self) {
+        if !self.redis.online() {
+            return;
+        }
         let unbooked = std::mem::take(&mut self.offline.lock().expect("budget lock").unbooked);
         for (i, (date, org, release, spent)) in unbooked.iter().enumerate() {
             if self
@@ -353,8 +357,8 @@ impl RedisBudget {
     }
 }
 
-/// `now`'s UTC date, `YYYY-MM-DD`.
-fn date_of(now: Micros) -> String {
+/// `now`'s UTC date, `YYYY-MM-DD`: the day a budget hash is for.
+pub(crate) fn date_of(now: Micros) -> String {
     DateTime::from_timestamp_micros(now)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "1970-01-01".into())
@@ -367,15 +371,7 @@ impl Budget for RedisBudget {
                 let _trip = self.trip.lock().await;
                 self.hand_back().await;
             }
-            if !self
-                .offline
-                .lock()
-                .expect("budget lock")
-                .unbooked
-                .is_empty()
-            {
-                self.book_unbooked().await;
-            }
+            self.book_unbooked().await;
         })
     }
 
@@ -389,16 +385,7 @@ impl Budget for RedisBudget {
             if !self.run.reserve_run(amount) {
                 return None;
             }
-            if self.redis.online()
-                && !self
-                    .offline
-                    .lock()
-                    .expect("budget lock")
-                    .unbooked
-                    .is_empty()
-            {
-                self.book_unbooked().await;
-            }
+            self.book_unbooked().await;
             let date = date_of(now);
             let from_redis = if self.chunked() {
                 self.reserve_from_chunk(amount, date).await

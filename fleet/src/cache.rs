@@ -60,13 +60,13 @@ impl RedisLookupCache {
         providers: &[Arc<str>],
     ) -> Vec<Vec<Option<ProviderAnswer>>> {
         let keys = self.redis.keys();
-        let mut pipe = redis::pipe();
-        for &lead in leads {
-            let lead_keys: Vec<String> = providers.iter().map(|p| keys.answer(lead, p)).collect();
-            pipe.cmd("MGET").arg(lead_keys);
-        }
-        let values: Option<Vec<Vec<Option<String>>>> = self.redis.pipe(&pipe).await;
-        match values {
+        let lead_keys = leads.iter().map(|&lead| {
+            providers
+                .iter()
+                .map(|p| keys.answer(lead, p))
+                .collect::<Vec<_>>()
+        });
+        match mget_each(&self.redis, lead_keys).await {
             Some(values) => values
                 .into_iter()
                 .map(|v| v.iter().map(|s| s.as_deref().and_then(decode)).collect())
@@ -76,15 +76,24 @@ impl RedisLookupCache {
     }
 }
 
+/// One `MGET` per key list, all in one round trip; `None` when Redis did
+/// not answer.
+async fn mget_each<K: redis::ToRedisArgs>(
+    redis: &Redis,
+    key_lists: impl Iterator<Item = K>,
+) -> Option<Vec<Vec<Option<String>>>> {
+    let mut pipe = redis::pipe();
+    for keys in key_lists {
+        pipe.cmd("MGET").arg(keys);
+    }
+    redis.pipe(&pipe).await
+}
+
 /// Gathers the reads waiting at once into one pipeline.
 async fn read_in_batches(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<Read>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for read in &batch {
-            pipe.cmd("MGET").arg(&read.keys);
-        }
-        let values: Option<Vec<Vec<Option<String>>>> = redis.pipe(&pipe).await;
+        let values = mget_each(&redis, batch.iter().map(|read| &read.keys)).await;
         match values {
             Some(values) => {
                 for (read, v) in batch.drain(..).zip(values) {

@@ -60,12 +60,4 @@ impl RedisConfig {
         }
         Ok(())
     }
-
-    /// The URL to use: this config's, else `REDIS_URL`, else none.
-    pub fn resolved_url(&self) -> Option<String> {
-        self.url
-            .clone()
-            .or_else(|| std::env::var("REDIS_URL").ok())
-            .filter(|u| !u.trim().is_empty())
-    }
 }

@@ -50,9 +50,7 @@ pub(crate) async fn read(
     }
     let (secs, micros): (i64, i64) = redis.query(&redis::cmd("TIME")).await.ok_or_else(gone)?;
     let now = secs * 1_000_000 + micros + redis.clock_shift();
-    let date = chrono::DateTime::from_timestamp_micros(now)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default();
+    let date = crate::budget::date_of(now);
     let window = waterfall.lookup.rate_window_secs as i64 * 1_000_000;
     let mut providers = Vec::new();
     for p in &waterfall.providers {
