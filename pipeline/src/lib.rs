@@ -1,10 +1,11 @@
 //! The leadflow pipeline: sources (files, object storage), the enrichment
 //! query on DataFusion, Parquet sinks, and the commands of the `leadflow`
-//! binary built on them (`run`, `sql`, `functions`).
+//! binary built on them (`run`, `stream`, `produce`, `sql`, `status`, …).
 
 pub mod config;
 pub mod error;
 pub mod lead;
+pub mod produce;
 pub mod providers;
 pub mod publish;
 pub mod run;
@@ -12,5 +13,7 @@ pub mod sinks;
 pub mod sources;
 pub mod sql;
 pub mod storage;
+pub mod stream;
+pub mod telemetry;
 
 pub use error::{Error, Result};

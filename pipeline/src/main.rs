@@ -2,15 +2,20 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use leadflow_pipeline::config::LeadflowConfig;
 use leadflow_pipeline::error::Fault;
 use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
+use leadflow_pipeline::produce::ProduceConfig;
 use leadflow_pipeline::run::{ENRICH_SQL, RunConfig};
 use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
+use leadflow_pipeline::sources::kafka::KafkaSourceConfig;
 use leadflow_pipeline::sql::{self, OutputFormat};
+use leadflow_pipeline::stream::StreamConfig;
 use leadflow_sandbox::Sandbox;
 
 #[cfg(not(target_env = "msvc"))]
@@ -62,6 +67,25 @@ enum Command {
         AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000)."
     )]
     Run(RunArgs),
+    /// Enrich leads from a Kafka topic continuously into the same Parquet tables as `run`.
+    #[command(
+        after_help = "Examples:\n  leadflow stream --brokers localhost:9092 --topic leads --group enrich --out out --config examples/leadflow.toml\n  \
+        leadflow stream --brokers kafka:9092 --topic leads --group enrich --out s3://leads/enriched --redis redis://redis:6379\n\n\
+        Messages are JSON leads (`leadflow schema lead-json`), keyed by lead_id. Each partition's messages are\n\
+        cut into batches (--batch-rows or --batch-ms, whichever comes first), enriched and written; offsets are\n\
+        committed after the files are. File names carry topic, partition and offsets, and the output is the\n\
+        ledger: a restart skips what is written even if a commit was lost. Bad messages go to --dlq-topic\n\
+        and to rejects. More workers with the same --group split the partitions.\n\
+        SIGINT/SIGTERM: stop fetching, write and commit what is held, exit 0; a second signal exits at once."
+    )]
+    Stream(StreamArgs),
+    /// Send leads from files (CSV, NDJSON, Parquet) to a Kafka topic, one JSON message per lead.
+    #[command(
+        after_help = "Example:\n  leadflow produce --brokers localhost:9092 --topic leads examples/leads.csv\n\n\
+        Files are read as `leadflow run` reads them (--map, --default-country); records that cannot be\n\
+        leads are reported and not sent. The key of each message is its lead_id."
+    )]
+    Produce(ProduceArgs),
     /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
     #[command(
         after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
@@ -152,6 +176,87 @@ struct RunArgs {
     /// (overrides [redis] url). Without either, they are kept in this process's memory.
     #[arg(long, env = "REDIS_URL", value_name = "URL")]
     redis: Option<String>,
+    /// Serve Prometheus /metrics and /healthz here while the run lasts, e.g. 127.0.0.1:9898.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Flags every Kafka command shares.
+#[derive(Debug, clap::Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT")]
+    brokers: String,
+    /// The topic of lead messages.
+    #[arg(long)]
+    topic: String,
+    /// A librdkafka property (security, timeouts, …): KEY=VALUE. Repeatable.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka_options: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StreamArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The consumer group: workers in one group split the partitions.
+    #[arg(long, default_value = "leadflow")]
+    group: String,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "out")]
+    out: String,
+    /// Providers, limits, cache, budget (TOML; see examples/leadflow.toml). Without it no provider is called.
+    #[arg(short, long, env = "LEADFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Share limits, the lookup cache, breakers and budget through this Redis (overrides [redis] url);
+    /// a replayed stream then pays no provider again.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
+    #[arg(long, value_name = "FILE")]
+    query: Option<PathBuf>,
+    /// A partition's batch is written at this many messages …
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    batch_rows: u32,
+    /// … or this many milliseconds after its first message.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    batch_ms: u64,
+    /// Larger messages are dead letters.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_message_bytes: usize,
+    /// The dead-letter topic; default: TOPIC.dlq.
+    #[arg(long, value_name = "TOPIC")]
+    dlq_topic: Option<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    default_country: Option<String>,
+    /// Query workers (partition p goes to worker p % N); default: the number of cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+    /// Id written to every output row; default: derived from the start time.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9898.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProduceArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Files, directories, globs or s3:// prefixes of leads.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Input format; by default each file's extension decides.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
+    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
+    map: Vec<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    default_country: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,6 +326,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::Stream(args) => stream(args).await,
+            Command::Produce(args) => produce(args).await,
             Command::Sql(args) => {
                 let (ctx, _) = sql::context(args.data.as_deref(), &args.tables).await?;
                 let mut stdout = std::io::stdout().lock();
@@ -257,26 +364,18 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let query = match &args.query {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading --query {}", path.display()))?,
-        None => ENRICH_SQL.to_string(),
-    };
-    let default_country = match &args.default_country {
-        Some(c) => Some(leadflow_phone::resolve_country(c).with_context(|| {
-            format!("--default-country `{c}` names no country (use e.g. US, DEU or Germany)")
-        })?),
-        None => None,
-    };
+    if let Some(addr) = args.metrics_addr {
+        leadflow_pipeline::telemetry::serve(addr).await?;
+    }
+    let query = read_query(args.query.as_deref())?;
+    let default_country = default_country(args.default_country.as_deref())?;
     let delimiter = match args.delimiter.as_deref() {
         None => None,
         Some("\\t") | Some("tab") => Some(b'\t'),
         Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
         Some(d) => bail!("--delimiter `{d}`: expected one character, e.g. ';' or '\\t'"),
     };
-    let run_id = args
-        .run_id
-        .unwrap_or_else(|| format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    let run_id = args.run_id.unwrap_or_else(|| new_run_id("run"));
     let config = RunConfig {
         source: FileSourceConfig {
             input: args.input,
@@ -292,16 +391,138 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         out: args.out,
         query,
         run_id,
-        partitions: args
-            .partitions
-            .map(usize::from)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        partitions: args.partitions.map_or_else(cores, usize::from),
         progress: !args.no_progress,
         providers: with_redis(load_config(args.config.as_deref())?, args.redis),
     };
     let summary = leadflow_pipeline::run::run(config).await?;
     eprint!("{summary}");
     Ok(())
+}
+
+async fn stream(args: StreamArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.metrics_addr {
+        leadflow_pipeline::telemetry::serve(addr).await?;
+    }
+    let topic = args.kafka.topic.clone();
+    let config = StreamConfig {
+        source: KafkaSourceConfig {
+            brokers: args.kafka.brokers,
+            dlq_topic: args.dlq_topic.unwrap_or_else(|| format!("{topic}.dlq")),
+            topic,
+            group: args.group,
+            batch_rows: args.batch_rows as usize,
+            batch_time: std::time::Duration::from_millis(args.batch_ms),
+            max_message_bytes: args.max_message_bytes,
+            default_country: default_country(args.default_country.as_deref())?,
+            options: key_values(&args.kafka.kafka_options)?,
+        },
+        out: args.out,
+        query: read_query(args.query.as_deref())?,
+        run_id: args.run_id.unwrap_or_else(|| new_run_id("stream")),
+        workers: args.workers.map_or_else(cores, usize::from),
+        providers: with_redis(load_config(args.config.as_deref())?, args.redis),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let summary = leadflow_pipeline::stream::stream(config, stop).await?;
+    eprint!("{summary}");
+    Ok(())
+}
+
+/// The first SIGINT or SIGTERM asks the stream to stop (write and commit
+/// what it holds); a second exits at once, which the ledger makes safe.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    eprintln!(
+        "leadflow: stopping: writing and committing what is held (a second signal exits at once)"
+    );
+    stop.store(true, Ordering::Relaxed);
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    eprintln!("leadflow: second signal: exiting now; a restart skips what is written");
+    std::process::exit(130);
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let default_country = default_country(args.default_country.as_deref())?;
+    let options = key_values(&args.kafka.kafka_options)?;
+    let mut total = 0u64;
+    for input in args.inputs {
+        let config = ProduceConfig {
+            source: FileSourceConfig {
+                input: input.clone(),
+                format: args.format,
+                mapping: FieldMapping::parse(&args.map)?,
+                delimiter: None,
+                options: LeadOptions {
+                    batch_size: 8192,
+                    default_country,
+                },
+                skip_output: None,
+            },
+            brokers: args.kafka.brokers.clone(),
+            topic: args.kafka.topic.clone(),
+            options: options.clone(),
+        };
+        let produced = leadflow_pipeline::produce::produce(config).await?;
+        for r in &produced.rejects {
+            let line = r.line.map(|l| format!(":{l}")).unwrap_or_default();
+            eprintln!("not sent {}{line}: {}", r.source, r.reason);
+        }
+        eprintln!(
+            "{input}: {} leads sent to `{}`, {} records not sent",
+            produced.sent,
+            args.kafka.topic,
+            produced.rejects.len()
+        );
+        total += produced.sent;
+    }
+    eprintln!("{total} leads sent");
+    Ok(())
+}
+
+fn read_query(path: Option<&std::path::Path>) -> anyhow::Result<String> {
+    Ok(match path {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --query {}", path.display()))?,
+        None => ENRICH_SQL.to_string(),
+    })
+}
+
+fn default_country(country: Option<&str>) -> anyhow::Result<Option<&'static str>> {
+    country
+        .map(|c| {
+            leadflow_phone::resolve_country(c).with_context(|| {
+                format!("--default-country `{c}` names no country (use e.g. US, DEU or Germany)")
+            })
+        })
+        .transpose()
+}
+
+/// `KEY=VALUE` flags as pairs.
+fn key_values(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => bail!("--kafka `{pair}`: expected KEY=VALUE, e.g. security.protocol=SSL"),
+        })
+        .collect()
+}
+
+fn new_run_id(kind: &str) -> String {
+    format!("{kind}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// `--redis` (or `REDIS_URL`) over the config's `[redis] url`.

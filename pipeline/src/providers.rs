@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use leadflow_fleet::Fleet;
 use leadflow_sandbox::{ProviderStats, Sandbox};
-use leadflow_waterfall::{SystemClock, UsageLedger, Waterfall, client_builder};
+use leadflow_waterfall::{Services, SystemClock, UsageLedger, Waterfall, client_builder};
 
 use crate::config::{LeadflowConfig, is_sandboxed};
 use crate::error::{Error, Result};
@@ -31,6 +31,19 @@ pub struct Providers {
 impl Providers {
     /// Starts the providers of `config`, reporting every call and skip to `ledger`.
     pub async fn start(config: &LeadflowConfig, ledger: UsageLedger) -> Result<Self> {
+        let (providers, _) = Self::start_scoped(config, ledger, Vec::new()).await?;
+        Ok(providers)
+    }
+
+    /// Like [`Providers::start`], plus one more waterfall per ledger in
+    /// `scoped`, all sharing the same limits, cache, breakers and budget: a
+    /// stream worker owns one, so the usage it drains after a batch is that
+    /// batch's, whatever the other workers are doing.
+    pub async fn start_scoped(
+        config: &LeadflowConfig,
+        ledger: UsageLedger,
+        scoped: Vec<UsageLedger>,
+    ) -> Result<(Self, Vec<Arc<Waterfall>>)> {
         let sandbox = if config.uses_sandbox() {
             let sandbox = Sandbox::start_local(config.sandbox.clone())
                 .await
@@ -55,37 +68,57 @@ impl Providers {
             ),
             _ => None,
         };
-        let mut builder = Waterfall::builder(waterfall_config.clone()).ledger(ledger);
-        if let Some(fleet) = &fleet {
-            builder = builder.services(fleet.services(&waterfall_config, Arc::new(SystemClock)));
-        }
-        if sandbox.is_some() {
-            let sandboxed: HashSet<String> = config
-                .providers
-                .iter()
-                .filter(|p| is_sandboxed(p))
-                .map(|p| p.name.clone())
-                .collect();
-            let h2c = client_builder()
-                .http2_prior_knowledge()
-                .build()
-                .map_err(|e| Error::Internal(format!("building the sandbox's HTTP client: {e}")))?;
-            for name in &sandboxed {
-                builder = builder.client(name, h2c.clone());
-            }
-            builder = builder.secrets(move |provider, var| {
-                if sandboxed.contains(&provider.name) {
-                    Some(SANDBOX_KEY.to_string())
-                } else {
-                    std::env::var(var?).ok().filter(|value| !value.is_empty())
+        let services = match &fleet {
+            Some(fleet) => fleet.services(&waterfall_config, Arc::new(SystemClock)),
+            None => Services::in_memory(&waterfall_config, Arc::new(SystemClock)),
+        };
+        let sandboxed: HashSet<String> = config
+            .providers
+            .iter()
+            .filter(|p| sandbox.is_some() && is_sandboxed(p))
+            .map(|p| p.name.clone())
+            .collect();
+        let h2c = if sandboxed.is_empty() {
+            None
+        } else {
+            Some(
+                client_builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .map_err(|e| {
+                        Error::Internal(format!("building the sandbox's HTTP client: {e}"))
+                    })?,
+            )
+        };
+        let build = |ledger: UsageLedger| -> Result<Arc<Waterfall>> {
+            let mut builder = Waterfall::builder(waterfall_config.clone())
+                .ledger(ledger)
+                .services(services.clone());
+            if let Some(h2c) = &h2c {
+                for name in &sandboxed {
+                    builder = builder.client(name, h2c.clone());
                 }
-            });
-        }
-        Ok(Self {
-            waterfall: Arc::new(builder.build()?),
-            sandbox,
-            fleet,
-        })
+                let sandboxed = sandboxed.clone();
+                builder = builder.secrets(move |provider, var| {
+                    if sandboxed.contains(&provider.name) {
+                        Some(SANDBOX_KEY.to_string())
+                    } else {
+                        std::env::var(var?).ok().filter(|value| !value.is_empty())
+                    }
+                });
+            }
+            Ok(Arc::new(builder.build()?))
+        };
+        let waterfall = build(ledger)?;
+        let scoped = scoped.into_iter().map(&build).collect::<Result<Vec<_>>>()?;
+        Ok((
+            Self {
+                waterfall,
+                sandbox,
+                fleet,
+            },
+            scoped,
+        ))
     }
 
     /// What the sandbox served, by provider, when there is one.

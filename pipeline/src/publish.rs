@@ -296,7 +296,7 @@ impl Publisher {
 }
 
 /// Deletes every object under `prefix` (on local disk, empty directories stay).
-async fn delete_under(location: &Location, prefix: &ObjectPath) -> Result<()> {
+pub(crate) async fn delete_under(location: &Location, prefix: &ObjectPath) -> Result<()> {
     use futures::TryStreamExt;
     let paths: Vec<ObjectPath> = location
         .store
@@ -324,7 +324,7 @@ async fn delete_under(location: &Location, prefix: &ObjectPath) -> Result<()> {
 
 /// Tests kill the process at named moments of a publish: the real binary,
 /// stopped where a crash would stop it. Unset in normal use.
-fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     if std::env::var_os("LEADFLOW_CRASH_AT").is_some_and(|v| v == name) {
         eprintln!("leadflow: LEADFLOW_CRASH_AT={name}: aborting");
         std::process::abort();

@@ -44,6 +44,7 @@ use crate::sinks::rejects::{Reject, RejectBatcher, RejectsWritten, write_rejects
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
 use crate::storage::{self, Location};
+use crate::telemetry;
 
 /// The enrichment query shipped with leadflow (`queries/enrich.sql`).
 pub const ENRICH_SQL: &str = include_str!("../../queries/enrich.sql");
@@ -118,7 +119,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let partitions = config.partitions.max(1);
     let (lead_tx, lead_rx) = mpsc::channel(partitions * 2);
     let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall).await?;
-    let counts_valid = plan.columns.valid.is_some();
+    let counts_valid = plan.counts_valid();
 
     // The output is ours from here until the run publishes or gives up.
     let publisher = Publisher::open(storage::create(&config.out)?, &config.run_id).await?;
@@ -242,20 +243,98 @@ impl Outputs {
 
 /// What every output row of the run records about it.
 #[derive(Debug, Clone)]
-struct RunStamp {
-    run_id: String,
-    at_micros: i64,
+pub(crate) struct RunStamp {
+    pub(crate) run_id: String,
+    pub(crate) at_micros: i64,
 }
 
 /// The planned enrichment query, ready to run.
-struct Plan {
-    physical: Arc<dyn ExecutionPlan>,
-    task_ctx: Arc<TaskContext>,
+pub(crate) struct Plan {
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
+    pub(crate) task_ctx: Arc<TaskContext>,
     columns: OutputColumns,
     /// The schema `enriched_leads` is written with.
-    write_schema: SchemaRef,
+    pub(crate) write_schema: SchemaRef,
     /// Whether the writers add `run_id` and `enriched_at` themselves.
     append_run_columns: bool,
+}
+
+/// What a writer's batches add up to.
+#[derive(Debug, Default)]
+pub(crate) struct OutputCounts {
+    pub(crate) rows: u64,
+    pub(crate) valid: u64,
+    pub(crate) lookups: LookupTally,
+}
+
+impl Plan {
+    /// Plans `query`, which must read the table `leads` of `ctx` once.
+    pub(crate) async fn new(ctx: &SessionContext, query: &str) -> Result<Plan> {
+        let df = ctx
+            .sql(query)
+            .await
+            .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+        let scans = scans_of(df.logical_plan(), "leads")?;
+        if scans == 0 {
+            return Err(Error::Usage(
+                "enrichment query: it does not read `leads`, the table of input leads".into(),
+            ));
+        }
+        if scans > 1 {
+            return Err(Error::Usage(format!(
+                "enrichment query: it reads `leads` {scans} times; `leads` is the input as it \
+                 streams past, read once: select from it once (a self join or a UNION over \
+                 it would see part of it), and join other tables to it"
+            )));
+        }
+        let physical = df.create_physical_plan().await?;
+        let query_schema = physical.schema();
+        let write_schema = with_run_columns(&output_schema(&query_schema));
+        Ok(Plan {
+            append_run_columns: write_schema.fields().len() > query_schema.fields().len(),
+            write_schema,
+            columns: OutputColumns {
+                valid: query_schema.index_of("phone_valid").ok(),
+                status: query_schema.index_of("lookup_status").ok(),
+            },
+            task_ctx: ctx.task_ctx(),
+            physical,
+        })
+    }
+
+    /// Whether the query returns `phone_valid`, which the summary counts.
+    pub(crate) fn counts_valid(&self) -> bool {
+        self.columns.valid.is_some()
+    }
+
+    /// One of the query's output batches as it is written: counted into
+    /// `counts`, with `run_id` and `enriched_at` appended when the query
+    /// does not return them.
+    pub(crate) fn output(
+        &self,
+        batch: &RecordBatch,
+        stamp: &RunStamp,
+        counts: &mut OutputCounts,
+    ) -> Result<RecordBatch> {
+        if let Some(i) = self.columns.valid
+            && batch.column(i).data_type() == &DataType::Boolean
+        {
+            counts.valid += batch.column(i).as_boolean().true_count() as u64;
+        }
+        if let Some(i) = self.columns.status {
+            counts.lookups.add_statuses(batch.column(i))?;
+        }
+        let mut out = batch.columns().to_vec();
+        if self.append_run_columns {
+            out.extend(run_columns(
+                batch.num_rows(),
+                &stamp.run_id,
+                stamp.at_micros,
+            ));
+        }
+        counts.rows += batch.num_rows() as u64;
+        conform(&out, &self.write_schema)
+    }
 }
 
 /// Where, in the query's output, the columns the summary counts are.
@@ -282,36 +361,7 @@ async fn plan(
     let table = LeadsTable::new(schema.clone(), leads);
     let table = StreamingTable::try_new(schema, table.partitions(partitions))?;
     ctx.register_table("leads", Arc::new(table))?;
-    let df = ctx
-        .sql(&config.query)
-        .await
-        .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
-    let scans = scans_of(df.logical_plan(), "leads")?;
-    if scans == 0 {
-        return Err(Error::Usage(
-            "enrichment query: it does not read `leads`, the table of input leads".into(),
-        ));
-    }
-    if scans > 1 {
-        return Err(Error::Usage(format!(
-            "enrichment query: it reads `leads` {scans} times; `leads` is the input as it \
-             streams past, read once: select from it once (a self join or a UNION over \
-             it would see part of it), and join other tables to it"
-        )));
-    }
-    let physical = df.create_physical_plan().await?;
-    let query_schema = physical.schema();
-    let write_schema = with_run_columns(&output_schema(&query_schema));
-    Ok(Plan {
-        append_run_columns: write_schema.fields().len() > query_schema.fields().len(),
-        write_schema,
-        columns: OutputColumns {
-            valid: query_schema.index_of("phone_valid").ok(),
-            status: query_schema.index_of("lookup_status").ok(),
-        },
-        task_ctx: ctx.task_ctx(),
-        physical,
-    })
+    Plan::new(&ctx, &config.query).await
 }
 
 /// How many times `plan` (subqueries included) scans `table`.
@@ -342,7 +392,7 @@ pub fn session(partitions: usize, batch_size: usize, waterfall: Arc<Waterfall>) 
     ctx
 }
 
-fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
+pub(crate) fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let has = |name: &str| schema.index_of(name).is_ok();
     if !has("run_id") && !has("enriched_at") {
@@ -402,67 +452,44 @@ fn spawn_lead_writers(
     stamp: &RunStamp,
     out: &Outputs,
 ) -> Result<Vec<JoinHandle<Result<PartitionWritten>>>> {
-    let streams =
-        datafusion::physical_plan::execute_stream_partitioned(plan.physical, plan.task_ctx)?;
+    let streams = datafusion::physical_plan::execute_stream_partitioned(
+        plan.physical.clone(),
+        plan.task_ctx.clone(),
+    )?;
+    let plan = Arc::new(plan);
     Ok(streams
         .into_iter()
         .enumerate()
         .map(|(p, stream)| {
             let sink = out.sink("enriched_leads", p, Some("received_at"));
             let writer = out.writer(sink, plan.write_schema.clone());
-            let stamp = plan.append_run_columns.then(|| stamp.clone());
-            tokio::spawn(write_partition(stream, writer, plan.columns, stamp))
+            tokio::spawn(write_partition(stream, writer, plan.clone(), stamp.clone()))
         })
         .collect())
 }
 
 /// What one partition's writer wrote.
 struct PartitionWritten {
-    rows: u64,
-    valid: u64,
+    counts: OutputCounts,
     files: Vec<WrittenFile>,
-    lookups: LookupTally,
 }
 
-/// Writes one partition's output; `stamp` is appended as `run_id` and
-/// `enriched_at` when given.
+/// Writes one partition's output.
 async fn write_partition(
     mut stream: SendableRecordBatchStream,
     mut writer: PartitionedWriter,
-    columns: OutputColumns,
-    stamp: Option<RunStamp>,
+    plan: Arc<Plan>,
+    stamp: RunStamp,
 ) -> Result<PartitionWritten> {
-    let schema = writer.schema().clone();
-    let mut rows = 0u64;
-    let mut valid = 0u64;
-    let mut lookups = LookupTally::default();
+    let mut counts = OutputCounts::default();
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        if let Some(i) = columns.valid
-            && batch.column(i).data_type() == &DataType::Boolean
-        {
-            valid += batch.column(i).as_boolean().true_count() as u64;
-        }
-        if let Some(i) = columns.status {
-            lookups.add_statuses(batch.column(i))?;
-        }
-        let mut out = batch.columns().to_vec();
-        if let Some(stamp) = &stamp {
-            out.extend(run_columns(
-                batch.num_rows(),
-                &stamp.run_id,
-                stamp.at_micros,
-            ));
-        }
-        let batch = conform(&out, &schema)?;
-        rows += batch.num_rows() as u64;
+        let batch = plan.output(&batch?, &stamp, &mut counts)?;
+        telemetry::leads_out(batch.num_rows() as u64);
         writer.write(&batch).await?;
     }
     Ok(PartitionWritten {
-        rows,
-        valid,
+        counts,
         files: writer.close().await?,
-        lookups,
     })
 }
 
@@ -510,10 +537,10 @@ impl Tasks {
         for w in self.writers {
             match w.await.map_err(joined("writer"))? {
                 Ok(written) => {
-                    done.leads_written += written.rows;
-                    done.valid_phones += written.valid;
+                    done.leads_written += written.counts.rows;
+                    done.valid_phones += written.counts.valid;
                     done.lead_files.extend(written.files);
-                    done.lookups.merge(written.lookups);
+                    done.lookups.merge(written.counts.lookups);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);

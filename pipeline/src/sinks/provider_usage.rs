@@ -17,20 +17,20 @@ use crate::error::Result;
 use crate::sinks::parquet::{PartitionedWriter, WrittenFile};
 
 /// Usage rows gathered before they are handed to the Parquet writer.
-const BATCH_ROWS: usize = 8192;
+pub(crate) const BATCH_ROWS: usize = 8192;
 
 /// Builds `provider_usage` batches from ledger rows.
-struct UsageBatcher {
+pub(crate) struct UsageBatcher {
     schema: SchemaRef,
     run_id: String,
     lead_id: StringBuilder,
     organization_id: StringBuilder,
     attempts: AttemptColumns,
-    rows: usize,
+    pub(crate) rows: usize,
 }
 
 impl UsageBatcher {
-    fn new(schema: SchemaRef, run_id: &str) -> Self {
+    pub(crate) fn new(schema: SchemaRef, run_id: &str) -> Self {
         Self {
             schema,
             run_id: run_id.to_string(),
@@ -41,7 +41,7 @@ impl UsageBatcher {
         }
     }
 
-    fn push(&mut self, usage: &ProviderUsage) {
+    pub(crate) fn push(&mut self, usage: &ProviderUsage) {
         self.lead_id.append_option(usage.lead.lead_id.as_deref());
         self.organization_id
             .append_option(usage.lead.organization_id.as_deref());
@@ -49,7 +49,7 @@ impl UsageBatcher {
         self.rows += 1;
     }
 
-    fn finish(&mut self) -> Result<RecordBatch> {
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
         let n = std::mem::take(&mut self.rows);
         let attempts = std::mem::replace(&mut self.attempts, AttemptColumns::new(BATCH_ROWS));
         let mut run_id = StringBuilder::with_capacity(n, n * self.run_id.len());
@@ -84,6 +84,7 @@ pub async fn write_usage(
             usage = ledger.recv() => match usage {
                 Some(usage) => {
                     tally.add_attempt(&usage.attempt);
+                    crate::telemetry::attempt(&usage.attempt);
                     batcher.push(&usage);
                     if batcher.rows >= BATCH_ROWS {
                         writer.write(&batcher.finish()?).await?;

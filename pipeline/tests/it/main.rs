@@ -4,5 +4,6 @@ mod csv_edge_cases;
 mod publish;
 mod run_end_to_end;
 mod s3;
+mod stream;
 mod support;
 mod waterfall_run;

@@ -1,0 +1,185 @@
+//! The stream's ledger is its output. Each cut of a partition (offsets
+//! `first..=last`) is written under a staging directory of its own, then
+//! committed by one marker object, `_leadflow/stream/{topic}/{partition}/
+//! committed/{first}-{last}.json` (a rename on local disk, one PUT on S3),
+//! then its files are moved into the tables. The marker with the highest
+//! `last` says what the output holds; on assignment, whoever takes the
+//! partition finishes that cut's moves (every step is idempotent), deletes
+//! any staging a crash left, and skips the offsets at or below `last`.
+//!
+//! A cut's several files (a day per file, three tables) appear as one
+//! commit, as a run's do through the manifest ([`crate::publish`]); a marker
+//! per partition, not one manifest, because each partition has one writer
+//! at a time and thousands of commits a day.
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::publish::{META_DIR, crash_point, delete_under};
+use crate::storage::Location;
+
+/// What one committed cut wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommittedCut {
+    pub topic: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+    /// Files, relative to the output (and to the cut's staging directory).
+    pub files: Vec<String>,
+    pub leads: u64,
+    pub rejects: u64,
+    pub usage_rows: u64,
+    pub committed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One topic's ledger in an output.
+#[derive(Debug, Clone)]
+pub struct StreamLedger {
+    location: Location,
+    topic: String,
+}
+
+impl StreamLedger {
+    pub fn new(location: Location, topic: &str) -> Self {
+        Self {
+            location,
+            topic: topic.to_string(),
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn partition_root(&self, partition: i32) -> String {
+        format!("{META_DIR}/stream/{}/{partition}", self.topic)
+    }
+
+    fn range(first: i64, last: i64) -> String {
+        format!("{first:020}-{last:020}")
+    }
+
+    /// Where the cut `first..=last` of `partition` is written before its commit.
+    pub fn staging(&self, partition: i32, first: i64, last: i64) -> Location {
+        self.location.under(&format!(
+            "{}/staging/{}",
+            self.partition_root(partition),
+            Self::range(first, last)
+        ))
+    }
+
+    /// The stem of the cut's file names: topic, partition and offsets.
+    pub fn file_stem(&self, partition: i32, first: i64, last: i64) -> String {
+        format!("{}-{partition}-{}", self.topic, Self::range(first, last))
+    }
+
+    fn marker(&self, partition: i32, first: i64, last: i64) -> ObjectPath {
+        self.location.child(&format!(
+            "{}/committed/{}.json",
+            self.partition_root(partition),
+            Self::range(first, last)
+        ))
+    }
+
+    /// Commits a cut whose files are staged: from here it is in the output.
+    pub async fn commit(&self, cut: &CommittedCut) -> Result<()> {
+        let body = serde_json::to_vec_pretty(cut)
+            .map_err(|e| Error::Internal(format!("cut marker: {e}")))?;
+        crash_point("stream_before_ledger");
+        self.location
+            .store
+            .put(
+                &self.marker(cut.partition, cut.first, cut.last),
+                body.into(),
+            )
+            .await?;
+        crash_point("stream_after_ledger");
+        Ok(())
+    }
+
+    /// Moves a committed cut's files into the tables, deletes its staging
+    /// and the markers before it. Idempotent.
+    pub async fn publish(&self, cut: &CommittedCut) -> Result<()> {
+        let staging = self.staging(cut.partition, cut.first, cut.last);
+        for rel in &cut.files {
+            match self
+                .location
+                .store
+                .rename(&staging.child(rel), &self.location.child(rel))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        delete_under(&self.location, &staging.prefix).await?;
+        for (first, last) in self.markers(cut.partition).await? {
+            if last < cut.last {
+                match self
+                    .location
+                    .store
+                    .delete(&self.marker(cut.partition, first, last))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `partition`'s output whole after whatever happened to its last
+    /// writer, and returns the highest offset it holds.
+    pub async fn recover(&self, partition: i32) -> Result<Option<i64>> {
+        let latest = self
+            .markers(partition)
+            .await?
+            .into_iter()
+            .max_by_key(|r| r.1);
+        let staging_root = self
+            .location
+            .child(&format!("{}/staging", self.partition_root(partition)));
+        let Some((first, last)) = latest else {
+            delete_under(&self.location, &staging_root).await?;
+            return Ok(None);
+        };
+        let bytes = self
+            .location
+            .store
+            .get(&self.marker(partition, first, last))
+            .await?
+            .bytes()
+            .await?;
+        let cut: CommittedCut = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Usage(format!(
+                "the stream ledger's marker for {}/{partition} {first}-{last} is unreadable: {e}",
+                self.topic
+            ))
+        })?;
+        self.publish(&cut).await?;
+        // Anything still staged was never committed: its offsets come again.
+        delete_under(&self.location, &staging_root).await?;
+        Ok(Some(last))
+    }
+
+    /// The committed cuts' offset ranges still recorded for `partition`.
+    async fn markers(&self, partition: i32) -> Result<Vec<(i64, i64)>> {
+        let dir = self
+            .location
+            .child(&format!("{}/committed", self.partition_root(partition)));
+        let metas: Vec<_> = self.location.store.list(Some(&dir)).try_collect().await?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.strip_suffix(".json")?;
+                let (first, last) = name.split_once('-')?;
+                Some((first.parse().ok()?, last.parse().ok()?))
+            })
+            .collect())
+    }
+}

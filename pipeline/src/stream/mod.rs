@@ -1,0 +1,478 @@
+//! `leadflow stream`: leads from a Kafka topic, enriched continuously into
+//! the same tables as `leadflow run`.
+//!
+//! The Kafka source ([`crate::sources::kafka`]) cuts each partition's
+//! messages into batches and hands them to a worker: partition `p` always
+//! to worker `p % workers`, so a partition's cuts are written in order
+//! while several partitions use every core. A worker runs the enrichment
+//! query over the cut, writes its leads, the provider calls its lookups
+//! made (from the worker's own usage ledger, so they are this cut's) and
+//! its rejects, commits them in the stream ledger ([`ledger`]) and says so
+//! to the source, which then commits the offsets. The output, not Kafka's
+//! committed offsets, says what is done: a restart, a lost commit or a
+//! rebalance skips what is written.
+
+pub mod ledger;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::StreamExt;
+use leadflow_sandbox::ProviderStats;
+use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::config::LeadflowConfig;
+use crate::error::{Error, Result};
+use crate::providers::Providers;
+use crate::run::{OutputCounts, Plan, RunStamp, session};
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
+use crate::sinks::provider_usage::{BATCH_ROWS, LookupTally, UsageBatcher};
+use crate::sinks::rejects::RejectBatcher;
+use crate::sources::kafka::{Cut, CutOwner, KafkaSource, KafkaSourceConfig, SourceTally, Written};
+use crate::storage;
+use crate::telemetry;
+use ledger::{CommittedCut, StreamLedger};
+
+/// Usage rows a worker's lookups may report before it drains them.
+const USAGE_QUEUE: usize = 16 * 1024;
+
+/// Everything a stream needs.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub source: KafkaSourceConfig,
+    /// Output directory or `s3://bucket/prefix`.
+    pub out: String,
+    /// The enrichment SQL, over the table `leads`.
+    pub query: String,
+    pub run_id: String,
+    /// Workers running the query (each owns the partitions `p % workers`).
+    pub workers: usize,
+    pub providers: LeadflowConfig,
+}
+
+/// What a stream did, printed when it stops.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    pub run_id: String,
+    pub source: SourceTally,
+    pub cuts_written: u64,
+    pub leads_written: u64,
+    pub rejects: u64,
+    pub usage_rows: u64,
+    pub lookups: LookupTally,
+    pub sandbox: Option<BTreeMap<String, ProviderStats>>,
+    pub elapsed: Duration,
+    pub out: String,
+}
+
+/// Consumes `config.source` until `stop` is set (or something fails), then
+/// writes and commits what it holds.
+pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<StreamSummary> {
+    let started = Instant::now();
+    let workers = config.workers.max(1);
+    let (ledgers, usage): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| UsageLedger::channel(USAGE_QUEUE))
+        .unzip();
+    let (providers, waterfalls) =
+        Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
+    let result = run_workers(&config, waterfalls, usage, stop).await;
+    // Leased permits go back to the fleet and the budget books its spend;
+    // the services are shared by every worker's waterfall.
+    providers.waterfall.close().await;
+    if let Some(fleet) = &providers.fleet {
+        fleet.leave().await;
+    }
+    let (source, written) = result?;
+    Ok(StreamSummary {
+        run_id: config.run_id,
+        source,
+        cuts_written: written.cuts,
+        leads_written: written.counts.rows,
+        rejects: written.rejects,
+        usage_rows: written.usage_rows,
+        lookups: written.counts.lookups,
+        sandbox: providers.sandbox_stats(),
+        elapsed: started.elapsed(),
+        out: config.out,
+    })
+}
+
+async fn run_workers(
+    config: &StreamConfig,
+    waterfalls: Vec<Arc<Waterfall>>,
+    usage: Vec<mpsc::Receiver<ProviderUsage>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(SourceTally, WorkerTally)> {
+    let stamp = RunStamp {
+        run_id: config.run_id.clone(),
+        at_micros: Utc::now().timestamp_micros(),
+    };
+    let ledger = StreamLedger::new(storage::create(&config.out)?, &config.source.topic);
+    // Plan first, so bad SQL fails before the consumer joins its group.
+    let mut plans = Vec::with_capacity(waterfalls.len());
+    for waterfall in waterfalls {
+        plans.push(CutPlan::new(&config.query, waterfall, config.source.batch_rows).await?);
+    }
+    let (written_tx, written_rx) = std::sync::mpsc::channel();
+    let mut senders = Vec::with_capacity(plans.len());
+    let mut tasks = Vec::with_capacity(plans.len());
+    for (plan, usage) in plans.into_iter().zip(usage) {
+        // One cut queued per worker beyond the one it is writing.
+        let (tx, rx) = mpsc::channel(1);
+        senders.push(tx);
+        let worker = Worker {
+            plan,
+            usage,
+            ledger: ledger.clone(),
+            stamp: stamp.clone(),
+            written: written_tx.clone(),
+        };
+        tasks.push(tokio::spawn(worker.run(rx)));
+    }
+    drop(written_tx);
+    let owner = Arc::new(Owner {
+        senders,
+        ledger,
+        runtime: Handle::current(),
+    });
+    let source_config = config.source.clone();
+    // The consumer and its rebalance callbacks block: a thread of their own.
+    let source = tokio::task::spawn_blocking(move || {
+        KafkaSource::connect(source_config, owner, written_rx)?.run(&stop)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("Kafka source thread: {e}")))?;
+    // The source has dropped the owner: the workers finish their queues.
+    let mut total = WorkerTally::default();
+    let mut failed = None;
+    for task in tasks {
+        match task
+            .await
+            .map_err(|e| Error::Internal(format!("stream worker: {e}")))?
+        {
+            Ok(tally) => total.merge(tally),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    // A worker's failure is the cause of the source's.
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((source?, total))
+}
+
+/// The stream's side of the source: cuts go to workers, assignments to the ledger.
+struct Owner {
+    senders: Vec<mpsc::Sender<Cut>>,
+    ledger: StreamLedger,
+    runtime: Handle,
+}
+
+impl CutOwner for Owner {
+    fn assigned(&self, partition: i32) -> Result<Option<i64>> {
+        self.runtime.block_on(self.ledger.recover(partition))
+    }
+
+    fn take(&self, cut: Cut) -> Result<()> {
+        let worker = cut.partition.unsigned_abs() as usize % self.senders.len();
+        self.senders[worker]
+            .blocking_send(cut)
+            .map_err(|_| Error::Internal("a stream worker stopped".into()))
+    }
+}
+
+/// What a worker wrote.
+#[derive(Debug, Default)]
+struct WorkerTally {
+    cuts: u64,
+    counts: OutputCounts,
+    rejects: u64,
+    usage_rows: u64,
+}
+
+impl WorkerTally {
+    fn merge(&mut self, other: WorkerTally) {
+        self.cuts += other.cuts;
+        self.counts.rows += other.counts.rows;
+        self.counts.valid += other.counts.valid;
+        self.counts.lookups.merge(other.counts.lookups);
+        self.rejects += other.rejects;
+        self.usage_rows += other.usage_rows;
+    }
+}
+
+/// Runs the query over cuts and commits what they produce.
+struct Worker {
+    plan: CutPlan,
+    /// This worker's usage ledger: every call its lookups made.
+    usage: mpsc::Receiver<ProviderUsage>,
+    ledger: StreamLedger,
+    stamp: RunStamp,
+    written: std::sync::mpsc::Sender<Result<Written>>,
+}
+
+impl Worker {
+    async fn run(mut self, mut cuts: mpsc::Receiver<Cut>) -> Result<WorkerTally> {
+        let mut tally = WorkerTally::default();
+        while let Some(cut) = cuts.recv().await {
+            let (partition, last) = (cut.partition, cut.last);
+            match self.write(cut, &mut tally).await {
+                Ok(()) => {
+                    let _ = self.written.send(Ok(Written { partition, last }));
+                }
+                Err(e) => {
+                    let _ = self.written.send(Err(Error::Internal(format!(
+                        "writing partition {partition} up to offset {last} failed"
+                    ))));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Enriches one cut and commits its leads, usage and rejects as one.
+    async fn write(&mut self, cut: Cut, tally: &mut WorkerTally) -> Result<()> {
+        let started = Instant::now();
+        let (p, first, last) = (cut.partition, cut.first, cut.last);
+        let staging = self.ledger.staging(p, first, last);
+        let stem = self.ledger.file_stem(p, first, last);
+        let today = Utc::now().date_naive();
+        let sink =
+            |table: &str, dt: Option<&str>| ParquetSinkConfig::new(table, stem.clone(), dt, today);
+
+        let mut leads = PartitionedWriter::new(
+            staging.clone(),
+            sink("enriched_leads", Some("received_at")),
+            self.plan.plan.write_schema.clone(),
+        );
+        let mut counts = OutputCounts::default();
+        let mut usage = Vec::new();
+        if cut.leads.num_rows() > 0 {
+            let mut out = self.plan.execute(cut.leads)?;
+            loop {
+                tokio::select! {
+                    // Lookups wait for room in the ledger: drain it as they go.
+                    Some(row) = self.usage.recv() => usage.push(row),
+                    batch = out.next() => match batch {
+                        Some(batch) => {
+                            let batch = self.plan.plan.output(&batch?, &self.stamp, &mut counts)?;
+                            leads.write(&batch).await?;
+                        }
+                        None => break,
+                    },
+                }
+            }
+            // Every lookup has ended, so every row it reported is here.
+            while let Ok(row) = self.usage.try_recv() {
+                usage.push(row);
+            }
+        }
+        let mut files = leads.close().await?;
+
+        if !usage.is_empty() {
+            let schema = leadflow_schemas::provider_usage_schema();
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink("provider_usage", Some("started_at")),
+                schema.clone(),
+            );
+            let mut batcher = UsageBatcher::new(schema, &self.stamp.run_id);
+            for row in &usage {
+                counts.lookups.add_attempt(&row.attempt);
+                telemetry::attempt(&row.attempt);
+                batcher.push(row);
+                if batcher.rows >= BATCH_ROWS {
+                    writer.write(&batcher.finish()?).await?;
+                }
+            }
+            if batcher.rows > 0 {
+                writer.write(&batcher.finish()?).await?;
+            }
+            files.extend(writer.close().await?);
+        }
+        if !cut.rejects.is_empty() {
+            let mut batcher = RejectBatcher::new(&self.stamp.run_id, self.stamp.at_micros);
+            for r in &cut.rejects {
+                batcher.push(r);
+            }
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink("rejects", None),
+                leadflow_schemas::reject_schema(),
+            );
+            writer.write(&batcher.finish()?).await?;
+            files.extend(writer.close().await?);
+        }
+
+        let committed = CommittedCut {
+            topic: self.ledger_topic(),
+            partition: p,
+            first,
+            last,
+            files: relative(&staging, &files)?,
+            leads: counts.rows,
+            rejects: cut.rejects.len() as u64,
+            usage_rows: usage.len() as u64,
+            committed_at: Utc::now(),
+        };
+        self.ledger.commit(&committed).await?;
+        self.ledger.publish(&committed).await?;
+
+        telemetry::leads_out(counts.rows);
+        telemetry::rejects(committed.rejects);
+        telemetry::lookup_statuses(&counts.lookups.statuses);
+        telemetry::batch(started.elapsed());
+        if let Some(ms) = cut.produced_ms {
+            let now = Utc::now().timestamp_millis();
+            telemetry::visible_after(Duration::from_millis(now.saturating_sub(ms).max(0) as u64));
+        }
+        tally.cuts += 1;
+        tally.rejects += committed.rejects;
+        tally.usage_rows += committed.usage_rows;
+        tally.counts.rows += counts.rows;
+        tally.counts.valid += counts.valid;
+        tally.counts.lookups.merge(counts.lookups);
+        Ok(())
+    }
+
+    fn ledger_topic(&self) -> String {
+        self.ledger.topic().to_string()
+    }
+}
+
+/// `files`' paths relative to `staging`.
+fn relative(staging: &storage::Location, files: &[WrittenFile]) -> Result<Vec<String>> {
+    files
+        .iter()
+        .map(|f| {
+            object_store::path::Path::from(f.path.as_str())
+                .prefix_match(&staging.prefix)
+                .map(|parts| object_store::path::Path::from_iter(parts).to_string())
+                .ok_or_else(|| Error::Internal(format!("{} was not written under staging", f.path)))
+        })
+        .collect()
+}
+
+/// The enrichment query planned once over a `leads` table that yields the
+/// cut put in its slot, executed again for every cut.
+struct CutPlan {
+    plan: Plan,
+    slot: Arc<Mutex<Option<RecordBatch>>>,
+}
+
+impl CutPlan {
+    async fn new(query: &str, waterfall: Arc<Waterfall>, batch_rows: usize) -> Result<Self> {
+        let ctx = session(1, batch_rows, waterfall);
+        let schema = leadflow_schemas::lead_schema([]);
+        let slot = Arc::new(Mutex::new(None));
+        let partition = Arc::new(CutPartition {
+            schema: schema.clone(),
+            slot: slot.clone(),
+        });
+        ctx.register_table(
+            "leads",
+            Arc::new(StreamingTable::try_new(schema, vec![partition])?),
+        )?;
+        let plan = Plan::new(&ctx, query).await?;
+        let partitions = plan.physical.output_partitioning().partition_count();
+        if partitions != 1 {
+            return Err(Error::Internal(format!(
+                "the stream's query plan has {partitions} output partitions, not 1"
+            )));
+        }
+        Ok(Self { plan, slot })
+    }
+
+    fn execute(&self, cut: RecordBatch) -> Result<SendableRecordBatchStream> {
+        *self.slot.lock().expect("cut slot") = Some(cut);
+        Ok(self.plan.physical.execute(0, self.plan.task_ctx.clone())?)
+    }
+}
+
+/// The `leads` table of a [`CutPlan`]: each execution yields the cut in the slot.
+struct CutPartition {
+    schema: SchemaRef,
+    slot: Arc<Mutex<Option<RecordBatch>>>,
+}
+
+impl fmt::Debug for CutPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CutPartition")
+    }
+}
+
+impl PartitionStream for CutPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let cut = self.slot.lock().expect("cut slot").take();
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(cut.map(Ok)),
+        ))
+    }
+}
+
+impl fmt::Display for StreamSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.source;
+        writeln!(
+            f,
+            "leadflow stream {} stopped after {:.1}s",
+            self.run_id,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(f, "  messages        {}", s.messages)?;
+        if s.skipped > 0 {
+            writeln!(
+                f,
+                "  already written {} (skipped: the output holds them)",
+                s.skipped
+            )?;
+        }
+        writeln!(f, "  leads written   {}", self.leads_written)?;
+        writeln!(
+            f,
+            "  rejected        {} ({} to the dead-letter topic)",
+            self.rejects, s.dead_letters
+        )?;
+        if s.unknown_countries > 0 {
+            writeln!(
+                f,
+                "  unknown country {} (kept as written)",
+                s.unknown_countries
+            )?;
+        }
+        write!(f, "{}", self.lookups)?;
+        if let Some(sandbox) = &self.sandbox {
+            let served: u64 = sandbox.values().map(|s| s.requests).sum();
+            writeln!(
+                f,
+                "  sandbox         {served} requests served in-process (no real provider called)"
+            )?;
+        }
+        writeln!(
+            f,
+            "  output          {} ({} cuts committed, {} usage rows)",
+            self.out, self.cuts_written, self.usage_rows
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! Metrics: one function per fact, called where the fact happens, under the
+//! names the logs use. Nothing is recorded until [`serve`] installs the
+//! Prometheus recorder (`--metrics-addr`); until then each call is a no-op.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use leadflow_waterfall::{Attempt, Outcome};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Latency buckets, in seconds: provider calls, batches, produce-to-visible.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
+/// Messages (or file records) read.
+pub fn leads_in(n: u64) {
+    counter!("leadflow_leads_in_total").increment(n);
+}
+
+/// Enriched leads written.
+pub fn leads_out(n: u64) {
+    counter!("leadflow_leads_out_total").increment(n);
+}
+
+/// Records that could not be leads, written to `rejects`.
+pub fn rejects(n: u64) {
+    counter!("leadflow_rejects_total").increment(n);
+}
+
+/// A message sent to the dead-letter topic.
+pub fn dead_letter() {
+    counter!("leadflow_dead_letters_total").increment(1);
+}
+
+/// Messages skipped because the output already holds them (a replay).
+pub fn replayed(n: u64) {
+    counter!("leadflow_replayed_total").increment(n);
+}
+
+/// One provider call or skip, as `provider_usage` records it.
+pub fn attempt(a: &Attempt) {
+    let provider = a.provider.to_string();
+    counter!("leadflow_lookups_total", "provider" => provider.clone(), "outcome" => a.outcome.as_str())
+        .increment(1);
+    if a.cost_micros > 0 {
+        counter!("leadflow_spend_micro_usd_total", "provider" => provider.clone())
+            .increment(a.cost_micros as u64);
+    }
+    if a.outcome == Outcome::RateLimited {
+        counter!("leadflow_rate_limited_total", "provider" => provider.clone()).increment(1);
+    }
+    if a.attempt > 0 {
+        histogram!("leadflow_lookup_seconds", "provider" => provider)
+            .record(a.latency_ms as f64 / 1000.0);
+    }
+}
+
+/// Leads by final `lookup_status` (`cached` is a cache hit).
+pub fn lookup_statuses(statuses: &std::collections::BTreeMap<String, u64>) {
+    for (status, n) in statuses {
+        counter!("leadflow_lookup_status_total", "status" => status.clone()).increment(*n);
+    }
+}
+
+/// One batch enriched and written.
+pub fn batch(took: Duration) {
+    histogram!("leadflow_batch_seconds").record(took.as_secs_f64());
+}
+
+/// From a message's production to its lead being visible in the output.
+pub fn visible_after(latency: Duration) {
+    histogram!("leadflow_visible_seconds").record(latency.as_secs_f64());
+}
+
+/// Messages a partition's consumer is behind its end.
+pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
+    gauge!("leadflow_consumer_lag", "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(lag as f64);
+}
+
+/// Installs the Prometheus recorder and serves `/metrics` and `/healthz`
+/// on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(SECONDS_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| Error::Internal(format!("installing the metrics recorder: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: {e}")))?;
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(handle.clone());
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    }))
+}
+
+async fn render(axum::extract::State(handle): axum::extract::State<PrometheusHandle>) -> String {
+    handle.render()
+}

@@ -1,0 +1,640 @@
+//! `leadflow stream` and `leadflow produce`, the real binaries, against
+//! librdkafka's in-process mock cluster: every lead once in the output,
+//! whatever stops the stream (SIGTERM, a kill between any two steps, a lost
+//! commit, a rebalance), dead letters for bad messages, `/metrics`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leadflow_pipeline::sources::kafka::{OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::support::{example, query, rows};
+
+const TOPIC: &str = "leads";
+
+/// A mock cluster with the leads topic (and its dead-letter topic).
+struct Kafka {
+    _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: String,
+}
+
+fn kafka(partitions: i32) -> Kafka {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, partitions, 1).unwrap();
+    cluster.create_topic(&format!("{TOPIC}.dlq"), 1, 1).unwrap();
+    Kafka {
+        brokers: cluster.bootstrap_servers(),
+        _cluster: cluster,
+    }
+}
+
+/// The example's providers, answered by the in-process sandbox at once.
+fn provider_config(dir: &Path, redis_prefix: Option<&str>) -> PathBuf {
+    let example_toml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leadflow.toml"),
+    )
+    .unwrap();
+    let mut toml = example_toml.replace("latency_ms = ", "latency_ms = 0 # ");
+    if let Some(prefix) = redis_prefix {
+        toml.push_str(&format!("\n[redis]\nkey_prefix = \"{prefix}\"\n"));
+    }
+    let path = dir.join("leadflow.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("lftest-stream-{name}-{}-{nanos}", std::process::id())
+}
+
+/// `leadflow stream` into `out`, its stderr piped.
+fn spawn_stream(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
+        .args(["--group", group, "--batch-ms", "100", "--workers", "2"])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .env_remove("LEADFLOW_CRASH_AT")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("leadflow stream starts")
+}
+
+/// SIGTERM, then the exit status and stderr.
+fn terminate(child: Child) -> (std::process::ExitStatus, String) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Rows in the visible Parquet files of `out/table` (files appear whole, by rename).
+fn visible_rows(out: &Path, table: &str) -> i64 {
+    let dir = out.join(table);
+    if !dir.exists() {
+        return 0;
+    }
+    super::support::files_under(&dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| {
+            use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+            let file = std::fs::File::open(p).unwrap();
+            SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        })
+        .sum()
+}
+
+/// Waits (a condition, not a time) until `out` shows `leads` leads and `rejects` rejects.
+fn wait_for_output(out: &Path, leads: i64, rejects: i64, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (l, r) = (
+            visible_rows(out, "enriched_leads"),
+            visible_rows(out, "rejects"),
+        );
+        if l >= leads && r >= rejects {
+            assert_eq!((l, r), (leads, rejects), "more output than input");
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            panic!("the stream exited ({status}) at {l} leads, {r} rejects: {stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited 120 s for {leads} leads and {rejects} rejects; have {l} and {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends the example's leads through `leadflow produce`: 400 sent, 3 not.
+fn produce_example(kafka: &Kafka) {
+    let output = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["produce", "--brokers", &kafka.brokers, "--topic", TOPIC])
+        .arg(example())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("400 leads sent"), "{stderr}");
+    assert!(stderr.contains("3 records not sent"), "{stderr}");
+}
+
+fn client(kafka: &Kafka) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    c
+}
+
+/// Whether `group` has committed the end of every partition of the topic.
+fn committed_to_end(kafka: &Kafka, group: &str) -> bool {
+    let consumer: BaseConsumer = client(kafka).set("group.id", group).create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition(TOPIC, p.id());
+        let (_, high) = consumer
+            .fetch_watermarks(TOPIC, p.id(), Duration::from_secs(5))
+            .unwrap();
+        ends.push(high);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .zip(ends)
+        .all(|(e, high)| high == 0 || e.offset() == Offset::Offset(high))
+}
+
+/// The number after `label` in the stream's summary.
+fn summary_number(stderr: &str, label: &str) -> u64 {
+    stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.trim_start()[label.len()..].split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` in the summary: {stderr}"))
+}
+
+async fn assert_each_lead_once(out: &Path, leads: usize) {
+    let out = out.display().to_string();
+    let got = rows(
+        &query(
+            &out,
+            "select count(*), count(distinct lead_id) from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(got[0], [leads.to_string(), leads.to_string()]);
+    if !Path::new(&out).join("provider_usage").exists() {
+        return;
+    }
+    // No question was paid for twice.
+    let calls = rows(
+        &query(
+            &out,
+            "select lead_id, provider from provider_usage where attempt > 0",
+        )
+        .await,
+    );
+    let distinct: HashSet<_> = calls.iter().collect();
+    assert_eq!(distinct.len(), calls.len(), "a (lead, provider) paid twice");
+}
+
+#[tokio::test]
+async fn every_lead_once_usage_as_served_offsets_committed_and_metrics_that_agree() {
+    let kafka = kafka(4);
+    produce_example(&kafka);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let config = provider_config(dir.path(), None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_stream(
+        &kafka,
+        "g1",
+        &out,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    );
+    wait_for_output(&out, 400, 0, &mut child);
+    let metrics = http_get(&metrics_addr, "/metrics");
+    assert_eq!(http_get(&metrics_addr, "/healthz").trim(), "ok");
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        committed_to_end(&kafka, "g1"),
+        "offsets committed on SIGTERM"
+    );
+
+    assert_each_lead_once(&out, 400).await;
+    let served = summary_number(&stderr, "sandbox");
+    assert!(served > 100, "{stderr}");
+    let outd = out.display().to_string();
+    let paid = rows(
+        &query(
+            &outd,
+            "select count(*) from provider_usage where attempt > 0",
+        )
+        .await,
+    );
+    assert_eq!(
+        paid[0][0],
+        served.to_string(),
+        "usage rows = requests served"
+    );
+
+    // File names carry topic, partition and the offsets they hold.
+    let names: Vec<String> = super::support::files_under(&out.join("enriched_leads"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| {
+            let parts: Vec<&str> = n.split('-').collect();
+            n.starts_with("part-leads-")
+                && parts.len() == 6
+                && parts[2].parse::<i32>().is_ok_and(|p| (0..4).contains(&p))
+                && parts[3].parse::<i64>().unwrap() <= parts[4].parse::<i64>().unwrap()
+        }),
+        "{names:?}"
+    );
+
+    // Prometheus text whose counters are the output's.
+    let samples = prometheus_samples(&metrics);
+    assert_eq!(samples.get("leadflow_leads_out_total"), Some(&400.0));
+    assert_eq!(samples.get("leadflow_leads_in_total"), Some(&400.0));
+    let calls: f64 = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("leadflow_lookup_seconds_count"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(calls, served as f64, "lookup latency samples = calls");
+}
+
+/// A plain HTTP/1.0 GET on localhost.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// Checks the Prometheus text format line by line and returns every sample
+/// (`name{labels}` → value).
+fn prometheus_samples(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let words: Vec<&str> = comment.split_whitespace().collect();
+            assert!(
+                matches!(words.first(), Some(&"TYPE") | Some(&"HELP")),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unclosed labels in {line}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn a_stream_killed_between_any_two_steps_restarts_without_losing_or_doubling() {
+    for crash_at in [
+        "stream_before_ledger",
+        "stream_after_ledger",
+        "stream_before_offset_commit",
+    ] {
+        let kafka = kafka(4);
+        produce_example(&kafka);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let prefix = unique(crash_at);
+        let config = provider_config(dir.path(), Some(&prefix));
+        // The crashed consumer stays in the group until its session times
+        // out; a short one lets the restart in sooner.
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "--redis",
+            &redis_url(),
+            "--kafka",
+            "session.timeout.ms=6000",
+            "--kafka",
+            "heartbeat.interval.ms=500",
+        ];
+        let crashed = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
+            .args(["--group", "g", "--batch-ms", "100", "--workers", "2"])
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .env("LEADFLOW_CRASH_AT", crash_at)
+            .env_remove("LEADFLOW_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{crash_at}: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        assert!(
+            !committed_to_end(&kafka, "g"),
+            "{crash_at}: nothing committed"
+        );
+
+        let mut child = spawn_stream(&kafka, "g", &out, &args);
+        wait_for_output(&out, 400, 0, &mut child);
+        let (status, stderr) = terminate(child);
+        assert!(status.success(), "{crash_at}: {stderr}");
+        assert_each_lead_once(&out, 400).await;
+        assert!(committed_to_end(&kafka, "g"), "{crash_at}");
+        let staged = super::support::files_under(&out.join("_leadflow"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/staging/"))
+            .count();
+        assert_eq!(staged, 0, "{crash_at}: staging cleaned up");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_commit_replays_nothing_into_the_output_and_pays_nothing() {
+    let kafka = kafka(3);
+    produce_example(&kafka);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let prefix = unique("lost-commit");
+    let config = provider_config(dir.path(), Some(&prefix));
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--redis",
+        &redis_url(),
+    ];
+    let mut child = spawn_stream(&kafka, "first", &out, &args);
+    wait_for_output(&out, 400, 0, &mut child);
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+    let usage_before = visible_rows(&out, "provider_usage");
+
+    // A group with no commits reads the topic from its start, as a lost
+    // commit (or an offset reset) would.
+    let child = spawn_stream(&kafka, "second", &out, &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !committed_to_end(&kafka, "second") {
+        assert!(Instant::now() < deadline, "the replay never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(summary_number(&stderr, "already written"), 400, "{stderr}");
+    assert_eq!(summary_number(&stderr, "leads written"), 0, "{stderr}");
+    assert_each_lead_once(&out, 400).await;
+    assert_eq!(visible_rows(&out, "provider_usage"), usage_before);
+}
+
+#[tokio::test]
+async fn bad_messages_go_to_the_dead_letter_topic_and_rejects_and_neighbours_pass() {
+    let kafka = kafka(1);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    let good = |i: usize| {
+        format!(
+            r#"{{"lead_id":"good-{i}","email":"p{i}@example.com","phone_raw":"+1 415 555 01{i:02}","user_tier":2}}"#
+        )
+    };
+    let huge = format!(r#"{{"lead_id":"huge","company":"{}"}}"#, "x".repeat(3000));
+    // (payload, key, why); a key would be the lead's id, so the message
+    // without identity has none.
+    let bad: [(&str, Option<&str>, &str); 5] = [
+        ("not json at all", Some("k"), "not a JSON object"),
+        (
+            r#"{"lead_id":"t","user_tier":{"a":1}}"#,
+            Some("k"),
+            "user_tier: expected a whole number",
+        ),
+        (r#"{"country":"US"}"#, None, "no lead identity"),
+        (&huge, Some("k"), "over the limit"),
+        (
+            r#"{"lead_id":"e","email":42}"#,
+            Some("k"),
+            "email: expected a string",
+        ),
+    ];
+    for i in 0..10 {
+        let payload = good(i);
+        producer
+            .send(BaseRecord::<str, str>::to(TOPIC).payload(&payload))
+            .unwrap();
+        if let Some((payload, key, _)) = bad.get(i / 2).filter(|_| i % 2 == 1) {
+            let mut record = BaseRecord::<str, str>::to(TOPIC).payload(*payload);
+            if let Some(key) = key {
+                record = record.key(*key);
+            }
+            producer.send(record).unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut child = spawn_stream(&kafka, "g", &out, &["--max-message-bytes", "2000"]);
+    wait_for_output(&out, 10, 5, &mut child);
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        committed_to_end(&kafka, "g"),
+        "bad messages' offsets are committed"
+    );
+
+    let outd = out.display().to_string();
+    let reasons = rows(&query(&outd, "select line, reason from rejects order by line").await);
+    assert_eq!(reasons.len(), 5);
+    for ((offset, reason), (_, _, expected)) in reasons.iter().map(|r| (&r[0], &r[1])).zip(&bad) {
+        assert!(reason.contains(expected), "offset {offset}: {reason}");
+    }
+    let leads = rows(&query(&outd, "select lead_id from enriched_leads order by 1").await);
+    assert_eq!(leads.len(), 10);
+
+    // The dead letters: the original bytes, why, and from where.
+    let consumer: BaseConsumer = client(&kafka)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&format!("{TOPIC}.dlq")]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while letters.len() < 5 && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let headers = message.headers().expect("headers");
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            letters.push((
+                message.payload().map(|p| p.to_vec()),
+                header(REASON_HEADER),
+                header(PARTITION_HEADER),
+                header(OFFSET_HEADER),
+                message.key().map(|k| k.to_vec()),
+            ));
+        }
+    }
+    assert_eq!(letters.len(), 5, "every bad message is a dead letter");
+    for (((payload, reason, partition, offset, key), (sent, sent_key, expected)), reject) in
+        letters.iter().zip(bad.iter()).zip(&reasons)
+    {
+        assert_eq!(
+            payload.as_deref(),
+            Some(sent.as_bytes()),
+            "the original bytes"
+        );
+        assert_eq!(
+            key.as_deref(),
+            sent_key.map(str::as_bytes),
+            "the original key"
+        );
+        assert!(reason.contains(expected), "{reason}");
+        assert_eq!(partition, "0");
+        assert_eq!(offset, &reject[0], "the offset, as in rejects");
+    }
+}
+
+#[tokio::test]
+async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once() {
+    let kafka = kafka(4);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    let send = |from: usize, to: usize| {
+        for i in from..to {
+            let payload = format!(
+                r#"{{"lead_id":"L{i}","email":"l{i}@example.com","phone_raw":"+44 20 7946 {:04}","country":"GB"}}"#,
+                i % 10_000
+            );
+            let key = format!("L{i}");
+            loop {
+                match producer.send(BaseRecord::to(TOPIC).payload(&payload).key(&key)) {
+                    Ok(()) => break,
+                    Err(_) => producer.poll(Duration::from_millis(10)),
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    };
+    send(0, 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let small = ["--batch-rows", "50"];
+    let mut a = spawn_stream(&kafka, "g", &out, &small);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while visible_rows(&out, "enriched_leads") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first consumer wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The second joins mid-stream: a rebalance while the first writes; the
+    // rest is sent once the group has settled with both.
+    let log = dir.path().join("b.log");
+    let mut b = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
+        .args(["--group", "g", "--batch-ms", "100", "--workers", "2"])
+        .arg("--out")
+        .arg(&out)
+        .args(small)
+        .env("LEADFLOW_LOG", "info")
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("partitions assigned")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second consumer never joined"
+        );
+        assert!(
+            b.try_wait().unwrap().is_none(),
+            "the second consumer exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send(2000, 4000);
+    wait_for_output(&out, 4000, 0, &mut a);
+    assert!(b.try_wait().unwrap().is_none(), "the second consumer runs");
+    let (status_a, stderr_a) = terminate(a);
+    let (status_b, _) = terminate(b);
+    let stderr_b = std::fs::read_to_string(&log).unwrap();
+    assert!(status_a.success(), "{stderr_a}");
+    assert!(status_b.success(), "{stderr_b}");
+    let written = |s: &str| summary_number(s, "leads written");
+    assert_eq!(written(&stderr_a) + written(&stderr_b), 4000);
+    assert!(
+        written(&stderr_b) > 0,
+        "the second consumer took partitions: {stderr_b}"
+    );
+    assert_each_lead_once(&out, 4000).await;
+}
