@@ -218,3 +218,31 @@ pub fn write_csv(w: &mut impl Write, n: usize, seed: u64) -> std::io::Result<()>
     }
     Ok(())
 }
+
+/// The `i`-th lead of `write_csv`'s mix as the JSON message `leadflow
+/// produce` would send for it (nulls left out, `user_tier` a number).
+pub fn lead_json(i: usize, phone: &ExportPhone) -> String {
+    let mut lead = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        lead.insert(k.to_string(), v);
+    };
+    put("lead_id", format!("L{i}").into());
+    put("first_name", format!("First{}", i % 997).into());
+    put("last_name", format!("Last{}", i % 991).into());
+    put("email", format!("user{i}@company{}.com", i % 5000).into());
+    put("company", format!("Company {}", i % 5000).into());
+    put("company_website", format!("company{}.com", i % 5000).into());
+    if !phone.raw.trim().is_empty() {
+        put("phone_raw", phone.raw.as_str().into());
+    }
+    if !phone.country.is_empty() {
+        put("country", phone.country.as_str().into());
+    }
+    put("user_tier", (1 + i % 3).into());
+    put("organization_id", format!("org_{}", i % 17).into());
+    put(
+        "received_at",
+        format!("2026-11-{:02}T{:02}:00:00Z", 20 + i % 3, i % 24).into(),
+    );
+    serde_json::Value::Object(lead).to_string()
+}

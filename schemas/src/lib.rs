@@ -313,7 +313,7 @@ pub fn lead_json_schema() -> serde_json::Value {
     serde_json::json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "lead",
-        "description": "One lead per Kafka message. Unknown extra properties pass through as text.",
+        "description": "One lead per Kafka message, keyed by lead_id (the key is the id when lead_id is absent). Other properties are accepted and not kept.",
         "type": "object",
         "properties": properties,
         "additionalProperties": true

@@ -1,5 +1,7 @@
 //! The stream's ledger is its output. Each cut of a partition (offsets
-//! `first..=last`) is written under a staging directory of its own, then
+//! `first..=last`) is written under the partition's staging directory
+//! (names carry the offsets, so cuts never share one; the directories stay,
+//! so a cut creates no directory), then
 //! committed by one marker object, `_leadflow/stream/{topic}/{partition}/
 //! committed/{first}-{last}.json` (a rename on local disk, one PUT on S3),
 //! then its files are moved into the tables. The marker with the highest
@@ -63,13 +65,10 @@ impl StreamLedger {
         format!("{first:020}-{last:020}")
     }
 
-    /// Where the cut `first..=last` of `partition` is written before its commit.
-    pub fn staging(&self, partition: i32, first: i64, last: i64) -> Location {
-        self.location.under(&format!(
-            "{}/staging/{}",
-            self.partition_root(partition),
-            Self::range(first, last)
-        ))
+    /// Where `partition`'s cuts are written before their commit.
+    pub fn staging(&self, partition: i32) -> Location {
+        self.location
+            .under(&format!("{}/staging", self.partition_root(partition)))
     }
 
     /// The stem of the cut's file names: topic, partition and offsets.
@@ -101,10 +100,10 @@ impl StreamLedger {
         Ok(())
     }
 
-    /// Moves a committed cut's files into the tables, deletes its staging
-    /// and the markers before it. Idempotent.
+    /// Moves a committed cut's files into the tables and deletes the
+    /// markers before it. Idempotent.
     pub async fn publish(&self, cut: &CommittedCut) -> Result<()> {
-        let staging = self.staging(cut.partition, cut.first, cut.last);
+        let staging = self.staging(cut.partition);
         for rel in &cut.files {
             match self
                 .location
@@ -116,7 +115,6 @@ impl StreamLedger {
                 Err(e) => return Err(e.into()),
             }
         }
-        delete_under(&self.location, &staging.prefix).await?;
         for (first, last) in self.markers(cut.partition).await? {
             if last < cut.last {
                 match self
@@ -141,9 +139,7 @@ impl StreamLedger {
             .await?
             .into_iter()
             .max_by_key(|r| r.1);
-        let staging_root = self
-            .location
-            .child(&format!("{}/staging", self.partition_root(partition)));
+        let staging_root = self.staging(partition).prefix;
         let Some((first, last)) = latest else {
             delete_under(&self.location, &staging_root).await?;
             return Ok(None);

@@ -250,7 +250,7 @@ impl Worker {
     async fn write(&mut self, cut: Cut, tally: &mut WorkerTally) -> Result<()> {
         let started = Instant::now();
         let (p, first, last) = (cut.partition, cut.first, cut.last);
-        let staging = self.ledger.staging(p, first, last);
+        let staging = self.ledger.staging(p);
         let stem = self.ledger.file_stem(p, first, last);
         let today = Utc::now().date_naive();
         let sink =

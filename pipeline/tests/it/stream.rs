@@ -638,3 +638,32 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
     );
     assert_each_lead_once(&out, 4000).await;
 }
+
+#[test]
+fn a_missing_topic_or_dead_letter_topic_is_named_and_the_exit_code_says_whose_fault() {
+    let kafka = kafka(1);
+    let dir = tempfile::tempdir().unwrap();
+    for (topic, dlq, says) in [
+        ("nope", None, "Kafka topic `nope` does not exist"),
+        (
+            TOPIC,
+            Some("missing.dlq"),
+            "dead-letter topic `missing.dlq` does not exist",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        command
+            .args(["stream", "--brokers", &kafka.brokers, "--topic", topic])
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("REDIS_URL");
+        if let Some(dlq) = dlq {
+            command.args(["--dlq-topic", dlq]);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

@@ -4,9 +4,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lead::{ColumnMap, FieldMapping, LeadBuilder, RecordFields};
 
@@ -59,14 +60,14 @@ impl LeadDecoder {
                 self.max_bytes
             ));
         }
-        let object: Map<String, Value> =
-            serde_json::from_slice(payload).map_err(|e| format!("not a JSON object: {e}"))?;
+        let object = serde_json::from_slice::<Object<'_>>(payload)
+            .map_err(|e| format!("not a JSON object: {e}"))?;
         let mut values: [Option<Cow<'_, str>>; LEAD_FIELDS.len()] = std::array::from_fn(|_| None);
-        for (name, value) in &object {
+        for (name, value) in object.0 {
             let Some(i) = LEAD_FIELDS.iter().position(|f| f.name == name) else {
-                if !value.is_null() {
+                if !matches!(value, Scalar::Null) {
                     self.unkept_values += 1;
-                    if self.unknown.len() < 1024 && self.unknown.insert(name.clone()) {
+                    if self.unknown.len() < 1024 && self.unknown.insert(name.to_string()) {
                         tracing::warn!(
                             key = %name,
                             "lead messages carry `{name}`, which is not a lead field; its values are not kept"
@@ -75,7 +76,7 @@ impl LeadDecoder {
                 }
                 continue;
             };
-            values[i] = typed(LEAD_FIELDS[i].kind, name, value)?;
+            values[i] = typed(LEAD_FIELDS[i].kind, &name, value)?;
         }
         if values[LEAD_ID].is_none() {
             let key = key
@@ -109,31 +110,128 @@ impl LeadDecoder {
 fn typed<'a>(
     kind: LeadFieldKind,
     name: &str,
-    value: &'a Value,
+    value: Scalar<'a>,
 ) -> Result<Option<Cow<'a, str>>, String> {
     match (kind, value) {
-        (_, Value::Null) => Ok(None),
-        (_, Value::String(s)) => Ok(Some(Cow::Borrowed(s))),
-        (LeadFieldKind::Int, Value::Number(n)) if n.is_i64() => Ok(Some(Cow::Owned(n.to_string()))),
+        (_, Scalar::Null) => Ok(None),
+        (_, Scalar::Str(s)) => Ok(Some(s)),
+        (LeadFieldKind::Int, Scalar::Int(n)) => Ok(Some(Cow::Owned(n.to_string()))),
         (LeadFieldKind::Int, other) => Err(format!(
             "{name}: expected a whole number, a string or null, got {}",
-            json_type(other)
+            other.what()
         )),
         (_, other) => Err(format!(
             "{name}: expected a string or null, got {}",
-            json_type(other)
+            other.what()
         )),
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// A message's top-level object, its keys and strings borrowed from the
+/// payload where they have no escapes: no tree of values is built.
+struct Object<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
+
+/// A top-level value, as far as a lead needs to know it.
+enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// Anything else, by what it is ("a number", "an object", …).
+    Other(&'static str),
+}
+
+impl Scalar<'_> {
+    fn what(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Str(_) => "a string",
+            Scalar::Int(_) => "a number",
+            Scalar::Other(what) => what,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Object<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(16);
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    fields.push((key, map.next_value::<Scalar<'de>>()?));
+                }
+                Ok(Object(fields))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A string, borrowed when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Other("a number"), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other("a number"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other("a boolean"))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an object"))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
     }
 }
 

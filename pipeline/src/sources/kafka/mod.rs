@@ -156,17 +156,28 @@ impl KafkaSource {
                 state: Mutex::new(state),
             })
             .map_err(|e| Error::Usage(format!("creating the Kafka consumer: {e}")))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
-            .map_err(|e| Error::Unavailable(format!("Kafka at {}: {e}", config.brokers)))?;
-        match metadata.topics().first() {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
-            _ => {
-                return Err(Error::Usage(format!(
-                    "Kafka topic `{}` does not exist at {}",
-                    config.topic, config.brokers
-                )));
-            }
+        let exists = |topic: &str| -> Result<bool> {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| Error::Unavailable(format!("Kafka at {}: {e}", config.brokers)))?;
+            Ok(metadata
+                .topics()
+                .first()
+                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()))
+        };
+        if !exists(&config.topic)? {
+            return Err(Error::Usage(format!(
+                "Kafka topic `{}` does not exist at {}",
+                config.topic, config.brokers
+            )));
+        }
+        // A bad message would otherwise wait out the producer's delivery
+        // timeout before failing the stream.
+        if !exists(&config.dlq_topic)? {
+            return Err(Error::Usage(format!(
+                "the dead-letter topic `{}` does not exist at {}: create it, or name another with --dlq-topic",
+                config.dlq_topic, config.brokers
+            )));
         }
         consumer
             .subscribe(&[&config.topic])
