@@ -321,7 +321,7 @@ impl Worker {
         }
 
         let committed = CommittedCut {
-            topic: self.ledger_topic(),
+            topic: self.ledger.topic().to_string(),
             partition: p,
             first,
             last,
@@ -349,10 +349,6 @@ impl Worker {
         tally.counts.valid += counts.valid;
         tally.counts.lookups.merge(counts.lookups);
         Ok(())
-    }
-
-    fn ledger_topic(&self) -> String {
-        self.ledger.topic().to_string()
     }
 }
 

@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
+use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientContext, TopicPartitionList as Tpl};
 
 pub use dlq::{OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER};
 
@@ -353,7 +353,7 @@ impl State {
         self.owner.take(cut)
     }
 
-    /// Takes the owner's reports of written cuts; blocks for one when `wait`.
+    /// Takes the owner's reports of written cuts, without waiting.
     fn collect_written(&mut self) -> Result<()> {
         while let Ok(written) = self.written.try_recv() {
             self.on_written(written?);
@@ -374,7 +374,7 @@ impl State {
         if self.to_commit.is_empty() {
             return Ok(());
         }
-        let mut offsets = Tpl::new();
+        let mut offsets = TopicPartitionList::new();
         for (p, next) in std::mem::take(&mut self.to_commit) {
             offsets
                 .add_partition_offset(&self.topic, p, Offset::Offset(next))
