@@ -142,15 +142,8 @@ struct RunArgs {
     /// Output directory or s3://bucket/prefix.
     #[arg(short, long, default_value = "out")]
     out: String,
-    /// Input format; by default each file's extension decides.
-    #[arg(long, value_enum)]
-    format: Option<Format>,
-    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
-    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
-    map: Vec<String>,
-    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
-    #[arg(long)]
-    default_country: Option<String>,
+    #[command(flatten)]
+    leads: LeadFileArgs,
     /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
     #[arg(long, value_name = "FILE")]
     query: Option<PathBuf>,
@@ -179,6 +172,41 @@ struct RunArgs {
     /// Serve Prometheus /metrics and /healthz here while the run lasts, e.g. 127.0.0.1:9898.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// How lead files are read: flags `run` and `produce` share.
+#[derive(Debug, clap::Args)]
+struct LeadFileArgs {
+    /// Input format; by default each file's extension decides.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
+    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
+    map: Vec<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    default_country: Option<String>,
+}
+
+impl LeadFileArgs {
+    fn source(
+        &self,
+        input: String,
+        batch_size: usize,
+        delimiter: Option<u8>,
+    ) -> anyhow::Result<FileSourceConfig> {
+        Ok(FileSourceConfig {
+            input,
+            format: self.format,
+            mapping: FieldMapping::parse(&self.map)?,
+            delimiter,
+            options: LeadOptions {
+                batch_size,
+                default_country: default_country(self.default_country.as_deref())?,
+            },
+            skip_output: None,
+        })
+    }
 }
 
 /// Flags every Kafka command shares.
@@ -248,15 +276,8 @@ struct ProduceArgs {
     /// Files, directories, globs or s3:// prefixes of leads.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Input format; by default each file's extension decides.
-    #[arg(long, value_enum)]
-    format: Option<Format>,
-    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
-    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
-    map: Vec<String>,
-    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
-    #[arg(long)]
-    default_country: Option<String>,
+    #[command(flatten)]
+    leads: LeadFileArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -368,7 +389,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         leadflow_pipeline::telemetry::serve(addr).await?;
     }
     let query = read_query(args.query.as_deref())?;
-    let default_country = default_country(args.default_country.as_deref())?;
     let delimiter = match args.delimiter.as_deref() {
         None => None,
         Some("\\t") | Some("tab") => Some(b'\t'),
@@ -377,17 +397,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let run_id = args.run_id.unwrap_or_else(|| new_run_id("run"));
     let config = RunConfig {
-        source: FileSourceConfig {
-            input: args.input,
-            format: args.format,
-            mapping: FieldMapping::parse(&args.map)?,
-            delimiter,
-            options: LeadOptions {
-                batch_size: args.batch_size as usize,
-                default_country,
-            },
-            skip_output: None,
-        },
+        source: args
+            .leads
+            .source(args.input, args.batch_size as usize, delimiter)?,
         out: args.out,
         query,
         run_id,
@@ -451,22 +463,11 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
-    let default_country = default_country(args.default_country.as_deref())?;
     let options = key_values(&args.kafka.kafka_options)?;
     let mut total = 0u64;
     for input in args.inputs {
         let config = ProduceConfig {
-            source: FileSourceConfig {
-                input: input.clone(),
-                format: args.format,
-                mapping: FieldMapping::parse(&args.map)?,
-                delimiter: None,
-                options: LeadOptions {
-                    batch_size: 8192,
-                    default_country,
-                },
-                skip_output: None,
-            },
+            source: args.leads.source(input.clone(), 8192, None)?,
             brokers: args.kafka.brokers.clone(),
             topic: args.kafka.topic.clone(),
             options: options.clone(),
