@@ -88,14 +88,13 @@ impl StreamLedger {
     pub async fn commit(&self, cut: &CommittedCut) -> Result<()> {
         let body = serde_json::to_vec_pretty(cut)
             .map_err(|e| Error::Internal(format!("cut marker: {e}")))?;
+        // The staged files reach the disk before the marker that names them.
+        let staging = self.staging(cut.partition);
+        sync_local(&staging, cut.files.iter().map(String::as_str)).await?;
         crash_point("stream_before_ledger");
-        self.location
-            .store
-            .put(
-                &self.marker(cut.partition, cut.first, cut.last),
-                body.into(),
-            )
-            .await?;
+        let marker = self.marker(cut.partition, cut.first, cut.last);
+        self.location.store.put(&marker, body.into()).await?;
+        sync_local(&self.location, [marker.as_ref()]).await?;
         crash_point("stream_after_ledger");
         Ok(())
     }
@@ -115,6 +114,10 @@ impl StreamLedger {
                 Err(e) => return Err(e.into()),
             }
         }
+        // The moves reach the disk before the marker that could redo them
+        // goes (with the next cut's publish) and before the offsets are
+        // committed.
+        sync_local(&self.location, cut.files.iter().map(String::as_str)).await?;
         for (first, last) in self.markers(cut.partition).await? {
             if last < cut.last {
                 match self
@@ -178,4 +181,57 @@ impl StreamLedger {
             })
             .collect())
     }
+}
+
+/// On local disk, flushes the files at `rels` (relative to `location`) and
+/// their directories to the device, so what a commit names survives a power
+/// loss, not only the process. object_store does not sync; on S3 a completed
+/// PUT is durable and this does nothing.
+async fn sync_local<'a>(
+    location: &Location,
+    rels: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    let Some(root) = &location.local_root else {
+        return Ok(());
+    };
+    let relative = |rel: &str| {
+        let path = ObjectPath::from(rel);
+        // `rels` may be object paths under the store's root or paths
+        // relative to `location`.
+        match path.prefix_match(&location.prefix) {
+            Some(parts) => root.join(ObjectPath::from_iter(parts).as_ref()),
+            None => root.join(rel),
+        }
+    };
+    let files: Vec<std::path::PathBuf> = rels.into_iter().map(relative).collect();
+    let root = root.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for file in &files {
+            match std::fs::File::open(file) {
+                Ok(f) => f.sync_all()?,
+                // Already moved (a publish being finished again).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            // The file's directory holds its entry; the one above holds
+            // the entry of a `dt=` directory the cut may have created.
+            // (Higher ones are created once per partition.)
+            let mut dir = file.parent();
+            for _ in 0..2 {
+                let Some(d) = dir.filter(|d| d.starts_with(&root)) else {
+                    break;
+                };
+                dirs.insert(d.to_path_buf());
+                dir = d.parent();
+            }
+        }
+        for dir in dirs {
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("sync task: {e}")))?
+    .map_err(|e| Error::io("syncing the stream's output", e))
 }
