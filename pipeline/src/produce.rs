@@ -4,15 +4,13 @@
 //! lead is reported, not sent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int32Type, TimestampMicrosecondType};
-use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -20,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::sinks::rejects::Reject;
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig};
-use crate::sources::kafka::log_librdkafka;
+use crate::sources::kafka::Deliveries;
 
 /// How long the end of a run may wait for the brokers to take the rest.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,32 +38,6 @@ pub struct ProduceConfig {
 pub struct Produced {
     pub sent: u64,
     pub rejects: Vec<Reject>,
-}
-
-#[derive(Default)]
-struct Deliveries {
-    failed: AtomicU64,
-    first_error: std::sync::Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
-    }
-}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            self.first_error
-                .lock()
-                .expect("first error")
-                .get_or_insert_with(|| error.to_string());
-        }
-    }
 }
 
 /// Reads `config.source` and sends every lead; fails unless every lead
@@ -160,18 +132,10 @@ fn send_all(config: &ProduceConfig, mut leads: mpsc::Receiver<Result<RecordBatch
             config.topic, config.brokers
         ))
     })?;
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        let first = producer
-            .context()
-            .first_error
-            .lock()
-            .expect("first error")
-            .clone();
+    if let Some((failed, first)) = producer.context().refused() {
         return Err(Error::Unavailable(format!(
-            "{failed} of {sent} leads were not delivered to `{}`: {}",
-            config.topic,
-            first.unwrap_or_default()
+            "{failed} of {sent} leads were not delivered to `{}`: {first}",
+            config.topic
         )));
     }
     Ok(sent)

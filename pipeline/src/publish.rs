@@ -184,18 +184,7 @@ impl Publisher {
     /// run over `inputs`, replacing the runs whose inputs are all among them,
     /// then moves them into place and releases the output.
     pub async fn commit(self, inputs: Vec<String>, files: &[WrittenFile]) -> Result<Published> {
-        let staging = self.staging().prefix;
-        let relative: Vec<String> = files
-            .iter()
-            .map(|f| {
-                ObjectPath::from(f.path.as_str())
-                    .prefix_match(&staging)
-                    .map(|parts| ObjectPath::from_iter(parts).to_string())
-                    .ok_or_else(|| {
-                        Error::Internal(format!("{} was not written under staging", f.path))
-                    })
-            })
-            .collect::<Result<_>>()?;
+        let relative = relative_to(&self.staging(), files)?;
 
         let mut manifest = Manifest::read(&self.location).await?;
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
@@ -293,6 +282,20 @@ impl Publisher {
         manifest.write(&self.location).await?;
         delete_under(&self.location, &self.location.child(&staged_root)).await
     }
+}
+
+/// The paths of `files`, written under `staging`, relative to it: where
+/// they go in the output.
+pub(crate) fn relative_to(staging: &Location, files: &[WrittenFile]) -> Result<Vec<String>> {
+    files
+        .iter()
+        .map(|f| {
+            ObjectPath::from(f.path.as_str())
+                .prefix_match(&staging.prefix)
+                .map(|parts| ObjectPath::from_iter(parts).to_string())
+                .ok_or_else(|| Error::Internal(format!("{} was not written under staging", f.path)))
+        })
+        .collect()
 }
 
 /// Deletes every object under `prefix` (on local disk, empty directories stay).

@@ -229,11 +229,16 @@ impl LeadBuilder {
     }
 }
 
+/// The lead fields (by position) a lead's id is hashed from when it has
+/// none, in hash order: a lead with none of them has no identity.
+pub const IDENTITY_FIELDS: [usize; 6] =
+    [EMAIL, FULL_NAME, FIRST_NAME, LAST_NAME, COMPANY, PHONE_RAW];
+
 /// A stable id from the lead's identity: email (case-folded), names, company
 /// and phone. Stable across runs and versions: xxh3-64 with seed 0, hex.
 fn lead_id(values: &[Option<&str>; N_LEAD]) -> LeadId {
     let mut h = Xxh3::new();
-    for i in [EMAIL, FULL_NAME, FIRST_NAME, LAST_NAME, COMPANY, PHONE_RAW] {
+    for i in IDENTITY_FIELDS {
         match values[i] {
             Some(v) if i == EMAIL => {
                 for b in v.bytes() {

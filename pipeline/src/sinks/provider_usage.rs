@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::sinks::parquet::{PartitionedWriter, WrittenFile};
 
 /// Usage rows gathered before they are handed to the Parquet writer.
-pub(crate) const BATCH_ROWS: usize = 8192;
+const BATCH_ROWS: usize = 8192;
 
 /// Builds `provider_usage` batches from ledger rows.
 pub(crate) struct UsageBatcher {
@@ -26,7 +26,7 @@ pub(crate) struct UsageBatcher {
     lead_id: StringBuilder,
     organization_id: StringBuilder,
     attempts: AttemptColumns,
-    pub(crate) rows: usize,
+    rows: usize,
 }
 
 impl UsageBatcher {
@@ -41,7 +41,7 @@ impl UsageBatcher {
         }
     }
 
-    pub(crate) fn push(&mut self, usage: &ProviderUsage) {
+    fn push(&mut self, usage: &ProviderUsage) {
         self.lead_id.append_option(usage.lead.lead_id.as_deref());
         self.organization_id
             .append_option(usage.lead.organization_id.as_deref());
@@ -49,7 +49,28 @@ impl UsageBatcher {
         self.rows += 1;
     }
 
-    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
+    /// Appends `usage`, writing a batch to `writer` when one is full.
+    pub(crate) async fn append(
+        &mut self,
+        usage: &ProviderUsage,
+        writer: &mut PartitionedWriter,
+    ) -> Result<()> {
+        self.push(usage);
+        if self.rows >= BATCH_ROWS {
+            writer.write(&self.finish()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left to `writer`.
+    pub(crate) async fn flush(&mut self, writer: &mut PartitionedWriter) -> Result<()> {
+        if self.rows > 0 {
+            writer.write(&self.finish()?).await?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let n = std::mem::take(&mut self.rows);
         let attempts = std::mem::replace(&mut self.attempts, AttemptColumns::new(BATCH_ROWS));
         let mut run_id = StringBuilder::with_capacity(n, n * self.run_id.len());
@@ -85,10 +106,7 @@ pub async fn write_usage(
                 Some(usage) => {
                     tally.add_attempt(&usage.attempt);
                     crate::telemetry::attempt(&usage.attempt);
-                    batcher.push(&usage);
-                    if batcher.rows >= BATCH_ROWS {
-                        writer.write(&batcher.finish()?).await?;
-                    }
+                    batcher.append(&usage, &mut writer).await?;
                 }
                 None => break,
             },
@@ -98,9 +116,7 @@ pub async fn write_usage(
             }
         }
     }
-    if batcher.rows > 0 {
-        writer.write(&batcher.finish()?).await?;
-    }
+    batcher.flush(&mut writer).await?;
     Ok((tally, writer.close().await?))
 }
 

@@ -37,9 +37,10 @@ use tokio::sync::mpsc;
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
+use crate::publish::relative_to;
 use crate::run::{OutputCounts, Plan, RunStamp, session};
-use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
-use crate::sinks::provider_usage::{BATCH_ROWS, LookupTally, UsageBatcher};
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
+use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
 use crate::sinks::rejects::RejectBatcher;
 use crate::sources::kafka::{Cut, CutOwner, KafkaSource, KafkaSourceConfig, SourceTally, Written};
 use crate::storage;
@@ -296,14 +297,9 @@ impl Worker {
             for row in &usage {
                 counts.lookups.add_attempt(&row.attempt);
                 telemetry::attempt(&row.attempt);
-                batcher.push(row);
-                if batcher.rows >= BATCH_ROWS {
-                    writer.write(&batcher.finish()?).await?;
-                }
+                batcher.append(row, &mut writer).await?;
             }
-            if batcher.rows > 0 {
-                writer.write(&batcher.finish()?).await?;
-            }
+            batcher.flush(&mut writer).await?;
             files.extend(writer.close().await?);
         }
         if !cut.rejects.is_empty() {
@@ -325,7 +321,7 @@ impl Worker {
             partition: p,
             first,
             last,
-            files: relative(&staging, &files)?,
+            files: relative_to(&staging, &files)?,
             leads: counts.rows,
             rejects: cut.rejects.len() as u64,
             usage_rows: usage.len() as u64,
@@ -350,19 +346,6 @@ impl Worker {
         tally.counts.lookups.merge(counts.lookups);
         Ok(())
     }
-}
-
-/// `files`' paths relative to `staging`.
-fn relative(staging: &storage::Location, files: &[WrittenFile]) -> Result<Vec<String>> {
-    files
-        .iter()
-        .map(|f| {
-            object_store::path::Path::from(f.path.as_str())
-                .prefix_match(&staging.prefix)
-                .map(|parts| object_store::path::Path::from_iter(parts).to_string())
-                .ok_or_else(|| Error::Internal(format!("{} was not written under staging", f.path)))
-        })
-        .collect()
 }
 
 /// The enrichment query planned once over a `leads` table that yields the

@@ -9,19 +9,9 @@ use std::fmt;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::lead::{ColumnMap, FieldMapping, LeadBuilder, RecordFields};
+use crate::lead::{ColumnMap, FieldMapping, IDENTITY_FIELDS, LeadBuilder, RecordFields};
 
 const LEAD_ID: usize = lead_field_index("lead_id");
-
-/// The fields a lead id is hashed from when it has none (and no key).
-const IDENTITY: [&str; 6] = [
-    "email",
-    "full_name",
-    "first_name",
-    "last_name",
-    "company",
-    "phone_raw",
-];
 
 /// Decodes messages into a partition's [`LeadBuilder`].
 pub(crate) struct LeadDecoder {
@@ -87,15 +77,17 @@ impl LeadDecoder {
                 .filter(|k| !k.is_empty());
             match key {
                 Some(key) => values[LEAD_ID] = Some(Cow::Borrowed(key)),
-                None if IDENTITY.iter().all(|f| {
-                    values[lead_field_index(f)]
-                        .as_deref()
-                        .is_none_or(|v| v.trim().is_empty())
-                }) =>
+                None if IDENTITY_FIELDS
+                    .iter()
+                    .all(|&i| values[i].as_deref().is_none_or(|v| v.trim().is_empty())) =>
                 {
+                    let names: Vec<&str> = IDENTITY_FIELDS
+                        .iter()
+                        .map(|&i| LEAD_FIELDS[i].name)
+                        .collect();
                     return Err(format!(
                         "no lead identity: no lead_id, no message key, and none of {}",
-                        IDENTITY.join(", ")
+                        names.join(", ")
                     ));
                 }
                 None => {}

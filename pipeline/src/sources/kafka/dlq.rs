@@ -1,16 +1,14 @@
 //! The dead-letter topic: a message that cannot be a lead is sent there as
 //! it came (key, payload, headers), with headers saying why and from where.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-use super::log_librdkafka;
+use super::deliveries::Deliveries;
 use crate::error::{Error, Result};
 
 /// How long a flush may wait for the brokers to take what was sent.
@@ -27,33 +25,6 @@ pub(crate) struct DeadLetters {
     topic: String,
     /// Sent since the last flush.
     unflushed: bool,
-}
-
-/// Counts dead letters the brokers refused.
-#[derive(Default)]
-pub(crate) struct Deliveries {
-    failed: AtomicU64,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "dead-letter producer");
-    }
-}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, "a dead letter was not delivered");
-        }
-    }
 }
 
 impl DeadLetters {
@@ -135,10 +106,9 @@ impl DeadLetters {
         self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
             Error::Unavailable(format!("delivering dead letters to `{}`: {e}", self.topic))
         })?;
-        let failed = self.producer.context().failed.load(Ordering::Relaxed);
-        if failed > 0 {
+        if let Some((failed, first)) = self.producer.context().refused() {
             return Err(Error::Unavailable(format!(
-                "{failed} dead letters were not delivered to `{}` (see the errors above)",
+                "{failed} dead letters were not delivered to `{}`: {first}",
                 self.topic
             )));
         }

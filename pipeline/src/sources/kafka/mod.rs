@@ -11,6 +11,7 @@
 //! being revoked is cut, written and committed before it is given up.
 
 mod decode;
+mod deliveries;
 mod dlq;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+pub(crate) use deliveries::Deliveries;
 pub use dlq::{OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER};
 
 use crate::error::{Error, Result};
