@@ -118,7 +118,7 @@ fn main() {
     });
     let secs = t.elapsed().as_secs_f64();
     assert!(status.success(), "leadflow failed: {status}");
-    let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
+    let rss_mb = leadflow_benches::peak_child_rss_kb() as f64 / 1024.0;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "e2e: {leads} leads ({}) in {secs:.2}s = {:.0} leads/s, peak RSS {rss_mb:.0} MB, {cores} cores",
@@ -132,13 +132,6 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
-}
-
-fn peak_child_rss_kb() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own; RUSAGE_CHILDREN covers waited-for children.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss
 }
 
 /// Deterministic leads with realistic spread: formats, countries written as

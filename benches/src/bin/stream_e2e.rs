@@ -118,7 +118,7 @@ fn main() {
         return raw_consume(&pass, "bench", cores);
     }
     let measured = pass.run("bench", &extra);
-    let rss_mb = peak_child_rss_kb() as f64 / 1024.0;
+    let rss_mb = leadflow_benches::peak_child_rss_kb() as f64 / 1024.0;
     println!(
         "stream_e2e: {}, peak RSS {rss_mb:.0} MB",
         measured.line(cores)
@@ -426,26 +426,8 @@ fn committed_reader(brokers: &str, topic: &str, partitions: i32) -> impl Fn() ->
 /// Waits until group `topic` has committed `total` offsets across the
 /// partitions of `topic`.
 fn wait_committed(brokers: &str, topic: &str, partitions: i32, total: i64) {
-    let consumer: BaseConsumer = client(brokers).set("group.id", topic).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    loop {
-        let committed = consumer
-            .committed_offsets(tpl.clone(), Duration::from_secs(10))
-            .unwrap();
-        let sum: i64 = committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum();
-        if sum >= total {
-            return;
-        }
+    let committed = committed_reader(brokers, topic, partitions);
+    while committed() < total {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -539,11 +521,4 @@ fn collect_visible(
             }
         }
     }
-}
-
-fn peak_child_rss_kb() -> i64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss
 }

@@ -63,9 +63,11 @@ fn unique(name: &str) -> String {
     format!("lftest-stream-{name}-{}-{nanos}", std::process::id())
 }
 
-/// `leadflow stream` into `out`, its stderr piped.
-fn spawn_stream(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+/// `leadflow stream` of the leads topic into `out`, in `group`, with
+/// `extra` arguments and nothing from the test's environment.
+fn stream_command(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    command
         .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
         .args(["--group", group, "--batch-ms", "100", "--workers", "2"])
         .arg("--out")
@@ -73,7 +75,13 @@ fn spawn_stream(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Child
         .args(extra)
         .env_remove("LEADFLOW_CONFIG")
         .env_remove("REDIS_URL")
-        .env_remove("LEADFLOW_CRASH_AT")
+        .env_remove("LEADFLOW_CRASH_AT");
+    command
+}
+
+/// `leadflow stream` into `out`, its stderr piped.
+fn spawn_stream(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Child {
+    stream_command(kafka, group, out, extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("leadflow stream starts")
@@ -377,14 +385,8 @@ async fn a_stream_killed_between_any_two_steps_restarts_without_losing_or_doubli
             "--kafka",
             "heartbeat.interval.ms=500",
         ];
-        let crashed = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-            .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
-            .args(["--group", "g", "--batch-ms", "100", "--workers", "2"])
-            .arg("--out")
-            .arg(&out)
-            .args(args)
+        let crashed = stream_command(&kafka, "g", &out, &args)
             .env("LEADFLOW_CRASH_AT", crash_at)
-            .env_remove("LEADFLOW_CONFIG")
             .output()
             .unwrap();
         assert!(
@@ -595,15 +597,8 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
     // The second joins mid-stream: a rebalance while the first writes; the
     // rest is sent once the group has settled with both.
     let log = dir.path().join("b.log");
-    let mut b = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["stream", "--brokers", &kafka.brokers, "--topic", TOPIC])
-        .args(["--group", "g", "--batch-ms", "100", "--workers", "2"])
-        .arg("--out")
-        .arg(&out)
-        .args(small)
+    let mut b = stream_command(&kafka, "g", &out, &small)
         .env("LEADFLOW_LOG", "info")
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("REDIS_URL")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
