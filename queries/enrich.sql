@@ -5,19 +5,24 @@
 -- input carried). Edit freely: the output keeps whatever columns this query
 -- returns, and gets `run_id` and `enriched_at` appended when it has neither.
 -- `phone_info` parses each number once and `find_phone` runs the waterfall
--- once per lead; their fields are picked below. Every provider call and
--- skip is written to `provider_usage` by the run itself, under the lead_id
--- and organization_id passed here, whatever this query selects. Without
--- providers configured (`--config`), `find_phone` calls nobody and says
--- `not_run`. Paid calls cannot be made conditional (CASE, COALESCE, AND/OR
--- would still call for every row): find_phone skips leads with a valid phone
--- of their own, and a WHERE in a subquery picks the rows to look up.
+-- once per lead, reading whether the lead's own phone is valid from
+-- phone_info's answer instead of parsing it again; their fields are picked
+-- below. Every provider call and skip is written to `provider_usage` by the
+-- run itself, under the lead_id and organization_id passed here, whatever
+-- this query selects. Without providers configured (`--config`),
+-- `find_phone` calls nobody and says `not_run`. Paid calls cannot be made
+-- conditional (CASE, COALESCE, AND/OR would still call for every row):
+-- find_phone skips leads with a valid phone of their own, and a WHERE in a
+-- subquery picks the rows to look up.
 WITH parsed AS (
-    SELECT *,
-           phone_info(phone_raw, country) AS p,
-           find_phone(full_name, email, company_website, country, user_tier, phone_raw,
-                      lead_id, organization_id) AS f
+    SELECT *, phone_info(phone_raw, country) AS p
     FROM leads
+),
+found AS (
+    SELECT *,
+           find_phone(full_name, email, company_website, country, user_tier, p,
+                      lead_id, organization_id) AS f
+    FROM parsed
 )
 SELECT
     * EXCLUDE (p, f),
@@ -34,4 +39,4 @@ SELECT
     -- Line type and carrier of the phone we end up with (a paid call each):
     -- phone_line_type(coalesce(p['e164'], f['phone_e164']))['line_type'] AS line_type,
     f['latency_ms'] AS lookup_latency_ms
-FROM parsed
+FROM found

@@ -34,12 +34,7 @@ fn synthetic() -> Cases {
 fn export() -> Cases {
     let phones = leadflow_benches::export::phones(100_000, 1);
     Cases {
-        region: phones
-            .iter()
-            .map(|p| {
-                leadflow_phone::resolve_country(&p.country).and_then(leadflow_phone::parse_region)
-            })
-            .collect(),
+        region: phones.iter().map(|p| p.region()).collect(),
         raw: phones.into_iter().map(|p| p.raw).collect(),
     }
 }

@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use leadflow_pipeline::config::LeadflowConfig;
 use leadflow_pipeline::providers::Providers;
-use leadflow_waterfall::{LeadQuery, LeadRef, LookupStatus, UsageLedger};
+use leadflow_waterfall::{LeadQuery, LeadRef, LookupStatus, OwnPhone, UsageLedger};
 
 const LEADS: usize = 10_000;
 
@@ -63,7 +63,7 @@ fn bench(
             company_website: format!("company{}.com", i % 5000),
             country: Some("US".into()),
             user_tier: Some(2),
-            phone_raw: None,
+            own_phone: OwnPhone::None,
         })
         .collect();
 

@@ -164,23 +164,34 @@ pub fn parse_region(code: &str) -> Option<Region> {
         .then_some(region)
 }
 
-/// Fills [`PhoneInfo`] for raw phone strings. Cheap to create; keeps no
-/// per-row state; the fast path's compiled regions are shared and built once.
+/// Fills [`PhoneInfo`] for raw phone strings. Cheap to create; keeps only
+/// scratch space between rows; the fast path's tables are shared and loaded
+/// once per process.
 #[derive(Debug, Default)]
 pub struct PhoneParser {
-    _private: (),
+    scratch: meta::Scratch,
 }
 
 impl PhoneParser {
     /// Parses `raw` with `region` as the default region for national numbers.
     pub fn parse_into(&mut self, raw: &str, region: Option<Region>, out: &mut PhoneInfo) {
-        if raw.trim().is_empty() {
+        let blank = if raw.is_ascii() {
+            raw.trim_ascii().is_empty()
+        } else {
+            raw.trim().is_empty()
+        };
+        if blank {
             out.fail(PhoneError::Missing);
             return;
         }
-        let mut digits = [0u8; meta::MAX_DIGITS];
-        if let Some(parsed) = meta::parse(raw, region, &mut digits) {
+        if let Some(parsed) = meta::parse(raw, region, &mut self.scratch) {
             fill_from_parsed(&parsed, out);
+            return;
+        }
+        // Without a digit nothing can start a number (libphonenumber looks
+        // for a digit in any script, so only for ASCII input).
+        if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_digit()) {
+            out.fail(PhoneError::NotANumber);
             return;
         }
         match PHONE_NUMBER_UTIL.parse(raw, region) {
@@ -199,11 +210,12 @@ fn fill_from_parsed(parsed: &meta::Parsed<'_>, out: &mut PhoneInfo) {
     out.valid = parsed.region.is_some() && parsed.number_type != PhoneType::Unknown;
     out.phone_type = Some(parsed.number_type);
     out.error = (!out.valid).then_some(PhoneError::InvalidNumber);
-    let nsn = parsed.nsn;
     out.possible = parsed.possible;
-    let _ = write!(out.e164, "+{}{nsn}", parsed.country_code);
-    if !meta::format_national(parsed.country_code, nsn, &mut out.national) {
-        let number = phone_number(parsed.country_code, nsn);
+    parsed.write_e164(&mut out.e164);
+    if !parsed.write_national(&mut out.national) {
+        out.national.clear();
+        let mut number = phone_number(parsed.country_code, parsed.nsn);
+        number.extension = parsed.extension.map(str::to_string);
         out.national
             .push_str(&PHONE_NUMBER_UTIL.format(&number, PhoneNumberFormat::National));
     }

@@ -8,6 +8,7 @@
 //! answers the common shapes and is held to [`reference_info`] over
 //! [`corpus`]. Plain Rust: no Arrow, no DataFusion.
 
+mod automata;
 pub mod corpus;
 mod countries_table;
 mod country;
@@ -20,3 +21,6 @@ pub use info::{
     reference_info,
 };
 pub use rlibphonenumber::Region;
+
+#[doc(hidden)]
+pub use automata::generate as generate_automata;

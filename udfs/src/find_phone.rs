@@ -6,7 +6,8 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Builder, Int64Builder, ListArray, StringBuilder, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Builder, Int64Builder, ListArray,
+    StringBuilder, StructArray,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Fields};
@@ -15,7 +16,7 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use leadflow_waterfall::{LeadQuery, LeadRef, Lookup, Waterfall};
+use leadflow_waterfall::{LeadQuery, LeadRef, Lookup, OwnPhone, Waterfall};
 
 use crate::SharedWaterfall;
 use crate::attempts::{AttemptColumns, money};
@@ -34,6 +35,7 @@ const ARGS: [&str; 8] = [
     "organization_id",
 ];
 const USER_TIER: usize = 4;
+const OWN_PHONE: usize = 5;
 
 /// `find_phone(...) → struct{phone_e164, provider, status, cost_usd, latency_ms, attempts}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -67,16 +69,18 @@ impl FindPhone {
             );
         }
         for (i, (t, name)) in arg_types.iter().zip(ARGS).enumerate() {
-            let ok = if i == USER_TIER {
-                t.is_integer() || matches!(t, DataType::Null)
-            } else {
-                is_text(t)
+            let (ok, want) = match i {
+                USER_TIER => (t.is_integer() || matches!(t, DataType::Null), "an integer"),
+                OWN_PHONE => (
+                    is_text(t) || OwnPhones::is_phone_info(t),
+                    "text or phone_info(...)",
+                ),
+                _ => (is_text(t), "text"),
             };
             if !ok {
                 return plan_err!(
-                    "find_phone: argument {} ({name}) must be {}, got {t}",
-                    i + 1,
-                    if i == USER_TIER { "an integer" } else { "text" }
+                    "find_phone: argument {} ({name}) must be {want}, got {t}",
+                    i + 1
                 );
             }
         }
@@ -118,7 +122,9 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument(
         "phone_raw",
-        "The lead's own phone; when it is valid the lead is not looked up (skipped_has_phone).",
+        "The lead's own phone, as written or as `phone_info(phone_raw, country)` already \
+         parsed it (then it is not parsed again); when it is valid the lead is not looked \
+         up (skipped_has_phone).",
     )
     .with_argument(
         "lead_id",
@@ -166,7 +172,8 @@ impl AsyncScalarUDFImpl for FindPhone {
             None => Ok(Strings::Null),
         };
         let (full_name, email, website) = (text(0)?, text(1)?, text(2)?);
-        let (country, phone) = (text(3)?, text(5)?);
+        let country = text(3)?;
+        let phone = OwnPhones::new(&arrays[OWN_PHONE])?;
         let (lead_id, organization_id) = (text(6)?, text(7)?);
         let tier = Ints::new(name, &arrays[USER_TIER])?;
 
@@ -191,7 +198,7 @@ impl AsyncScalarUDFImpl for FindPhone {
                 company_website: website.unwrap_or("").to_string(),
                 country: country.map(str::to_string),
                 user_tier,
-                phone_raw: phone.map(str::to_string),
+                own_phone: phone,
             };
             let owner = LeadRef {
                 lead_id: lead_id.get(row).map(Arc::from),
@@ -210,6 +217,47 @@ impl AsyncScalarUDFImpl for FindPhone {
             }
         }
         Ok(ColumnarValue::Array(out.finish(&self.fields)?))
+    }
+}
+
+/// The lead's own phone column: text to parse, or `phone_info`'s answers.
+enum OwnPhones<'a> {
+    Raw(Strings<'a>),
+    Parsed(&'a BooleanArray),
+}
+
+impl<'a> OwnPhones<'a> {
+    /// Whether `t` is `phone_info`'s struct (what find_phone reads of it: `valid`).
+    fn is_phone_info(t: &DataType) -> bool {
+        matches!(t, DataType::Struct(fields)
+            if fields.find("valid").is_some_and(|(_, f)| f.data_type() == &DataType::Boolean))
+    }
+
+    fn new(array: &'a ArrayRef) -> Result<Self> {
+        if !Self::is_phone_info(array.data_type()) {
+            return Ok(OwnPhones::Raw(Strings::new("find_phone", array)?));
+        }
+        let valid = array
+            .as_struct()
+            .column_by_name("valid")
+            .and_then(|v| v.as_boolean_opt());
+        match valid {
+            Some(valid) => Ok(OwnPhones::Parsed(valid)),
+            None => exec_err!("find_phone: phone_info's struct without `valid`"),
+        }
+    }
+
+    /// Row `i`'s phone; a NULL struct or `valid` is no phone.
+    fn get(&self, i: usize) -> OwnPhone {
+        match self {
+            OwnPhones::Raw(raw) => raw
+                .get(i)
+                .map_or(OwnPhone::None, |r| OwnPhone::Raw(r.into())),
+            OwnPhones::Parsed(valid) if valid.is_valid(i) => OwnPhone::Parsed {
+                valid: valid.value(i),
+            },
+            OwnPhones::Parsed(_) => OwnPhone::None,
+        }
     }
 }
 

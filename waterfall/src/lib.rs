@@ -36,7 +36,7 @@ pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};
 pub use lookup::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome};
-pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider, Secret};
+pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
 pub use usage::{LeadRef, ProviderUsage, UsageLedger};
 pub use waterfall::{Services, Waterfall};

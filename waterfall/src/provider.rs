@@ -18,8 +18,20 @@ pub struct LeadQuery {
     /// ISO 3166-1 alpha-2; the default region for the numbers providers return.
     pub country: Option<String>,
     pub user_tier: Option<i32>,
-    /// The phone the lead came with, if any.
-    pub phone_raw: Option<String>,
+    /// The phone the lead came with.
+    pub own_phone: OwnPhone,
+}
+
+/// The phone a lead came with, as far as the waterfall needs it: a lead with
+/// a valid phone of its own is not looked up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum OwnPhone {
+    #[default]
+    None,
+    /// As written; the waterfall parses it (national numbers in the lead's country).
+    Raw(String),
+    /// Already parsed (by `phone_info`, so the lead's phone is parsed once).
+    Parsed { valid: bool },
 }
 
 impl LeadQuery {

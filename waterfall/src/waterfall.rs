@@ -20,7 +20,9 @@ use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
 use crate::config::{CacheConfig, LookupConfig, WaterfallConfig};
 use crate::lookup::{LineTypeLookup, Lookup, LookupStatus, Outcome};
-use crate::provider::{Answer, LeadQuery, LineType, LineTypeProvider, Provider, Redactor};
+use crate::provider::{
+    Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Redactor,
+};
 use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
 use crate::usage::{LeadRef, UsageLedger};
 
@@ -457,10 +459,11 @@ impl Ask for DescribeNumber<'_> {
 }
 
 fn has_valid_phone(lead: &LeadQuery) -> bool {
-    let Some(raw) = lead.phone_raw.as_deref() else {
-        return false;
-    };
-    valid_e164(raw, lead.country.as_deref()).is_some()
+    match &lead.own_phone {
+        OwnPhone::None => false,
+        OwnPhone::Raw(raw) => valid_e164(raw, lead.country.as_deref()).is_some(),
+        OwnPhone::Parsed { valid } => *valid,
+    }
 }
 
 /// The E.164 form of `raw` when it is a valid number (national numbers read

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    Attempt, Error, LeadQuery, LeadRef, Lookup, LookupStatus, ManualClock, Outcome, ProviderUsage,
-    Services, UsageLedger, Waterfall, WaterfallConfig,
+    Attempt, Error, LeadQuery, LeadRef, Lookup, LookupStatus, ManualClock, Outcome, OwnPhone,
+    ProviderUsage, Services, UsageLedger, Waterfall, WaterfallConfig,
 };
 use tokio::sync::mpsc;
 
@@ -115,7 +115,7 @@ fn lead(i: usize) -> LeadQuery {
         company_website: format!("https://acme{}.de", i % 7),
         country: Some("DE".into()),
         user_tier: Some(2),
-        phone_raw: None,
+        own_phone: OwnPhone::None,
     }
 }
 
@@ -364,9 +364,11 @@ async fn leads_with_a_valid_phone_are_skipped_and_answers_are_cached() {
     );
     let (w, _) = start(&toml).await;
     let mut has = lead(1);
-    has.phone_raw = Some("030 901820".into());
+    has.own_phone = OwnPhone::Raw("030 901820".into());
     assert_eq!(w.find(&has).await.status, LookupStatus::SkippedHasPhone);
-    has.phone_raw = Some("12".into());
+    has.own_phone = OwnPhone::Parsed { valid: true };
+    assert_eq!(w.find(&has).await.status, LookupStatus::SkippedHasPhone);
+    has.own_phone = OwnPhone::Raw("12".into());
     let first = w.find(&has).await;
     assert_eq!(
         first.status,

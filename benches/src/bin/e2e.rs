@@ -4,7 +4,7 @@
 //!
 //!   cargo build --release -p leadflow-pipeline -p leadflow-benches
 //!   target/release/e2e --leads 1000000
-//!   target/release/e2e --phone-cold      # the first 8,192 phones in a fresh process
+//!   target/release/e2e --phone-cold      # 8,192 phones over all regions in a fresh process
 //!   target/release/e2e --leads 10000 --no-phones --config benches/waterfall-50ms.toml
 //!                                        # every lead down the provider waterfall
 //!   target/release/e2e --leads 1000000 --corpus export --seed 2
@@ -174,25 +174,41 @@ fn generate(path: &Path, n: usize, with_phones: bool) {
 }
 
 /// Times the first batch of phones a fresh process parses: what a run pays
-/// before its first row while libphonenumber's metadata and regexes load.
+/// before its first row while the phone metadata loads. The batch is 8,192
+/// numbers over every region libphonenumber knows (the synthetic corpus,
+/// every format and junk included), written to a file by one process and
+/// timed in another, so nothing is warm; `--input CSV` times the first 8,192
+/// phones of a lead file instead.
 fn phone_cold(args: &[String]) {
-    let path = flag(args, "--input").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().join("e2e-data/leads-1000000.csv")
-    });
-    let file = std::io::BufReader::new(
-        std::fs::File::open(&path).expect("generate leads first: e2e --leads 1000000"),
-    );
-    let rows: Vec<(String, String)> = file
-        .lines()
-        .skip(1)
-        .take(8192)
-        .map(|l| {
-            let l = l.unwrap();
-            let f: Vec<&str> = l.split(',').collect();
-            (f[6].to_string(), f[7].to_string())
-        })
-        .collect();
+    let exe = std::env::current_exe().unwrap();
+    let rows: Vec<(String, String)> = match flag(args, "--input") {
+        Some(path) => csv_phones(Path::new(&path)),
+        None => {
+            let path = exe
+                .parent()
+                .unwrap()
+                .join("e2e-data/phones-all-regions.tsv");
+            if flag(args, "--cold-file").is_none() {
+                if !path.exists() {
+                    write_all_region_phones(&path);
+                }
+                // Time it in a process that has not built the corpus.
+                let status = Command::new(&exe)
+                    .args(["--phone-cold", "--cold-file", "1"])
+                    .status()
+                    .unwrap();
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let (raw, region) = l.split_once('\t').unwrap_or((l, ""));
+                    (raw.to_string(), region.to_string())
+                })
+                .collect()
+        }
+    };
     let mut parser = leadflow_phone::PhoneParser::default();
     let mut info = leadflow_phone::PhoneInfo::default();
     let t = Instant::now();
@@ -210,10 +226,44 @@ fn phone_cold(args: &[String]) {
             leadflow_phone::resolve_country(country).and_then(leadflow_phone::parse_region);
         parser.parse_into(raw, region, &mut info);
     }
+    let regions: std::collections::HashSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     println!(
-        "phone cold first batch: {} numbers in {:.1} ms ({valid} valid); same batch warm: {:.1} ms",
+        "phone cold first batch: {} numbers over {} regions in {:.1} ms ({valid} valid); same batch warm: {:.1} ms",
         rows.len(),
+        regions.len(),
         cold.as_secs_f64() * 1e3,
         t.elapsed().as_secs_f64() * 1e3
     );
+}
+
+fn csv_phones(path: &Path) -> Vec<(String, String)> {
+    let file = std::io::BufReader::new(
+        std::fs::File::open(path).expect("generate leads first: e2e --leads 1000000"),
+    );
+    file.lines()
+        .skip(1)
+        .take(8192)
+        .map(|l| {
+            let l = l.unwrap();
+            let f: Vec<&str> = l.split(',').collect();
+            (f[6].to_string(), f[7].to_string())
+        })
+        .collect()
+}
+
+/// 8,192 phones of the synthetic corpus spread evenly over its regions.
+fn write_all_region_phones(path: &Path) {
+    let cases = leadflow_phone::corpus::build(7, 4);
+    let stride = (cases.len() / 8192).max(1);
+    let mut out = String::new();
+    for case in cases.iter().step_by(stride).take(8192) {
+        let region = case.region.map(|r| r.as_region_str());
+        let region = region.as_deref().unwrap_or("");
+        out.push_str(&format!(
+            "{}\t{region}\n",
+            case.raw.replace(['\t', '\n'], " ")
+        ));
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, out).unwrap();
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use leadflow_fleet::Fleet;
 use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    LeadQuery, LeadRef, Lookup, LookupStatus, ProviderUsage, Waterfall, WaterfallConfig,
+    LeadQuery, LeadRef, Lookup, LookupStatus, OwnPhone, ProviderUsage, Waterfall, WaterfallConfig,
 };
 use tokio::sync::mpsc;
 
@@ -62,7 +62,7 @@ fn lead(i: usize, tier: i32) -> LeadQuery {
         company_website: format!("example{}.com", i % 13),
         country: Some("US".into()),
         user_tier: Some(tier),
-        phone_raw: None,
+        own_phone: OwnPhone::None,
     }
 }
 

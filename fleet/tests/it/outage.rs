@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_waterfall::{RateLimiter, WaterfallConfig};
+use leadflow_waterfall::{OwnPhone, RateLimiter, WaterfallConfig};
 
 use crate::support::{get, prefix, services, waterfall, worker_at};
 
@@ -170,7 +170,7 @@ hit_rate = 0.0
             company_website: "mid.run".into(),
             country: Some("US".into()),
             user_tier: Some(1),
-            phone_raw: None,
+            own_phone: OwnPhone::None,
         };
         let waterfall = &waterfall;
         async move { waterfall.find(&lead, &LeadRef::default()).await }

@@ -212,6 +212,41 @@ async fn find_phone_runs_the_waterfall_per_row_in_row_order() {
 }
 
 #[tokio::test]
+async fn find_phone_reads_the_own_phone_from_phone_info_without_parsing_it_again() {
+    let (ctx, sandbox) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    let got = table(
+        &ctx,
+        "with parsed as (select *, phone_info(phone_raw, country) p from leads)
+         select id, p['valid'] valid,
+                find_phone(full_name, email, company_website, country, user_tier, p)['status'] status
+         from parsed order by id",
+    )
+    .await;
+    let want = "\
++----+-------+-------------------+
+| id | valid | status            |
++----+-------+-------------------+
+| 1  | false | found             |
+| 2  | false | found             |
+| 3  | false | cached            |
+| 4  | true  | skipped_has_phone |
+| 5  | false | not_found         |
+| 6  | false | skipped_tier      |
++----+-------+-------------------+";
+    assert_eq!(got, want, "the same statuses as with phone_raw");
+    assert_eq!(sandbox.stats()["orion"].requests, 2);
+    let err = ctx
+        .sql("select find_phone(full_name, email, company_website, country, user_tier, named_struct('e164', phone_raw)) from leads")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("argument 6 (phone_raw) must be text or phone_info(...)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_failing_provider_is_a_status_not_a_failed_query() {
     let toml = format!("{ORION_ALWAYS_HITS}error_rate = 1.0\n");
     let (ctx, _) = waterfall_ctx(&toml).await;

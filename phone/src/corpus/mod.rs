@@ -7,6 +7,8 @@
 //! of the same range with random subscriber digits, mutations (a digit
 //! dropped, added or changed) and junk. The same seed gives the same corpus.
 
+pub mod export;
+
 use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType, Region};
 
 /// One input: a raw string and the default region it is parsed with.
