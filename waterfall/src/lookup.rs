@@ -125,6 +125,11 @@ impl Lookup {
         }
     }
 
+    /// The answer for a lead when no provider is configured.
+    pub fn not_run() -> Self {
+        Self::ended(LookupStatus::NotRun)
+    }
+
     /// The same answer, served to an identical lead without asking again.
     pub fn as_cached(&self) -> Self {
         Self {

@@ -133,6 +133,12 @@ impl Waterfall {
         self.lookup.concurrency
     }
 
+    /// Whether a lookup can call anyone: with no phone-finding provider
+    /// enabled, every lead's lookup is `not_run`.
+    pub fn calls_providers(&self) -> bool {
+        self.finders.iter().any(|s| s.config.enabled)
+    }
+
     /// Names of the phone-finding providers, in waterfall order.
     pub fn finders(&self) -> impl Iterator<Item = &str> {
         self.finders.iter().map(|s| &*s.name)
@@ -155,8 +161,8 @@ impl Waterfall {
     /// usage ledger on `owner`'s behalf. Never fails: a provider's failure
     /// is an outcome in the result.
     pub async fn find(&self, lead: &LeadQuery, owner: &LeadRef) -> Lookup {
-        if !self.finders.iter().any(|s| s.config.enabled) {
-            return Lookup::ended(LookupStatus::NotRun);
+        if !self.calls_providers() {
+            return Lookup::not_run();
         }
         if !self.lookup.lookup_when_phone_valid && has_valid_phone(lead) {
             return Lookup::ended(LookupStatus::SkippedHasPhone);
