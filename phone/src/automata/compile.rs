@@ -247,7 +247,7 @@ impl Nfa {
     }
 
     /// The digit and accept nodes reachable from `from` without a digit.
-    fn closure(&self, from: impl IntoIterator<Item = u32>, seen: &mut Vec<bool>) -> Vec<u32> {
+    fn closure(&self, from: impl IntoIterator<Item = u32>, seen: &mut [bool]) -> Vec<u32> {
         seen.iter_mut().for_each(|s| *s = false);
         let mut stack: Vec<u32> = from.into_iter().collect();
         let mut out = Vec::new();
