@@ -253,21 +253,8 @@ fn regions_of(country_code: i32) -> &'static [Region] {
 // of its own copy; ours is decoded from the file, where they are filled.
 #[allow(deprecated)]
 fn region_meta(m: &PhoneMetadata, dfas: automata::RegionAutomata) -> Option<RegionMeta> {
-    let descs = [
-        &m.premium_rate,
-        &m.toll_free,
-        &m.shared_cost,
-        &m.voip,
-        &m.personal_number,
-        &m.pager,
-        &m.uan,
-        &m.voicemail,
-        &m.fixed_line,
-        &m.mobile,
-        &m.general_desc,
-    ];
     let mut lens = [0u64; 11];
-    for (l, d) in lens.iter_mut().zip(descs) {
+    for (l, d) in lens.iter_mut().zip(automata::type_descs(m)) {
         *l = d.as_ref().map_or(0, |d| lengths(&d.possible_length));
     }
     let general = m.general_desc.as_ref();

@@ -17,7 +17,7 @@
 
 pub(crate) mod compile;
 
-use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneMetadata, Region};
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneMetadata, PhoneNumberDesc, Region};
 
 use compile::{Anchor, DigitDfa};
 
@@ -79,12 +79,13 @@ pub(crate) struct Automata {
     pub(crate) regions_of: Vec<(i32, Vec<Region>)>,
 }
 
-/// The patterns of a region's type DFA, bit by bit (see [`types`]).
+/// A region's number descriptions in the order of its type DFA's bits (see
+/// [`types`]): the eight special types, fixed line, mobile, general.
 // rlibphonenumber deprecates these fields because its wrapper moves them out
 // of its own copy; ours is decoded from the file, where they are filled.
 #[allow(deprecated)]
-pub(crate) fn type_patterns(m: &PhoneMetadata) -> Vec<(Option<&str>, Anchor)> {
-    let descs = [
+pub(crate) fn type_descs(m: &PhoneMetadata) -> [&Option<PhoneNumberDesc>; 11] {
+    [
         &m.premium_rate,
         &m.toll_free,
         &m.shared_cost,
@@ -96,9 +97,14 @@ pub(crate) fn type_patterns(m: &PhoneMetadata) -> Vec<(Option<&str>, Anchor)> {
         &m.fixed_line,
         &m.mobile,
         &m.general_desc,
-    ];
-    let mut patterns: Vec<(Option<&str>, Anchor)> = descs
-        .iter()
+    ]
+}
+
+/// The patterns of a region's type DFA, bit by bit (see [`types`]).
+#[allow(deprecated)]
+pub(crate) fn type_patterns(m: &PhoneMetadata) -> Vec<(Option<&str>, Anchor)> {
+    let mut patterns: Vec<(Option<&str>, Anchor)> = type_descs(m)
+        .into_iter()
         .map(|d| {
             let p = d
                 .as_ref()
