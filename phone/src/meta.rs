@@ -1,16 +1,17 @@
-//! The fast path: libphonenumber's `parse`, region and type for the inputs
-//! most leads carry, straight from its metadata.
+//! The fast path: libphonenumber's `parse`, region, type and national
+//! format for the inputs most leads carry, straight from its metadata.
 //!
 //! rlibphonenumber answers every call through several regex searches, some
 //! of them twice (`get_number_type` resolves the region again, `is_valid`
-//! repeats the type). Here one region's patterns are compiled once into a
-//! `RegexSet`, so a number's type is one scan, and the parse of simple
-//! inputs (`+` or national digits separated by spaces, `-`, `.`, `(`, `)` or
-//! `/`, with `+` or an international dialing prefix) follows
-//! libphonenumber's steps with no regex on the common path. Whatever is not
-//! simple (a calling code written without `+` or a dialing prefix, a national prefix with a carrier code or transform
-//! rule, letters, extensions, non-geographic codes) returns `None` and goes
-//! to rlibphonenumber. `tests/agreement.rs` holds every field to it.
+//! repeats the type). Here a region's type and format patterns are walked as
+//! the precompiled digit automata of [`crate::automata`], so a number's type
+//! is one table walk, and the parse of simple inputs (from the first digit or
+//! `+`: digits separated by spaces, `-`, `.`, `(`, `)` or `/`, an extension
+//! typed as `x290` or `ext. 290`) follows libphonenumber's steps, national
+//! prefixes with carrier codes and transform rules included. Whatever is not
+//! simple (other letters, `;` parameters, non-geographic codes, fewer than
+//! five digits) returns `None` and goes to rlibphonenumber.
+//! `tests/agreement.rs` holds every field to it.
 
 use std::sync::{LazyLock, OnceLock};
 
@@ -25,7 +26,7 @@ use crate::automata::{self, Dfa, FORMAT_PATTERN, types, unwrap_pattern};
 static METADATA: &[u8] = include_bytes!("../data/metadata.bin");
 
 /// Most digits a simple input may have.
-pub(crate) const MAX_DIGITS: usize = 20;
+const MAX_DIGITS: usize = 20;
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
 
@@ -151,8 +152,9 @@ fn fixed_groups(pattern: &str) -> Option<Vec<usize>> {
     (!widths.is_empty()).then_some(widths)
 }
 
-/// `${n}` references and literals of a braced template.
-fn template_parts(template: &str, groups: usize) -> Option<Vec<Part>> {
+/// A braced template as literals and the digit ranges of its `${n}`
+/// references, group n being `widths[n - 1]` digits after the groups before it.
+fn template_parts(template: &str, widths: &[usize]) -> Option<Vec<Part>> {
     let mut parts = Vec::new();
     let mut rest = template;
     while let Some(i) = rest.find('$') {
@@ -162,10 +164,11 @@ fn template_parts(template: &str, groups: usize) -> Option<Vec<Part>> {
         let r = rest[i..].strip_prefix("${")?;
         let end = r.find('}')?;
         let n: usize = r[..end].parse().ok()?;
-        if n == 0 || n > groups {
+        if n == 0 || n > widths.len() {
             return None;
         }
-        parts.push(Part::Digits(n, n));
+        let start = widths[..n - 1].iter().sum();
+        parts.push(Part::Digits(start, start + widths[n - 1]));
         rest = &r[end + 1..];
     }
     if !rest.is_empty() {
@@ -281,16 +284,7 @@ fn region_meta(m: &PhoneMetadata, dfas: automata::RegionAutomata) -> Option<Regi
             let template = braced_groups(&rule);
             let pattern = unwrap_pattern(&f.pattern);
             let fixed = fixed_groups(pattern).and_then(|widths| {
-                let mut parts = template_parts(&template, widths.len())?;
-                // Group n's digits start after the groups before it.
-                for part in &mut parts {
-                    if let Part::Digits(start, end) = part {
-                        let n = *start;
-                        *start = widths[..n - 1].iter().sum();
-                        *end = *start + widths[n - 1];
-                    }
-                }
-                Some((widths.iter().sum(), parts))
+                Some((widths.iter().sum(), template_parts(&template, &widths)?))
             });
             NationalFormat {
                 pattern: format!("^(?:{pattern})$"),

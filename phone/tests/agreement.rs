@@ -25,17 +25,22 @@ fn disagreements(cases: &[Case]) -> Vec<(Case, PhoneInfo, PhoneInfo)> {
     differ
 }
 
+/// Not one case of `cases` may differ (`what` names them in the message).
+fn assert_agrees(cases: &[Case], what: &str) {
+    let differ = disagreements(cases);
+    assert!(
+        differ.is_empty(),
+        "{what}: {} of {} differ",
+        differ.len(),
+        2 * cases.len()
+    );
+}
+
 #[test]
 fn phone_info_agrees_with_libphonenumber_on_the_corpus() {
     let cases = corpus::build(42, 20);
     assert!(cases.len() > 40_000, "corpus too small: {}", cases.len());
-    let differ = disagreements(&cases);
-    assert!(
-        differ.is_empty(),
-        "{} of {} differ",
-        differ.len(),
-        2 * cases.len()
-    );
+    assert_agrees(&cases, "synthetic corpus");
     let valid = cases
         .iter()
         .filter(|c| reference_info(&c.raw, c.region).valid)
@@ -58,13 +63,7 @@ fn phone_info_agrees_with_libphonenumber_on_export_like_phones() {
             .collect();
         let extensions = cases.iter().filter(|c| c.raw.contains(" x")).count();
         assert!(extensions > 1_000, "the mix has extensions: {extensions}");
-        let differ = disagreements(&cases);
-        assert!(
-            differ.is_empty(),
-            "seed {seed}: {} of {} differ",
-            differ.len(),
-            2 * cases.len()
-        );
+        assert_agrees(&cases, &format!("export-like phones, seed {seed}"));
     }
 }
 
@@ -153,11 +152,5 @@ fn phone_info_agrees_on_hand_written_extensions_and_junk() {
             });
         }
     }
-    let differ = disagreements(&cases);
-    assert!(
-        differ.is_empty(),
-        "{} of {} differ",
-        differ.len(),
-        2 * cases.len()
-    );
+    assert_agrees(&cases, "hand-written extensions and junk");
 }

@@ -349,13 +349,10 @@ fn minimize(dfa: DigitDfa) -> DigitDfa {
     let n = dfa.mask.len();
     let mut class: Vec<u32> = {
         let mut by_mask: HashMap<u128, u32> = HashMap::new();
-        // The dead state (no pattern, no way out) is its own class 0.
-        by_mask.insert(u128::MAX, 0);
         (0..n)
             .map(|s| {
-                let key = if s == 0 { u128::MAX } else { dfa.mask[s] };
                 let len = by_mask.len() as u32;
-                *by_mask.entry(key).or_insert(len)
+                *by_mask.entry(dfa.mask[s]).or_insert(len)
             })
             .collect()
     };
@@ -377,8 +374,8 @@ fn minimize(dfa: DigitDfa) -> DigitDfa {
             break;
         }
     }
-    // Renumber in order of first appearance from the dead state, so the dead
-    // state's class is 0 whatever else merged with it.
+    // Renumber from the dead state's class, so every state that can never
+    // match is 0.
     let mut order: HashMap<u32, u16> = HashMap::new();
     order.insert(class[0], 0);
     for &c in &class {
@@ -390,7 +387,7 @@ fn minimize(dfa: DigitDfa) -> DigitDfa {
     let mut mask = vec![0u128; states];
     for s in 0..n {
         let c = order[&class[s]] as usize;
-        mask[c] = if c == 0 { 0 } else { dfa.mask[s] };
+        mask[c] = dfa.mask[s];
         for d in 0..10 {
             next[c * 10 + d] = order[&class[dfa.next[s * 10 + d] as usize]];
         }

@@ -259,14 +259,10 @@ impl<'a> Reader<'a> {
         if next.iter().any(|&n| usize::from(n) >= states) || usize::from(start) >= states {
             return Err("automata file: state out of range".into());
         }
-        let mut full = [0u8; 16];
         let masks = self
             .take(states * mask_bytes)?
             .chunks_exact(mask_bytes)
-            .map(|b| {
-                full[..mask_bytes].copy_from_slice(b);
-                mask(&full[..mask_bytes.max(2)])
-            })
+            .map(mask)
             .collect();
         Ok(Dfa {
             start,
