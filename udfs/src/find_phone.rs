@@ -232,7 +232,8 @@ impl AsyncScalarUDFImpl for FindPhone {
 /// The lead's own phone column: text to parse, or `phone_info`'s answers.
 enum OwnPhones<'a> {
     Raw(Strings<'a>),
-    Parsed(&'a BooleanArray),
+    /// The struct column and its `valid` child.
+    Parsed(&'a ArrayRef, &'a BooleanArray),
 }
 
 impl<'a> OwnPhones<'a> {
@@ -251,7 +252,7 @@ impl<'a> OwnPhones<'a> {
             .column_by_name("valid")
             .and_then(|v| v.as_boolean_opt());
         match valid {
-            Some(valid) => Ok(OwnPhones::Parsed(valid)),
+            Some(valid) => Ok(OwnPhones::Parsed(array, valid)),
             None => exec_err!("find_phone: phone_info's struct without `valid`"),
         }
     }
@@ -262,10 +263,12 @@ impl<'a> OwnPhones<'a> {
             OwnPhones::Raw(raw) => raw
                 .get(i)
                 .map_or(OwnPhone::None, |r| OwnPhone::Raw(r.into())),
-            OwnPhones::Parsed(valid) if valid.is_valid(i) => OwnPhone::Parsed {
-                valid: valid.value(i),
-            },
-            OwnPhones::Parsed(_) => OwnPhone::None,
+            OwnPhones::Parsed(row, valid) if row.is_valid(i) && valid.is_valid(i) => {
+                OwnPhone::Parsed {
+                    valid: valid.value(i),
+                }
+            }
+            OwnPhones::Parsed(..) => OwnPhone::None,
         }
     }
 }
