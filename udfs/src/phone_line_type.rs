@@ -1,5 +1,6 @@
-//! `phone_line_type(e164)`: line type and carrier of a number, from the
-//! configured line-type providers (Twilio Lookup v2), as an async UDF.
+//! `phone_line_type(e164[, lead_id[, organization_id]])`: line type and
+//! carrier of a number, from the configured line-type providers (Twilio
+//! Lookup v2), as an async UDF; its calls are billed to the lead passed.
 
 use std::sync::{Arc, LazyLock};
 
@@ -7,13 +8,12 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringBuilder, StructArray};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Fields};
-use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use leadflow_waterfall::Waterfall;
+use leadflow_waterfall::{LeadRef, Waterfall};
 
 use crate::SharedWaterfall;
 use crate::fan_out::ask_distinct;
@@ -30,7 +30,9 @@ pub struct PhoneLineType {
 impl PhoneLineType {
     pub fn new(waterfall: Arc<Waterfall>) -> Self {
         Self {
-            signature: Signature::any(1, Volatility::Volatile),
+            // Volatile: it calls a paid service. One to three text arguments,
+            // checked in `return_type` with a message naming them.
+            signature: Signature::variadic_any(Volatility::Volatile),
             fields: leadflow_schemas::line_type_fields(),
             waterfall: SharedWaterfall(waterfall),
         }
@@ -44,8 +46,10 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
          `line_type` (mobile, landline, fixedVoip, nonFixedVoip, tollFree, …), \
          `carrier_name`, `mcc` and `mnc`. NULL for a NULL number, a number the provider \
          calls invalid, or when no line-type provider is configured. Each distinct \
-         number in a batch is asked once.",
-        "phone_line_type(e164)",
+         number in a batch is asked once, and answers are cached per number like \
+         lookups. Every call is written to `provider_usage` under the `lead_id` and \
+         `organization_id` passed.",
+        "phone_line_type(e164[, lead_id[, organization_id]])",
     )
     .with_sql_example(
         "```sql\n> select phone_line_type(phone_e164)['line_type'] from enriched;\n```",
@@ -53,6 +57,14 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument(
         "e164",
         "A phone number in E.164, e.g. `phone_e164` or `found_phone_e164`.",
+    )
+    .with_argument(
+        "lead_id",
+        "Optional: the lead the call is for, in `provider_usage`.",
+    )
+    .with_argument(
+        "organization_id",
+        "Optional: the organization billed for the call, in `provider_usage`.",
     )
     .with_related_udf("find_phone")
     .build()
@@ -68,8 +80,15 @@ impl ScalarUDFImpl for PhoneLineType {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        if !arg_types.iter().all(is_text) {
-            return plan_err!("phone_line_type takes text, got {}", arg_types[0]);
+        if !(1..=3).contains(&arg_types.len()) {
+            return plan_err!(
+                "phone_line_type takes 1 to 3 arguments (e164, lead_id, organization_id), got {}",
+                arg_types.len()
+            );
+        }
+        let names = ["e164", "lead_id", "organization_id"];
+        if let Some((t, name)) = arg_types.iter().zip(names).find(|(t, _)| !is_text(t)) {
+            return plan_err!("phone_line_type's {name} must be text, got {t}");
         }
         Ok(DataType::Struct(self.fields.clone()))
     }
@@ -88,8 +107,12 @@ impl AsyncScalarUDFImpl for PhoneLineType {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [numbers] = take_function_args(self.name(), &arrays)?;
-        let numbers = Strings::new(self.name(), numbers)?;
+        let name = self.name();
+        let text = |i: usize| match arrays.get(i) {
+            Some(array) => Strings::new(name, array),
+            None => Ok(Strings::Null),
+        };
+        let (numbers, lead_id, organization_id) = (text(0)?, text(1)?, text(2)?);
 
         // Each distinct number is asked about once; with no line-type
         // provider, nothing is.
@@ -100,8 +123,13 @@ impl AsyncScalarUDFImpl for PhoneLineType {
                 .filter(|number| ask && !number.trim().is_empty())
         });
         let waterfall = &self.waterfall;
-        let described = ask_distinct(numbers, waterfall.concurrency(), |_, number| async move {
-            waterfall.line_type(number).await.line_type
+        // A number in the batch twice is paid for once, for its first lead.
+        let described = ask_distinct(numbers, waterfall.concurrency(), |row, number| {
+            let owner = LeadRef {
+                lead_id: lead_id.get(row).map(Arc::from),
+                organization_id: organization_id.get(row).map(Arc::from),
+            };
+            async move { waterfall.line_type(number, &owner).await.line_type }
         })
         .await;
 

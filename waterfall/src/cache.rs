@@ -46,6 +46,18 @@ impl CacheKey {
     }
 }
 
+impl CacheKey {
+    /// Identifies a phone number (E.164) to the cache, for what line-type
+    /// providers say about it; never equal to a lead's key (another domain
+    /// of the hash).
+    pub fn of_number(e164: &str) -> Self {
+        let mut h = Xxh3::new();
+        h.update(b"number\0");
+        h.update(e164.trim().as_bytes());
+        CacheKey(h.digest128())
+    }
+}
+
 /// `https://www.Acme.com/about` → `Acme.com`: the host, without scheme, `www.`,
 /// port or path.
 pub fn website_host(website: &str) -> &str {

@@ -152,4 +152,16 @@ pub struct LineTypeLookup {
     /// `None` when no provider described the number.
     pub line_type: Option<LineType>,
     pub attempts: Vec<Attempt>,
+    /// Answered from the cache: nothing was paid.
+    pub cached: bool,
+}
+
+impl LineTypeLookup {
+    pub(crate) fn cached(line_type: LineType) -> Self {
+        Self {
+            line_type: Some(line_type),
+            attempts: Vec::new(),
+            cached: true,
+        }
+    }
 }

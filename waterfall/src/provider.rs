@@ -96,6 +96,34 @@ pub struct LineType {
     pub mnc: Option<String>,
 }
 
+/// Separates a [`LineType`]'s fields in its cached form (a control
+/// character: never in a carrier's name).
+const CACHE_SEP: char = '\u{1f}';
+
+impl LineType {
+    /// The description as the lookup cache keeps it (in a
+    /// `ProviderAnswer::Found`): four fields, absent ones empty.
+    pub fn to_cache(&self) -> String {
+        [&self.line_type, &self.carrier_name, &self.mcc, &self.mnc]
+            .map(|f| f.as_deref().unwrap_or(""))
+            .join(&CACHE_SEP.to_string())
+    }
+
+    /// Reads [`Self::to_cache`]'s form back.
+    pub fn from_cache(text: &str) -> Self {
+        let mut fields = text
+            .split(CACHE_SEP)
+            .map(|f| (!f.is_empty()).then(|| f.to_string()));
+        let mut next = || fields.next().flatten();
+        LineType {
+            line_type: next(),
+            carrier_name: next(),
+            mcc: next(),
+            mnc: next(),
+        }
+    }
+}
+
 /// A provider that describes numbers.
 pub trait LineTypeProvider: Send + Sync + fmt::Debug {
     fn request(&self, http: &Client, e164: &str) -> RequestBuilder;

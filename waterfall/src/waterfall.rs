@@ -10,7 +10,6 @@ use std::time::Duration;
 use leadflow_phone::{PhoneInfo, PhoneParser, parse_region};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use tokio::sync::{Semaphore, watch};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 use crate::budget::{Budget, InMemoryBudget};
@@ -367,23 +366,61 @@ impl Waterfall {
     }
 
     /// Asks the line-type providers (Twilio) about `e164`, in priority order,
-    /// until one answers.
-    pub async fn line_type(&self, e164: &str) -> LineTypeLookup {
-        let _permit = self.in_flight.acquire().await.expect("never closed");
+    /// until one answers, on `owner`'s behalf (its usage rows carry the
+    /// lead). Answers are cached per number like lookups per lead, so a
+    /// number is paid for once within the TTL, across the fleet.
+    pub async fn line_type(&self, e164: &str, owner: &LeadRef) -> LineTypeLookup {
         let clock = &*self.services.clock;
-        let no_lead = LeadRef::default();
+        let key = CacheKey::of_number(e164);
+        let names: Vec<Arc<str>> = self
+            .describers
+            .iter()
+            .filter(|s| s.config.enabled)
+            .map(|s| s.name.clone())
+            .collect();
+        let remembered = if self.cache.enabled {
+            self.services.cache.answers(key, &names, clock.now()).await
+        } else {
+            vec![None; names.len()]
+        };
+        for answer in remembered.iter().flatten() {
+            if let ProviderAnswer::Found(described) = answer {
+                return LineTypeLookup::cached(LineType::from_cache(described));
+            }
+        }
+
+        let _permit = self.in_flight.acquire().await.expect("never closed");
         let mut calls = Calls {
             waterfall: self,
-            lead: &no_lead,
+            lead: owner,
             deadline: clock
                 .now()
                 .saturating_add(self.lookup.deadline_ms as i64 * MS),
-            jitter_seed: xxh3_64_with_seed(e164.as_bytes(), 0),
+            jitter_seed: key.0 as u64,
             attempts: Vec::new(),
         };
         let mut line_type = None;
-        for slot in self.describers.iter().filter(|s| s.config.enabled) {
+        let describers = self.describers.iter().filter(|s| s.config.enabled);
+        for (slot, answer) in describers.zip(remembered) {
+            if answer.is_some() {
+                // It did not know the number.
+                continue;
+            }
+            let asking = if self.cache.enabled {
+                match self.ask_or_wait(key, slot, calls.deadline).await {
+                    Ok(asking) => Some(asking),
+                    Err(ProviderAnswer::Found(described)) => {
+                        return LineTypeLookup::cached(LineType::from_cache(&described));
+                    }
+                    Err(ProviderAnswer::NotFound) => continue,
+                }
+            } else {
+                None
+            };
             if !self.services.breaker.allows(&slot.name, clock.now()).await {
+                if asking.is_some() {
+                    self.services.cache.unclaim(key, &slot.name).await;
+                }
                 calls.skip(&slot.name, Outcome::CircuitOpen, None).await;
                 continue;
             }
@@ -391,7 +428,25 @@ impl Waterfall {
                 provider: &*slot.contract,
                 e164,
             };
-            match calls.ask(slot, &ask).await {
+            let called = calls.ask(slot, &ask).await;
+            if let (Some(_), Called::Answered(described)) = (&asking, &called) {
+                let (answer, ttl_hours) = match described {
+                    Some(d) => (
+                        ProviderAnswer::Found(d.to_cache().into()),
+                        self.cache.ttl_hours,
+                    ),
+                    None => (ProviderAnswer::NotFound, self.cache.miss_ttl_hours),
+                };
+                let ttl = Duration::from_secs(ttl_hours.saturating_mul(3_600));
+                self.services
+                    .cache
+                    .remember(key, &slot.name, answer, clock.now(), ttl)
+                    .await;
+            } else if asking.is_some() {
+                self.services.cache.unclaim(key, &slot.name).await;
+            }
+            drop(asking);
+            match called {
                 Called::Answered(described) => {
                     line_type = described;
                     break;
@@ -403,6 +458,7 @@ impl Waterfall {
         LineTypeLookup {
             line_type,
             attempts: calls.attempts,
+            cached: false,
         }
     }
 }

@@ -166,11 +166,11 @@ async fn twilio_describes_a_number() {
     let toml = provider("twilio", "twilio", 1, "");
     let (w, _) = start(&toml).await;
     let e164 = leadflow_phone::example_number_e164(leadflow_phone::Region::US).unwrap();
-    let described = w.line_type(&e164).await;
+    let described = w.line_type(&e164, &Default::default()).await;
     let line = described.line_type.expect("a valid number is described");
     assert!(line.line_type.is_some() && line.carrier_name.is_some() && line.mcc.is_some());
     assert_eq!(described.attempts[0].outcome, Outcome::Hit);
-    let invalid = w.line_type("+1 555 0100").await;
+    let invalid = w.line_type("+1 555 0100", &Default::default()).await;
     assert_eq!(invalid.line_type, None);
     assert_eq!(invalid.attempts[0].outcome, Outcome::Miss);
     assert_eq!(requests(&w, "twilio"), 2);
