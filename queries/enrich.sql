@@ -13,7 +13,9 @@
 -- `find_phone` calls nobody and says `not_run`. Paid calls cannot be made
 -- conditional (CASE, COALESCE, AND/OR would still call for every row):
 -- find_phone skips leads with a valid phone of their own, and a WHERE in a
--- subquery picks the rows to look up.
+-- subquery picks the rows to look up. Line type and carrier of each lead's
+-- final phone are added around this query when the config says
+-- `[line_type] enabled = true` (a paid call per number).
 WITH parsed AS (
     SELECT *, phone_info(phone_raw, country) AS p
     FROM leads
@@ -36,7 +38,5 @@ SELECT
     f['status']     AS lookup_status,
     f['cost_usd']   AS lookup_cost_usd,
     CAST(array_length(f['attempts']) AS INT) AS lookup_attempts,
-    -- Line type and carrier of the phone we end up with (a paid call each):
-    -- phone_line_type(coalesce(p['e164'], f['phone_e164']))['line_type'] AS line_type,
     f['latency_ms'] AS lookup_latency_ms
 FROM found

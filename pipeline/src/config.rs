@@ -36,8 +36,21 @@ pub struct LeadflowConfig {
     /// workers; without a URL (here or `--redis`/`REDIS_URL`) they are
     /// kept in memory.
     pub redis: RedisConfig,
+    /// Line type and carrier of each lead's final phone.
+    pub line_type: LineTypeConfig,
     /// The providers, tried by `priority` (lowest first).
     pub providers: Vec<ProviderConfig>,
+}
+
+/// `[line_type]`: line type and carrier of each lead's final phone.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LineTypeConfig {
+    /// Adds `line_type` and `carrier_name` to `enriched_leads`: the line-type
+    /// providers (`kind = "twilio"`) are asked about each lead's final phone
+    /// (its own valid one, else the one found), a paid call per number,
+    /// cached like lookups and written to `provider_usage`. Off by default.
+    pub enabled: bool,
 }
 
 impl LeadflowConfig {
@@ -56,10 +69,53 @@ impl LeadflowConfig {
             .waterfall(|name| format!("http://127.0.0.1/{name}"))
             .check()?;
         config.redis.check().map_err(Error::Usage)?;
+        if config.line_type.enabled && config.providers.iter().all(|p| p.kind.finds_phones()) {
+            return Err(Error::Usage(
+                "[line_type] enabled = true, but no provider describes numbers: \
+                 add a [[providers]] entry with kind = \"twilio\""
+                    .into(),
+            ));
+        }
         Ok(config)
     }
 
     /// Whether any provider is answered by the in-process sandbox.
+    /// The enrichment query as runs execute it: with `[line_type]` on,
+    /// `query`'s rows get `line_type` and `carrier_name` of their final
+    /// phone, so `query` must return `phone_valid`, `phone_e164` and
+    /// `found_phone_e164` (the shipped one does).
+    pub fn enrichment_query(&self, query: &str) -> String {
+        if !self.line_type.enabled {
+            return query.to_string();
+        }
+        // The query on lines of its own: a trailing `--` comment ends there.
+        let query = query.trim_end().trim_end_matches(';').trim_end();
+        format!(
+            "SELECT * EXCLUDE (described),\n\
+             \x20      described['line_type'] AS line_type,\n\
+             \x20      described['carrier_name'] AS carrier_name\n\
+             FROM (\n\
+             \x20   SELECT *,\n\
+             \x20          phone_line_type(CASE WHEN phone_valid THEN phone_e164 ELSE found_phone_e164 END,\n\
+             \x20                          lead_id, organization_id) AS described\n\
+             \x20   FROM (\n{query}\n) AS enriched\n\
+             ) AS described_leads"
+        )
+    }
+
+    /// A planning error of [`Self::enrichment_query`]'s query, saying what
+    /// the `[line_type]` wrapper needs when it is on.
+    pub fn explain_query_error(&self, e: Error) -> Error {
+        match e {
+            Error::Usage(msg) if self.line_type.enabled => Error::Usage(format!(
+                "{msg} ([line_type] enabled = true describes each lead's final phone: the \
+                 query must return phone_valid, phone_e164 and found_phone_e164, as \
+                 queries/enrich.sql does)"
+            )),
+            e => e,
+        }
+    }
+
     pub fn uses_sandbox(&self) -> bool {
         self.providers.iter().any(is_sandboxed)
     }
@@ -96,6 +152,26 @@ mod tests {
         assert!(c.uses_sandbox());
         let finders = c.providers.iter().filter(|p| p.kind.finds_phones());
         assert!(finders.count() >= 3);
+    }
+
+    #[test]
+    fn line_types_need_a_provider_that_describes_numbers_and_wrap_the_query() {
+        let err = LeadflowConfig::from_toml("[line_type]\nenabled = true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[line_type]") && err.contains("twilio"),
+            "{err}"
+        );
+        let c = LeadflowConfig::from_toml(include_str!("../../examples/leadflow.toml")).unwrap();
+        assert!(c.line_type.enabled);
+        // A trailing comment or `;` in the user's query cannot swallow the wrapper.
+        let q = c.enrichment_query("SELECT * FROM leads -- the end\n;\n");
+        assert!(
+            q.contains("SELECT * FROM leads -- the end\n) AS enriched"),
+            "{q}"
+        );
+        assert_eq!(LeadflowConfig::default().enrichment_query("x"), "x");
     }
 
     #[test]

@@ -2,13 +2,17 @@
 //! query on DataFusion, Parquet sinks, and the commands of the `leadflow`
 //! binary built on them (`run`, `stream`, `produce`, `sql`, `status`, …).
 
+pub mod analytics;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod lead;
 pub mod produce;
 pub mod providers;
 pub mod publish;
+pub mod report;
 pub mod run;
+pub mod shell;
 pub mod sinks;
 pub mod sources;
 pub mod sql;

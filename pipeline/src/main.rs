@@ -48,7 +48,8 @@ unsafe impl Sync for MallocConf {}
     long_about = None,
     propagate_version = true,
     after_help = "Exit codes: 0 done; 1 leadflow failed (a bug); 2 the command, config, SQL or input\n\
-    is wrong (fix it, then rerun); 3 a service or the machine failed (a rerun may succeed)."
+    is wrong (fix it, then rerun); 3 a service or the machine failed (a rerun may succeed);\n\
+    4 (batch) done, but the provider budget ran out before every lead was looked up."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -67,6 +68,20 @@ enum Command {
         AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000)."
     )]
     Run(RunArgs),
+    /// Enrich one date's leads: the nightly run, idempotent per date, with a manifest and a webhook.
+    #[command(
+        after_help = "Examples:\n  leadflow batch --date 2026-11-26 --input 's3://leads/incoming/dt={date}/' --out s3://leads/enriched --config leadflow.toml\n  \
+        leadflow batch --date $(date -u -d yesterday +%F) --input 'incoming/{date}/*.csv' --out out --webhook https://hooks.slack.com/services/…\n\n\
+        {date} in --input becomes the date. The output goes to the same tables as `run`; a rerun of a date\n\
+        replaces that date's earlier batch output and nothing else, in one step when it is complete, so a\n\
+        failed run leaves the date's previous output as it was. OUT/_batches/dt=DATE/_manifest.json is written\n\
+        last (inputs and sizes, rows read/written/rejected, spend per provider, outputs with row counts).\n\
+        --webhook (or LEADFLOW_WEBHOOK_URL) gets a Slack-compatible message on success and on failure.\n\n\
+        Exit codes: 0 done; 2 the command, config or input is wrong (rerunning will not help);\n\
+        3 a service or the machine failed (rerun later); 4 done, but the provider budget ran out and some\n\
+        leads were not looked up (raise the budget and rerun the date); 1 leadflow failed (a bug)."
+    )]
+    Batch(BatchArgs),
     /// Enrich leads from a Kafka topic continuously into the same Parquet tables as `run`.
     #[command(
         after_help = "Examples:\n  leadflow stream --brokers localhost:9092 --topic leads --group enrich --out out --config examples/leadflow.toml\n  \
@@ -90,9 +105,25 @@ enum Command {
     #[command(
         after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
         leadflow sql \"select reason, count(*) from rejects group by 1\" --data out --format csv\n  \
-        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\""
+        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\"\n  \
+        leadflow sql --data out --file provider_scorecard      (a shipped query; --list names them)\n  \
+        leadflow sql --data out                                (an interactive shell)"
     )]
     Sql(SqlArgs),
+    /// Write a self-contained HTML report (cards, funnel, provider scorecard, charts) of a run's output.
+    #[command(
+        after_help = "Example:\n  leadflow report --data out --out report.html\n\n\
+        The page needs no network: styles, script and data are inlined. Every number on it is a row\n\
+        of a shipped analytics query (leadflow sql --list), run over --data."
+    )]
+    Report {
+        /// A run's output directory or s3:// prefix.
+        #[arg(long)]
+        data: String,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// List leadflow's SQL functions with their documentation.
     Functions,
     /// Serve the provider sandbox: Orion, Astra, Nimbus and Twilio contracts with made-up answers.
@@ -132,6 +163,23 @@ enum Command {
         #[arg(long, env = "REDIS_URL", value_name = "URL")]
         redis: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BatchArgs {
+    /// The date to run (YYYY-MM-DD): put into --input's {date}, and the batch's identity.
+    #[arg(long)]
+    date: chrono::NaiveDate,
+    /// Where to post a Slack-compatible message when the batch ends (success or failure).
+    #[arg(
+        long,
+        env = "LEADFLOW_WEBHOOK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    webhook: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -282,8 +330,15 @@ struct ProduceArgs {
 
 #[derive(Debug, clap::Args)]
 struct SqlArgs {
-    /// The SQL to run.
-    query: String,
+    /// The SQL to run. Without it (and without --file or --list), an interactive shell.
+    #[arg(conflicts_with_all = ["file", "list"])]
+    query: Option<String>,
+    /// Runs the SQL in a file, or a shipped analytics query by name (see --list).
+    #[arg(short, long, value_name = "FILE|NAME", conflicts_with = "list")]
+    file: Option<String>,
+    /// Lists the shipped analytics queries (queries/analytics/*.sql).
+    #[arg(long)]
+    list: bool,
     /// A run's output directory or s3:// prefix, whose tables are registered.
     #[arg(long)]
     data: Option<String>,
@@ -314,13 +369,17 @@ fn main() {
     init_logging();
     if let Err(e) = execute(cli) {
         eprintln!("error: {}", report(&e));
-        // Our own checks of flags and files are the user's to fix, like
-        // everything the pipeline calls `Fault::User`.
-        let fault = e
-            .downcast_ref::<leadflow_pipeline::Error>()
-            .map_or(Fault::User, leadflow_pipeline::Error::fault);
-        std::process::exit(fault.exit_code());
+        std::process::exit(exit_code(&e));
     }
+}
+
+/// The exit code of a failed command.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    // Our own checks of flags and files are the user's to fix, like
+    // everything the pipeline calls `Fault::User`.
+    e.downcast_ref::<leadflow_pipeline::Error>()
+        .map_or(Fault::User, leadflow_pipeline::Error::fault)
+        .exit_code()
 }
 
 /// The error and its causes on one line, each said once: our errors (and
@@ -347,16 +406,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::Batch(args) => batch(args).await,
             Command::Stream(args) => stream(args).await,
             Command::Produce(args) => produce(args).await,
-            Command::Sql(args) => {
-                let (ctx, _) = sql::context(args.data.as_deref(), &args.tables).await?;
-                let mut stdout = std::io::stdout().lock();
-                sql::execute(&ctx, &args.query, args.format, &mut stdout).await?;
-                Ok(())
-            }
+            Command::Sql(args) => sql_command(args).await,
             Command::Functions => {
                 print!("{}", sql::functions_help());
+                Ok(())
+            }
+            Command::Report { data, out } => {
+                let started = std::time::Instant::now();
+                let bytes = leadflow_pipeline::report::write(&data, &out).await?;
+                eprintln!(
+                    "wrote {} ({} KB) in {:.1} s",
+                    out.display(),
+                    bytes.div_ceil(1024),
+                    started.elapsed().as_secs_f64()
+                );
                 Ok(())
             }
             Command::Sandbox { port, host, config } => sandbox(host, port, config).await,
@@ -384,10 +450,94 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
+async fn sql_command(args: SqlArgs) -> anyhow::Result<()> {
+    if args.list {
+        print!("{}", leadflow_pipeline::analytics::list());
+        return Ok(());
+    }
+    let query = match (args.query, args.file) {
+        (Some(query), _) => query,
+        (None, Some(file)) => read_sql_file(&file)?,
+        (None, None) => {
+            let (ctx, tables) = sql::context(args.data.as_deref(), &args.tables).await?;
+            return Ok(leadflow_pipeline::shell::run(ctx, &tables, args.format).await?);
+        }
+    };
+    let (ctx, _) = sql::context(args.data.as_deref(), &args.tables).await?;
+    let mut stdout = std::io::stdout().lock();
+    sql::execute(&ctx, &query, args.format, &mut stdout).await?;
+    Ok(())
+}
+
+/// `--file`: a path, else the name of a shipped analytics query.
+fn read_sql_file(file: &str) -> anyhow::Result<String> {
+    let path = std::path::Path::new(file);
+    if path.is_file() {
+        return std::fs::read_to_string(path).with_context(|| format!("reading --file {file}"));
+    }
+    match leadflow_pipeline::analytics::find(file) {
+        Some(q) => Ok(q.sql.to_string()),
+        None => bail!(
+            "--file {file}: no such file, and no shipped query of that name (leadflow sql --list names them)"
+        ),
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
         leadflow_pipeline::telemetry::serve(addr).await?;
     }
+    let config = run_config(args, "run")?;
+    let summary = leadflow_pipeline::run::run(config).await?;
+    eprint!("{summary}");
+    Ok(())
+}
+
+async fn batch(args: BatchArgs) -> anyhow::Result<()> {
+    use leadflow_pipeline::batch::{self, BatchConfig, webhook};
+    if let Some(addr) = args.run.metrics_addr {
+        leadflow_pipeline::telemetry::serve(addr).await?;
+    }
+    let date = args.date;
+    let out = args.run.out.clone();
+    let hook = args.webhook.map(webhook::Webhook::new);
+    let result = async {
+        let mut run = args.run;
+        run.input = batch::input_for(&run.input, date)?;
+        let config = run_config(run, &format!("batch-{date}"))?;
+        anyhow::Ok(batch::run(BatchConfig { date, run: config }).await?)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            eprint!("{}", report.summary);
+            eprintln!("  manifest        {}", report.manifest_url);
+            if let Some(hook) = &hook {
+                hook.send(&webhook::success(&report, &out)).await;
+            }
+            let short = report.budget_exhausted();
+            if short > 0 {
+                eprintln!(
+                    "leadflow: the provider budget ran out: {short} leads were not looked up \
+                     (lookup_status budget_exhausted); raise [budget] and rerun {date}"
+                );
+                std::process::exit(batch::EXIT_BUDGET_EXHAUSTED);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(hook) = &hook {
+                let code = exit_code(&e);
+                hook.send(&webhook::failure(date, &out, &report(&e), code))
+                    .await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A run's config from its flags; `run_id` defaults to `prefix` and the time.
+fn run_config(args: RunArgs, prefix: &str) -> anyhow::Result<RunConfig> {
     let query = read_query(args.query.as_deref())?;
     let delimiter = match args.delimiter.as_deref() {
         None => None,
@@ -395,8 +545,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
         Some(d) => bail!("--delimiter `{d}`: expected one character, e.g. ';' or '\\t'"),
     };
-    let run_id = args.run_id.unwrap_or_else(|| new_run_id("run"));
-    let config = RunConfig {
+    let run_id = args.run_id.unwrap_or_else(|| new_run_id(prefix));
+    Ok(RunConfig {
         source: args
             .leads
             .source(args.input, args.batch_size as usize, delimiter)?,
@@ -406,10 +556,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         partitions: args.partitions.map_or_else(cores, usize::from),
         progress: !args.no_progress,
         providers: with_redis(load_config(args.config.as_deref())?, args.redis),
-    };
-    let summary = leadflow_pipeline::run::run(config).await?;
-    eprint!("{summary}");
-    Ok(())
+        batch: None,
+    })
 }
 
 async fn stream(args: StreamArgs) -> anyhow::Result<()> {

@@ -74,6 +74,10 @@ pub struct CommittedRun {
     pub inputs: Vec<String>,
     /// Its files, relative to the output (`enriched_leads/dt=…/part-….parquet`).
     pub files: Vec<String>,
+    /// The nightly batch it was (`leadflow batch --date`): a later run of the
+    /// same batch replaces it whatever it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// A commit whose files are still being moved into place.
@@ -181,16 +185,23 @@ impl Publisher {
     }
 
     /// Commits `files` (written under [`Self::staging`]) as the output of a
-    /// run over `inputs`, replacing the runs whose inputs are all among them,
-    /// then moves them into place and releases the output.
-    pub async fn commit(self, inputs: Vec<String>, files: &[WrittenFile]) -> Result<Published> {
+    /// run over `inputs`, replacing the runs whose inputs are all among them
+    /// and, for a `batch`, every earlier run of that batch; then moves them
+    /// into place and releases the output.
+    pub async fn commit(
+        self,
+        inputs: Vec<String>,
+        batch: Option<String>,
+        files: &[WrittenFile],
+    ) -> Result<Published> {
         let relative = relative_to(&self.staging(), files)?;
 
         let mut manifest = Manifest::read(&self.location).await?;
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
         let (replaced, kept): (Vec<CommittedRun>, Vec<CommittedRun>) =
             manifest.runs.into_iter().partition(|r| {
-                !r.inputs.is_empty() && r.inputs.iter().all(|i| ours.contains(i.as_str()))
+                (batch.is_some() && r.batch == batch)
+                    || (!r.inputs.is_empty() && r.inputs.iter().all(|i| ours.contains(i.as_str())))
             });
         manifest.runs = kept;
         manifest.runs.push(CommittedRun {
@@ -199,6 +210,7 @@ impl Publisher {
             committed_at: Utc::now(),
             inputs,
             files: relative.clone(),
+            batch,
         });
         manifest.publishing = Some(Publishing {
             write_id: self.write_id.clone(),
@@ -212,8 +224,10 @@ impl Publisher {
         Ok(Published {
             files: relative
                 .iter()
-                .map(|rel| WrittenFile {
+                .zip(files)
+                .map(|(rel, staged)| WrittenFile {
                     path: self.location.child(rel).to_string(),
+                    rows: staged.rows,
                 })
                 .collect(),
             replaced_runs: replaced.into_iter().map(|r| r.run_id).collect(),

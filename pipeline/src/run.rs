@@ -42,7 +42,7 @@ use crate::sinks::parquet::{
 use crate::sinks::provider_usage::{LookupTally, write_usage};
 use crate::sinks::rejects::{Reject, RejectBatcher, RejectsWritten, write_rejects};
 use crate::sources::SourceProgress;
-use crate::sources::files::{FileSource, FileSourceConfig};
+use crate::sources::files::{FileSource, FileSourceConfig, InputFile};
 use crate::storage::{self, Location};
 use crate::telemetry;
 
@@ -70,6 +70,9 @@ pub struct RunConfig {
     pub progress: bool,
     /// Providers and limits for `find_phone`; no providers means `not_run`.
     pub providers: LeadflowConfig,
+    /// The nightly batch this run is (`leadflow batch`): its output replaces
+    /// the batch's earlier output whatever either read.
+    pub batch: Option<String>,
 }
 
 /// What a run did, printed at its end.
@@ -90,6 +93,9 @@ pub struct RunSummary {
     /// `lookup_status`), and calls, hits and spend per provider (always).
     pub lookups: LookupTally,
     pub usage_files: Vec<WrittenFile>,
+    pub reject_files: Vec<WrittenFile>,
+    /// The files read, with their sizes.
+    pub inputs: Vec<InputFile>,
     /// What the in-process provider sandbox served, when the config used it.
     pub sandbox: Option<BTreeMap<String, ProviderStats>>,
     pub reject_samples: Vec<Reject>,
@@ -108,6 +114,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     })
     .await?;
     let files = source.files().len();
+    let input_files = source.files().to_vec();
     let stamp = RunStamp {
         run_id: config.run_id.clone(),
         at_micros: now.timestamp_micros(),
@@ -165,7 +172,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         }
     };
 
-    publish(publisher, &mut done).await?;
+    publish(publisher, config.batch.clone(), &mut done).await?;
     Ok(RunSummary {
         run_id: config.run_id,
         files,
@@ -178,6 +185,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         output_files: done.lead_files,
         lookups: done.lookups,
         usage_files: done.usage_files,
+        reject_files: done.reject_files,
+        inputs: input_files,
         sandbox: providers.sandbox_stats(),
         reject_samples: done.reject_samples,
         elapsed: started.elapsed(),
@@ -187,13 +196,15 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
 
 /// Commits what the run wrote as the output, and points the summary at
 /// where its files now are.
-async fn publish(publisher: Publisher, done: &mut Finished) -> Result<()> {
+async fn publish(publisher: Publisher, batch: Option<String>, done: &mut Finished) -> Result<()> {
     let staged: Vec<WrittenFile> = [&done.lead_files, &done.usage_files, &done.reject_files]
         .into_iter()
         .flatten()
         .cloned()
         .collect();
-    let published = publisher.commit(done.inputs.clone(), &staged).await?;
+    let published = publisher
+        .commit(done.inputs.clone(), batch, &staged)
+        .await?;
     if !published.replaced_runs.is_empty() {
         tracing::info!(
             runs = ?published.replaced_runs,
@@ -203,6 +214,7 @@ async fn publish(publisher: Publisher, done: &mut Finished) -> Result<()> {
     let mut placed = published.files.into_iter();
     done.lead_files = placed.by_ref().take(done.lead_files.len()).collect();
     done.usage_files = placed.by_ref().take(done.usage_files.len()).collect();
+    done.reject_files = placed.collect();
     done.lead_files.sort_by(|a, b| a.path.cmp(&b.path));
     done.usage_files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(())
@@ -361,7 +373,10 @@ async fn plan(
     let table = LeadsTable::new(schema.clone(), leads);
     let table = StreamingTable::try_new(schema, table.partitions(partitions))?;
     ctx.register_table("leads", Arc::new(table))?;
-    Plan::new(&ctx, &config.query).await
+    let query = config.providers.enrichment_query(&config.query);
+    Plan::new(&ctx, &query)
+        .await
+        .map_err(|e| config.providers.explain_query_error(e))
 }
 
 /// How many times `plan` (subqueries included) scans `table`.

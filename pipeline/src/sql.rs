@@ -4,8 +4,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{cast, lit};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use futures::TryStreamExt;
@@ -58,13 +61,30 @@ pub async fn context(
         for table in OUTPUT_TABLES {
             let prefix = location.child(table);
             let mut listing = location.store.list(Some(&prefix));
-            if listing.next().await.transpose()?.is_none() {
-                continue;
-            }
-            let options = ParquetReadOptions::default()
-                .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
-            ctx.register_parquet(table, location.url_of(table), options)
-                .await?;
+            let provider: Arc<dyn TableProvider> = if listing.next().await.transpose()?.is_none() {
+                // A run without providers writes no usage, a clean input no
+                // rejects: the table is there, empty, so queries over all
+                // three (the shipped analytics) run on any output.
+                Arc::new(MemTable::try_new(empty_output_schema(table), vec![vec![]])?)
+            } else {
+                let options = ParquetReadOptions::default()
+                    .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
+                let mut df = ctx.read_parquet(location.url_of(table), options).await?;
+                if table == "enriched_leads" {
+                    // Line type and carrier are written only by runs with
+                    // `[line_type]` on; without them they read as NULL.
+                    for column in ["line_type", "carrier_name"] {
+                        if df.schema().field_with_unqualified_name(column).is_err() {
+                            df = df.with_column(
+                                column,
+                                cast(lit(ScalarValue::Null), DataType::Utf8),
+                            )?;
+                        }
+                    }
+                }
+                df.into_view()
+            };
+            ctx.register_table(table, provider)?;
             registered.push(table.to_string());
         }
     }
@@ -104,6 +124,30 @@ pub async fn context(
         registered.push(name.to_string());
     }
     Ok((ctx, registered))
+}
+
+/// The schema of an output table no run has written to yet, with its `dt`.
+fn empty_output_schema(table: &str) -> SchemaRef {
+    let mut fields: Vec<Field> = match table {
+        "enriched_leads" => leadflow_schemas::enriched_lead_schema([])
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .chain(["line_type", "carrier_name"].map(|name| Field::new(name, DataType::Utf8, true)))
+            .collect(),
+        "provider_usage" => leadflow_schemas::provider_usage_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect(),
+        _ => leadflow_schemas::reject_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect(),
+    };
+    fields.push(Field::new("dt", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 /// Most rows the table format shows.

@@ -10,6 +10,11 @@
 //!   target/release/e2e --leads 1000000 --corpus export --seed 2
 //!                                        # leads as sales exports look (benches/src/export.rs)
 //!
+//!   target/release/e2e --leads 1000000 --batch     # the same input through `leadflow batch`
+//!   target/release/e2e --leads 1000000 --config benches/waterfall-0ms.toml --report
+//!                                        # then `leadflow report` on the output, and the page
+//!                                        # opened in headless Chromium (when one is installed)
+//!
 //! `--no-phones` generates leads without a phone, so every one is looked up;
 //! `--corpus export` generates export-like leads (20 countries, every phone
 //! format, blanks, junk, repeats; `--seed`, default 1) instead of e2e's own
@@ -98,11 +103,21 @@ fn main() {
     let out = work.join(format!("out-{leads}"));
     let _ = std::fs::remove_dir_all(&out);
     let mut command = Command::new(&leadflow);
-    command
-        .args(["run", "--no-progress", "--input"])
-        .arg(&input)
-        .arg("--out")
-        .arg(&out);
+    if args.iter().any(|a| a == "--batch") {
+        // A batch reads a date's directory: the same file, linked into one.
+        let day = work.join(format!("batch-{leads}/dt=2026-11-21"));
+        let _ = std::fs::remove_dir_all(&day);
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::hard_link(&input, day.join(input.file_name().unwrap())).unwrap();
+        command
+            .args(["batch", "--no-progress", "--date", "2026-11-21", "--input"])
+            .arg(day.parent().unwrap().join("dt={date}"));
+    } else {
+        command
+            .args(["run", "--no-progress", "--input"])
+            .arg(&input);
+    }
+    command.arg("--out").arg(&out);
     if let Some(config) = flag(&args, "--config") {
         command.arg("--config").arg(config);
     }
@@ -125,6 +140,48 @@ fn main() {
         input.file_name().unwrap().to_string_lossy(),
         leads as f64 / secs
     );
+    if args.iter().any(|a| a == "--report") {
+        report(&leadflow, &out, &work);
+    }
+}
+
+/// Times `leadflow report` over a run's output, then the page in headless
+/// Chromium: the process's wall time and the page's own time from
+/// navigation to drawn (`data-draw-ms`, which the page sets).
+fn report(leadflow: &Path, out: &Path, work: &Path) {
+    let page = work.join("report.html");
+    let t = Instant::now();
+    let status = Command::new(leadflow)
+        .args(["report", "--data"])
+        .arg(out)
+        .arg("--out")
+        .arg(&page)
+        .status()
+        .unwrap();
+    assert!(status.success(), "leadflow report failed: {status}");
+    let secs = t.elapsed().as_secs_f64();
+    let kb = std::fs::metadata(&page).unwrap().len() / 1024;
+    println!("report: rendered in {secs:.2}s, {kb} KB");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = work.join("chromium-profile");
+    let t = Instant::now();
+    let Ok(opened) = Command::new(&chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+    else {
+        println!("report: no {chromium} to open it in");
+        return;
+    };
+    let wall = t.elapsed().as_secs_f64();
+    let dom = String::from_utf8_lossy(&opened.stdout);
+    let drawn = dom
+        .split("data-draw-ms=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("?");
+    println!("report: drawn {drawn} ms after navigation; chromium start to exit {wall:.2}s");
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {

@@ -127,6 +127,7 @@ pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> 
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
     pub path: String,
+    pub rows: u64,
 }
 
 struct OpenFile {
@@ -296,6 +297,7 @@ impl PartitionedWriter {
         file.writer.close().await?;
         self.written.push(WrittenFile {
             path: file.path.to_string(),
+            rows: file.rows as u64,
         });
         Ok(())
     }

@@ -123,9 +123,11 @@ async fn run_workers(
     };
     let ledger = StreamLedger::new(storage::create(&config.out)?, &config.source.topic);
     // Plan first, so bad SQL fails before the consumer joins its group.
+    let query = config.providers.enrichment_query(&config.query);
     let mut plans = Vec::with_capacity(waterfalls.len());
     for waterfall in waterfalls {
-        plans.push(CutPlan::new(&config.query, waterfall, config.source.batch_rows).await?);
+        let plan = CutPlan::new(&query, waterfall, config.source.batch_rows).await;
+        plans.push(plan.map_err(|e| config.providers.explain_query_error(e))?);
     }
     let (written_tx, written_rx) = std::sync::mpsc::channel();
     let mut senders = Vec::with_capacity(plans.len());

@@ -1,9 +1,13 @@
 //! Integration tests of the pipeline, in one binary so the build links once.
 
+mod analytics;
+mod batch;
 mod csv_edge_cases;
 mod publish;
+mod report;
 mod run_end_to_end;
 mod s3;
+mod sql_shell;
 mod stream;
 mod support;
 mod waterfall_run;

@@ -27,6 +27,7 @@ pub(crate) fn config(input: &str, out: &str) -> RunConfig {
         partitions: 2,
         progress: false,
         providers: Default::default(),
+        batch: None,
     }
 }
 
@@ -126,4 +127,65 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
+}
+
+/// The analytics fixture (`tests/data/analytics/TABLE/dt=DAY.csv`) written
+/// under `out` as a run's output: `TABLE/dt=DAY/part-0.parquet`, each column
+/// typed as the table's own.
+pub(crate) fn analytics_fixture(out: &Path) {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/analytics");
+    let mut enriched: Vec<Field> = leadflow_schemas::enriched_lead_schema([])
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    enriched.push(Field::new("line_type", DataType::Utf8, true));
+    enriched.push(Field::new("carrier_name", DataType::Utf8, true));
+    let tables = [
+        ("enriched_leads", enriched),
+        (
+            "provider_usage",
+            fields(&leadflow_schemas::provider_usage_schema()),
+        ),
+        ("rejects", fields(&leadflow_schemas::reject_schema())),
+    ];
+    for (table, all) in tables {
+        for entry in std::fs::read_dir(data.join(table)).unwrap() {
+            let csv = entry.unwrap().path();
+            let day = csv.file_stem().unwrap().to_str().unwrap().to_string();
+            let text = std::fs::read_to_string(&csv).unwrap();
+            let header = text.lines().next().unwrap();
+            let schema = std::sync::Arc::new(Schema::new(
+                header
+                    .split(',')
+                    .map(|name| {
+                        let field = all.iter().find(|f| f.name() == name);
+                        field
+                            .unwrap_or_else(|| panic!("{table} has no column {name}"))
+                            .clone()
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            let reader = datafusion::arrow::csv::ReaderBuilder::new(schema.clone())
+                .with_header(true)
+                .build(text.as_bytes())
+                .unwrap();
+            let dir = out.join(table).join(&day);
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+            let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+            for batch in reader {
+                writer.write(&batch.unwrap()).unwrap();
+            }
+            writer.close().unwrap();
+        }
+    }
+}
+
+fn fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Vec<datafusion::arrow::datatypes::Field> {
+    schema.fields().iter().map(|f| f.as_ref().clone()).collect()
 }

@@ -24,6 +24,8 @@ fn example_config() -> LeadflowConfig {
     c.sandbox.rate_limit_rate = 0.05;
     c.sandbox.retry_after_secs = 0;
     c.lookup.retry_base_ms = 1;
+    // These tests are about finding phones; line types have their own.
+    c.line_type.enabled = false;
     c
 }
 
@@ -337,5 +339,93 @@ async fn two_processes_started_together_pay_for_each_lead_once() {
         asked.len() as u64,
         served,
         "usage rows = requests the sandboxes served"
+    );
+}
+
+#[tokio::test]
+async fn line_types_describe_each_final_phone_once_billed_to_its_lead_and_cached_in_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut providers = example_config();
+    providers.line_type.enabled = true;
+    providers.sandbox.error_rate = 0.0;
+    providers.sandbox.rate_limit_rate = 0.0;
+    providers.redis = redis_config("line-types");
+    let described = |out: String| async move {
+        rows(
+            &query(
+                &out,
+                "select lead_id, line_type, carrier_name from enriched_leads
+                 where line_type is not null order by 1",
+            )
+            .await,
+        )
+    };
+
+    let first = dir.path().join("first").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &first);
+    cfg.providers = providers.clone();
+    let summary = run(cfg).await;
+    // Every lead that ends with a phone (its own valid one, or found) has
+    // its line type, and no other lead has one.
+    let coverage = rows(
+        &query(
+            &first,
+            "select count(*) filter (where final_phone is not null and line_type is null),
+                    count(*) filter (where final_phone is null and line_type is not null),
+                    count(*) filter (where line_type is not null),
+                    count(distinct final_phone)
+             from (select *, case when phone_valid then phone_e164 else found_phone_e164 end as final_phone
+                   from enriched_leads)",
+        )
+        .await,
+    );
+    let [missing, stray, with_type, numbers] =
+        [0, 1, 2, 3].map(|i| coverage[0][i].parse::<u64>().unwrap());
+    assert_eq!((missing, stray), (0, 0), "{coverage:?}");
+    assert!(with_type > 250, "{coverage:?}");
+    // One paid call per distinct number, each under a lead whose final phone
+    // it is, with that lead's organization.
+    let twilio = summary.sandbox.unwrap()["twilio"];
+    assert_eq!(twilio.requests, numbers);
+    let billed = rows(
+        &query(
+            &first,
+            "select count(*),
+                    count(*) filter (where (u.organization_id is not distinct from e.organization_id)
+                                     and u.lead_id = e.lead_id)
+             from provider_usage u
+             left join enriched_leads e on u.lead_id = e.lead_id
+             where u.provider = 'twilio' and u.attempt > 0",
+        )
+        .await,
+    );
+    assert_eq!(billed[0], [numbers.to_string(), numbers.to_string()]);
+
+    // A second run through the same Redis pays for no number again.
+    let second = dir.path().join("second").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &second);
+    cfg.providers = providers;
+    let summary = run(cfg).await;
+    let served = summary.sandbox.unwrap();
+    assert_eq!(
+        served.get("twilio").map_or(0, |s| s.requests),
+        0,
+        "{served:?}"
+    );
+    assert_eq!(described(second).await, described(first).await);
+
+    // A query of one's own must return what the final phone is made of.
+    let third = dir.path().join("third").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &third);
+    cfg.providers = example_config();
+    cfg.providers.line_type.enabled = true;
+    cfg.query = "select lead_id from leads".into();
+    let err = leadflow_pipeline::run::run(cfg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("phone_valid") && err.contains("[line_type]"),
+        "{err}"
     );
 }

@@ -1,0 +1,294 @@
+//! `leadflow batch`: one date at a time, rerun in place, with a manifest,
+//! a webhook that is retried, and exit codes that say whose fault.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use crate::support::{example, query, rows};
+
+/// A webhook receiver on localhost that refuses its first `refuse` posts
+/// with a 500 and records every body.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+fn receiver(refuse: usize) -> Receiver {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |body: String| {
+                    let seen = seen.clone();
+                    async move {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(serde_json::from_str(&body).expect("the webhook posts JSON"));
+                        if seen.len() <= refuse {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            axum::http::StatusCode::OK
+                        }
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    Receiver { url, bodies }
+}
+
+fn batch(date: &str, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["batch", "--no-progress", "--date", date, "--input"])
+        .arg(format!("{}/dt={{date}}/", input.display()))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env_remove("LEADFLOW_WEBHOOK_URL")
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap()
+}
+
+/// The example's header and its lines `from..to` as one date's file.
+fn day_file(input: &Path, date: &str, lines: std::ops::Range<usize>) {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let dir = input.join(format!("dt={date}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = vec![all[0]];
+    file.extend(&all[lines]);
+    std::fs::write(dir.join("leads.csv"), file.join("\n") + "\n").unwrap();
+}
+
+fn manifest(out: &Path, date: &str) -> serde_json::Value {
+    let path = out.join(format!("_batches/dt={date}/_manifest.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+async fn leads(out: &Path) -> usize {
+    let got = query(out.to_str().unwrap(), "select count(*) from enriched_leads").await;
+    rows(&got)[0][0].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_reruns_in_place_writes_its_manifest_last_and_says_so_on_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    day_file(&input, "2026-11-21", 1..21);
+    day_file(&input, "2026-11-22", 21..31);
+    let hook = receiver(1);
+
+    let first = batch("2026-11-21", &input, &out, &["--webhook", &hook.url]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let m = manifest(&out, "2026-11-21");
+    assert_eq!(m["date"], "2026-11-21");
+    // (The example has quoted fields over several lines: rows, not lines.)
+    let read = m["rows"]["read"].as_u64().unwrap();
+    let (written, rejected) = (
+        m["rows"]["written"].as_u64().unwrap(),
+        m["rows"]["rejected"].as_u64().unwrap(),
+    );
+    assert!(read > 10, "{m}");
+    assert_eq!(written + rejected, read);
+    let size = std::fs::metadata(input.join("dt=2026-11-21/leads.csv"))
+        .unwrap()
+        .len();
+    assert_eq!(m["inputs"][0]["bytes"], size);
+    assert!(
+        m["inputs"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("dt=2026-11-21/leads.csv")
+    );
+    let outputs = m["outputs"].as_array().unwrap();
+    let lead_rows: u64 = outputs
+        .iter()
+        .filter(|o| o["table"] == "enriched_leads")
+        .map(|o| o["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lead_rows, written);
+    for o in outputs {
+        let file = out.join(o["path"].as_str().unwrap());
+        assert!(
+            file.is_file(),
+            "the manifest lists {} and it is there",
+            file.display()
+        );
+    }
+    assert_eq!(m["leadflow_version"], env!("CARGO_PKG_VERSION"));
+    assert!(m["started_at"].as_str().unwrap() <= m["finished_at"].as_str().unwrap());
+    // The receiver refused the first post: the batch posted again.
+    {
+        let bodies = hook.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 2, "one refused post, one retry");
+        assert_eq!(bodies[0], bodies[1]);
+        let text = bodies[1]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("leadflow batch 2026-11-21 succeeded: "),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{written} leads written")), "{text}");
+        assert_eq!(bodies[1]["blocks"][0]["type"], "header");
+        assert!(bodies[1]["blocks"][1]["fields"].as_array().unwrap().len() >= 4);
+    }
+
+    let second = batch("2026-11-22", &input, &out, &[]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let day2 = manifest(&out, "2026-11-22");
+    let both = leads(&out).await as u64;
+    assert_eq!(both, written + day2["rows"]["written"].as_u64().unwrap());
+
+    // The 21st's input changes (5 rows fewer): its rerun replaces its own
+    // output, whatever it read before, and leaves the 22nd's alone.
+    day_file(&input, "2026-11-21", 1..16);
+    let rerun = batch("2026-11-21", &input, &out, &[]);
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let m = manifest(&out, "2026-11-21");
+    assert!(m["rows"]["read"].as_u64().unwrap() < read, "{m}");
+    let now = leads(&out).await as u64;
+    assert_eq!(
+        now,
+        m["rows"]["written"].as_u64().unwrap() + day2["rows"]["written"].as_u64().unwrap()
+    );
+    assert_eq!(manifest(&out, "2026-11-22"), day2);
+
+    // A rerun of the 22nd that fails (a file that is not Parquet) leaves the
+    // date's output and manifest as they were, and says so: exit 2, the
+    // failure on the webhook.
+    std::fs::write(
+        input.join("dt=2026-11-22/broken.parquet"),
+        b"PAR1 not parquet",
+    )
+    .unwrap();
+    let hook = receiver(0);
+    let failed = batch("2026-11-22", &input, &out, &["--webhook", &hook.url]);
+    assert_eq!(
+        failed.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert_eq!(leads(&out).await as u64, now);
+    assert_eq!(manifest(&out, "2026-11-22"), day2);
+    let bodies = hook.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1);
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("leadflow batch 2026-11-22 failed (exit 2): "),
+        "{text}"
+    );
+    assert!(text.contains("broken.parquet"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_input_without_the_date_or_an_unreachable_webhook_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    day_file(&input, "2026-11-21", 1..6);
+    // --input without {date}: the user's to fix, named.
+    let refused = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["batch", "--date", "2026-11-21", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("{date}"));
+    // A webhook nobody answers does not change the batch's result.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let done = batch("2026-11-21", &input, &out, &["--webhook", &url]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.contains("webhook not delivered"), "{stderr}");
+    assert!(
+        !stderr.contains("/hook"),
+        "the webhook's URL is not logged: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_that_runs_out_writes_the_output_and_exits_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    day_file(&input, "2026-11-21", 1..61);
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        r#"
+[budget]
+per_run_usd = 0.10
+
+[[providers]]
+name = "orion"
+kind = "orion"
+priority = 10
+max_requests_per_hour = 10000
+cost_per_call_usd = 0.0
+cost_per_hit_usd = 0.04
+base_url = "sandbox"
+api_key_env = "ORION_API_KEY"
+
+[sandbox]
+hit_rate = 1.0
+latency_ms = 0
+"#,
+    )
+    .unwrap();
+    let hook = receiver(0);
+    let short = batch(
+        "2026-11-21",
+        &input,
+        &out,
+        &["--config", config.to_str().unwrap(), "--webhook", &hook.url],
+    );
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("budget ran out"), "{stderr}");
+    let m = manifest(&out, "2026-11-21");
+    assert!(
+        m["lookups"]["budget_exhausted"].as_u64().unwrap() > 0,
+        "{m}"
+    );
+    assert_eq!(m["spend_usd"]["orion"], m["spend_total_usd"]);
+    let spent: f64 = m["spend_total_usd"].as_str().unwrap().parse().unwrap();
+    assert!(spent <= 0.10 + 1e-9, "{spent}");
+    assert_eq!(
+        leads(&out).await as u64,
+        m["rows"]["written"].as_u64().unwrap()
+    );
+    let bodies = hook.bodies.lock().unwrap();
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(text.contains("finished, budget exhausted"), "{text}");
+}
