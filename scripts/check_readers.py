@@ -49,5 +49,12 @@ assert by_provider, "the example config calls providers"
 spent = con.sql(
     f"select sum(lookup_cost_usd), count(*) filter (where lookup_status = 'found') from read_parquet('{out}/enriched_leads/*/*.parquet')"
 ).fetchall()[0]
-assert spent[0] == sum(row[3] for row in by_provider), (spent, by_provider)
+# Finding phones is what the leads' lookup_cost_usd adds up to; the example's
+# line-type provider (twilio, [line_type] enabled) bills per described number.
+assert spent[0] == sum(row[3] for row in by_provider if row[0] != "twilio"), (spent, by_provider)
+described = con.sql(
+    f"select count(distinct case when phone_valid then phone_e164 else found_phone_e164 end) "
+    f"from read_parquet('{out}/enriched_leads/*/*.parquet') where line_type is not null"
+).fetchall()[0][0]
+assert described == dict((row[0], row[1]) for row in by_provider)["twilio"], (described, by_provider)
 print(f"provider_usage: {usage.num_rows} rows; {spent[1]} phones found for ${spent[0]}; {by_provider}")

@@ -50,14 +50,21 @@ if ! answers "$rh" "$rp"; then
   wait_for "$rh" "$rp" "redis-server"
 fi
 
+# The report's test opens it in a real headless Chromium (Debian's package).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
+fi
+
 # The bundled example through the real binary and the provider waterfall (the
-# in-process sandbox), read back by pyarrow, DuckDB and Polars.
-python3 -c "import duckdb, polars, pyarrow" 2>/dev/null \
-  || python3 -m pip install --quiet --disable-pip-version-check duckdb polars pyarrow
+# in-process sandbox), read back by pyarrow, DuckDB and Polars, and by the
+# example notebook (executed with nbclient, so it cannot rot).
+python3 -c "import duckdb, polars, pyarrow, nbclient, ipykernel, matplotlib" 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check duckdb polars pyarrow nbclient ipykernel matplotlib
 readers_out=$(mktemp -d)
 # (README's first command: no services, so not the test Redis either.)
 env -u REDIS_URL cargo run --release --quiet -p leadflow-pipeline -- run --no-progress --input examples/leads.csv --out "$readers_out" --config examples/leadflow.toml
 python3 scripts/check_readers.py "$readers_out"
+python3 scripts/run_notebook.py examples/analyze.ipynb "$readers_out"
 rm -rf "$readers_out"
 
 cargo test --release --workspace "$@"
