@@ -12,11 +12,15 @@
   const fmt = {
     int: (v) => (v === null ? "–" : Math.round(v).toLocaleString("en-US")),
     pct: (v) => (v === null ? "–" : (v * 100).toFixed(1) + "%"),
-    // Whole cents as cents, else to 1/100 of a cent, as the run's summary prints money.
-    usd: (v) => (v === null ? "–" : "$" + v.toLocaleString("en-US", {
-      minimumFractionDigits: Math.abs(v * 100 - Math.round(v * 100)) < 1e-6 ? 2 : 4,
-      maximumFractionDigits: Math.abs(v * 100 - Math.round(v * 100)) < 1e-6 ? 2 : 4,
-    })),
+    // Whole cents (and anything from $100 up) as cents, else to 1/100 of a
+    // cent, as the run's summary prints money.
+    usd: (v) => {
+      if (v === null) return "–";
+      const digits = Math.abs(v) >= 100 || Math.abs(v * 100 - Math.round(v * 100)) < 1e-6 ? 2 : 4;
+      return "$" + v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    },
+    // Axis ticks: $12k rather than $12,000.00.
+    usdTick: (v) => (Math.abs(v) >= 1000 ? "$" + (v / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 }) + "k" : fmt.usd(v)),
     ms: (v) => (v === null ? "–" : Math.round(v).toLocaleString("en-US") + " ms"),
     text: (v) => (v === null || v === undefined ? "–" : String(v)),
   };
@@ -100,7 +104,7 @@
   }
 
   // Lines over days, one per series, with points and a legend.
-  function lines(name, rows, series, x, y, format) {
+  function lines(name, rows, series, x, y, format, tick) {
     const fig = figure(name);
     const points = rows.filter((r) => num(r[y]) !== null);
     if (!points.length) return empty(fig, "No provider calls.");
@@ -113,7 +117,7 @@
     const root = svg("svg", { viewBox: "0 0 " + width + " " + height, role: "img" });
     for (const t of [0, 0.5, 1]) {
       root.appendChild(svg("line", { class: "axis", x1: left, x2: width - right, y1: py(maxY * t), y2: py(maxY * t) }));
-      root.appendChild(svg("text", { x: left - 6, y: py(maxY * t) + 4, "text-anchor": "end", class: "muted" }, format(maxY * t)));
+      root.appendChild(svg("text", { x: left - 6, y: py(maxY * t) + 4, "text-anchor": "end", class: "muted" }, tick(maxY * t)));
     }
     const step = Math.max(1, Math.ceil(days.length / 8));
     days.forEach((d, i) => {
@@ -181,8 +185,8 @@
     ["spend_usd", "Spend", fmt.usd],
     ["cost_per_found_usd", "Per found phone", fmt.usd],
   ]);
-  lines("spend", q.provider_scorecard, "provider", "day", "spend_usd", fmt.usd);
-  lines("hit_rate", q.provider_scorecard, "provider", "day", "hit_rate", fmt.pct);
+  lines("spend", q.provider_scorecard, "provider", "day", "spend_usd", fmt.usd, fmt.usdTick);
+  lines("hit_rate", q.provider_scorecard, "provider", "day", "hit_rate", fmt.pct, fmt.pct);
   bars("line_types", q.line_types, "line_type", "leads", fmt.int, (r) => "  (" + fmt.pct(num(r.share)) + ")");
   bars("carriers", q.carriers, "carrier", "leads", fmt.int);
   table("coverage", q.coverage, [
