@@ -252,23 +252,15 @@ impl Waterfall {
             let called = calls.ask(slot, &ask).await;
             // An answer is remembered the moment it is paid for, before the
             // lead leaves: a rerun after a crash does not pay for it again.
-            if let (Some(_), Called::Answered(reply)) = (&asking, &called) {
-                let (answer, ttl_hours) = match reply {
-                    Some(e164) => (
-                        ProviderAnswer::Found(e164.as_str().into()),
-                        self.cache.ttl_hours,
-                    ),
-                    None => (ProviderAnswer::NotFound, self.cache.miss_ttl_hours),
-                };
-                let ttl = Duration::from_secs(ttl_hours.saturating_mul(3_600));
-                self.services
-                    .cache
-                    .remember(key, &slot.name, answer, clock.now(), ttl)
-                    .await;
-            } else if asking.is_some() {
-                self.services.cache.unclaim(key, &slot.name).await;
-            }
-            drop(asking);
+            let answer = match &called {
+                Called::Answered(reply) => {
+                    Some(reply.as_deref().map_or(ProviderAnswer::NotFound, |e164| {
+                        ProviderAnswer::Found(e164.into())
+                    }))
+                }
+                _ => None,
+            };
+            self.settle(key, &slot.name, asking, answer).await;
             match called {
                 Called::Answered(Some(e164)) => {
                     found = Some((e164, slot.name.clone()));
@@ -365,6 +357,39 @@ impl Waterfall {
         }
     }
 
+    /// Ends a question this lookup claimed (`asking`; nothing to do without
+    /// a claim): remembers the provider's answer for the TTL that fits it,
+    /// or, when the call got none (`None`: failed, rate limited, out of
+    /// budget or time), gives the claim up for the next asker. Whoever waits
+    /// on the question wakes after that, when `asking` drops.
+    async fn settle(
+        &self,
+        key: CacheKey,
+        provider: &str,
+        asking: Option<Asking<'_>>,
+        answer: Option<ProviderAnswer>,
+    ) {
+        if asking.is_none() {
+            return;
+        }
+        match answer {
+            Some(answer) => {
+                let ttl_hours = match answer {
+                    ProviderAnswer::Found(_) => self.cache.ttl_hours,
+                    ProviderAnswer::NotFound => self.cache.miss_ttl_hours,
+                };
+                let ttl = Duration::from_secs(ttl_hours.saturating_mul(3_600));
+                let now = self.services.clock.now();
+                self.services
+                    .cache
+                    .remember(key, provider, answer, now, ttl)
+                    .await;
+            }
+            None => self.services.cache.unclaim(key, provider).await,
+        }
+        drop(asking);
+    }
+
     /// Asks the line-type providers (Twilio) about `e164`, in priority order,
     /// until one answers, on `owner`'s behalf (its usage rows carry the
     /// lead). Answers are cached per number like lookups per lead, so a
@@ -429,23 +454,15 @@ impl Waterfall {
                 e164,
             };
             let called = calls.ask(slot, &ask).await;
-            if let (Some(_), Called::Answered(described)) = (&asking, &called) {
-                let (answer, ttl_hours) = match described {
-                    Some(d) => (
-                        ProviderAnswer::Found(d.to_cache().into()),
-                        self.cache.ttl_hours,
-                    ),
-                    None => (ProviderAnswer::NotFound, self.cache.miss_ttl_hours),
-                };
-                let ttl = Duration::from_secs(ttl_hours.saturating_mul(3_600));
-                self.services
-                    .cache
-                    .remember(key, &slot.name, answer, clock.now(), ttl)
-                    .await;
-            } else if asking.is_some() {
-                self.services.cache.unclaim(key, &slot.name).await;
-            }
-            drop(asking);
+            let answer = match &called {
+                Called::Answered(described) => {
+                    Some(described.as_ref().map_or(ProviderAnswer::NotFound, |d| {
+                        ProviderAnswer::Found(d.to_cache().into())
+                    }))
+                }
+                _ => None,
+            };
+            self.settle(key, &slot.name, asking, answer).await;
             match called {
                 Called::Answered(described) => {
                     line_type = described;

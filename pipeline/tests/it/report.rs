@@ -70,6 +70,18 @@ fn table(dom: &str, id: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The two groups of each match of `pattern` in `dom`.
+fn captured_pairs<'a>(dom: &'a str, pattern: &str) -> Vec<(&'a str, &'a str)> {
+    Regex::new(pattern)
+        .unwrap()
+        .captures_iter(dom)
+        .map(|c| {
+            let (a, b) = (c.get(1).unwrap(), c.get(2).unwrap());
+            (a.as_str(), b.as_str())
+        })
+        .collect()
+}
+
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
@@ -112,23 +124,18 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
     );
 
     // Every chart drew a mark per row.
-    let charts = Regex::new(r#"data-chart="(\w+)" data-drawn="([^"]*)""#).unwrap();
-    let drawn: Vec<(String, String)> = charts
-        .captures_iter(&dom)
-        .map(|c| (c[1].to_string(), c[2].to_string()))
-        .collect();
-    let expected: Vec<(String, String)> = [
-        ("funnel", "6"),
-        ("spend", "5"),
-        ("hit_rate", "5"),
-        ("line_types", "3"),
-        ("carriers", "5"),
-        ("rejects", "3"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    assert_eq!(drawn, expected);
+    let drawn = captured_pairs(&dom, r#"data-chart="(\w+)" data-drawn="([^"]*)""#);
+    assert_eq!(
+        drawn,
+        [
+            ("funnel", "6"),
+            ("spend", "5"),
+            ("hit_rate", "5"),
+            ("line_types", "3"),
+            ("carriers", "5"),
+            ("rejects", "3"),
+        ]
+    );
     assert_eq!(
         dom.matches("<circle").count(),
         10,
@@ -137,30 +144,25 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
     assert_eq!(dom.matches("<rect").count(), 6 + 3 + 5 + 3, "a bar per row");
 
     // The cards, as the summary query returns them (analytics.rs).
-    let card = Regex::new(
+    let cards = captured_pairs(
+        &dom,
         r#"<div class="card" data-field="(\w+)"><div class="label">[^<]*</div><div class="value">([^<]*)</div>"#,
-    )
-    .unwrap();
-    let cards: Vec<(String, String)> = card
-        .captures_iter(&dom)
-        .map(|c| (c[1].to_string(), c[2].to_string()))
-        .collect();
-    let expected: Vec<(String, String)> = [
-        ("leads", "10"),
-        ("valid_own_phones", "2"),
-        ("looked_up", "7"),
-        ("found", "3"),
-        ("hit_rate", "42.9%"),
-        ("from_cache", "1"),
-        ("spend_usd", "$0.38"),
-        ("lookup_spend_usd", "$0.38"),
-        ("cost_per_found_usd", "$0.1267"),
-        ("rejects", "4"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    assert_eq!(cards, expected);
+    );
+    assert_eq!(
+        cards,
+        [
+            ("leads", "10"),
+            ("valid_own_phones", "2"),
+            ("looked_up", "7"),
+            ("found", "3"),
+            ("hit_rate", "42.9%"),
+            ("from_cache", "1"),
+            ("spend_usd", "$0.38"),
+            ("lookup_spend_usd", "$0.38"),
+            ("cost_per_found_usd", "$0.1267"),
+            ("rejects", "4"),
+        ]
+    );
 
     let scorecard = table(&dom, "scorecard");
     assert_eq!(
