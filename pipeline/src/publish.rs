@@ -22,6 +22,10 @@
 //! A run replaces an earlier one when every input the earlier one read is
 //! among its own inputs, compared by content, not by name: rerunning a file
 //! replaces its output, a new file under yesterday's name adds to it.
+//! `provider_usage` is the billing audit and only grows: a replaced run's
+//! leads and rejects go, its calls stay (a `usage_only` entry keeps them).
+//! The calls of a run that died before it committed are committed from its
+//! usage log ([`crate::sinks::usage_log`]) by whoever takes the output next.
 //!
 //! A crash before the commit leaves the output as it was (the next run
 //! deletes the staged files); a crash after it leaves the new output, which
@@ -36,7 +40,9 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sinks::parquet::WrittenFile;
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
+use crate::sinks::provider_usage::UsageBatcher;
+use crate::sinks::usage_log::{self, UsageLog};
 use crate::storage::Location;
 
 /// Where leadflow keeps its bookkeeping inside an output.
@@ -78,6 +84,35 @@ pub struct CommittedRun {
     /// same batch replaces it whatever it read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// Only `provider_usage` files: the calls of a run that was replaced, or
+    /// that died and was recovered from its usage log. Never replaced.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub usage_only: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Whether `rel` (a file relative to the output) is one of `provider_usage`'s.
+fn is_usage(rel: &str) -> bool {
+    rel.starts_with("provider_usage/")
+}
+
+impl CommittedRun {
+    /// What stays of this run when another replaces it: its paid calls.
+    fn usage_residue(&self) -> Option<CommittedRun> {
+        let files: Vec<String> = self.files.iter().filter(|f| is_usage(f)).cloned().collect();
+        (!files.is_empty()).then(|| CommittedRun {
+            run_id: self.run_id.clone(),
+            write_id: self.write_id.clone(),
+            committed_at: self.committed_at,
+            inputs: Vec::new(),
+            files,
+            batch: None,
+            usage_only: true,
+        })
+    }
 }
 
 /// A commit whose files are still being moved into place.
@@ -150,7 +185,12 @@ impl Publisher {
     /// finishes what an interrupted run left: a publish to complete, staged
     /// files to delete.
     pub async fn open(location: Location, run_id: &str) -> Result<Self> {
-        let write_id = new_write_id(run_id);
+        Self::open_as(location, run_id, new_write_id(run_id)).await
+    }
+
+    /// [`Publisher::open`] for a run whose `write_id` ([`new_write_id`]) was
+    /// chosen before, to name its usage log.
+    pub async fn open_as(location: Location, run_id: &str, write_id: String) -> Result<Self> {
         let lock = Lock::acquire(&location, run_id, &write_id).await?;
         let publisher = Self {
             location,
@@ -166,7 +206,9 @@ impl Publisher {
     /// finished, waits for the run doing it or, when that run is gone,
     /// finishes it. Does nothing (and needs no write access) otherwise.
     pub async fn settle(location: &Location, reader: &str) -> Result<()> {
-        if Manifest::read(location).await?.publishing.is_none() {
+        if Manifest::read(location).await?.publishing.is_none()
+            && usage_log::dead_logs(&usage_log::dir_for(location))?.is_empty()
+        {
             return Ok(());
         }
         let publisher = Self::open(location.clone(), reader).await?;
@@ -200,10 +242,16 @@ impl Publisher {
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
         let (replaced, kept): (Vec<CommittedRun>, Vec<CommittedRun>) =
             manifest.runs.into_iter().partition(|r| {
-                (batch.is_some() && r.batch == batch)
-                    || (!r.inputs.is_empty() && r.inputs.iter().all(|i| ours.contains(i.as_str())))
+                !r.usage_only
+                    && ((batch.is_some() && r.batch == batch)
+                        || (!r.inputs.is_empty()
+                            && r.inputs.iter().all(|i| ours.contains(i.as_str()))))
             });
         manifest.runs = kept;
+        // The billing audit only grows: the replaced runs' calls stay.
+        manifest
+            .runs
+            .extend(replaced.iter().filter_map(CommittedRun::usage_residue));
         manifest.runs.push(CommittedRun {
             run_id: self.run_id.clone(),
             write_id: self.write_id.clone(),
@@ -211,10 +259,14 @@ impl Publisher {
             inputs,
             files: relative.clone(),
             batch,
+            usage_only: false,
         });
         manifest.publishing = Some(Publishing {
             write_id: self.write_id.clone(),
-            delete: replaced.iter().flat_map(|r| r.files.clone()).collect(),
+            delete: replaced
+                .iter()
+                .flat_map(|r| r.files.iter().filter(|f| !is_usage(f)).cloned())
+                .collect(),
         });
         crash_point("before_commit");
         manifest.write(&self.location).await?;
@@ -234,13 +286,85 @@ impl Publisher {
         })
     }
 
-    /// Gives up: deletes what this run staged and releases the output, which
-    /// stays as it was. Best effort; the next run cleans up what is left.
-    pub async fn abandon(self) {
+    /// Gives up: commits the calls this run paid for from its usage `log`
+    /// (closed here), deletes what it staged and releases the output, whose
+    /// leads stay as they were. Best effort; the next run finishes what is
+    /// left.
+    pub async fn abandon(self, log: Option<&UsageLog>) {
+        if let Some(log) = log {
+            log.close();
+            if let Err(e) = self.commit_dead_usage().await {
+                tracing::warn!(error = %e, "could not commit this run's provider calls; the next run into this output will");
+            }
+        }
         if let Err(e) = delete_under(&self.location, &self.staging().prefix).await {
             tracing::warn!(error = %e, "could not delete this run's staged files");
         }
         self.lock.release(&self.location).await;
+    }
+
+    /// Commits the usage logs of runs that are gone as `provider_usage`
+    /// rows, one commit per log (a log already committed is only deleted).
+    async fn commit_dead_usage(&self) -> Result<()> {
+        for log in usage_log::dead_logs(&usage_log::dir_for(&self.location))? {
+            let mut manifest = Manifest::read(&self.location).await?;
+            if manifest.runs.iter().any(|r| r.write_id == log.write_id) {
+                log.remove()?;
+                continue;
+            }
+            let staged_root = format!("{STAGING}/{}", log.write_id);
+            let staging = self.location.under(&staged_root);
+            // What the dead run staged is incomplete; its log is the record.
+            delete_under(&self.location, &staging.prefix).await?;
+            let sink = ParquetSinkConfig::new(
+                "provider_usage",
+                format!("{}-log", log.write_id),
+                Some("started_at"),
+                Utc::now().date_naive(),
+            );
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink,
+                leadflow_schemas::provider_usage_schema(),
+            );
+            let mut batcher = UsageBatcher::new(writer.schema().clone(), &log.run_id);
+            let mut reader = log.reader()?;
+            while let Some(rows) = reader.next_chunk(8192)? {
+                for row in &rows {
+                    batcher.append(row, &mut writer).await?;
+                }
+            }
+            batcher.flush(&mut writer).await?;
+            let files = writer.close().await?;
+            let counts = reader.counts();
+            if !files.is_empty() {
+                manifest.runs.push(CommittedRun {
+                    run_id: log.run_id.clone(),
+                    write_id: log.write_id.clone(),
+                    committed_at: Utc::now(),
+                    inputs: Vec::new(),
+                    files: relative_to(&staging, &files)?,
+                    batch: None,
+                    usage_only: true,
+                });
+                manifest.publishing = Some(Publishing {
+                    write_id: log.write_id.clone(),
+                    delete: Vec::new(),
+                });
+                manifest.write(&self.location).await?;
+                crash_point("after_usage_recovery_commit");
+                self.finish_publish(&mut manifest).await?;
+            }
+            tracing::warn!(
+                run_id = log.run_id,
+                rows = counts.rows,
+                unknown = counts.unknown,
+                "committed the provider calls of a run that stopped before it published \
+                 (`unknown`: requests sent whose answer was never recorded)"
+            );
+            log.remove()?;
+        }
+        Ok(())
     }
 
     async fn recover(&self) -> Result<()> {
@@ -252,6 +376,7 @@ impl Publisher {
             );
             self.finish_publish(&mut manifest).await?;
         }
+        self.commit_dead_usage().await?;
         // We hold the lock: whatever is staged belongs to a run that died.
         delete_under(&self.location, &self.location.child(STAGING)).await
     }
@@ -348,7 +473,8 @@ pub(crate) fn crash_point(name: &str) {
     }
 }
 
-fn new_write_id(run_id: &str) -> String {
+/// A new id, unique to one run, that names its files.
+pub fn new_write_id(run_id: &str) -> String {
     let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let seed = format!(
         "{run_id}\n{}\n{nanos}\n{:?}",

@@ -35,12 +35,13 @@ use tokio::task::JoinHandle;
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
-use crate::publish::Publisher;
+use crate::publish::{self, Publisher};
 use crate::sinks::parquet::{
     ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns,
 };
 use crate::sinks::provider_usage::{LookupTally, write_usage};
 use crate::sinks::rejects::{Reject, RejectBatcher, RejectsWritten, write_rejects};
+use crate::sinks::usage_log::{self, UsageLog};
 use crate::sources::SourceProgress;
 use crate::sources::files::{FileSource, FileSourceConfig, InputFile};
 use crate::storage::{self, Location};
@@ -119,17 +120,35 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         run_id: config.run_id.clone(),
         at_micros: now.timestamp_micros(),
     };
+    // Every request a provider is sent is in the usage log before it leaves,
+    // so the calls stay on record whatever happens to the run.
+    let location = storage::create(&config.out)?;
+    let write_id = publish::new_write_id(&config.run_id);
+    let usage_log = UsageLog::create(&usage_log::dir_for(&location), &config.run_id, &write_id)?;
+    // Until the query runs no request is sent: a failure before it leaves
+    // a log with no call in it, which goes.
+    let forget_log = |e: Error| {
+        usage_log.remove();
+        e
+    };
     let (ledger, usage_rx) = UsageLedger::channel(USAGE_QUEUE);
-    let providers = Providers::start(&config.providers, ledger).await?;
+    let ledger = ledger.with_journal(usage_log.clone());
+    let providers = Providers::start(&config.providers, ledger)
+        .await
+        .map_err(forget_log)?;
 
     // Plan first, so bad SQL fails before anything is read or written.
     let partitions = config.partitions.max(1);
     let (lead_tx, lead_rx) = mpsc::channel(partitions * 2);
-    let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall).await?;
+    let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall)
+        .await
+        .map_err(forget_log)?;
     let counts_valid = plan.counts_valid();
 
     // The output is ours from here until the run publishes or gives up.
-    let publisher = Publisher::open(storage::create(&config.out)?, &config.run_id).await?;
+    let publisher = Publisher::open_as(location, &config.run_id, write_id)
+        .await
+        .map_err(forget_log)?;
     let out = Outputs {
         location: publisher.staging(),
         write_id: publisher.write_id().to_string(),
@@ -167,12 +186,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let mut done = match finished {
         Ok(done) => done,
         Err(e) => {
-            publisher.abandon().await;
+            publisher.abandon(Some(&usage_log)).await;
             return Err(e);
         }
     };
 
     publish(publisher, config.batch.clone(), &mut done).await?;
+    usage_log.remove();
     Ok(RunSummary {
         run_id: config.run_id,
         files,

@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::build::Slot;
 use crate::clock::Micros;
 use crate::lookup::{Attempt, Outcome};
-use crate::usage::LeadRef;
+use crate::usage::{LeadRef, Sending};
 use crate::waterfall::{MS, Waterfall};
 
 /// One contract's side of a call: the request, and what an answer means.
@@ -55,12 +55,16 @@ pub(crate) struct Calls<'a> {
 }
 
 impl Calls<'_> {
-    /// Keeps an attempt and hands it to the usage ledger at once.
-    pub(crate) async fn record(&mut self, mut attempt: Attempt) {
+    /// Keeps an attempt and hands it to the usage ledger at once
+    /// (`ticket`: its request's in the journal; `None` for a skip).
+    pub(crate) async fn record(&mut self, mut attempt: Attempt, ticket: Option<u64>) {
         if let Some(error) = &mut attempt.error {
             self.waterfall.redact.apply(error);
         }
-        self.waterfall.ledger.record(self.lead, &attempt).await;
+        self.waterfall
+            .ledger
+            .record(self.lead, &attempt, ticket)
+            .await;
         self.attempts.push(attempt);
     }
 
@@ -68,7 +72,7 @@ impl Calls<'_> {
     pub(crate) async fn skip(&mut self, name: &Arc<str>, outcome: Outcome, note: Option<&str>) {
         let mut attempt = Attempt::skip(name, outcome, self.waterfall.services.clock.now());
         attempt.error = note.map(str::to_string);
-        self.record(attempt).await;
+        self.record(attempt, None).await;
     }
 
     /// Calls the provider in `slot`, retrying what a retry can fix.
@@ -110,6 +114,14 @@ impl Calls<'_> {
             }
 
             let timeout = (slot.config.timeout_ms as i64 * MS).min(self.deadline - now);
+            // On record before it leaves: a request is paid for whether or
+            // not this process lives to see the answer.
+            let ticket = w.ledger.sending(Sending {
+                lead: self.lead,
+                provider: &slot.name,
+                attempt,
+                started_at: now,
+            });
             let sent = send(
                 ask.request(&slot.http),
                 Duration::from_micros(timeout as u64),
@@ -167,7 +179,7 @@ impl Calls<'_> {
                                     .settle(reservation, record.cost_micros, org, ended)
                                     .await;
                                 s.breaker.record(&slot.name, true, ended).await;
-                                self.record(record).await;
+                                self.record(record, ticket).await;
                                 return Called::Answered(reply);
                             }
                             Err(reason) => {
@@ -193,7 +205,7 @@ impl Calls<'_> {
                 }
             }
             s.budget.settle(reservation, 0, org, ended).await;
-            self.record(record).await;
+            self.record(record, ticket).await;
             match retry_in {
                 Some(wait) if attempt < tries as i32 && s.clock.now() + wait < self.deadline => {
                     s.clock.sleep(Duration::from_micros(wait as u64)).await;

@@ -38,5 +38,5 @@ pub use error::{Error, Result};
 pub use lookup::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome};
 pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
-pub use usage::{LeadRef, ProviderUsage, UsageLedger};
+pub use usage::{LeadRef, ProviderUsage, Sending, UsageJournal, UsageLedger};
 pub use waterfall::{Services, Waterfall};

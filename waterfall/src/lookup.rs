@@ -47,6 +47,9 @@ pub enum Outcome {
     RateLimited,
     CircuitOpen,
     SkippedTier,
+    /// A request was sent and its answer never recorded: the process
+    /// stopped while it was in flight (recovered from the usage journal).
+    Unknown,
 }
 
 impl Outcome {
@@ -59,7 +62,24 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::CircuitOpen => "circuit_open",
             Outcome::SkippedTier => "skipped_tier",
+            Outcome::Unknown => "unknown",
         }
+    }
+
+    /// The outcome named `s` (as [`Outcome::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::Hit,
+            Outcome::Miss,
+            Outcome::Error,
+            Outcome::Timeout,
+            Outcome::RateLimited,
+            Outcome::CircuitOpen,
+            Outcome::SkippedTier,
+            Outcome::Unknown,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::clock::Micros;
 use crate::lookup::Attempt;
 
 /// Whose lookup an attempt was made for: written beside it on every usage
@@ -25,12 +26,35 @@ pub struct ProviderUsage {
     pub attempt: Attempt,
 }
 
+/// A request about to be sent, as the journal keeps it until its row comes.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending<'a> {
+    pub lead: &'a LeadRef,
+    pub provider: &'a str,
+    pub attempt: i32,
+    pub started_at: Micros,
+}
+
+/// A durable record of usage kept ahead of the ledger's owner, so a process
+/// killed mid-run leaves every request it sent on record: each request is
+/// journaled *before* it is sent ([`UsageJournal::sending`]) and its row
+/// when it ends ([`UsageJournal::ended`], with the ticket `sending` gave).
+/// A request journaled with no row after it is one whose answer never came
+/// back. Writes are synchronous and short (an append to a file).
+pub trait UsageJournal: Send + Sync + std::fmt::Debug {
+    /// Journals a request about to be sent; the ticket pairs it with its row.
+    fn sending(&self, request: Sending<'_>) -> u64;
+    /// Journals a finished call (with its ticket) or a skip (`None`).
+    fn ended(&self, ticket: Option<u64>, usage: &ProviderUsage);
+}
+
 /// Where the waterfall reports usage. Cloning shares the ledger; a ledger
 /// from [`UsageLedger::discard`] (the default) drops what it is given, for
 /// ad-hoc queries that call no provider.
 #[derive(Debug, Clone, Default)]
 pub struct UsageLedger {
     tx: Option<mpsc::Sender<ProviderUsage>>,
+    journal: Option<Arc<dyn UsageJournal>>,
 }
 
 impl UsageLedger {
@@ -39,7 +63,25 @@ impl UsageLedger {
     /// bounded and nothing is dropped.
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<ProviderUsage>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx: Some(tx) }, rx)
+        (
+            Self {
+                tx: Some(tx),
+                journal: None,
+            },
+            rx,
+        )
+    }
+
+    /// This ledger, journaling every request ahead of time into `journal`.
+    pub fn with_journal(mut self, journal: Arc<dyn UsageJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Journals a request the moment before it is sent; the ticket goes
+    /// with its row to [`UsageLedger::record`].
+    pub fn sending(&self, request: Sending<'_>) -> Option<u64> {
+        self.journal.as_ref().map(|j| j.sending(request))
     }
 
     /// A ledger that keeps nothing.
@@ -47,13 +89,17 @@ impl UsageLedger {
         Self::default()
     }
 
-    /// Records one attempt. Returns once the owner holds it.
-    pub async fn record(&self, lead: &LeadRef, attempt: &Attempt) {
+    /// Records one attempt (`ticket`: what [`UsageLedger::sending`] gave
+    /// for its request; `None` for a skip). Returns once the owner holds it.
+    pub async fn record(&self, lead: &LeadRef, attempt: &Attempt, ticket: Option<u64>) {
         let Some(tx) = &self.tx else { return };
         let usage = ProviderUsage {
             lead: lead.clone(),
             attempt: attempt.clone(),
         };
+        if let Some(journal) = &self.journal {
+            journal.ended(ticket, &usage);
+        }
         if tx.send(usage).await.is_err() {
             // The owner stopped draining: its run has already failed and
             // says why; a lookup still under way has nowhere to report to.

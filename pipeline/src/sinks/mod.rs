@@ -4,3 +4,4 @@
 pub mod parquet;
 pub mod provider_usage;
 pub mod rejects;
+pub mod usage_log;

@@ -10,4 +10,5 @@ mod s3;
 mod sql_shell;
 mod stream;
 mod support;
+mod usage_audit;
 mod waterfall_run;

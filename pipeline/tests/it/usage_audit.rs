@@ -1,0 +1,286 @@
+//! `provider_usage` is the billing audit: every request sent to a provider
+//! is a row, whatever happens to the run — a rerun that replaces its leads,
+//! a kill -9 at a random moment, a kill just before the commit.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use leadflow_pipeline::config::LeadflowConfig;
+use leadflow_sandbox::Sandbox;
+
+use super::support::{config, example, query, rows, run};
+
+fn example_config() -> LeadflowConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leadflow.toml");
+    let mut c = LeadflowConfig::load(&path).unwrap();
+    c.sandbox.latency_ms = 0;
+    c.sandbox.error_rate = 0.05;
+    c.sandbox.retry_after_secs = 0;
+    c.lookup.retry_base_ms = 1;
+    c.line_type.enabled = false;
+    c
+}
+
+/// Calls (requests sent) per provider in an output's `provider_usage`,
+/// and how many of them have no recorded answer.
+async fn calls(out: &str) -> Vec<(String, u64, u64)> {
+    rows(
+        &query(
+            out,
+            "select provider, count(*) filter (where attempt > 0 and outcome <> 'unknown'),
+                    count(*) filter (where outcome = 'unknown')
+             from provider_usage group by 1 order by 1",
+        )
+        .await,
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].parse().unwrap(), r[2].parse().unwrap()))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_rerun_replaces_the_leads_and_keeps_the_replaced_runs_paid_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut served = std::collections::BTreeMap::<String, u64>::new();
+    for run_id in ["first", "second"] {
+        let mut cfg = config(&example(), &out);
+        cfg.providers = example_config();
+        cfg.run_id = run_id.to_string();
+        let summary = run(cfg).await;
+        for (name, s) in summary.sandbox.expect("the sandbox ran") {
+            *served.entry(name).or_default() += s.requests;
+        }
+    }
+    // The leads are the second run's only…
+    let leads = rows(
+        &query(
+            &out,
+            "select run_id, count(*) from enriched_leads group by 1",
+        )
+        .await,
+    );
+    assert_eq!(leads, [["second", "400"]]);
+    // … and every request either run sent is a row.
+    let recorded = calls(&out).await;
+    assert!(!recorded.is_empty());
+    for (provider, known, unknown) in &recorded {
+        assert_eq!(*unknown, 0, "{provider}");
+        assert_eq!(
+            *known, served[provider],
+            "{provider}: rows vs requests served"
+        );
+    }
+    let runs = rows(
+        &query(
+            &out,
+            "select distinct run_id from provider_usage order by 1",
+        )
+        .await,
+    );
+    assert_eq!(runs, [["first"], ["second"]]);
+
+    // A third run replaces the leads again; both earlier runs' calls stay.
+    let mut cfg = config(&example(), &out);
+    cfg.providers = example_config();
+    cfg.run_id = "third".to_string();
+    let summary = run(cfg).await;
+    for (name, s) in summary.sandbox.expect("the sandbox ran") {
+        *served.entry(name).or_default() += s.requests;
+    }
+    for (provider, known, _) in calls(&out).await {
+        assert_eq!(known, served[&provider], "{provider}");
+    }
+}
+
+/// Leads with no phone, so each asks the waterfall.
+fn leads_without_phones(dir: &Path, n: usize) -> String {
+    let mut csv = String::from("lead_id,full_name,email,company_website,country,user_tier\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "L{i},Person {i},person{i}@company{}.com,company{}.com,US,2\n",
+            i % 97,
+            i % 97
+        ));
+    }
+    let path = dir.join("leads.csv");
+    std::fs::write(&path, csv).unwrap();
+    path.display().to_string()
+}
+
+/// Two providers answered by a sandbox this test owns (so what it served
+/// outlives the killed run), slow enough that a kill lands mid-run.
+const SLOW_PROVIDERS: &str = r#"
+[lookup]
+concurrency = 16
+
+[sandbox]
+hit_rate = 0.3
+latency_ms = 100
+
+[[providers]]
+name = "orion"
+kind = "orion"
+priority = 10
+max_requests_per_hour = 1000000
+cost_per_call_usd = 0.002
+cost_per_hit_usd = 0.04
+base_url = "sandbox"
+api_key_env = "ORION_API_KEY"
+
+[[providers]]
+name = "astra"
+kind = "astra"
+priority = 20
+max_requests_per_hour = 1000000
+cost_per_hit_usd = 0.08
+base_url = "sandbox"
+api_key_env = "ASTRA_API_KEY"
+"#;
+
+/// Runs `cmd` to its end off the runtime, which serves the sandbox.
+async fn finish(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn leadflow(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    cmd.args(args)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .env("ORION_API_KEY", "orion-test-key-0001")
+        .env("ASTRA_API_KEY", "astra-test-key-0001");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, text) = Sandbox::start_for_config(SLOW_PROVIDERS).await.unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(&config, text).unwrap();
+    let input = leads_without_phones(dir.path(), 5_000);
+    let out = dir.path().join("out").display().to_string();
+    let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
+
+    // Killed at three different depths into the run, into one output.
+    for kill_after in [40, 150, 400] {
+        let before = served();
+        let mut child = leadflow(&[
+            "run",
+            "--no-progress",
+            "--input",
+            &input,
+            "--out",
+            &out,
+            "--config",
+            &config.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        while served() < before + kill_after {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    // `leadflow sql` on the output commits what the killed runs logged.
+    let recorded = calls(&out).await;
+    let stats = sandbox.stats();
+    let (mut known_all, mut unknown_all) = (0, 0);
+    for (provider, known, unknown) in &recorded {
+        let s = stats[provider].requests;
+        // A request journaled and then killed before it left, or in flight,
+        // is `unknown`: the provider may or may not have seen it.
+        assert!(
+            *known <= s && s <= known + unknown,
+            "{provider}: {known} answered + {unknown} unknown rows vs {s} served"
+        );
+        known_all += known;
+        unknown_all += unknown;
+    }
+    assert!(known_all >= 500, "{recorded:?}");
+    // At most the lookups in flight at each kill (concurrency 16, 3 kills).
+    assert!(unknown_all <= 3 * 16, "{recorded:?}");
+    // Nothing was committed as leads, and a second read adds nothing.
+    let leads = rows(&query(&out, "select count(*) from enriched_leads").await);
+    assert_eq!(leads, [["0"]]);
+    assert_eq!(calls(&out).await, recorded);
+    let logs = Path::new(&out).join("_leadflow/usage-log");
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0, "logs left");
+
+    // A run to the end afterwards commits its own leads and calls beside them.
+    let before = served();
+    let to_the_end = finish(leadflow(&[
+        "run",
+        "--no-progress",
+        "--input",
+        &input,
+        "--out",
+        &out,
+        "--config",
+        &config.display().to_string(),
+    ]))
+    .await;
+    assert!(to_the_end.status.success());
+    let after: u64 = calls(&out).await.iter().map(|(_, k, _)| k).sum();
+    assert_eq!(after, known_all + served() - before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, text) =
+        Sandbox::start_for_config(&SLOW_PROVIDERS.replace("latency_ms = 100", "latency_ms = 0"))
+            .await
+            .unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(&config, text).unwrap();
+    let input = leads_without_phones(dir.path(), 300);
+    let out = dir.path().join("out").display().to_string();
+    let args = [
+        "run",
+        "--no-progress",
+        "--input",
+        &input,
+        "--out",
+        &out,
+        "--config",
+        &config.display().to_string(),
+    ];
+    let mut killed = leadflow(&args);
+    killed.env("LEADFLOW_CRASH_AT", "before_commit");
+    assert!(!finish(killed).await.status.success());
+    let paid_by_killed: u64 = sandbox.stats().values().map(|s| s.requests).sum();
+    assert!(paid_by_killed > 300);
+
+    // The next run over the same input commits the killed run's calls first,
+    // then its own (the sandbox answers it again: no shared cache here).
+    let next = finish(leadflow(&args)).await;
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let recorded = calls(&out).await;
+    let stats = sandbox.stats();
+    for (provider, known, unknown) in &recorded {
+        assert_eq!(*unknown, 0, "every answer came before the kill");
+        assert_eq!(*known, stats[provider].requests, "{provider}");
+    }
+    let runs = rows(
+        &query(
+            &out,
+            "select count(distinct run_id), count(*) from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(runs, [["1", "300"]]);
+}
