@@ -1,5 +1,6 @@
 //! Resolving what the user named into a sorted list of input files.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,7 +85,7 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
         })?;
         paths.push((path.to_path_buf(), format));
     } else if path.is_dir() {
-        walk(path, forced, &mut paths)?;
+        walk(path, forced, &mut paths, &mut HashSet::new())?;
     } else if path.exists() {
         return Err(Error::Usage(format!(
             "{spec} is not a regular file or a directory (a pipe or a device?): \
@@ -105,6 +106,17 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
         ));
     }
     paths.sort_by(|a, b| a.0.cmp(&b.0));
+    // Each file once, by its real path: links to one file (or to a directory
+    // read already) would read its leads twice.
+    let mut seen = HashSet::new();
+    paths.retain(|(p, _)| {
+        let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let first = seen.insert(real);
+        if !first {
+            tracing::warn!(file = %p.display(), "skipped: the same file as one read already (a link)");
+        }
+        first
+    });
     paths
         .into_iter()
         .map(|(p, format)| {
@@ -119,7 +131,19 @@ fn resolve_local(spec: &str, forced: Option<Format>) -> Result<Vec<InputFile>> {
         .collect()
 }
 
-fn walk(dir: &Path, forced: Option<Format>, out: &mut Vec<(PathBuf, Format)>) -> Result<()> {
+/// Files under `dir`, following links to directories but never into one
+/// already walked (`walked`: real paths), so a link loop ends.
+fn walk(
+    dir: &Path,
+    forced: Option<Format>,
+    out: &mut Vec<(PathBuf, Format)>,
+    walked: &mut HashSet<PathBuf>,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !walked.insert(real) {
+        tracing::warn!(dir = %dir.display(), "skipped: a link to a directory read already");
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
@@ -128,7 +152,7 @@ fn walk(dir: &Path, forced: Option<Format>, out: &mut Vec<(PathBuf, Format)>) ->
             continue;
         }
         if path.is_dir() {
-            walk(&path, forced, out)?;
+            walk(&path, forced, out, walked)?;
         } else if let Some(format) = pick_format(&name, forced) {
             out.push((path, format));
         }
@@ -226,5 +250,36 @@ mod tests {
         assert_eq!(Format::from_name("x.jsonl"), Some(Format::Ndjson));
         assert_eq!(Format::from_name("x.parquet"), Some(Format::Parquet));
         assert_eq!(Format::from_name("x.xlsx"), None);
+    }
+
+    #[test]
+    fn each_file_is_read_once_by_its_real_path_and_link_loops_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a.csv"), "email\na@x.com\n").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/c.csv"), "email\nc@x.com\n").unwrap();
+        // A second name for a file, and three loops: to the root, to a
+        // parent, and two links to each other's directories.
+        std::os::unix::fs::symlink(root.join("a.csv"), root.join("b.csv")).unwrap();
+        std::os::unix::fs::symlink(root, root.join("loop")).unwrap();
+        std::os::unix::fs::symlink(root, root.join("sub/up")).unwrap();
+        std::fs::create_dir(root.join("p")).unwrap();
+        std::fs::create_dir(root.join("q")).unwrap();
+        std::os::unix::fs::symlink(root.join("q"), root.join("p/to_q")).unwrap();
+        std::os::unix::fs::symlink(root.join("p"), root.join("q/to_p")).unwrap();
+
+        let files = resolve_local(&root.display().to_string(), None).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                Path::new(&f.name)
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["a.csv", "sub/c.csv"]);
     }
 }
