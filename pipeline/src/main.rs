@@ -561,6 +561,11 @@ fn run_config(args: RunArgs, prefix: &str) -> anyhow::Result<RunConfig> {
 }
 
 async fn stream(args: StreamArgs) -> anyhow::Result<()> {
+    // Before anything starts or connects.
+    leadflow_pipeline::sources::kafka::refuse_owned_options(
+        &key_values(&args.kafka.kafka_options)?,
+        leadflow_pipeline::sources::kafka::STREAM_OWNED_OPTIONS,
+    )?;
     if let Some(addr) = args.metrics_addr {
         leadflow_pipeline::telemetry::serve(addr).await?;
     }
@@ -612,6 +617,10 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let options = key_values(&args.kafka.kafka_options)?;
+    leadflow_pipeline::sources::kafka::refuse_owned_options(
+        &options,
+        leadflow_pipeline::produce::PRODUCE_OWNED_OPTIONS,
+    )?;
     let mut total = 0u64;
     for input in args.inputs {
         let config = ProduceConfig {
@@ -730,7 +739,11 @@ async fn sandbox(host: std::net::IpAddr, port: u16, config: Option<PathBuf>) -> 
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEADFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The metrics server's address is said even at the default level:
+        // with `--metrics-addr 127.0.0.1:0` nothing else tells it.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,leadflow_pipeline::telemetry=info")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

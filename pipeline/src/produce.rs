@@ -71,12 +71,28 @@ pub async fn produce(config: ProduceConfig) -> Result<Produced> {
     })
 }
 
+/// The librdkafka properties `leadflow produce` sets itself (see
+/// [`crate::sources::kafka::STREAM_OWNED_OPTIONS`]); `linger.ms` and
+/// `client.id` are only defaults and stay the user's to tune.
+pub const PRODUCE_OWNED_OPTIONS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use --brokers"),
+    ("metadata.broker.list", "use --brokers"),
+    (
+        "enable.idempotence",
+        "leadflow sends each lead once, in order",
+    ),
+];
+
 fn send_all(config: &ProduceConfig, mut leads: mpsc::Receiver<Result<RecordBatch>>) -> Result<u64> {
+    crate::sources::kafka::refuse_owned_options(&config.options, PRODUCE_OWNED_OPTIONS)?;
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
         .set("client.id", concat!("leadflow/", env!("CARGO_PKG_VERSION")))
         .set("enable.idempotence", "true")
+        // A misspelt topic is an error, not a new topic (the user may say
+        // otherwise with --kafka allow.auto.create.topics=true).
+        .set("allow.auto.create.topics", "false")
         .set("linger.ms", "20");
     for (k, v) in &config.options {
         client.set(k, v);
@@ -84,11 +100,22 @@ fn send_all(config: &ProduceConfig, mut leads: mpsc::Receiver<Result<RecordBatch
     let producer: BaseProducer<Deliveries> = client
         .create_with_context(Deliveries::default())
         .map_err(|e| Error::Usage(format!("creating the Kafka producer: {e}")))?;
-    // Fail now, not after librdkafka's delivery timeout, when nothing answers.
-    producer
+    // Fail now, not after librdkafka's delivery timeout, when nothing answers
+    // or the topic is not there (a misspelt topic is the user's to fix).
+    let metadata = producer
         .client()
         .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
         .map_err(|e| Error::Unavailable(format!("Kafka at {}: {e}", config.brokers)))?;
+    let missing = metadata.topics().first().is_none_or(|t| {
+        t.error().map(RDKafkaErrorCode::from) == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+            || (t.error().is_none() && t.partitions().is_empty())
+    });
+    if missing {
+        return Err(Error::Usage(format!(
+            "Kafka topic `{}` does not exist at {}",
+            config.topic, config.brokers
+        )));
+    }
     let mut sent = 0u64;
     let mut payload = Vec::new();
     while let Some(batch) = leads.blocking_recv() {

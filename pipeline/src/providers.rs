@@ -15,7 +15,7 @@ use crate::config::{LeadflowConfig, is_sandboxed};
 use crate::error::{Error, Result};
 
 /// The key a sandbox provider is given in place of a real one.
-const SANDBOX_KEY: &str = "sandbox";
+const SANDBOX_KEY: &str = "sandbox-key";
 
 /// A process's waterfall, and the sandbox that answers for some of its providers.
 #[derive(Debug)]

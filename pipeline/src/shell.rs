@@ -60,6 +60,7 @@ pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> 
         timing: true,
     };
     let mut statement = String::new();
+    let mut lines = 0u64;
     loop {
         let prompt = if statement.is_empty() {
             "leadflow> "
@@ -68,6 +69,7 @@ pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> 
         };
         match editor.readline(prompt) {
             Ok(line) => {
+                lines += 1;
                 let trimmed = line.trim();
                 if statement.is_empty() && trimmed.starts_with('.') {
                     let _ = editor.add_history_entry(trimmed);
@@ -92,9 +94,21 @@ pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> 
             // Ctrl-C drops the statement being typed, as psql does.
             Err(ReadlineError::Interrupted) => statement.clear(),
             Err(ReadlineError::Eof) => break,
+            // Stopping quietly would look like a script that ran to its end.
+            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(crate::Error::BadInput {
+                    source_name: "stdin".into(),
+                    reason: format!("not UTF-8 text after line {lines}: SQL is read as UTF-8"),
+                });
+            }
+            Err(ReadlineError::Io(source)) => {
+                return Err(crate::Error::Io {
+                    path: "stdin".into(),
+                    source,
+                });
+            }
             Err(e) => {
-                let _ = writeln!(out, "error: reading input: {e}");
-                break;
+                return Err(crate::Error::Internal(format!("reading input: {e}")));
             }
         }
     }

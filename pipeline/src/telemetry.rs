@@ -99,7 +99,11 @@ pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(handle.clone());
-    tracing::info!(%addr, "serving /metrics and /healthz");
+    // With port 0 the bound address is the only way to find the server.
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: {e}")))?;
+    tracing::info!(addr = %bound, "metrics listening on {bound}");
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::clock::SystemClock;
 use crate::config::{ProviderConfig, ProviderKind, WaterfallConfig, usd_to_micros};
 use crate::error::{Error, Result};
-use crate::provider::{LineTypeProvider, Provider, Redactor, Secret};
+use crate::provider::{LineTypeProvider, MIN_SECRET_CHARS, Provider, Redactor, Secret};
 use crate::providers::{Astra, DeclaredProvider, Nimbus, Orion, Twilio};
 use crate::usage::UsageLedger;
 use crate::waterfall::{Services, Waterfall};
@@ -137,7 +137,9 @@ impl WaterfallBuilder {
             let http = self.clients.get(&p.name).unwrap_or(&pooled);
             let key = |var: &Option<String>, field: &str| -> Result<Secret> {
                 match ((self.secrets)(p, var.as_deref()), var) {
-                    (Some(value), _) if !value.is_empty() => Ok(Secret::new(value)),
+                    (Some(value), _) if !value.is_empty() => {
+                        short_secret(p, var, &value).map_or_else(|| Ok(Secret::new(value)), Err)
+                    }
                     (_, Some(var)) => Err(Error::MissingSecret {
                         provider: p.name.clone(),
                         var: var.clone(),
@@ -166,7 +168,13 @@ impl WaterfallBuilder {
                     // A declared provider may need no key at all.
                     let key = match &p.api_key_env {
                         Some(_) => key(&p.api_key_env, "api_key_env")?,
-                        None => (self.secrets)(p, None).map(Secret::new).unwrap_or_default(),
+                        None => match (self.secrets)(p, None).filter(|v| !v.is_empty()) {
+                            Some(value) => match short_secret(p, &None, &value) {
+                                Some(e) => return Err(e),
+                                None => Secret::new(value),
+                            },
+                            None => Secret::default(),
+                        },
                     };
                     Box::new(
                         DeclaredProvider::new(url, key, contract)
@@ -211,4 +219,21 @@ impl WaterfallBuilder {
             redact: Redactor::new(secrets),
         })
     }
+}
+
+/// A credential too short to be one (and to redact: every occurrence of a
+/// one-letter key in an error would be masked), as the error naming where
+/// it comes from.
+fn short_secret(p: &ProviderConfig, var: &Option<String>, value: &str) -> Option<Error> {
+    (value.chars().count() < MIN_SECRET_CHARS).then(|| {
+        let from = match var {
+            Some(var) => format!("environment variable {var}"),
+            None => "its credential".to_string(),
+        };
+        Error::Config(format!(
+            "provider `{}`: {from} holds {} characters; a credential has at least {MIN_SECRET_CHARS}",
+            p.name,
+            value.chars().count()
+        ))
+    })
 }

@@ -321,8 +321,16 @@ impl WaterfallConfig {
             }
             within(&format!("{at}: timeout_ms"), p.timeout_ms, 1, HOUR_MS)?;
             within(&format!("{at}: retries"), u64::from(p.retries), 0, 100)?;
-            if let Err(e) = url::Url::parse(&p.base_url) {
-                return bad(format!("{at}: base_url `{}`: {e}", p.base_url));
+            match url::Url::parse(&p.base_url) {
+                Err(e) => return bad(format!("{at}: base_url `{}`: {e}", p.base_url)),
+                Ok(url) => {
+                    if let Some(what) = url.host().and_then(|host| metadata_host(&host)) {
+                        return bad(format!(
+                            "{at}: base_url `{}` is {what}; a provider's API is never there, and the key would be sent to it",
+                            p.base_url
+                        ));
+                    }
+                }
             }
             match (p.kind, &p.http) {
                 (ProviderKind::Http, None) => {
@@ -392,6 +400,44 @@ impl HttpContract {
             )));
         }
         Ok(())
+    }
+}
+
+/// What a host is when it is a link-local or cloud-metadata address, which
+/// answer with the machine's own credentials. `url` has already read every
+/// spelling of an IPv4 address (decimal, hex, octal, short forms) into one.
+fn metadata_host(host: &url::Host<&str>) -> Option<&'static str> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = |ip: Ipv4Addr| {
+        if ip.is_link_local() {
+            Some("a link-local address (169.254.0.0/16, where cloud metadata services answer)")
+        } else if ip == Ipv4Addr::new(100, 100, 100, 200) {
+            Some("a cloud metadata address")
+        } else {
+            None
+        }
+    };
+    match host {
+        url::Host::Ipv4(ip) => v4(*ip),
+        url::Host::Ipv6(ip) => {
+            if let Some(mapped) = ip.to_ipv4() {
+                // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d).
+                if let Some(what) = v4(mapped) {
+                    return Some(what);
+                }
+            }
+            if ip.segments()[0] & 0xffc0 == 0xfe80 {
+                Some("an IPv6 link-local address (fe80::/10)")
+            } else if *ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                Some("a cloud metadata address (fd00:ec2::254)")
+            } else {
+                None
+            }
+        }
+        url::Host::Domain(name) => name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case("metadata.google.internal")
+            .then_some("a cloud metadata host"),
     }
 }
 
@@ -486,6 +532,40 @@ mod tests {
             err.contains("`orion`: retries") && err.contains("from 0 to 100"),
             "{err}"
         );
+
+        for url in [
+            "http://169.254.169.254/latest",
+            "http://169.254.1.1",
+            "http://2852039166/",
+            "http://0xa9fea9fe/",
+            "http://0xA9.0xFE.0xA9.0xFE/",
+            "http://0251.0376.0251.0376/",
+            "http://169.16689662/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "http://[fd00:ec2::254]/",
+            "http://[fe80::1]:8080/",
+            "http://[FEBF::1]/",
+            "http://metadata.google.internal./",
+        ] {
+            let toml = ORION.replace("https://api.orion.example", url);
+            let err = WaterfallConfig::from_toml(&toml)
+                .expect_err(url)
+                .to_string();
+            assert!(
+                err.contains("`orion`: base_url") && err.contains("never there"),
+                "{url}: {err}"
+            );
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+            "https://169.255.0.1",
+            "https://[fec0::1]",
+        ] {
+            let toml = ORION.replace("https://api.orion.example", url);
+            WaterfallConfig::from_toml(&toml).expect(url);
+        }
 
         let negative = ORION.replace("priority = 1", "priority = 1\ncost_per_hit_usd = -1");
         let err = WaterfallConfig::from_toml(&negative)

@@ -152,10 +152,11 @@ impl fmt::Debug for Secret {
 }
 
 /// An unexpected answer in a few words, for the `error` column: its status
-/// and, when the body gives one, a short reason (a JSON `message`, `error`,
+/// and, when the body gives one, a reason (a JSON `message`, `error`,
 /// `detail` or `reason`, else the body's first line), never the whole body.
+/// Not cut here: the [`Redactor`] cuts it to [`ERROR_CHARS`] after taking
+/// the credentials out, so no key straddling the cut is kept in part.
 pub(crate) fn unexpected(status: StatusCode, body: &[u8]) -> String {
-    const REASON_CHARS: usize = 120;
     let reason = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|json| {
@@ -164,15 +165,11 @@ pub(crate) fn unexpected(status: StatusCode, body: &[u8]) -> String {
                 .find_map(|key| json.get(key)?.as_str().map(str::to_string))
         })
         .or_else(|| {
-            let text = String::from_utf8_lossy(&body[..body.len().min(4 * REASON_CHARS)]);
-            text.lines().next().map(str::to_string)
+            let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+            Some(String::from_utf8_lossy(line).into_owned())
         })
         .map(|reason| {
-            let reason: String = reason
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(REASON_CHARS)
-                .collect();
+            let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
             reason.trim().to_string()
         })
         .unwrap_or_default();
@@ -183,8 +180,17 @@ pub(crate) fn unexpected(status: StatusCode, body: &[u8]) -> String {
     }
 }
 
+/// The longest `error` a usage row keeps, in characters (a status and a
+/// reason of about 120 characters).
+pub(crate) const ERROR_CHARS: usize = 140;
+
+/// The shortest credential accepted: a shorter one would be found all over
+/// ordinary text, and redacting it would blank words instead of a secret.
+pub(crate) const MIN_SECRET_CHARS: usize = 8;
+
 /// Replaces every configured credential in text bound for the usage ledger
-/// or a log, so a provider that echoes its request leaks nothing.
+/// or a log, so a provider that echoes its request leaks nothing, then cuts
+/// the text to [`ERROR_CHARS`].
 #[derive(Debug, Default)]
 pub(crate) struct Redactor {
     /// Longest first, so a secret containing another is replaced whole.
@@ -201,12 +207,134 @@ impl Redactor {
         Self { secrets }
     }
 
+    /// Redacts, then cuts: the whole text is searched, in every spelling a
+    /// provider may echo a key in (raw, URL-encoded in either hex case or
+    /// with `+` for a space, JSON-escaped, or a mix of these).
     pub(crate) fn apply(&self, text: &mut String) {
         for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), Self::MASK);
+            if let Some(redacted) = redact_spellings(text, secret.as_bytes()) {
+                *text = redacted;
             }
         }
+        cut_chars(text, ERROR_CHARS);
+    }
+}
+
+/// `text` with every spelling of `secret` replaced by the mask, or `None`
+/// when it holds none.
+fn redact_spellings(text: &str, secret: &[u8]) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match spelled_at(bytes, i, secret) {
+            Some(end) if text.is_char_boundary(i) && text.is_char_boundary(end) => {
+                let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[copied..i]);
+                out.push_str(Redactor::MASK);
+                copied = end;
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    let mut out = out?;
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// Where a spelling of `secret` starting at `text[i]` ends, if one does:
+/// each of the secret's bytes may be itself, `%XX` (either case), `+` for a
+/// space, or a JSON escape (`\/`, `\"`, `\\`, `\n`…, `\uXXXX` for a whole
+/// character).
+fn spelled_at(text: &[u8], mut i: usize, secret: &[u8]) -> Option<usize> {
+    let mut j = 0;
+    while j < secret.len() {
+        let want = secret[j];
+        let c = *text.get(i)?;
+        if c == want {
+            i += 1;
+            j += 1;
+        } else if c == b'%' {
+            let byte = hex_value(text.get(i + 1..i + 3)?)?;
+            if byte != u32::from(want) {
+                return None;
+            }
+            i += 3;
+            j += 1;
+        } else if c == b'+' && want == b' ' {
+            i += 1;
+            j += 1;
+        } else if c == b'\\' {
+            let next = *text.get(i + 1)?;
+            let unescaped = match next {
+                b'/' | b'"' | b'\\' => Some(next),
+                b'b' => Some(0x08),
+                b'f' => Some(0x0c),
+                b'n' => Some(b'\n'),
+                b'r' => Some(b'\r'),
+                b't' => Some(b'\t'),
+                _ => None,
+            };
+            if let Some(byte) = unescaped {
+                if byte != want {
+                    return None;
+                }
+                i += 2;
+                j += 1;
+            } else if next == b'u' {
+                let (ch, len) = json_unicode(&text[i..])?;
+                let mut buf = [0; 4];
+                let utf8 = ch.encode_utf8(&mut buf).as_bytes();
+                if !secret[j..].starts_with(utf8) {
+                    return None;
+                }
+                i += len;
+                j += utf8.len();
+            } else {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    Some(i)
+}
+
+/// The character a JSON `\uXXXX` (or a surrogate pair of them) at the start
+/// of `text` stands for, and how many bytes it takes.
+fn json_unicode(text: &[u8]) -> Option<(char, usize)> {
+    let unit = |at: usize| {
+        (text.get(at..at + 2)? == b"\\u")
+            .then(|| hex_value(text.get(at + 2..at + 6)?))
+            .flatten()
+    };
+    let high = unit(0)?;
+    if (0xD800..0xDC00).contains(&high) {
+        let low = unit(6)?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return None;
+        }
+        let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+        Some((char::from_u32(code)?, 12))
+    } else {
+        Some((char::from_u32(high)?, 6))
+    }
+}
+
+/// The number written in hex digits (either case), or `None`.
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    digits
+        .iter()
+        .try_fold(0, |n, &d| Some(n * 16 + char::from(d).to_digit(16)?))
+}
+
+/// Keeps at most `max` characters of `text`, marking a cut with `…`.
+fn cut_chars(text: &mut String, max: usize) {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
+        text.push('…');
     }
 }
 

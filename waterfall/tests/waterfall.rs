@@ -638,6 +638,14 @@ const HOSTILE_KEY: &str = "s3cr3t-Key-0042";
 
 /// A waterfall of one Astra provider at `url`, keyed with [`HOSTILE_KEY`].
 fn hostile_waterfall(url: &str) -> (Waterfall, mpsc::Receiver<ProviderUsage>) {
+    keyed_waterfall(url, HOSTILE_KEY).unwrap()
+}
+
+/// A waterfall of one Astra provider at `url`, keyed with `key`.
+fn keyed_waterfall(
+    url: &str,
+    key: &'static str,
+) -> Result<(Waterfall, mpsc::Receiver<ProviderUsage>), Error> {
     let toml = provider(
         "astra",
         "astra",
@@ -649,11 +657,10 @@ fn hostile_waterfall(url: &str) -> (Waterfall, mpsc::Receiver<ProviderUsage>) {
     let (ledger, rows) = UsageLedger::channel(100);
     let waterfall = Waterfall::builder(config)
         .services(services)
-        .secrets(|_, _| Some(HOSTILE_KEY.into()))
+        .secrets(move |_, _| Some(key.into()))
         .ledger(ledger)
-        .build()
-        .unwrap();
-    (waterfall, rows)
+        .build()?;
+    Ok((waterfall, rows))
 }
 
 async fn one_attempt(url: &str) -> Attempt {
@@ -718,4 +725,80 @@ async fn an_answer_echoing_the_key_is_recorded_without_it() {
         assert!(!error.contains(HOSTILE_KEY), "{error}");
         assert!(error.contains("[redacted]"), "{error}");
     }
+}
+
+#[tokio::test]
+async fn a_key_echoed_in_any_spelling_or_across_the_cut_is_not_recorded() {
+    // Characters that URL encoding and JSON escaping both rewrite.
+    const KEY: &str = "Zq+7/wX:9Lm+K2/p";
+    let percent = |upper: bool| {
+        KEY.bytes()
+            .map(|b| match b {
+                b if b.is_ascii_alphanumeric() => char::from(b).to_string(),
+                b if upper => format!("%{b:02X}"),
+                b => format!("%{b:02x}"),
+            })
+            .collect::<String>()
+    };
+    let spellings = [
+        KEY.to_string(),
+        percent(true),
+        percent(false),
+        KEY.replace('/', "\\/").replace('+', "\\u002b"),
+        KEY.replace('/', "\\u002F").replace('+', "%2B"),
+    ];
+    for spelling in &spellings {
+        // Around the old 120-character cut of the reason, and past it.
+        for at in [95, 100, 110, 118, 125, 200] {
+            // Not JSON with a `message`: the reason is the body's first line,
+            // as the provider wrote it (escapes and all).
+            let body = format!(
+                "{{\"echo\":\"{}{spelling} was refused; check it and try again later please\"}}",
+                "y".repeat(at)
+            );
+            let server =
+                HostileServer::start(move |_| respond("500 Internal Server Error", "", &body));
+            let (waterfall, mut rows) = keyed_waterfall(&server.url, KEY).unwrap();
+            waterfall.find(&lead(1), &LeadRef::default()).await;
+            let error = rows
+                .try_recv()
+                .expect("one usage row")
+                .attempt
+                .error
+                .unwrap();
+            assert!(error.starts_with("unexpected HTTP 500"), "{error}");
+            assert!(error.chars().count() <= 141, "cut: {error}");
+            let chars: Vec<char> = KEY.chars().collect();
+            for piece in chars.windows(8) {
+                let piece: String = piece.iter().collect();
+                assert!(
+                    !error.contains(&piece),
+                    "{spelling} at {at}: {piece} in {error}"
+                );
+            }
+            let encoded: Vec<char> = spelling.chars().collect();
+            for piece in encoded.windows(12) {
+                let piece: String = piece.iter().collect();
+                assert!(
+                    !error.contains(&piece),
+                    "{spelling} at {at}: {piece} in {error}"
+                );
+            }
+            if at < 100 {
+                assert!(error.contains("[redacted]"), "{error}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_credential_shorter_than_8_characters_is_refused() {
+    let err = keyed_waterfall("http://127.0.0.1:9", "a").err().unwrap();
+    assert!(err.is_users(), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.contains("`astra`") && err.contains("ASTRA_KEY") && err.contains("at least 8"),
+        "{err}"
+    );
+    keyed_waterfall("http://127.0.0.1:9", "12345678").unwrap();
 }

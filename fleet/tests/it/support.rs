@@ -67,7 +67,7 @@ pub(crate) fn waterfall(
     let (ledger, usage) = UsageLedger::channel(100_000);
     let waterfall = Waterfall::builder(config.clone())
         .services(services(fleet, config))
-        .secrets(|_, _| Some("sandbox".into()))
+        .secrets(|_, _| Some("sandbox-key".into()))
         .ledger(ledger)
         .build()
         .unwrap();

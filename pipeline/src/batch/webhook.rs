@@ -37,7 +37,14 @@ impl Webhook {
     /// Posts `message`; true when the receiver took it (2xx). Failures are
     /// logged, not returned: the batch's result is what it is either way.
     pub async fn send(&self, message: &Value) -> bool {
-        let client = match reqwest::Client::builder().timeout(self.timeout).build() {
+        // A redirect would re-post the message to another origin, with the
+        // secret URL as its `Referer`: neither is followed nor sent.
+        let client = match reqwest::Client::builder()
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .build()
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook: no HTTP client");
@@ -54,6 +61,16 @@ impl Webhook {
                 .await;
             let retryable = match outcome {
                 Ok(r) if r.status().is_success() => return true,
+                Ok(r) if r.status().is_redirection() => {
+                    let status = r.status();
+                    tracing::warn!(
+                        host = self.host(),
+                        attempt,
+                        %status,
+                        "webhook answered with a redirect, which is not followed"
+                    );
+                    false
+                }
                 Ok(r) => {
                     let status = r.status();
                     tracing::warn!(host = self.host(), attempt, %status, "webhook refused");

@@ -1,7 +1,7 @@
 //! Mapping a source's columns onto the lead fields: header names as people
 //! write them, the aliases they use, and `--map`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use leadflow_schemas::LEAD_FIELDS;
 
@@ -82,7 +82,7 @@ pub const RESERVED_COLUMNS: &[&str] = &[
 /// trimmed (and without a byte-order mark); a blank one is `column_<n>`
 /// (its 1-based position); one named like leadflow's own output columns, or
 /// like a lead field it does not fill, is `input_<name>` (`input_input_<name>`
-/// when the input has both); a repeated one gets `_2`, `_3`, … Names compare without
+/// when the input has both, numbered past that); a repeated one gets `_2`, `_3`, … Names compare without
 /// case, as DuckDB's and Polars' readers of the output do. Every column keeps
 /// its values under a name of its own.
 pub fn column_names(header: &[String]) -> Vec<String> {
@@ -92,14 +92,15 @@ pub fn column_names(header: &[String]) -> Vec<String> {
             .chain(LEAD_FIELDS.iter().map(|f| &f.name))
             .any(|r| r.eq_ignore_ascii_case(name))
     };
-    let taken = |names: &[Option<String>], name: &str| {
-        names.iter().flatten().any(|n| n.eq_ignore_ascii_case(name))
-    };
     let trimmed: Vec<&str> = header
         .iter()
         .map(|raw| raw.trim().trim_start_matches('\u{feff}').trim())
         .collect();
     let mut names: Vec<Option<String>> = vec![None; header.len()];
+    // Names given so far, without case; and for a repeated name, the suffix
+    // to try next, so that n repeats cost n tries, not n².
+    let mut taken: HashSet<String> = HashSet::with_capacity(header.len());
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     // Plain names first, so that a reserved name's `input_` form never takes
     // the name of a column the input already has under it.
     for (i, name) in trimmed.iter().enumerate() {
@@ -112,11 +113,17 @@ pub fn column_names(header: &[String]) -> Vec<String> {
             name.to_string()
         };
         let mut name = base.clone();
-        let mut k = 2;
-        while taken(&names, &name) {
-            name = format!("{base}_{k}");
-            k += 1;
+        if taken.contains(&name.to_ascii_lowercase()) {
+            let k = next_suffix.entry(base.to_ascii_lowercase()).or_insert(2);
+            loop {
+                name = format!("{base}_{k}");
+                *k += 1;
+                if !taken.contains(&name.to_ascii_lowercase()) {
+                    break;
+                }
+            }
         }
+        taken.insert(name.to_ascii_lowercase());
         names[i] = Some(name);
     }
     for (i, name) in trimmed.iter().enumerate() {
@@ -124,9 +131,23 @@ pub fn column_names(header: &[String]) -> Vec<String> {
             continue;
         }
         let mut name = format!("input_{name}");
-        while taken(&names, &name) {
+        if taken.contains(&name.to_ascii_lowercase()) {
             name = format!("input_{name}");
         }
+        // More repeats are numbered like any name (a prefix per repeat would
+        // make names, and the time to build them, grow with their count).
+        if taken.contains(&name.to_ascii_lowercase()) {
+            let base = name.clone();
+            let k = next_suffix.entry(base.to_ascii_lowercase()).or_insert(2);
+            loop {
+                name = format!("{base}_{k}");
+                *k += 1;
+                if !taken.contains(&name.to_ascii_lowercase()) {
+                    break;
+                }
+            }
+        }
+        taken.insert(name.to_ascii_lowercase());
         names[i] = Some(name);
     }
     names
@@ -204,10 +225,14 @@ impl ColumnMap {
                 }),
             };
         }
-        let names = column_names(header);
+        // The first column of each name, without case: one pass, not one per extra.
+        let mut position: HashMap<String, usize> = HashMap::with_capacity(header.len());
+        for (i, name) in column_names(header).into_iter().enumerate() {
+            position.entry(name.to_ascii_lowercase()).or_insert(i);
+        }
         let extras = extras
             .iter()
-            .map(|e| names.iter().position(|h| h.eq_ignore_ascii_case(e)))
+            .map(|e| position.get(&e.to_ascii_lowercase()).copied())
             .collect();
         Self { lead, extras }
     }
@@ -298,6 +323,36 @@ mod tests {
         );
         let map = ColumnMap::new(&header, &FieldMapping::default(), &extras);
         assert_eq!(map.extras, (1..header.len()).map(Some).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_repeats_of_a_name_are_numbered_in_one_pass() {
+        let mut header: Vec<String> = vec!["x".into(); 20_000];
+        header.push("X_3".into());
+        header.push("x_20001".into());
+        let names = column_names(&header);
+        let mut expected = vec!["x".to_string()];
+        expected.extend((2..=20_000).map(|k| format!("x_{k}")));
+        // Taken by a repeat before it: numbered in turn, without case.
+        expected.push("X_3_2".into());
+        expected.push("x_20001".into());
+        assert_eq!(names, expected);
+        let extras = ColumnMap::extra_columns(&header, &FieldMapping::default());
+        assert_eq!(extras, names);
+        let map = ColumnMap::new(&header, &FieldMapping::default(), &extras);
+        assert_eq!(map.extras, (0..header.len()).map(Some).collect::<Vec<_>>());
+
+        let reserved = column_names(&vec!["run_id".to_string(); 5]);
+        assert_eq!(
+            reserved,
+            [
+                "input_run_id",
+                "input_input_run_id",
+                "input_input_run_id_2",
+                "input_input_run_id_3",
+                "input_input_run_id_4"
+            ]
+        );
     }
 
     #[test]

@@ -131,16 +131,16 @@ impl LeadBuilder {
             let Some(v) = values[i] else { continue };
             match f.kind {
                 LeadFieldKind::Int => {
-                    tier = Some(
-                        parse_int(v)
-                            .ok_or_else(|| format!("{}: `{v}` is not a whole number", f.name))?,
-                    );
+                    tier = Some(parse_int(v).ok_or_else(|| {
+                        format!("{}: {} is not a whole number", f.name, shown(v))
+                    })?);
                 }
                 LeadFieldKind::Timestamp => {
                     received_at = Some(parse_timestamp_us(v).ok_or_else(|| {
                         format!(
-                            "{}: `{v}` is not a timestamp (RFC 3339, or YYYY-MM-DD with an optional HH:MM:SS)",
-                            f.name
+                            "{}: {} is not a timestamp (RFC 3339, or YYYY-MM-DD with an optional HH:MM:SS)",
+                            f.name,
+                            shown(v)
                         )
                     })?);
                 }
@@ -226,6 +226,19 @@ impl LeadBuilder {
         }
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// The most of a field a reject's reason quotes: the reason says what is
+/// wrong in a line, the `raw` column keeps the record whole.
+const SHOWN_CHARS: usize = 200;
+
+/// `v` in backticks for a reject's reason, its first [`SHOWN_CHARS`]
+/// characters and its length when it is longer.
+fn shown(v: &str) -> String {
+    match v.char_indices().nth(SHOWN_CHARS) {
+        None => format!("`{v}`"),
+        Some((cut, _)) => format!("`{}…` ({} characters)", &v[..cut], v.chars().count()),
     }
 }
 

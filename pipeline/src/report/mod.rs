@@ -46,12 +46,49 @@ pub async fn render(data: &str) -> Result<String> {
     // `<` only occurs inside JSON strings, where `\u003c` means the same:
     // no `</script>` in the data can end the script element early.
     let json = payload.to_string().replace('<', "\\u003c");
-    Ok(PAGE
-        .replace("{{title}}", &html_escape(data))
-        .replace("{{version}}", env!("CARGO_PKG_VERSION"))
-        .replace("{{css}}", CSS)
-        .replace("{{js}}", SCRIPT)
-        .replace("{{data}}", &json))
+    let title = html_escape(data);
+    Ok(fill(
+        PAGE,
+        &[
+            ("title", title.as_str()),
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("css", CSS),
+            ("js", SCRIPT),
+            ("data", json.as_str()),
+        ],
+    ))
+}
+
+/// `template` with each `{{name}}` replaced by its value, in one pass over
+/// the template only: a value (a path the user gave, the data) is never
+/// searched for placeholders, so `{{data}}` in it stays text.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v, close + 2))
+        });
+        match value {
+            Some((value, used)) => {
+                out.push_str(value);
+                rest = &after[used..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Renders the report for `data` and writes it to `out` (whole or not at all).

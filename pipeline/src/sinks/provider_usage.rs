@@ -244,13 +244,13 @@ impl fmt::Display for LookupTally {
                 100.0 * found as f64 / looked_up.max(1) as f64,
                 dollars(self.spend_micros())
             )?;
-            let others: Vec<String> = self
+            // Every status, `found` too: the line adds up to the leads written.
+            let statuses: Vec<String> = self
                 .statuses
                 .iter()
-                .filter(|(s, _)| *s != "found")
                 .map(|(s, n)| format!("{s} {n}"))
                 .collect();
-            writeln!(f, "  lookup status   {}", others.join(", "))?;
+            writeln!(f, "  lookup status   {}", statuses.join(", "))?;
         }
         for (name, p) in &self.providers {
             writeln!(

@@ -292,3 +292,62 @@ latency_ms = 0
     let text = bodies[0]["text"].as_str().unwrap();
     assert!(text.contains("finished, budget exhausted"), "{text}");
 }
+
+/// A webhook receiver that sends every post on with a 307 to `location`.
+fn redirecting(location: String) -> Receiver {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |body: String| {
+                    let seen = seen.clone();
+                    let location = location.clone();
+                    async move {
+                        seen.lock()
+                            .unwrap()
+                            .push(serde_json::from_str(&body).unwrap());
+                        (
+                            axum::http::StatusCode::TEMPORARY_REDIRECT,
+                            [(axum::http::header::LOCATION, location)],
+                        )
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    Receiver { url, bodies }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_redirect_is_a_failed_delivery_and_nothing_reaches_its_target() {
+    use leadflow_pipeline::batch::webhook::Webhook;
+    let elsewhere = receiver(0);
+    let hook = redirecting(format!("{}?from=redirect", elsewhere.url));
+    let webhook = Webhook {
+        attempts: 3,
+        backoff: std::time::Duration::ZERO,
+        ..Webhook::new(format!("{}?token=s3cret-path", hook.url))
+    };
+    let delivered = webhook.send(&serde_json::json!({"text": "hello"})).await;
+    assert!(!delivered, "a 307 is not a delivery");
+    assert_eq!(
+        hook.bodies.lock().unwrap().len(),
+        1,
+        "a redirect is not retried"
+    );
+    assert!(
+        elsewhere.bodies.lock().unwrap().is_empty(),
+        "nothing was posted to the redirect's target"
+    );
+}

@@ -205,3 +205,32 @@ async fn columns_named_like_ours_repeated_or_blank_are_all_kept() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_reject_reason_quotes_a_huge_field_cut_and_raw_keeps_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 MB of two-byte characters: the cut must fall between characters.
+    let tier = "é".repeat(1_000_000);
+    let csv = format!("lead_id,email,user_tier\nok1,a@x.com,1\nbig,b@x.com,{tier}\n");
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input, &out)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (1, 1));
+    let got = rows(
+        &query(
+            &out,
+            "select reason, length(raw), raw = concat('big,b@x.com,', repeat('é', 1000000)) from rejects",
+        )
+        .await,
+    );
+    let reason = &got[0][0];
+    assert_eq!(
+        reason,
+        &format!(
+            "user_tier: `{}…` (1000000 characters) is not a whole number",
+            "é".repeat(200)
+        )
+    );
+    assert_eq!(got[0][1], (12 + 1_000_000).to_string());
+    assert_eq!(got[0][2], "true", "the raw record is kept whole");
+}

@@ -267,3 +267,44 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
     );
     eprintln!("report screenshot: {}", shot.display());
 }
+
+#[test]
+fn a_data_path_with_placeholders_and_markup_is_shown_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir
+        .path()
+        .join("out {{data}} <script>alert(1)</script> {{title}}");
+    analytics_fixture(&data);
+    let page = dir.path().join("report.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["report", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    let title = html
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(title, _)| title)
+        .expect("a title");
+    let escaped = data
+        .display()
+        .to_string()
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    assert_eq!(title, format!("leadflow report · {escaped}"));
+    assert_eq!(
+        html.matches("<script>alert(1)").count(),
+        0,
+        "markup is escaped"
+    );
+    // The data is in the page once, in its script element.
+    assert_eq!(html.matches(r#"<script id="report-data""#).count(), 1);
+}

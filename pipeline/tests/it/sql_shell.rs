@@ -101,3 +101,32 @@ fn the_shell_runs_multi_line_statements_dot_commands_and_survives_errors() {
     let history = std::fs::read_to_string(dir.path().join(".leadflow_history")).unwrap();
     assert!(history.contains("select count(*) as n"), "{history}");
 }
+
+#[test]
+fn sql_on_stdin_that_is_not_utf8_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("out");
+    analytics_fixture(&data);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["sql", "--data"])
+        .arg(&data)
+        .env("HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"select 1;\nselect '\xff\xfe' as latin1;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stdin: not UTF-8 text after line 1"),
+        "{stderr}"
+    );
+}

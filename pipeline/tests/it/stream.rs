@@ -690,3 +690,120 @@ fn a_missing_topic_or_dead_letter_topic_is_named_and_the_exit_code_says_whose_fa
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+#[test]
+fn a_kafka_option_leadflow_sets_itself_is_refused_before_connecting() {
+    // A "broker" that must never be connected to.
+    let broker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    broker.set_nonblocking(true).unwrap();
+    let brokers = broker.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    for (command, option, says) in [
+        (
+            "stream",
+            "enable.auto.commit=true",
+            "once their leads are written",
+        ),
+        (
+            "stream",
+            "enable.auto.offset.store=true",
+            "once their leads are written",
+        ),
+        ("stream", "group.id=other", "use --group"),
+        (
+            "stream",
+            "bootstrap.servers=elsewhere:9092",
+            "use --brokers",
+        ),
+        ("stream", "auto.offset.reset=latest", "from its start"),
+        ("stream", "enable.idempotence=false", "dead letter"),
+        ("produce", "enable.idempotence=false", "once, in order"),
+        (
+            "produce",
+            "metadata.broker.list=elsewhere:9092",
+            "use --brokers",
+        ),
+    ] {
+        let mut run = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        run.args([command, "--brokers", &brokers, "--topic", TOPIC])
+            .args(["--kafka", "socket.timeout.ms=10000", "--kafka", option])
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("REDIS_URL");
+        if command == "stream" {
+            run.arg("--out").arg(dir.path().join("out"));
+        } else {
+            run.arg(example());
+        }
+        let output = run.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command} {option}: {stderr}"
+        );
+        let key = option.split('=').next().unwrap();
+        assert!(
+            stderr.contains(&format!("--kafka {key}: set by leadflow")) && stderr.contains(says),
+            "{command} {option}: {stderr}"
+        );
+    }
+    assert_eq!(
+        broker.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the broker was contacted"
+    );
+}
+
+#[test]
+fn producing_to_a_missing_topic_is_the_users_to_fix() {
+    let kafka = kafka(1);
+    let output = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["produce", "--brokers", &kafka.brokers, "--topic", "nope"])
+        .arg(example())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Kafka topic `nope` does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn metrics_on_port_0_say_where_they_listen() {
+    use std::io::{BufRead, BufReader};
+    let kafka = kafka(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_stream(
+        &kafka,
+        "g",
+        &dir.path().join("out"),
+        &["--metrics-addr", "127.0.0.1:0"],
+    );
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("stderr ended before the metrics address was said")
+            .unwrap();
+        if let Some((_, rest)) = line.split_once("metrics listening on ") {
+            break rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect::<String>();
+        }
+    };
+    // Keep the pipe drained while the stream runs.
+    let drain = std::thread::spawn(move || lines.count());
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    let metrics = http_get(&addr, "/metrics");
+    assert_eq!(http_get(&addr, "/healthz").trim(), "ok");
+    let (status, _) = terminate(child);
+    drain.join().unwrap();
+    assert!(status.success());
+    prometheus_samples(&metrics);
+}

@@ -114,6 +114,27 @@ async fn provider_usage_matches_what_the_sandbox_served_exactly() {
         printed.contains("phones found") && printed.contains("orion"),
         "{printed}"
     );
+    // The status line names `found` too, and its counts add up to the leads.
+    let line = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("lookup status"))
+        .expect("a lookup status line");
+    assert!(
+        line.split(',')
+            .any(|part| part.trim() == format!("found {}", status("found"))),
+        "{line}"
+    );
+    let total: u64 = line
+        .split(',')
+        .map(|part| {
+            part.split_whitespace()
+                .last()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, summary.leads_written, "{line}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod ndjson;
 mod parquet;
 mod reader;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -74,6 +75,8 @@ impl FileSource {
         }
         let mut columns = Vec::with_capacity(files.len());
         let mut extras: Vec<String> = Vec::new();
+        // The extras' names without case, to keep each once in one pass.
+        let mut seen: HashSet<String> = HashSet::new();
         for file in &files {
             let file_columns = {
                 let (owned, delimiter) = (file.clone(), config.delimiter);
@@ -84,7 +87,7 @@ impl FileSource {
             };
             check_mapping(file, &file_columns, &config.mapping)?;
             for extra in ColumnMap::extra_columns(&file_columns, &config.mapping) {
-                if !extras.iter().any(|e| e.eq_ignore_ascii_case(&extra)) {
+                if seen.insert(extra.to_ascii_lowercase()) {
                     extras.push(extra);
                 }
             }

@@ -124,6 +124,7 @@ impl KafkaSource {
         owner: Arc<dyn CutOwner>,
         written: Receiver<Result<Written>>,
     ) -> Result<Self> {
+        refuse_owned_options(&config.options, STREAM_OWNED_OPTIONS)?;
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -220,6 +221,55 @@ impl KafkaSource {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.consumer.context().state.lock().expect("source state")
     }
+}
+
+/// The librdkafka properties `leadflow stream` sets itself, with who owns
+/// each: a `--kafka` option naming one would silently undo it (offsets
+/// committed before their leads are written, another group, another
+/// cluster). `client.id` is only a default and stays the user's to set.
+pub const STREAM_OWNED_OPTIONS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use --brokers"),
+    ("metadata.broker.list", "use --brokers"),
+    ("group.id", "use --group"),
+    (
+        "enable.auto.commit",
+        "leadflow commits a partition's offsets once their leads are written",
+    ),
+    (
+        "auto.commit.enable",
+        "leadflow commits a partition's offsets once their leads are written",
+    ),
+    (
+        "enable.auto.offset.store",
+        "leadflow stores a partition's offsets once their leads are written",
+    ),
+    (
+        "auto.offset.reset",
+        "a new group reads the topic from its start",
+    ),
+    (
+        "statistics.interval.ms",
+        "the consumer lag metrics read librdkafka's statistics",
+    ),
+    (
+        "enable.idempotence",
+        "the dead-letter producer sends each dead letter once, in order",
+    ),
+];
+
+/// Refuses a `--kafka` option that `owned` says leadflow sets itself,
+/// naming the flag (or the reason) that owns it. Checked before any client
+/// is made, so nothing is contacted.
+pub fn refuse_owned_options(options: &[(String, String)], owned: &[(&str, &str)]) -> Result<()> {
+    for (key, _) in options {
+        let key = key.trim();
+        if let Some((_, owner)) = owned.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(Error::Usage(format!(
+                "--kafka {key}: set by leadflow; {owner}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn with_options(client: &ClientConfig, options: &[(String, String)]) -> ClientConfig {
