@@ -55,6 +55,7 @@ pub async fn context(
                  the tables may show part of it until the next run into {data}"
             );
         }
+        refuse_strangers(&location, data).await?;
         if location.local_root.is_none() {
             ctx.register_object_store(&location.base_url, location.store.clone());
         }
@@ -124,6 +125,70 @@ pub async fn context(
         registered.push(name.to_string());
     }
     Ok((ctx, registered))
+}
+
+/// Fails when a table of the output holds a Parquet file that no leadflow
+/// commit lists (a run's in the manifest, or a stream cut's by its marker):
+/// the tables are read by listing their directories, so such a file would
+/// be read as if a run had written it. An output with neither a manifest nor
+/// a stream ledger is a plain directory of Parquet, read as it is.
+async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()> {
+    use crate::publish::{META_DIR, Manifest};
+    use crate::stream::ledger::StreamCommits;
+    use object_store::ObjectStoreExt;
+    let manifest_path = location.child(&format!("{META_DIR}/manifest.json"));
+    let has_manifest = match location.store.head(&manifest_path).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let stream = StreamCommits::read(location).await?;
+    if !has_manifest && stream.is_empty() {
+        return Ok(());
+    }
+    let manifest = Manifest::read(location).await?;
+    let mut listed = manifest.files();
+    // A publish under way (another run's, now) still lists what it replaces.
+    if let Some(publishing) = &manifest.publishing {
+        listed.extend(publishing.delete.iter().map(String::as_str));
+    }
+    let mut strangers = Vec::new();
+    for table in OUTPUT_TABLES {
+        let prefix = location.child(table);
+        let mut files = location.store.list(Some(&prefix));
+        while let Some(meta) = files.try_next().await? {
+            let Some(parts) = meta.location.prefix_match(&location.prefix) else {
+                continue;
+            };
+            let rel = object_store::path::Path::from_iter(parts).to_string();
+            // What DataFusion reads of a table directory: `.parquet` files
+            // in it or in its `key=value` directories.
+            let below = rel.split('/').skip(1).filter(|s| !s.contains('=')).count();
+            if !rel.ends_with(".parquet") || below > 1 || listed.contains(rel.as_str()) {
+                continue;
+            }
+            if stream.holds(meta.location.filename().unwrap_or_default()) {
+                continue;
+            }
+            strangers.push(rel);
+        }
+    }
+    strangers.sort();
+    let Some(first) = strangers.first() else {
+        return Ok(());
+    };
+    let more = match strangers.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let table = first.split('/').next().unwrap_or_default();
+    Err(Error::Usage(format!(
+        "{}/{first}{more} is in the table directory but no leadflow commit lists it, so it \
+         would be read as a run's output: move it out of {data}, or read the directory as it \
+         is with --table {table}={}/{table}",
+        data.trim_end_matches('/'),
+        data.trim_end_matches('/'),
+    )))
 }
 
 /// The schema of an output table no run has written to yet, with its `dt`.

@@ -7,6 +7,7 @@ mod publish;
 mod report;
 mod run_end_to_end;
 mod s3;
+mod sql_committed;
 mod sql_shell;
 mod stream;
 mod support;
