@@ -80,6 +80,11 @@ impl Fault {
 impl Error {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
+        // A full disk or a read-only one is the machine's wherever the
+        // write failed: our writer, the object store's, DataFusion's.
+        if out_of_space(self).is_some() {
+            return Fault::Service;
+        }
         match self {
             Error::Usage(_) | Error::NoInput(_) | Error::BadInput { .. } => Fault::User,
             // A path that does not exist was mistyped; other I/O failures
@@ -124,6 +129,29 @@ impl Error {
     }
 }
 
+/// The write that found no room (ENOSPC, EDQUOT) or a read-only file
+/// system (EROFS), anywhere in `error`'s chain of causes: object_store wraps
+/// the `io::Error` of a local write in its own error, and DataFusion,
+/// parquet and our writers wrap that again.
+pub fn out_of_space<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a std::io::Error> {
+    use std::io::ErrorKind;
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::ReadOnlyFilesystem
+            )
+        {
+            return Some(io);
+        }
+        cause = e.source();
+    }
+    None
+}
+
 /// Whose fault a query error is: bad SQL, an unknown column or a wrong
 /// argument type is the user's, a failing store the service's, the rest ours.
 fn query_fault(e: &datafusion::error::DataFusionError) -> Fault {
@@ -154,3 +182,58 @@ impl From<Error> for datafusion::error::DataFusionError {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    /// object_store's local store reports a failed write as its own error
+    /// (`UnableToCopyDataToFile { source: io::Error }`) inside
+    /// `object_store::Error::Generic`; parquet and DataFusion wrap that again.
+    #[derive(Debug, thiserror::Error)]
+    #[error("Unable to copy data to file: {source}")]
+    struct LocalWrite {
+        source: std::io::Error,
+    }
+
+    fn store_error(kind: ErrorKind) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(LocalWrite {
+                source: std::io::Error::from(kind),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_full_or_read_only_disk_is_the_machines_fault_however_wrapped() {
+        use datafusion::error::DataFusionError;
+        use datafusion::parquet::errors::ParquetError;
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let wrapped = [
+                Error::ObjectStore(store_error(kind)),
+                Error::Parquet(ParquetError::External(Box::new(store_error(kind)))),
+                Error::DataFusion(DataFusionError::External(Box::new(Error::Parquet(
+                    ParquetError::External(Box::new(store_error(kind))),
+                )))),
+                Error::DataFusion(DataFusionError::ParquetError(Box::new(
+                    ParquetError::External(Box::new(store_error(kind))),
+                ))),
+                Error::io("out/x.parquet", std::io::Error::from(kind)),
+            ];
+            for e in wrapped {
+                assert_eq!(e.fault(), Fault::Service, "{kind:?}: {e:?}");
+                assert_eq!(out_of_space(&e).map(|io| io.kind()), Some(kind), "{e:?}");
+            }
+        }
+        // Other failures keep their fault.
+        let bug = Error::Parquet(ParquetError::General("bad page".into()));
+        assert_eq!(bug.fault(), Fault::Internal);
+        assert!(out_of_space(&bug).is_none());
+    }
+}

@@ -40,6 +40,34 @@ unsafe impl Sync for MallocConf {}
 /// Lead enrichment on Arrow and DataFusion: read leads from files or S3,
 /// normalize and validate their phones in SQL, find missing phones through a
 /// waterfall of paid providers, write Parquet.
+/// `eprint!`/`eprintln!`/`print!`/`println!` that never panic: a closed
+/// stderr or stdout (`2>&-`, `… 2>&1 | head -1`, a reader gone) loses the
+/// text, not the command's result or its exit code.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "leadflow",
@@ -348,6 +376,10 @@ struct SqlArgs {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// Lets statements write files or change the session: COPY … TO, INSERT, CREATE, DROP, SET.
+    /// Without it `leadflow sql` only reads.
+    #[arg(long)]
+    allow_writes: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -367,14 +399,45 @@ enum SchemaName {
 fn main() {
     let cli = Cli::parse();
     init_logging();
-    if let Err(e) = execute(cli) {
-        eprintln!("error: {}", report(&e));
+    // Queries are planned on this thread and run on the runtime's: both
+    // get the stack a query nested `sql::MAX_NESTING` deep needs.
+    let command = std::thread::Builder::new()
+        .name("leadflow".into())
+        .stack_size(sql::STACK_BYTES)
+        .spawn(move || execute(cli))
+        .expect("the command's thread starts");
+    let result = match command.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    if let Err(e) = result {
+        errln!(
+            "error: {}{}",
+            report(&e),
+            out_of_space(&e).unwrap_or_default()
+        );
         std::process::exit(exit_code(&e));
     }
 }
 
+/// What to do when the error is a full or read-only disk.
+fn out_of_space(e: &anyhow::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    let io = e.chain().find_map(leadflow_pipeline::error::out_of_space)?;
+    Some(match io.kind() {
+        ErrorKind::StorageFull => " (the disk is full: free space or write elsewhere, then rerun)",
+        ErrorKind::QuotaExceeded => {
+            " (the disk quota is exceeded: free space or write elsewhere, then rerun)"
+        }
+        _ => " (the file system is read-only: write elsewhere)",
+    })
+}
+
 /// The exit code of a failed command.
 fn exit_code(e: &anyhow::Error) -> i32 {
+    if out_of_space(e).is_some() {
+        return Fault::Service.exit_code();
+    }
     // Our own checks of flags and files are the user's to fix, like
     // everything the pipeline calls `Fault::User`.
     e.downcast_ref::<leadflow_pipeline::Error>()
@@ -402,6 +465,7 @@ fn report(e: &anyhow::Error) -> String {
 fn execute(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(sql::STACK_BYTES)
         .build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -411,13 +475,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Produce(args) => produce(args).await,
             Command::Sql(args) => sql_command(args).await,
             Command::Functions => {
-                print!("{}", sql::functions_help());
+                out!("{}", sql::functions_help());
                 Ok(())
             }
             Command::Report { data, out } => {
                 let started = std::time::Instant::now();
                 let bytes = leadflow_pipeline::report::write(&data, &out).await?;
-                eprintln!(
+                errln!(
                     "wrote {} ({} KB) in {:.1} s",
                     out.display(),
                     bytes.div_ceil(1024),
@@ -430,19 +494,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Schema { which } => {
                 match which {
                     SchemaName::LeadJson => {
-                        println!(
+                        outln!(
                             "{}",
                             serde_json::to_string_pretty(&leadflow_schemas::lead_json_schema())?
                         )
                     }
-                    SchemaName::Lead => println!("{:#?}", leadflow_schemas::lead_schema([])),
+                    SchemaName::Lead => outln!("{:#?}", leadflow_schemas::lead_schema([])),
                     SchemaName::EnrichedLead => {
-                        println!("{:#?}", leadflow_schemas::enriched_lead_schema([]))
+                        outln!("{:#?}", leadflow_schemas::enriched_lead_schema([]))
                     }
                     SchemaName::ProviderUsage => {
-                        println!("{:#?}", leadflow_schemas::provider_usage_schema())
+                        outln!("{:#?}", leadflow_schemas::provider_usage_schema())
                     }
-                    SchemaName::Reject => println!("{:#?}", leadflow_schemas::reject_schema()),
+                    SchemaName::Reject => outln!("{:#?}", leadflow_schemas::reject_schema()),
                 }
                 Ok(())
             }
@@ -452,21 +516,67 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
 
 async fn sql_command(args: SqlArgs) -> anyhow::Result<()> {
     if args.list {
-        print!("{}", leadflow_pipeline::analytics::list());
+        out!("{}", leadflow_pipeline::analytics::list());
         return Ok(());
     }
+    let writes = if args.allow_writes {
+        sql::Writes::Allowed
+    } else {
+        sql::Writes::Refused(sql::SQL_READS_ONLY)
+    };
     let query = match (args.query, args.file) {
         (Some(query), _) => query,
         (None, Some(file)) => read_sql_file(&file)?,
         (None, None) => {
             let (ctx, tables) = sql::context(args.data.as_deref(), &args.tables).await?;
-            return Ok(leadflow_pipeline::shell::run(ctx, &tables, args.format).await?);
+            return Ok(leadflow_pipeline::shell::run(ctx, &tables, writes, args.format).await?);
         }
     };
     let (ctx, _) = sql::context(args.data.as_deref(), &args.tables).await?;
-    let mut stdout = std::io::stdout().lock();
-    sql::execute(&ctx, &query, args.format, &mut stdout).await?;
-    Ok(())
+    let mut stdout = ClosedPipe::watch(std::io::stdout().lock());
+    match sql::execute(&ctx, &query, writes, args.format, &mut stdout).await {
+        // The reader went away (`| head`): it has what it wanted.
+        Err(_) if stdout.closed => Ok(()),
+        result => result.map(drop).map_err(Into::into),
+    }
+}
+
+/// A writer that notes when its reader has closed the pipe, so a command
+/// whose output is cut short (`leadflow sql … | head`) ends quietly with 0,
+/// as `cat` or `grep` do.
+struct ClosedPipe<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> ClosedPipe<W> {
+    fn watch(inner: W) -> Self {
+        Self {
+            inner,
+            closed: false,
+        }
+    }
+
+    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for ClosedPipe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
+    }
 }
 
 /// `--file`: a path, else the name of a shipped analytics query.
@@ -489,7 +599,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let config = run_config(args, "run")?;
     let summary = leadflow_pipeline::run::run(config).await?;
-    eprint!("{summary}");
+    err!("{summary}");
     Ok(())
 }
 
@@ -510,14 +620,14 @@ async fn batch(args: BatchArgs) -> anyhow::Result<()> {
     .await;
     match result {
         Ok(report) => {
-            eprint!("{}", report.summary);
-            eprintln!("  manifest        {}", report.manifest_url);
+            err!("{}", report.summary);
+            errln!("  manifest        {}", report.manifest_url);
             if let Some(hook) = &hook {
                 hook.send(&webhook::success(&report, &out)).await;
             }
             let short = report.budget_exhausted();
             if short > 0 {
-                eprintln!(
+                errln!(
                     "leadflow: the provider budget ran out: {short} leads were not looked up \
                      (lookup_status budget_exhausted); raise [budget] and rerun {date}"
                 );
@@ -591,7 +701,7 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));
     let summary = leadflow_pipeline::stream::stream(config, stop).await?;
-    eprint!("{summary}");
+    err!("{summary}");
     Ok(())
 }
 
@@ -606,12 +716,12 @@ async fn stop_on_signal(stop: Arc<AtomicBool>) {
         return;
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    eprintln!(
+    errln!(
         "leadflow: stopping: writing and committing what is held (a second signal exits at once)"
     );
     stop.store(true, Ordering::Relaxed);
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    eprintln!("leadflow: second signal: exiting now; a restart skips what is written");
+    errln!("leadflow: second signal: exiting now; a restart skips what is written");
     std::process::exit(130);
 }
 
@@ -632,9 +742,9 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         let produced = leadflow_pipeline::produce::produce(config).await?;
         for r in &produced.rejects {
             let line = r.line.map(|l| format!(":{l}")).unwrap_or_default();
-            eprintln!("not sent {}{line}: {}", r.source, r.reason);
+            errln!("not sent {}{line}: {}", r.source, r.reason);
         }
-        eprintln!(
+        errln!(
             "{input}: {} leads sent to `{}`, {} records not sent",
             produced.sent,
             args.kafka.topic,
@@ -642,7 +752,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         );
         total += produced.sent;
     }
-    eprintln!("{total} leads sent");
+    errln!("{total} leads sent");
     Ok(())
 }
 
@@ -708,7 +818,7 @@ async fn status(config: &std::path::Path, redis: Option<String>) -> anyhow::Resu
                 leadflow_fleet::redacted(&url)
             ))
         })?;
-    println!("{status}");
+    outln!("{status}");
     Ok(())
 }
 
@@ -724,7 +834,7 @@ async fn sandbox(host: std::net::IpAddr, port: u16, config: Option<PathBuf>) -> 
     let sandbox = Sandbox::start(config.sandbox, (host, port).into())
         .await
         .with_context(|| format!("listening on {host}:{port}"))?;
-    eprintln!(
+    errln!(
         "provider sandbox on {} — e.g. base_url = \"{}\"; stats at {}/stats; Ctrl-C stops",
         sandbox.url(),
         sandbox.base_url("orion"),
@@ -732,7 +842,7 @@ async fn sandbox(host: std::net::IpAddr, port: u16, config: Option<PathBuf>) -> 
     );
     tokio::signal::ctrl_c().await?;
     for (provider, stats) in sandbox.stats() {
-        eprintln!("{provider}: {stats:?}");
+        errln!("{provider}: {stats:?}");
     }
     Ok(())
 }
@@ -746,7 +856,10 @@ fn init_logging() {
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Its own report of a failed write goes through `eprintln!`, which
+        // panics when stderr is closed: a lost log line must not end the run.
+        .log_internal_errors(false);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {

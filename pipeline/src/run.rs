@@ -302,10 +302,16 @@ pub(crate) struct OutputCounts {
 impl Plan {
     /// Plans `query`, which must read the table `leads` of `ctx` once.
     pub(crate) async fn new(ctx: &SessionContext, query: &str) -> Result<Plan> {
-        let df = ctx
-            .sql(query)
-            .await
-            .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+        let refused = crate::sql::Writes::Refused(
+            "an enrichment query only reads; the run writes its output (enriched_leads)",
+        );
+        let planned = crate::sql::plan(ctx, query, refused).await;
+        let df = match planned {
+            Ok(plan) => ctx.execute_logical_plan(plan).await,
+            Err(Error::DataFusion(e)) => Err(e),
+            Err(e) => return Err(Error::Usage(format!("enrichment query: {e}"))),
+        }
+        .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
         let scans = scans_of(df.logical_plan(), "leads")?;
         if scans == 0 {
             return Err(Error::Usage(

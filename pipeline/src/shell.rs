@@ -29,12 +29,18 @@ DataFusion's and leadflow's (.functions).
 
 struct Session {
     ctx: SessionContext,
+    writes: sql::Writes,
     mode: OutputFormat,
     timing: bool,
 }
 
 /// Reads statements from the terminal (or piped stdin) until `.quit` or EOF.
-pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> crate::Result<()> {
+pub async fn run(
+    ctx: SessionContext,
+    tables: &[String],
+    writes: sql::Writes,
+    mode: OutputFormat,
+) -> crate::Result<()> {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| crate::Error::Internal(format!("the shell's line editor: {e}")))?;
     let history =
@@ -56,6 +62,7 @@ pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> 
     );
     let mut session = Session {
         ctx,
+        writes,
         mode,
         timing: true,
     };
@@ -125,7 +132,7 @@ pub async fn run(ctx: SessionContext, tables: &[String], mode: OutputFormat) -> 
 impl Session {
     async fn execute(&self, statement: &str, out: &mut impl Write) {
         let started = Instant::now();
-        match sql::execute(&self.ctx, statement, self.mode, out).await {
+        match sql::execute(&self.ctx, statement, self.writes, self.mode, out).await {
             Ok(rows) if self.timing => {
                 let secs = started.elapsed().as_secs_f64();
                 let _ = if self.mode == OutputFormat::Table {

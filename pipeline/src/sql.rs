@@ -1,6 +1,7 @@
 //! `leadflow sql` and `leadflow functions`: querying the outputs.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -8,8 +9,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{cast, lit};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, cast, lit};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::sql::parser::{CopyToSource, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Query, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::parser::ParserError;
 use futures::StreamExt;
 use futures::TryStreamExt;
 
@@ -55,6 +59,7 @@ pub async fn context(
                  the tables may show part of it until the next run into {data}"
             );
         }
+        refuse_strangers(&location, data).await?;
         if location.local_root.is_none() {
             ctx.register_object_store(&location.base_url, location.store.clone());
         }
@@ -126,6 +131,70 @@ pub async fn context(
     Ok((ctx, registered))
 }
 
+/// Fails when a table of the output holds a Parquet file that no leadflow
+/// commit lists (a run's in the manifest, or a stream cut's by its marker):
+/// the tables are read by listing their directories, so such a file would
+/// be read as if a run had written it. An output with neither a manifest nor
+/// a stream ledger is a plain directory of Parquet, read as it is.
+async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()> {
+    use crate::publish::{META_DIR, Manifest};
+    use crate::stream::ledger::StreamCommits;
+    use object_store::ObjectStoreExt;
+    let manifest_path = location.child(&format!("{META_DIR}/manifest.json"));
+    let has_manifest = match location.store.head(&manifest_path).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let stream = StreamCommits::read(location).await?;
+    if !has_manifest && stream.is_empty() {
+        return Ok(());
+    }
+    let manifest = Manifest::read(location).await?;
+    let mut listed = manifest.files();
+    // A publish under way (another run's, now) still lists what it replaces.
+    if let Some(publishing) = &manifest.publishing {
+        listed.extend(publishing.delete.iter().map(String::as_str));
+    }
+    let mut strangers = Vec::new();
+    for table in OUTPUT_TABLES {
+        let prefix = location.child(table);
+        let mut files = location.store.list(Some(&prefix));
+        while let Some(meta) = files.try_next().await? {
+            let Some(parts) = meta.location.prefix_match(&location.prefix) else {
+                continue;
+            };
+            let rel = object_store::path::Path::from_iter(parts).to_string();
+            // What DataFusion reads of a table directory: `.parquet` files
+            // in it or in its `key=value` directories.
+            let below = rel.split('/').skip(1).filter(|s| !s.contains('=')).count();
+            if !rel.ends_with(".parquet") || below > 1 || listed.contains(rel.as_str()) {
+                continue;
+            }
+            if stream.holds(meta.location.filename().unwrap_or_default()) {
+                continue;
+            }
+            strangers.push(rel);
+        }
+    }
+    strangers.sort();
+    let Some(first) = strangers.first() else {
+        return Ok(());
+    };
+    let more = match strangers.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let table = first.split('/').next().unwrap_or_default();
+    Err(Error::Usage(format!(
+        "{}/{first}{more} is in the table directory but no leadflow commit lists it, so it \
+         would be read as a run's output: move it out of {data}, or read the directory as it \
+         is with --table {table}={}/{table}",
+        data.trim_end_matches('/'),
+        data.trim_end_matches('/'),
+    )))
+}
+
 /// The schema of an output table no run has written to yet, with its `dt`.
 fn empty_output_schema(table: &str) -> SchemaRef {
     let mut fields: Vec<Field> = match table {
@@ -150,6 +219,168 @@ fn empty_output_schema(table: &str) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// How deeply a statement's expressions, subqueries and joins may nest.
+/// Planning, optimizing and running a query recurse once per level, with
+/// frames of kilobytes each: 2,000 levels fit the stack `main` gives its
+/// threads ([`STACK_BYTES`]) with room to spare, and no query written by
+/// hand comes near (a 1,000-term `OR` chain is 1,000 levels).
+pub const MAX_NESTING: usize = 2000;
+
+/// The stack of the threads that plan and run queries (the command's own
+/// and the runtime's workers): enough for [`MAX_NESTING`] levels, which the
+/// default 2 MiB of a tokio worker is not. Only the pages used are memory.
+pub const STACK_BYTES: usize = 256 << 20;
+
+/// Whether a user's statement may do more than read: write files (`COPY …
+/// TO`, `INSERT`), define or drop tables and views (`CREATE`, `DROP`) or
+/// change the session (`SET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    Allowed,
+    /// Refused, with what the user can do about it.
+    Refused(&'static str),
+}
+
+/// What `leadflow sql` says about a refused statement.
+pub const SQL_READS_ONLY: &str = "leadflow sql only reads (SELECT, EXPLAIN, SHOW, DESCRIBE); \
+     --allow-writes lets it run COPY, INSERT, CREATE, DROP and SET";
+
+/// Plans a user's `sql`: one statement, nested at most [`MAX_NESTING`]
+/// levels, and only reading unless `writes` allows more.
+pub async fn plan(ctx: &SessionContext, sql: &str, writes: Writes) -> Result<LogicalPlan> {
+    let state = ctx.state();
+    let options = state.config().options();
+    let (dialect, parser_limit) = (
+        options.sql_parser.dialect,
+        options.sql_parser.recursion_limit.get(),
+    );
+    let statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(|e| match e.find_root() {
+            datafusion::error::DataFusionError::SQL(p, _)
+                if matches!(**p, ParserError::RecursionLimitExceeded) =>
+            {
+                too_deep(format!("{parser_limit} nested parentheses or subqueries"))
+            }
+            _ => Error::DataFusion(e),
+        })?;
+    check_nesting(&statement)?;
+    let plan = state.statement_to_plan(statement).await?;
+    if let Writes::Refused(hint) = writes {
+        refuse_writes(&plan, hint)?;
+    }
+    Ok(plan)
+}
+
+fn too_deep(limit: String) -> Error {
+    Error::Usage(format!(
+        "query nested too deeply (limit {limit}): write a long chain of OR or + as IN (…), \
+         a join or a table instead"
+    ))
+}
+
+/// Refuses a statement deeper than [`MAX_NESTING`] before DataFusion, whose
+/// planning recurses once per level, sees it.
+fn check_nesting(statement: &DfStatement) -> Result<()> {
+    let mut nesting = Nesting::default();
+    let flow = match statement {
+        DfStatement::Statement(s) => s.visit(&mut nesting),
+        DfStatement::CopyTo(copy) => match &copy.source {
+            CopyToSource::Query(q) => q.visit(&mut nesting),
+            CopyToSource::Relation(_) => ControlFlow::Continue(()),
+        },
+        DfStatement::Explain(explain) => return check_nesting(&explain.statement),
+        DfStatement::CreateExternalTable(_) | DfStatement::Reset(_) => ControlFlow::Continue(()),
+    };
+    match flow {
+        ControlFlow::Break(()) => Err(too_deep(format!("{MAX_NESTING} levels"))),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Counts how deep the walk is in expressions, queries and joins; stops
+/// past [`MAX_NESTING`], so the walk itself stays shallow.
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+}
+
+impl Nesting {
+    fn enter(&mut self) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn leave(&mut self) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Nesting {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.enter()
+    }
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.leave()
+    }
+    fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<()> {
+        self.enter()
+    }
+    fn post_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<()> {
+        self.leave()
+    }
+    fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+        self.enter()
+    }
+    fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+        self.leave()
+    }
+}
+
+/// Refuses a plan that would write, define, drop or set anything.
+fn refuse_writes(plan: &LogicalPlan, hint: &str) -> Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut refused: Option<String> = None;
+    plan.apply_with_subqueries(|node| {
+        let what = match node {
+            LogicalPlan::Ddl(ddl) => Some(match ddl {
+                DdlStatement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE".to_string(),
+                DdlStatement::CreateMemoryTable(_) => "CREATE TABLE".to_string(),
+                DdlStatement::CreateView(_) => "CREATE VIEW".to_string(),
+                DdlStatement::DropTable(_) => "DROP TABLE".to_string(),
+                DdlStatement::DropView(_) => "DROP VIEW".to_string(),
+                other => other.name().to_string(),
+            }),
+            LogicalPlan::Dml(dml) => Some(dml.op.to_string().to_uppercase()),
+            LogicalPlan::Copy(_) => Some("COPY … TO".to_string()),
+            LogicalPlan::Statement(statement) => Some(match statement.name() {
+                "SetVariable" => "SET".to_string(),
+                "ResetVariable" => "RESET".to_string(),
+                other => other.to_string(),
+            }),
+            _ => None,
+        };
+        Ok(match what {
+            Some(what) => {
+                refused = Some(what);
+                TreeNodeRecursion::Stop
+            }
+            None => TreeNodeRecursion::Continue,
+        })
+    })?;
+    match refused {
+        Some(what) => Err(Error::Usage(format!("{what} is refused: {hint}"))),
+        None => Ok(()),
+    }
+}
+
 /// Most rows the table format shows.
 pub const TABLE_ROWS: usize = 1000;
 
@@ -157,10 +388,13 @@ pub const TABLE_ROWS: usize = 1000;
 pub async fn execute(
     ctx: &SessionContext,
     query: &str,
+    writes: Writes,
     format: OutputFormat,
     out: &mut impl Write,
 ) -> Result<usize> {
-    let df = ctx.sql(query).await?;
+    let df = ctx
+        .execute_logical_plan(plan(ctx, query, writes).await?)
+        .await?;
     let io = |e: std::io::Error| Error::io("stdout", e);
     match format {
         OutputFormat::Table => {

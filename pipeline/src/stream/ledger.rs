@@ -183,6 +183,80 @@ impl StreamLedger {
     }
 }
 
+/// What every topic's ledger in an output has committed: the highest
+/// committed offset of each partition. A cut's files are named by
+/// [`StreamLedger::file_stem`] and reach the tables only after its marker,
+/// and markers go only once a later one is written, so a stream file in a
+/// table is committed exactly when its `last` offset is at or below its
+/// partition's highest marker.
+#[derive(Debug, Default)]
+pub struct StreamCommits {
+    through: std::collections::HashMap<(String, i32), i64>,
+}
+
+impl StreamCommits {
+    /// The commits recorded under the output's `_leadflow/stream/`.
+    pub async fn read(location: &Location) -> Result<Self> {
+        let root = location.child(&format!("{META_DIR}/stream"));
+        let metas: Vec<_> = location.store.list(Some(&root)).try_collect().await?;
+        let mut through = std::collections::HashMap::new();
+        for meta in metas {
+            let Some(parts) = meta.location.prefix_match(&root) else {
+                continue;
+            };
+            let parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+            let [topic, partition, committed, marker] = parts.as_slice() else {
+                continue;
+            };
+            let range = marker.strip_suffix(".json").and_then(|r| r.split_once('-'));
+            let (Ok(partition), Some(Ok(last))) = (
+                partition.parse::<i32>(),
+                range.map(|(_, last)| last.parse::<i64>()),
+            ) else {
+                continue;
+            };
+            if committed != "committed" {
+                continue;
+            }
+            let highest = through.entry((topic.clone(), partition)).or_insert(last);
+            *highest = (*highest).max(last);
+        }
+        Ok(Self { through })
+    }
+
+    /// Whether the output has a stream ledger at all.
+    pub fn is_empty(&self) -> bool {
+        self.through.is_empty()
+    }
+
+    /// Whether `file_name` (`part-{topic}-{partition}-{first}-{last}-{seq}.parquet`)
+    /// is a file of a committed cut.
+    pub fn holds(&self, file_name: &str) -> bool {
+        let Some(stem) = file_name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
+            return false;
+        };
+        let mut fields = stem.rsplitn(5, '-');
+        let (Some(_seq), Some(last), Some(_first), Some(partition), Some(topic)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return false;
+        };
+        let (Ok(last), Ok(partition)) = (last.parse::<i64>(), partition.parse::<i32>()) else {
+            return false;
+        };
+        self.through
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|&through| last <= through)
+    }
+}
+
 /// On local disk, flushes the files at `rels` (relative to `location`) and
 /// their directories to the device, so what a commit names survives a power
 /// loss, not only the process. object_store does not sync; on S3 a completed
@@ -234,4 +308,51 @@ async fn sync_local<'a>(
     .await
     .map_err(|e| Error::Internal(format!("sync task: {e}")))?
     .map_err(|e| Error::io("syncing the stream's output", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cut committed and published by the ledger itself: its files are
+    /// held, a later cut's name is not, and only once a marker exists.
+    #[tokio::test]
+    async fn commits_hold_the_files_of_published_cuts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::storage::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(StreamCommits::read(&location).await.unwrap().is_empty());
+        let ledger = StreamLedger::new(location.clone(), "leads.eu-west");
+        let name = |first, last| format!("part-{}-0000.parquet", ledger.file_stem(3, first, last));
+        for (first, last) in [(0, 99), (100, 199)] {
+            let rel = format!("enriched_leads/dt=2026-11-25/{}", name(first, last));
+            let staged = ledger.staging(3).child(&rel);
+            location
+                .store
+                .put(&staged, b"x".to_vec().into())
+                .await
+                .unwrap();
+            let cut = CommittedCut {
+                topic: "leads.eu-west".into(),
+                partition: 3,
+                first,
+                last,
+                files: vec![rel],
+                leads: 1,
+                rejects: 0,
+                usage_rows: 0,
+                committed_at: chrono::Utc::now(),
+            };
+            ledger.commit(&cut).await.unwrap();
+            ledger.publish(&cut).await.unwrap();
+        }
+        let commits = StreamCommits::read(&location).await.unwrap();
+        assert!(!commits.is_empty());
+        // The first cut's marker is gone; its file is still committed.
+        assert!(commits.holds(&name(0, 99)));
+        assert!(commits.holds(&name(100, 199)));
+        assert!(!commits.holds(&name(200, 299)));
+        assert!(!commits.holds(&format!("part-{}-0000.parquet", ledger.file_stem(4, 0, 99))));
+        assert!(!commits.holds("part-0.parquet"));
+        assert!(!commits.holds("x.parquet"));
+    }
 }

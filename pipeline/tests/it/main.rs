@@ -2,11 +2,15 @@
 
 mod analytics;
 mod batch;
+mod closed_streams;
 mod csv_edge_cases;
+mod disk_full;
 mod publish;
 mod report;
 mod run_end_to_end;
 mod s3;
+mod sql_committed;
+mod sql_guards;
 mod sql_shell;
 mod stream;
 mod support;

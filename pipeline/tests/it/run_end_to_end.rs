@@ -257,21 +257,24 @@ async fn bad_sql_fails_before_reading_and_names_the_problem() {
 
 #[tokio::test]
 async fn the_sql_table_format_shows_the_first_rows_and_stops() {
-    use leadflow_pipeline::sql::{OutputFormat, TABLE_ROWS, context, execute};
+    use leadflow_pipeline::sql::{
+        OutputFormat, SQL_READS_ONLY, TABLE_ROWS, Writes, context, execute,
+    };
+    const READS: Writes = Writes::Refused(SQL_READS_ONLY);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out").display().to_string();
     run(config(&example(), &out)).await;
     let (ctx, _) = context(Some(&out), &[]).await.unwrap();
     let cross = "select a.lead_id, b.lead_id from enriched_leads a, enriched_leads b";
     let mut printed = Vec::new();
-    let shown = execute(&ctx, cross, OutputFormat::Table, &mut printed)
+    let shown = execute(&ctx, cross, READS, OutputFormat::Table, &mut printed)
         .await
         .unwrap();
     assert_eq!(shown, TABLE_ROWS);
     let printed = String::from_utf8(printed).unwrap();
     assert!(printed.ends_with("first 1000 rows shown; --format csv or json writes them all\n"));
     let mut csv = Vec::new();
-    let all = execute(&ctx, cross, OutputFormat::Csv, &mut csv)
+    let all = execute(&ctx, cross, READS, OutputFormat::Csv, &mut csv)
         .await
         .unwrap();
     assert_eq!(all, 400 * 400);
