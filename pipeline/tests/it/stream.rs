@@ -580,26 +580,67 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_rejects_and_neighbours_pas
     }
 }
 
+/// Sends leads `L{from}` … `L{to - 1}`, keyed by their id, and waits until the broker has them.
+fn send_leads(producer: &BaseProducer, from: usize, to: usize) {
+    for i in from..to {
+        let payload = format!(
+            r#"{{"lead_id":"L{i}","email":"l{i}@example.com","phone_raw":"+44 20 7946 {:04}","country":"GB"}}"#,
+            i % 10_000
+        );
+        let key = format!("L{i}");
+        loop {
+            match producer.send(BaseRecord::to(TOPIC).payload(&payload).key(&key)) {
+                Ok(()) => break,
+                Err(_) => producer.poll(Duration::from_millis(10)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// `leadflow stream` logging at info level into `log` (so a test can see
+/// its partitions come and go).
+fn spawn_logged_stream(
+    kafka: &Kafka,
+    group: &str,
+    out: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> Child {
+    stream_command(kafka, group, out, extra)
+        .env("LEADFLOW_LOG", "info")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `log` has said `what` `times` times, failing if `child`
+/// exits first. A bound, not a wait: a loaded CI machine has taken over a
+/// minute for a join.
+fn wait_for_log(log: &Path, what: &str, times: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        if text.matches(what).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` never logged {times} times: {text}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the stream exited: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once() {
     let kafka = kafka(4);
     let producer: BaseProducer = client(&kafka).create().unwrap();
-    let send = |from: usize, to: usize| {
-        for i in from..to {
-            let payload = format!(
-                r#"{{"lead_id":"L{i}","email":"l{i}@example.com","phone_raw":"+44 20 7946 {:04}","country":"GB"}}"#,
-                i % 10_000
-            );
-            let key = format!("L{i}");
-            loop {
-                match producer.send(BaseRecord::to(TOPIC).payload(&payload).key(&key)) {
-                    Ok(()) => break,
-                    Err(_) => producer.poll(Duration::from_millis(10)),
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
-    };
+    let send = |from: usize, to: usize| send_leads(&producer, from, to);
     send(0, 2000);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -624,27 +665,8 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
     // The second joins mid-stream: a rebalance while the first writes; the
     // rest is sent once the group has settled with both.
     let log = dir.path().join("b.log");
-    let mut b = stream_command(&kafka, "g", &out, &small)
-        .env("LEADFLOW_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    // A bound, not a wait: a loaded CI machine has taken over a minute.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("partitions assigned")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second consumer never joined"
-        );
-        assert!(
-            b.try_wait().unwrap().is_none(),
-            "the second consumer exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut b = spawn_logged_stream(&kafka, "g", &out, &small, &log);
+    wait_for_log(&log, "partitions assigned", 1, &mut b);
     send(2000, 4000);
     wait_for_output(&out, 4000, 0, &mut a);
     assert!(b.try_wait().unwrap().is_none(), "the second consumer runs");
@@ -660,6 +682,74 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
         "the second consumer took partitions: {stderr_b}"
     );
     assert_each_lead_once(&out, 4000).await;
+}
+
+#[tokio::test]
+async fn consumers_joining_and_leaving_move_only_their_partitions_eager_or_cooperative() {
+    for strategy in ["roundrobin", "cooperative-sticky"] {
+        let kafka = kafka(6);
+        let producer: BaseProducer = client(&kafka).create().unwrap();
+        let send = |from: usize, to: usize| send_leads(&producer, from, to);
+        send(0, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let assignor = format!("partition.assignment.strategy={strategy}");
+        let args = [
+            "--batch-rows",
+            "50",
+            "--kafka",
+            &assignor,
+            "--kafka",
+            "heartbeat.interval.ms=500",
+            "--kafka",
+            "session.timeout.ms=6000",
+        ];
+        let logs: Vec<PathBuf> = ["a", "b", "c"]
+            .iter()
+            .map(|n| dir.path().join(format!("{n}.log")))
+            .collect();
+        let mut a = spawn_logged_stream(&kafka, "g", &out, &args, &logs[0]);
+        wait_for_log(&logs[0], "partitions assigned", 1, &mut a);
+        send(1000, 2000);
+        // A second and a third join while the first writes: each join moves
+        // partitions away from the members that hold them.
+        let mut b = spawn_logged_stream(&kafka, "g", &out, &args, &logs[1]);
+        wait_for_log(&logs[1], "partitions assigned", 1, &mut b);
+        send(2000, 3000);
+        let mut c = spawn_logged_stream(&kafka, "g", &out, &args, &logs[2]);
+        wait_for_log(&logs[2], "partitions assigned", 1, &mut c);
+        send(3000, 4000);
+        // The third leaves: its partitions move back to the other two.
+        let (status_c, _) = terminate(c);
+        assert!(
+            status_c.success(),
+            "{strategy}: {}",
+            std::fs::read_to_string(&logs[2]).unwrap()
+        );
+        send(4000, 5000);
+        wait_for_output(&out, 5000, 0, &mut a);
+        let (status_a, _) = terminate(a);
+        let (status_b, _) = terminate(b);
+        let stderr: Vec<String> = logs
+            .iter()
+            .map(|l| std::fs::read_to_string(l).unwrap())
+            .collect();
+        assert!(status_a.success(), "{strategy}: {}", stderr[0]);
+        assert!(status_b.success(), "{strategy}: {}", stderr[1]);
+        for s in &stderr {
+            // Neither the warning nor the summary's count of dropped messages.
+            assert!(
+                !s.contains("not assigned here"),
+                "{strategy}: a message was dropped: {s}"
+            );
+        }
+        let written: u64 = stderr
+            .iter()
+            .map(|s| summary_number(s, "leads written"))
+            .sum();
+        assert_eq!(written, 5000, "{strategy}");
+        assert_each_lead_once(&out, 5000).await;
+    }
 }
 
 #[test]

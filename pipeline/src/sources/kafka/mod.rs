@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
@@ -108,6 +110,9 @@ pub struct SourceTally {
     pub cuts: u64,
     pub unkept_values: u64,
     pub unknown_countries: u64,
+    /// Messages polled from a partition this consumer does not hold,
+    /// dropped (uncommitted, so the partition's owner reads them).
+    pub not_assigned: u64,
 }
 
 /// A consumer of lead messages, handing cuts to an owner.
@@ -211,7 +216,8 @@ impl KafkaSource {
             state.commit(&self.consumer, CommitMode::Async)?;
         }
         let mut state = self.state();
-        state.drain(&self.consumer)?;
+        let held: Vec<i32> = state.partitions.keys().copied().collect();
+        state.drain(&self.consumer, &held)?;
         let tally = std::mem::take(&mut state.tally);
         drop(state);
         Ok(tally)
@@ -269,11 +275,16 @@ impl State {
     fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
         let (p, offset) = (message.partition(), message.offset());
         let Some(part) = self.partitions.get_mut(&p) else {
-            tracing::warn!(
-                partition = p,
-                offset,
-                "message from a partition not assigned here"
-            );
+            // Once, then counted in the summary: a stream of them would
+            // flood the log.
+            if self.tally.not_assigned == 0 {
+                tracing::warn!(
+                    partition = p,
+                    offset,
+                    "message from a partition not assigned here (dropped; further ones are counted)"
+                );
+            }
+            self.tally.not_assigned += 1;
             return Ok(());
         };
         self.tally.messages += 1;
@@ -391,13 +402,17 @@ impl State {
         Ok(())
     }
 
-    /// Cuts every assigned partition, waits until all is written, commits.
-    fn drain(&mut self, consumer: &BaseConsumer<SourceContext>) -> Result<()> {
-        let assigned: Vec<i32> = self.partitions.keys().copied().collect();
-        for p in assigned {
-            self.cut(p)?;
+    /// Cuts `partitions`, waits until all they hold is written, commits.
+    fn drain(&mut self, consumer: &BaseConsumer<SourceContext>, partitions: &[i32]) -> Result<()> {
+        for &p in partitions {
+            if self.partitions.contains_key(&p) {
+                self.cut(p)?;
+            }
         }
-        while self.partitions.values().any(|p| p.in_flight > 0) {
+        while partitions
+            .iter()
+            .any(|p| self.partitions.get(p).is_some_and(|p| p.in_flight > 0))
+        {
             match self.written.recv() {
                 Ok(w) => self.on_written(w?),
                 Err(_) => {
@@ -410,15 +425,22 @@ impl State {
         self.commit(consumer, CommitMode::Sync)
     }
 
-    fn assign(&mut self, partitions: &TopicPartitionList) -> Result<()> {
-        let assigned: Vec<i32> = partitions
+    /// This topic's partitions in a rebalance's list.
+    fn ours(&self, partitions: &TopicPartitionList) -> Vec<i32> {
+        partitions
             .elements()
             .iter()
+            .filter(|e| e.topic() == self.topic)
             .map(|e| e.partition())
-            .collect();
-        tracing::info!(partitions = ?assigned, "partitions assigned");
-        for elem in partitions.elements() {
-            let p = elem.partition();
+            .collect()
+    }
+
+    /// Takes on `partitions`: every partition under the eager protocol,
+    /// the added ones under the cooperative one (those held stay as they are).
+    fn assign(&mut self, partitions: &TopicPartitionList) -> Result<()> {
+        let assigned = self.ours(partitions);
+        tracing::info!(partitions = ?assigned, held = self.partitions.len(), "partitions assigned");
+        for p in assigned {
             let written_through = self.owner.assigned(p)?.unwrap_or(-1);
             if written_through >= 0 {
                 tracing::info!(
@@ -468,18 +490,32 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// A revoke names the partitions taken away: all of them under the
+    /// eager protocol, some under the cooperative one (the rest keep
+    /// flowing, so only the revoked are drained and forgotten). rdkafka's
+    /// `rebalance` then unassigns them (`incremental_unassign` when
+    /// cooperative).
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             let mut state = self.state.lock().expect("source state");
             if state.failed.is_some() {
                 return;
             }
+            let revoked = state.ours(partitions);
+            let kept: Vec<i32> = state
+                .partitions
+                .keys()
+                .copied()
+                .filter(|p| !revoked.contains(p))
+                .collect();
             tracing::info!(
-                partitions = partitions.count(),
-                "partitions revoked: writing and committing what is held"
+                revoked = ?revoked,
+                kept = ?kept,
+                cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative),
+                "partitions revoked: writing and committing what they hold"
             );
-            match state.drain(consumer) {
-                Ok(()) => state.partitions.clear(),
+            match state.drain(consumer, &revoked) {
+                Ok(()) => state.partitions.retain(|p, _| !revoked.contains(p)),
                 Err(e) => state.failed = Some(e),
             }
         }
