@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{example, query, rows};
@@ -750,6 +751,124 @@ async fn consumers_joining_and_leaving_move_only_their_partitions_eager_or_coope
         assert_eq!(written, 5000, "{strategy}");
         assert_each_lead_once(&out, 5000).await;
     }
+}
+
+/// The status code and body of a plain HTTP/1.0 GET on localhost, or
+/// `None` while nothing listens there.
+fn http_status(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn a_consumer_its_group_refuses_is_not_ready_logs_the_error_once_and_exits_3_naming_it() {
+    let kafka = kafka(2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--kafka",
+        "heartbeat.interval.ms=500",
+        "--kafka",
+        "session.timeout.ms=6000",
+    ];
+    let first_addr = free_addr();
+    let first_log = dir.path().join("first.log");
+    let mut first = spawn_logged_stream(
+        &kafka,
+        "g",
+        &out,
+        &[&args[..], &["--metrics-addr", &first_addr]].concat(),
+        &first_log,
+    );
+    wait_for_log(&first_log, "partitions assigned", 1, &mut first);
+    assert_eq!(
+        http_status(&first_addr, "/healthz"),
+        Some((200, "ok\n".into()))
+    );
+
+    // The group refuses every further join, as a broker does when the
+    // joining member's assignors share none with the group's members
+    // (`partition.assignment.strategy` differs). The mock broker cannot be
+    // asked for that itself: it assumes every member's first assignor is
+    // the leader's.
+    kafka._cluster.request_errors(
+        RDKafkaApiKey::JoinGroup,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INCONSISTENT_GROUP_PROTOCOL; 1000],
+    );
+    let second_addr = free_addr();
+    let mut second = stream_command(
+        &kafka,
+        "g",
+        &out,
+        &[
+            &args[..],
+            &["--join-timeout-secs", "5", "--metrics-addr", &second_addr],
+        ]
+        .concat(),
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while second.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the second consumer never gave up"
+        );
+        answers.extend(http_status(&second_addr, "/healthz"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("consumer group `g` gave this consumer no partitions"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Inconsistent group protocol"), "{stderr}");
+    let first_reports = stderr
+        .lines()
+        .filter(|l| l.contains(r#""message":"Kafka consumer error""#))
+        .count();
+    assert_eq!(first_reports, 1, "logged once, then counted: {stderr}");
+    assert!(!answers.is_empty(), "/healthz never answered: {stderr}");
+    assert!(
+        answers
+            .iter()
+            .all(|(code, body)| *code == 503 && body.starts_with("not ready")),
+        "{answers:?}"
+    );
+
+    // The first consumer is not disturbed.
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first consumer runs"
+    );
+    kafka
+        ._cluster
+        .clear_request_errors(RDKafkaApiKey::JoinGroup);
+    let (status, _) = terminate(first);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&first_log).unwrap()
+    );
 }
 
 #[test]
