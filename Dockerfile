@@ -1,6 +1,8 @@
 # The `leadflow` binary in a small image, for docker-compose.yml's streaming
 # set-up (the provider sandbox and `leadflow stream`). librdkafka, zstd and
-# jemalloc are C, built by their crates: the builder needs only gcc and make.
+# jemalloc are C, built by their crates: the builder needs gcc, make, and
+# libssl-dev with pkg-config (all in rust:bookworm); the runtime needs libssl3
+# (ca-certificates brings it).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -340,9 +340,14 @@ struct StreamArgs {
     /// Id written to every output row; default: derived from the start time.
     #[arg(long)]
     run_id: Option<String>,
-    /// Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9898.
+    /// Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9898
+    /// (/healthz: 503 until the group has given this consumer its partitions).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Exit (code 3) when the consumer group has given this consumer no
+    /// partitions this many seconds after it joined, naming the last Kafka error.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    join_timeout_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -676,6 +681,10 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
         &key_values(&args.kafka.kafka_options)?,
         leadflow_pipeline::sources::kafka::STREAM_OWNED_OPTIONS,
     )?;
+    leadflow_pipeline::telemetry::not_ready(format!(
+        "consumer group `{}` has given this consumer no partitions yet",
+        args.group
+    ));
     if let Some(addr) = args.metrics_addr {
         leadflow_pipeline::telemetry::serve(addr).await?;
     }
@@ -691,6 +700,7 @@ async fn stream(args: StreamArgs) -> anyhow::Result<()> {
             max_message_bytes: args.max_message_bytes,
             default_country: default_country(args.default_country.as_deref())?,
             options: key_values(&args.kafka.kafka_options)?,
+            join_timeout: std::time::Duration::from_secs(args.join_timeout_secs),
         },
         out: args.out,
         query: read_query(args.query.as_deref())?,

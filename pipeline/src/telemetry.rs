@@ -3,9 +3,11 @@
 //! Prometheus recorder (`--metrics-addr`); until then each call is a no-op.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use leadflow_waterfall::{Attempt, Outcome};
 use metrics::{counter, gauge, histogram};
@@ -13,6 +15,21 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+
+/// Why the process cannot do its work yet, if it cannot: `/healthz`
+/// answers 503 with it. A run is ready from the start; a stream once its
+/// consumer group has given it an assignment.
+static NOT_READY: Mutex<Option<String>> = Mutex::new(None);
+
+/// `/healthz` says not ready, and why, until [`ready`].
+pub fn not_ready(reason: impl Into<String>) {
+    *NOT_READY.lock().expect("readiness") = Some(reason.into());
+}
+
+/// `/healthz` says ok.
+pub fn ready() {
+    *NOT_READY.lock().expect("readiness") = None;
+}
 
 /// Latency buckets, in seconds: provider calls, batches, produce-to-visible.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -97,7 +114,7 @@ pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
         .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: {e}")))?;
     let app = Router::new()
         .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .with_state(handle.clone());
     // With port 0 the bound address is the only way to find the server.
     let bound = listener
@@ -116,6 +133,16 @@ pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
             tracing::error!(error = %e, "the metrics server stopped");
         }
     }))
+}
+
+async fn healthz() -> (StatusCode, String) {
+    match NOT_READY.lock().expect("readiness").clone() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
 }
 
 async fn render(axum::extract::State(handle): axum::extract::State<PrometheusHandle>) -> String {

@@ -430,6 +430,13 @@ impl fmt::Display for StreamSummary {
             )?;
         }
         writeln!(f, "  leads written   {}", self.leads_written)?;
+        if s.not_assigned > 0 {
+            writeln!(
+                f,
+                "  not assigned here {} (messages of partitions held elsewhere, dropped uncommitted)",
+                s.not_assigned
+            )?;
+        }
         writeln!(
             f,
             "  rejected        {} ({} to the dead-letter topic)",

@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{example, query, rows};
@@ -580,26 +581,67 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_rejects_and_neighbours_pas
     }
 }
 
+/// Sends leads `L{from}` … `L{to - 1}`, keyed by their id, and waits until the broker has them.
+fn send_leads(producer: &BaseProducer, from: usize, to: usize) {
+    for i in from..to {
+        let payload = format!(
+            r#"{{"lead_id":"L{i}","email":"l{i}@example.com","phone_raw":"+44 20 7946 {:04}","country":"GB"}}"#,
+            i % 10_000
+        );
+        let key = format!("L{i}");
+        loop {
+            match producer.send(BaseRecord::to(TOPIC).payload(&payload).key(&key)) {
+                Ok(()) => break,
+                Err(_) => producer.poll(Duration::from_millis(10)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// `leadflow stream` logging at info level into `log` (so a test can see
+/// its partitions come and go).
+fn spawn_logged_stream(
+    kafka: &Kafka,
+    group: &str,
+    out: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> Child {
+    stream_command(kafka, group, out, extra)
+        .env("LEADFLOW_LOG", "info")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `log` has said `what` `times` times, failing if `child`
+/// exits first. A bound, not a wait: a loaded CI machine has taken over a
+/// minute for a join.
+fn wait_for_log(log: &Path, what: &str, times: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        if text.matches(what).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` never logged {times} times: {text}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the stream exited: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
 async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once() {
     let kafka = kafka(4);
     let producer: BaseProducer = client(&kafka).create().unwrap();
-    let send = |from: usize, to: usize| {
-        for i in from..to {
-            let payload = format!(
-                r#"{{"lead_id":"L{i}","email":"l{i}@example.com","phone_raw":"+44 20 7946 {:04}","country":"GB"}}"#,
-                i % 10_000
-            );
-            let key = format!("L{i}");
-            loop {
-                match producer.send(BaseRecord::to(TOPIC).payload(&payload).key(&key)) {
-                    Ok(()) => break,
-                    Err(_) => producer.poll(Duration::from_millis(10)),
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
-    };
+    let send = |from: usize, to: usize| send_leads(&producer, from, to);
     send(0, 2000);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -624,27 +666,8 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
     // The second joins mid-stream: a rebalance while the first writes; the
     // rest is sent once the group has settled with both.
     let log = dir.path().join("b.log");
-    let mut b = stream_command(&kafka, "g", &out, &small)
-        .env("LEADFLOW_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    // A bound, not a wait: a loaded CI machine has taken over a minute.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !std::fs::read_to_string(&log)
-        .unwrap()
-        .contains("partitions assigned")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second consumer never joined"
-        );
-        assert!(
-            b.try_wait().unwrap().is_none(),
-            "the second consumer exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut b = spawn_logged_stream(&kafka, "g", &out, &small, &log);
+    wait_for_log(&log, "partitions assigned", 1, &mut b);
     send(2000, 4000);
     wait_for_output(&out, 4000, 0, &mut a);
     assert!(b.try_wait().unwrap().is_none(), "the second consumer runs");
@@ -660,6 +683,192 @@ async fn two_consumers_in_a_group_split_the_partitions_and_write_each_lead_once(
         "the second consumer took partitions: {stderr_b}"
     );
     assert_each_lead_once(&out, 4000).await;
+}
+
+#[tokio::test]
+async fn consumers_joining_and_leaving_move_only_their_partitions_eager_or_cooperative() {
+    for strategy in ["roundrobin", "cooperative-sticky"] {
+        let kafka = kafka(6);
+        let producer: BaseProducer = client(&kafka).create().unwrap();
+        let send = |from: usize, to: usize| send_leads(&producer, from, to);
+        send(0, 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let assignor = format!("partition.assignment.strategy={strategy}");
+        let args = [
+            "--batch-rows",
+            "50",
+            "--kafka",
+            &assignor,
+            "--kafka",
+            "heartbeat.interval.ms=500",
+            "--kafka",
+            "session.timeout.ms=6000",
+        ];
+        let logs: Vec<PathBuf> = ["a", "b", "c"]
+            .iter()
+            .map(|n| dir.path().join(format!("{n}.log")))
+            .collect();
+        let mut a = spawn_logged_stream(&kafka, "g", &out, &args, &logs[0]);
+        wait_for_log(&logs[0], "partitions assigned", 1, &mut a);
+        send(1000, 2000);
+        // A second and a third join while the first writes: each join moves
+        // partitions away from the members that hold them.
+        let mut b = spawn_logged_stream(&kafka, "g", &out, &args, &logs[1]);
+        wait_for_log(&logs[1], "partitions assigned", 1, &mut b);
+        send(2000, 3000);
+        let mut c = spawn_logged_stream(&kafka, "g", &out, &args, &logs[2]);
+        wait_for_log(&logs[2], "partitions assigned", 1, &mut c);
+        send(3000, 4000);
+        // The third leaves: its partitions move back to the other two.
+        let (status_c, _) = terminate(c);
+        assert!(
+            status_c.success(),
+            "{strategy}: {}",
+            std::fs::read_to_string(&logs[2]).unwrap()
+        );
+        send(4000, 5000);
+        wait_for_output(&out, 5000, 0, &mut a);
+        let (status_a, _) = terminate(a);
+        let (status_b, _) = terminate(b);
+        let stderr: Vec<String> = logs
+            .iter()
+            .map(|l| std::fs::read_to_string(l).unwrap())
+            .collect();
+        assert!(status_a.success(), "{strategy}: {}", stderr[0]);
+        assert!(status_b.success(), "{strategy}: {}", stderr[1]);
+        for s in &stderr {
+            // Neither the warning nor the summary's count of dropped messages.
+            assert!(
+                !s.contains("not assigned here"),
+                "{strategy}: a message was dropped: {s}"
+            );
+        }
+        let written: u64 = stderr
+            .iter()
+            .map(|s| summary_number(s, "leads written"))
+            .sum();
+        assert_eq!(written, 5000, "{strategy}");
+        assert_each_lead_once(&out, 5000).await;
+    }
+}
+
+/// The status code and body of a plain HTTP/1.0 GET on localhost, or
+/// `None` while nothing listens there.
+fn http_status(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn a_consumer_its_group_refuses_is_not_ready_logs_the_error_once_and_exits_3_naming_it() {
+    let kafka = kafka(2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--kafka",
+        "heartbeat.interval.ms=500",
+        "--kafka",
+        "session.timeout.ms=6000",
+    ];
+    let first_addr = free_addr();
+    let first_log = dir.path().join("first.log");
+    let mut first = spawn_logged_stream(
+        &kafka,
+        "g",
+        &out,
+        &[&args[..], &["--metrics-addr", &first_addr]].concat(),
+        &first_log,
+    );
+    wait_for_log(&first_log, "partitions assigned", 1, &mut first);
+    assert_eq!(
+        http_status(&first_addr, "/healthz"),
+        Some((200, "ok\n".into()))
+    );
+
+    // The group refuses every further join, as a broker does when the
+    // joining member's assignors share none with the group's members
+    // (`partition.assignment.strategy` differs). The mock broker cannot be
+    // asked for that itself: it assumes every member's first assignor is
+    // the leader's.
+    kafka._cluster.request_errors(
+        RDKafkaApiKey::JoinGroup,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INCONSISTENT_GROUP_PROTOCOL; 1000],
+    );
+    let second_addr = free_addr();
+    let mut second = stream_command(
+        &kafka,
+        "g",
+        &out,
+        &[
+            &args[..],
+            &["--join-timeout-secs", "5", "--metrics-addr", &second_addr],
+        ]
+        .concat(),
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while second.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the second consumer never gave up"
+        );
+        answers.extend(http_status(&second_addr, "/healthz"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("consumer group `g` gave this consumer no partitions"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Inconsistent group protocol"), "{stderr}");
+    let first_reports = stderr
+        .lines()
+        .filter(|l| l.contains(r#""message":"Kafka consumer error""#))
+        .count();
+    assert_eq!(first_reports, 1, "logged once, then counted: {stderr}");
+    assert!(!answers.is_empty(), "/healthz never answered: {stderr}");
+    assert!(
+        answers
+            .iter()
+            .all(|(code, body)| *code == 503 && body.starts_with("not ready")),
+        "{answers:?}"
+    );
+
+    // The first consumer is not disturbed.
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first consumer runs"
+    );
+    kafka
+        ._cluster
+        .clear_request_errors(RDKafkaApiKey::JoinGroup);
+    let (status, _) = terminate(first);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&first_log).unwrap()
+    );
 }
 
 #[test]
@@ -801,9 +1010,74 @@ fn metrics_on_port_0_say_where_they_listen() {
         "{addr}"
     );
     let metrics = http_get(&addr, "/metrics");
-    assert_eq!(http_get(&addr, "/healthz").trim(), "ok");
+    // Ready once the group has given the stream its partitions.
+    for tries in 0.. {
+        if http_status(&addr, "/healthz").is_some_and(|(code, _)| code == 200) {
+            break;
+        }
+        assert!(tries < 3000, "/healthz never said ready");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (status, _) = terminate(child);
     drain.join().unwrap();
     assert!(status.success());
     prometheus_samples(&metrics);
+}
+
+#[test]
+fn tls_and_sasl_consumers_are_built_in() {
+    for (protocol, mechanism) in [
+        ("SSL", None),
+        ("SASL_SSL", Some("PLAIN")),
+        ("SASL_SSL", Some("SCRAM-SHA-256")),
+        ("SASL_SSL", Some("SCRAM-SHA-512")),
+    ] {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:9093")
+            .set("group.id", "g")
+            .set("security.protocol", protocol);
+        if let Some(mechanism) = mechanism {
+            config
+                .set("sasl.mechanism", mechanism)
+                .set("sasl.username", "user")
+                .set("sasl.password", "secret");
+        }
+        if let Err(e) = config.create::<BaseConsumer>() {
+            panic!("{protocol} {mechanism:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_sasl_ssl_stream_gets_past_its_config_to_the_brokers() {
+    // The mock broker speaks plaintext: the TLS handshake fails, so the
+    // stream fails reaching Kafka (a service), not on its config.
+    let kafka = kafka(1);
+    let dir = tempfile::tempdir().unwrap();
+    let output = stream_command(
+        &kafka,
+        "g",
+        &dir.path().join("out"),
+        &[
+            "--kafka",
+            "security.protocol=SASL_SSL",
+            "--kafka",
+            "sasl.mechanism=PLAIN",
+            "--kafka",
+            "sasl.username=user",
+            "--kafka",
+            "sasl.password=secret",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("not available at build time"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "the password is never logged: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("Kafka at"), "{stderr}");
 }

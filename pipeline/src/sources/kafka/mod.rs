@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -65,6 +67,10 @@ pub struct KafkaSourceConfig {
     pub default_country: Option<&'static str>,
     /// Further librdkafka properties (security, timeouts, …), applied last.
     pub options: Vec<(String, String)>,
+    /// The stream fails when its group has given it no assignment this
+    /// long after it subscribed: a consumer that cannot join (a group of
+    /// another assignor, a refused login) would otherwise wait forever.
+    pub join_timeout: Duration,
 }
 
 /// One partition's messages from `first` to `last` (offsets, inclusive):
@@ -108,6 +114,9 @@ pub struct SourceTally {
     pub cuts: u64,
     pub unkept_values: u64,
     pub unknown_countries: u64,
+    /// Messages polled from a partition this consumer does not hold,
+    /// dropped (uncommitted, so the partition's owner reads them).
+    pub not_assigned: u64,
 }
 
 /// A consumer of lead messages, handing cuts to an owner.
@@ -153,10 +162,12 @@ impl KafkaSource {
             failed: None,
             tally: SourceTally::default(),
             topic: config.topic.clone(),
+            joined: false,
         };
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(SourceContext {
                 state: Mutex::new(state),
+                errors: Mutex::new(KafkaErrors::default()),
             })
             .map_err(|e| Error::Usage(format!("creating the Kafka consumer: {e}")))?;
         let exists = |topic: &str| -> Result<bool> {
@@ -192,17 +203,28 @@ impl KafkaSource {
     /// to be written and commits.
     pub fn run(self, stop: &AtomicBool) -> Result<SourceTally> {
         let batch_time = self.config.batch_time;
+        let subscribed = Instant::now();
         let mut next_check = Instant::now() + batch_time.min(POLL * 5);
         while !stop.load(Ordering::Relaxed) {
             let polled = self.consumer.poll(POLL);
+            if let Some(Err(e)) = &polled {
+                self.consumer.context().report(e, None);
+                if let Some((code, reason)) = self.consumer.client().fatal_error() {
+                    return Err(Error::Unavailable(format!(
+                        "Kafka consumer in group `{}`: fatal error {code}: {reason}",
+                        self.config.group
+                    )));
+                }
+            }
             let mut state = self.state();
             if let Some(e) = state.failed.take() {
                 return Err(e);
             }
-            match polled {
-                Some(Ok(message)) => state.on_message(&message)?,
-                Some(Err(e)) => warn_kafka(&e),
-                None => {}
+            if !state.joined && subscribed.elapsed() >= self.config.join_timeout {
+                return Err(self.not_joined());
+            }
+            if let Some(Ok(message)) = polled {
+                state.on_message(&message)?;
             }
             if Instant::now() >= next_check {
                 state.cut_due(batch_time)?;
@@ -212,7 +234,8 @@ impl KafkaSource {
             state.commit(&self.consumer, CommitMode::Async)?;
         }
         let mut state = self.state();
-        state.drain(&self.consumer)?;
+        let held: Vec<i32> = state.partitions.keys().copied().collect();
+        state.drain(&self.consumer, &held)?;
         let tally = std::mem::take(&mut state.tally);
         drop(state);
         Ok(tally)
@@ -220,6 +243,21 @@ impl KafkaSource {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.consumer.context().state.lock().expect("source state")
+    }
+
+    /// Why the stream gives up on a group that gave it nothing.
+    fn not_joined(&self) -> Error {
+        let errors = self.consumer.context().errors.lock().expect("Kafka errors");
+        let cause = match &errors.last {
+            Some(e) => format!("the last error: {e}"),
+            None => "no error was reported (is the group rebalancing without end?)".into(),
+        };
+        Error::Unavailable(format!(
+            "consumer group `{}` gave this consumer no partitions of `{}` within {} s (--join-timeout-secs); {cause}",
+            self.config.group,
+            self.config.topic,
+            self.config.join_timeout.as_secs()
+        ))
     }
 }
 
@@ -284,6 +322,66 @@ fn with_options(client: &ClientConfig, options: &[(String, String)]) -> ClientCo
 /// callbacks (both on the consumer thread).
 struct SourceContext {
     state: Mutex<State>,
+    /// Its own lock: librdkafka reports errors while the state is held.
+    errors: Mutex<KafkaErrors>,
+}
+
+impl SourceContext {
+    /// An error of the consumer, from `poll` (a failed join, a refused
+    /// commit, an unreadable partition) or from librdkafka's error
+    /// callback (brokers unreachable, a failed login; `reason` says more).
+    /// librdkafka reports a failing join through both, and again at every
+    /// retry, every few seconds, forever: each kind of error is logged
+    /// once, its repeats at counts 2, 4, 8, …, the rest at debug level.
+    fn report(&self, e: &KafkaError, reason: Option<&str>) {
+        let text = match reason {
+            Some(reason) => format!("{e}: {reason}"),
+            None => e.to_string(),
+        };
+        let code = e.rdkafka_error_code();
+        let kind = code.map_or_else(|| text.clone(), |c| format!("{c:?}"));
+        let seen = self.errors.lock().expect("Kafka errors").seen(kind, &text);
+        // The connection errors librdkafka recovers from by itself.
+        let transient = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::Resolve
+                    | RDKafkaErrorCode::OperationTimedOut
+            )
+        );
+        match seen {
+            1 if transient => tracing::warn!(error = %text, "Kafka consumer error"),
+            1 => tracing::error!(error = %text, "Kafka consumer error"),
+            n if n.is_power_of_two() && transient => {
+                tracing::warn!(error = %text, repeats = n, "the same Kafka consumer error again")
+            }
+            n if n.is_power_of_two() => {
+                tracing::error!(error = %text, repeats = n, "the same Kafka consumer error again")
+            }
+            n => tracing::debug!(error = %text, repeats = n, "the same Kafka consumer error again"),
+        }
+    }
+}
+
+/// The consumer's errors so far, by kind (error code).
+#[derive(Default)]
+struct KafkaErrors {
+    /// The latest error, named when the stream gives up.
+    last: Option<String>,
+    /// How many times each kind has been reported.
+    seen: HashMap<String, u64>,
+}
+
+impl KafkaErrors {
+    /// Notes an error and says how many times its kind has been seen.
+    fn seen(&mut self, kind: String, text: &str) -> u64 {
+        self.last = Some(text.to_string());
+        let n = self.seen.entry(kind).or_default();
+        *n += 1;
+        *n
+    }
 }
 
 struct State {
@@ -299,6 +397,9 @@ struct State {
     failed: Option<Error>,
     tally: SourceTally,
     topic: String,
+    /// Whether the group has given this consumer an assignment (maybe an
+    /// empty one) since it subscribed.
+    joined: bool,
 }
 
 /// An assigned partition.
@@ -319,11 +420,16 @@ impl State {
     fn on_message(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
         let (p, offset) = (message.partition(), message.offset());
         let Some(part) = self.partitions.get_mut(&p) else {
-            tracing::warn!(
-                partition = p,
-                offset,
-                "message from a partition not assigned here"
-            );
+            // Once, then counted in the summary: a stream of them would
+            // flood the log.
+            if self.tally.not_assigned == 0 {
+                tracing::warn!(
+                    partition = p,
+                    offset,
+                    "message from a partition not assigned here (dropped; further ones are counted)"
+                );
+            }
+            self.tally.not_assigned += 1;
             return Ok(());
         };
         self.tally.messages += 1;
@@ -441,13 +547,17 @@ impl State {
         Ok(())
     }
 
-    /// Cuts every assigned partition, waits until all is written, commits.
-    fn drain(&mut self, consumer: &BaseConsumer<SourceContext>) -> Result<()> {
-        let assigned: Vec<i32> = self.partitions.keys().copied().collect();
-        for p in assigned {
-            self.cut(p)?;
+    /// Cuts `partitions`, waits until all they hold is written, commits.
+    fn drain(&mut self, consumer: &BaseConsumer<SourceContext>, partitions: &[i32]) -> Result<()> {
+        for &p in partitions {
+            if self.partitions.contains_key(&p) {
+                self.cut(p)?;
+            }
         }
-        while self.partitions.values().any(|p| p.in_flight > 0) {
+        while partitions
+            .iter()
+            .any(|p| self.partitions.get(p).is_some_and(|p| p.in_flight > 0))
+        {
             match self.written.recv() {
                 Ok(w) => self.on_written(w?),
                 Err(_) => {
@@ -460,15 +570,26 @@ impl State {
         self.commit(consumer, CommitMode::Sync)
     }
 
-    fn assign(&mut self, partitions: &TopicPartitionList) -> Result<()> {
-        let assigned: Vec<i32> = partitions
+    /// This topic's partitions in a rebalance's list.
+    fn ours(&self, partitions: &TopicPartitionList) -> Vec<i32> {
+        partitions
             .elements()
             .iter()
+            .filter(|e| e.topic() == self.topic)
             .map(|e| e.partition())
-            .collect();
-        tracing::info!(partitions = ?assigned, "partitions assigned");
-        for elem in partitions.elements() {
-            let p = elem.partition();
+            .collect()
+    }
+
+    /// Takes on `partitions`: every partition under the eager protocol,
+    /// the added ones under the cooperative one (those held stay as they are).
+    fn assign(&mut self, partitions: &TopicPartitionList) -> Result<()> {
+        let assigned = self.ours(partitions);
+        tracing::info!(partitions = ?assigned, held = self.partitions.len(), "partitions assigned");
+        if !self.joined {
+            self.joined = true;
+            telemetry::ready();
+        }
+        for p in assigned {
             let written_through = self.owner.assigned(p)?.unwrap_or(-1);
             if written_through >= 0 {
                 tracing::info!(
@@ -503,7 +624,7 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "Kafka consumer");
+        self.report(&error, Some(reason));
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -518,18 +639,32 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    /// A revoke names the partitions taken away: all of them under the
+    /// eager protocol, some under the cooperative one (the rest keep
+    /// flowing, so only the revoked are drained and forgotten). rdkafka's
+    /// `rebalance` then unassigns them (`incremental_unassign` when
+    /// cooperative).
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             let mut state = self.state.lock().expect("source state");
             if state.failed.is_some() {
                 return;
             }
+            let revoked = state.ours(partitions);
+            let kept: Vec<i32> = state
+                .partitions
+                .keys()
+                .copied()
+                .filter(|p| !revoked.contains(p))
+                .collect();
             tracing::info!(
-                partitions = partitions.count(),
-                "partitions revoked: writing and committing what is held"
+                revoked = ?revoked,
+                kept = ?kept,
+                cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative),
+                "partitions revoked: writing and committing what they hold"
             );
-            match state.drain(consumer) {
-                Ok(()) => state.partitions.clear(),
+            match state.drain(consumer, &revoked) {
+                Ok(()) => state.partitions.retain(|p, _| !revoked.contains(p)),
                 Err(e) => state.failed = Some(e),
             }
         }
@@ -569,10 +704,6 @@ fn raw_text(payload: &[u8]) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes)", &text[..end], payload.len())
-}
-
-fn warn_kafka(e: &KafkaError) {
-    tracing::warn!(error = %e, "Kafka");
 }
 
 /// librdkafka's own log lines, through `tracing`.
