@@ -4,11 +4,18 @@
 //! in `timeout_ms` marks Redis offline, with one warning; while offline no
 //! command is sent (callers use their in-memory state) and the heartbeat
 //! pings until Redis answers, then everyone switches back.
+//!
+//! A Redis that answers but refuses to record (`OOM` under `maxmemory`,
+//! `READONLY`, `MISCONF`, a lost `AUTH`) is gone too, for what it matters
+//! here: nothing sent was recorded, so what the callers spent is kept and
+//! booked when it records again. A command sent and not answered may still
+//! be applied later (a stalled Redis runs it when it resumes): callers that
+//! hand something back treat that as *maybe applied* and never reuse it.
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{LazyLock, OnceLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
@@ -34,6 +41,52 @@ impl Lua {
     }
 }
 
+/// Why a command did not go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// Not sent (Redis offline), or refused before it changed anything
+    /// (`OOM`, `READONLY`…): nothing was recorded.
+    NotApplied,
+    /// Sent and not answered (a timeout, a dropped connection): Redis may
+    /// still apply it.
+    Unknown,
+}
+
+impl Failed {
+    fn of(e: &RedisError) -> Self {
+        match e.code() {
+            Some(code) if GONE_CODES.contains(&code) => Self::NotApplied,
+            _ if e.is_connection_refusal() => Self::NotApplied,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// Error replies that mean Redis cannot record anything now, whatever the
+/// command: it is gone for the fleet until it records again.
+const GONE_CODES: &[&str] = &[
+    "OOM",
+    "READONLY",
+    "MISCONF",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+];
+
+/// What Redis said, as it said it (`OOM command not allowed…`), or the
+/// client's error when Redis said nothing.
+pub(crate) fn said(e: &RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => e.to_string(),
+    }
+}
+
 /// The fleet's Redis.
 #[derive(Debug)]
 pub struct Redis {
@@ -44,7 +97,14 @@ pub struct Redis {
     /// µs added to Redis's clock in scripts: 0, except in tests, which move
     /// time instead of waiting for it.
     shift: AtomicI64,
+    timeout: Duration,
+    /// Until when a leaving worker tries to book what it owes, set by the
+    /// first part that closes and shared by the others.
+    leaving_until: OnceLock<Instant>,
 }
+
+/// How long a leaving worker waits between tries to book what it owes.
+const LEAVING_RETRY: Duration = Duration::from_millis(100);
 
 impl Redis {
     pub(crate) async fn connect(url: &str, config: &RedisConfig) -> Result<Arc<Self>, String> {
@@ -65,6 +125,8 @@ impl Redis {
             keys: Keys::new(&config.key_prefix),
             worker: worker_id(),
             shift: AtomicI64::new(0),
+            timeout,
+            leaving_until: OnceLock::new(),
         });
         if !redis.probe().await {
             tracing::warn!(
@@ -106,8 +168,13 @@ impl Redis {
 
     /// Runs `cmd`; `None` when Redis is offline or the command fails.
     pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Option<T> {
+        self.try_query(cmd).await.ok()
+    }
+
+    /// Runs `cmd`, saying why it did not go through.
+    pub(crate) async fn try_query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failed> {
         if !self.online() {
-            return None;
+            return Err(Failed::NotApplied);
         }
         let result = cmd.query_async(&mut self.conn.clone()).await;
         self.answered(result)
@@ -119,18 +186,28 @@ impl Redis {
             return None;
         }
         let result = pipe.query_async(&mut self.conn.clone()).await;
-        self.answered(result)
+        self.answered(result).ok()
     }
 
-    /// Runs a script with `keys` and `args`.
+    /// Runs a script with `keys` and `args`; `None` when it did not go through.
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
         lua: &LazyLock<Lua>,
         keys: &[String],
         args: &[String],
     ) -> Option<T> {
+        self.try_script(lua, keys, args).await.ok()
+    }
+
+    /// Runs a script with `keys` and `args`, saying why it did not go through.
+    pub(crate) async fn try_script<T: FromRedisValue>(
+        &self,
+        lua: &LazyLock<Lua>,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, Failed> {
         if !self.online() {
-            return None;
+            return Err(Failed::NotApplied);
         }
         let call = |sha_or_source: &str, command: &str| {
             let mut cmd = redis::cmd(command);
@@ -155,17 +232,17 @@ impl Redis {
         self.answered(result)
     }
 
-    fn answered<T>(&self, result: Result<T, RedisError>) -> Option<T> {
+    fn answered<T>(&self, result: Result<T, RedisError>) -> Result<T, Failed> {
         match result {
-            Ok(value) => Some(value),
+            Ok(value) => Ok(value),
             Err(e) => {
                 if self.online.swap(false, Ordering::AcqRel) {
                     tracing::warn!(
-                        error = %e,
+                        error = %said(&e),
                         "Redis stopped answering: going on with in-memory limits, cache, breakers and budget until it is back"
                     );
                 }
-                None
+                Err(Failed::of(&e))
             }
         }
     }
@@ -182,6 +259,27 @@ impl Redis {
             self.online.store(false, Ordering::Release);
         }
         ok
+    }
+
+    /// For a worker leaving with something to book: whether to try (again).
+    /// The first call starts a deadline of three `timeout_ms` and says yes;
+    /// until the deadline each later call waits a moment and says yes, then
+    /// no. A Redis thought gone is pinged before each try.
+    pub(crate) async fn leaving_try(&self, first: bool) -> bool {
+        let until = *self
+            .leaving_until
+            .get_or_init(|| Instant::now() + self.timeout * 3);
+        let now = Instant::now();
+        if !first {
+            if now >= until {
+                return false;
+            }
+            tokio::time::sleep(LEAVING_RETRY.min(until - now)).await;
+        }
+        if !self.online() {
+            self.probe().await;
+        }
+        true
     }
 
     /// Takes this worker out of the live workers.
