@@ -149,7 +149,20 @@ impl RedisBudget {
         }
         let key = [self.redis.keys().budget_day(date)];
         let (granted, left, org_left): (i64, i64, i64) =
-            self.redis.try_script(&BUDGET, &key, &args).await?;
+            match self.redis.try_script(&BUDGET, &key, &args).await {
+                Ok(answer) => answer,
+                Err(Failed::Refused(said)) => {
+                    let what = format!("refused:{}", key[0]);
+                    self.redis.tell(&what, || {
+                        format!(
+                            "the day's budget cannot be shared: Redis says {said} (at {})",
+                            key[0]
+                        )
+                    });
+                    return Err(Failed::Refused(said));
+                }
+                Err(failed) => return Err(failed),
+            };
         let mut off = self.offline.lock().expect("budget lock");
         off.day_left = (left >= 0).then_some(left);
         if let Some(o) = org
@@ -268,7 +281,7 @@ impl RedisBudget {
                 c.unbooked -= unbooked;
             }
             // Surely not handed back: the chunk still holds it.
-            Err(Failed::NotApplied) => c.held += free,
+            Err(Failed::NotApplied | Failed::Refused(_)) => c.held += free,
             // Maybe handed back: spending it could pass the cap. If Redis
             // never applies it, it stays reserved for the day (the safe side).
             Err(Failed::Unknown) => {}
@@ -507,8 +520,8 @@ impl Budget for RedisBudget {
                 // (moved from reserved to spent, the cap's sum unchanged),
                 // and the rest stays reserved for the day if it never was.
                 let release = match failed {
-                    Failed::NotApplied => release,
                     Failed::Unknown => release.min(spent),
+                    _ => release,
                 };
                 let mut off = self.offline.lock().expect("budget lock");
                 off.unbooked

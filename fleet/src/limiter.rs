@@ -182,7 +182,7 @@ impl RedisRateLimiter {
         h: &mut Held,
         want: u32,
         keep: u32,
-    ) -> Option<u32> {
+    ) -> Result<u32, Failed> {
         let keys = self.redis.keys().limit(provider);
         let before = *w.spare.lock().expect("lease lock");
         // Nobody else may spend them while they are being handed back.
@@ -205,16 +205,36 @@ impl RedisRateLimiter {
             h.offline_id.clone().unwrap_or_default(),
         ];
         let asked_at = self.local_now();
-        let (granted, left, _now): (u32, i64, i64) =
-            match self.redis.try_script(&LEASE, &keys, &args).await {
-                Ok(answer) => answer,
-                Err(Failed::NotApplied) => {
-                    *w.spare.lock().expect("lease lock") = before;
-                    return None;
+        let (granted, left, _now): (u32, i64, i64) = match self
+            .redis
+            .try_script(&LEASE, &keys, &args)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(Failed::NotApplied) => {
+                *w.spare.lock().expect("lease lock") = before;
+                return Err(Failed::NotApplied);
+            }
+            // Handed back, maybe: spending them again could pass the limit.
+            Err(Failed::Unknown) => return Err(Failed::Unknown),
+            // A foreign value under one of this window's keys: this
+            // provider's limit cannot be kept; the others go on.
+            Err(Failed::Refused(said)) => {
+                *w.spare.lock().expect("lease lock") = before;
+                let what = format!("refused:{}", keys[0]);
+                if !self.redis.told(&what) {
+                    let foreign = self.redis.foreign(&keys, &["string", "zset", "hash"]).await;
+                    self.redis.tell(&what, || {
+                            format!("the rate limit of {provider} cannot be kept, its calls are rate_limited: Redis says {said} ({foreign})")
+                        });
                 }
-                // Handed back, maybe: spending them again could pass the limit.
-                Err(Failed::Unknown) => return None,
-            };
+                return Err(Failed::Refused(said));
+            }
+        };
+        self.redis.over(
+            &format!("refused:{}", keys[0]),
+            &format!("the rate limit of {provider} is kept again"),
+        );
         h.id = (granted > 0).then_some(id);
         h.left_seen = Some(left);
         h.offline_allowance = None;
@@ -224,7 +244,7 @@ impl RedisRateLimiter {
             unused: granted.saturating_sub(keep),
             until: asked_at + self.lease,
         };
-        Some(granted)
+        Ok(granted)
     }
 
     /// Hands back leases whose time is up and that still hold permits,
@@ -237,7 +257,7 @@ impl RedisRateLimiter {
             };
             let spare = *w.spare.lock().expect("lease lock");
             if (h.id.is_some() && now >= spare.until && spare.unused > 0) || h.offline_spent > 0 {
-                self.exchange(&provider, &w, &mut h, 0, 0).await;
+                let _ = self.exchange(&provider, &w, &mut h, 0, 0).await;
             }
         }
     }
@@ -276,8 +296,10 @@ impl RateLimiter for RedisRateLimiter {
                     .clamp(1, self.max_lease);
                 }
                 let want = h.want;
-                if let Some(granted) = self.exchange(provider, &w, &mut h, want, 1).await {
-                    return granted > 0;
+                match self.exchange(provider, &w, &mut h, want, 1).await {
+                    Ok(granted) => return granted > 0,
+                    Err(Failed::Refused(_)) => return false,
+                    Err(_) => {}
                 }
                 // Redis just went away.
             }
@@ -313,7 +335,7 @@ impl RateLimiter for RedisRateLimiter {
                     if !((h.id.is_some() && unused > 0) || h.offline_spent > 0) {
                         continue;
                     }
-                    let recorded = self.exchange(&provider, &w, &mut h, 0, 0).await.is_some();
+                    let recorded = self.exchange(&provider, &w, &mut h, 0, 0).await.is_ok();
                     if !recorded && h.offline_spent > 0 {
                         unrecorded.push(format!("{provider}: {}", h.offline_spent));
                     }
