@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 use leadflow_waterfall::config::{BudgetConfig, usd_to_micros};
 use leadflow_waterfall::{Budget, InMemoryBudget, Micros, Org, Reservation};
 
-use crate::conn::{Lua, Redis};
+use crate::conn::{Failed, Lua, Redis};
 
 static BUDGET: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/budget.lua")));
 
@@ -111,7 +111,7 @@ impl RedisBudget {
     /// Runs the budget script for `date`.
     /// One round trip: releases `release` and books `spent` (on `org` too),
     /// then reserves up to `want` if at least `least` is left. Returns what
-    /// was granted; `None` when Redis did not answer.
+    /// was granted, or why Redis did not answer.
     async fn book(
         &self,
         date: &str,
@@ -119,7 +119,7 @@ impl RedisBudget {
         release: i64,
         spent: i64,
         org: Org<'_>,
-    ) -> Option<i64> {
+    ) -> Result<i64, Failed> {
         self.book_with(date, (want, least), release, (spent, &[]), org)
             .await
     }
@@ -133,7 +133,7 @@ impl RedisBudget {
         release: i64,
         (spent, by_org): (i64, &[(String, i64)]),
         org: Org<'_>,
-    ) -> Option<i64> {
+    ) -> Result<i64, Failed> {
         let mut args = vec![
             want.to_string(),
             release.to_string(),
@@ -149,7 +149,20 @@ impl RedisBudget {
         }
         let key = [self.redis.keys().budget_day(date)];
         let (granted, left, org_left): (i64, i64, i64) =
-            self.redis.script(&BUDGET, &key, &args).await?;
+            match self.redis.try_script(&BUDGET, &key, &args).await {
+                Ok(answer) => answer,
+                Err(Failed::Refused(said)) => {
+                    let what = format!("refused:{}", key[0]);
+                    self.redis.tell(&what, || {
+                        format!(
+                            "the day's budget cannot be shared: Redis says {said} (at {})",
+                            key[0]
+                        )
+                    });
+                    return Err(Failed::Refused(said));
+                }
+                Err(failed) => return Err(failed),
+            };
         let mut off = self.offline.lock().expect("budget lock");
         off.day_left = (left >= 0).then_some(left);
         if let Some(o) = org
@@ -159,7 +172,7 @@ impl RedisBudget {
         }
         off.day_allowance = None;
         off.org_allowance.clear();
-        Some(granted)
+        Ok(granted)
     }
 
     /// Whether reservations come from a chunk: no per-organization cap.
@@ -220,7 +233,10 @@ impl RedisBudget {
         let booked = self
             .book_with(&date, (want, amount), unbooked, (unbooked, &by_org), None)
             .await;
-        let Some(granted) = booked else {
+        // A trip that may still be applied booked `unbooked` (released
+        // and spent alike): sent again, it moves as much from reserved to
+        // spent, which leaves the cap's sum as it is.
+        let Ok(granted) = booked else {
             self.rebook(by_org);
             return Some(None);
         };
@@ -238,8 +254,8 @@ impl RedisBudget {
     }
 
     /// Books what the chunk spent and hands back what no call holds. The
-    /// caller holds `trip`.
-    async fn hand_back(&self) {
+    /// caller holds `trip`. Whether nothing is left to book.
+    async fn hand_back(&self) -> bool {
         let (date, free, unbooked, by_org) = {
             let mut c = self.chunk.lock().expect("chunk lock");
             let free = c.held - c.committed;
@@ -249,23 +265,28 @@ impl RedisBudget {
             (c.date.clone(), free, c.unbooked, by_org)
         };
         if (free == 0 && unbooked == 0) || date.is_empty() {
-            return;
+            return true;
         }
         let booked = self
             .book_with(&date, (0, 0), free + unbooked, (unbooked, &by_org), None)
-            .await
-            .is_some();
-        if !booked {
+            .await;
+        if booked.is_err() {
             self.rebook(by_org);
         }
         let mut c = self.chunk.lock().expect("chunk lock");
-        if booked {
-            c.held -= unbooked;
-            c.committed -= unbooked;
-            c.unbooked -= unbooked;
-        } else {
-            c.held += free;
+        match booked {
+            Ok(_) => {
+                c.held -= unbooked;
+                c.committed -= unbooked;
+                c.unbooked -= unbooked;
+            }
+            // Surely not handed back: the chunk still holds it.
+            Err(Failed::NotApplied | Failed::Refused(_)) => c.held += free,
+            // Maybe handed back: spending it could pass the cap. If Redis
+            // never applies it, it stays reserved for the day (the safe side).
+            Err(Failed::Unknown) => {}
         }
+        c.unbooked == 0
     }
 
     /// Puts organizations' spend that could not be booked back in the chunk.
@@ -276,7 +297,8 @@ impl RedisBudget {
         }
     }
 
-    /// Every lease time: hands back a chunk left idle for a lease time.
+    /// Every lease time: books what was spent while Redis was gone, and
+    /// hands back a chunk left idle for a lease time.
     pub(crate) fn start_handing_back(self: &Arc<Self>) {
         let budget: Weak<Self> = Arc::downgrade(self);
         let every = self.lease;
@@ -288,7 +310,12 @@ impl RedisBudget {
                 let Some(budget) = budget.upgrade() else {
                     return;
                 };
-                if !budget.chunked() || !budget.redis.online() {
+                if !budget.redis.online() {
+                    continue;
+                }
+                // Redis answers (again): what was spent without it is booked.
+                budget.book_unbooked().await;
+                if !budget.chunked() {
                     continue;
                 }
                 let Ok(_trip) = budget.trip.try_lock() else {
@@ -308,23 +335,34 @@ impl RedisBudget {
     }
 
     /// Books what was settled while Redis was gone, if anything was and
-    /// Redis is back.
-    async fn book_unbooked(&self) {
+    /// Redis is back. Whether nothing is left to book.
+    async fn book_unbooked(&self) -> bool {
         if !self.redis.online() {
-            return;
+            return self
+                .offline
+                .lock()
+                .expect("budget lock")
+                .unbooked
+                .is_empty();
         }
         let unbooked = std::mem::take(&mut self.offline.lock().expect("budget lock").unbooked);
         for (i, (date, org, release, spent)) in unbooked.iter().enumerate() {
-            if self
+            if let Err(failed) = self
                 .book(date, (0, 0), *release, *spent, org.as_deref())
                 .await
-                .is_none()
             {
                 let mut off = self.offline.lock().expect("budget lock");
-                off.unbooked.extend(unbooked[i..].iter().cloned());
-                return;
+                let mut rest = unbooked[i..].to_vec();
+                if failed == Failed::Unknown {
+                    // It may still be applied: sent again, it must release
+                    // no more than it spends (see `settle`).
+                    rest[0].2 = rest[0].3;
+                }
+                off.unbooked.extend(rest);
+                return false;
             }
         }
+        true
     }
 
     /// Reserves from this worker's share while Redis is gone.
@@ -365,13 +403,34 @@ pub(crate) fn date_of(now: Micros) -> String {
 }
 
 impl Budget for RedisBudget {
+    /// Books what was spent (the chunk's and what was spent while Redis
+    /// was gone) and hands back the rest. A Redis that does not record it
+    /// is tried again for a moment ([`Redis::leaving_try`]); then what it
+    /// never recorded is missing from the day's spend, and said so.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if self.chunked() {
-                let _trip = self.trip.lock().await;
-                self.hand_back().await;
+            let mut first = true;
+            while self.redis.leaving_try(first).await {
+                first = false;
+                let chunk_booked = if self.chunked() {
+                    let _trip = self.trip.lock().await;
+                    self.hand_back().await
+                } else {
+                    true
+                };
+                if self.book_unbooked().await && chunk_booked {
+                    return;
+                }
             }
-            self.book_unbooked().await;
+            let unbooked = self.chunk.lock().expect("chunk lock").unbooked
+                + (self.offline.lock().expect("budget lock").unbooked)
+                    .iter()
+                    .map(|u| u.3)
+                    .sum::<i64>();
+            tracing::warn!(
+                unbooked_usd = unbooked as f64 / 1_000_000.0,
+                "leaving without booking in Redis what was spent while it did not record it: the day's spend there misses it"
+            );
         })
     }
 
@@ -455,11 +514,15 @@ impl Budget for RedisBudget {
                 return;
             }
             let date = date_of(now);
-            if self
-                .book(&date, (0, 0), release, spent, org)
-                .await
-                .is_none()
-            {
+            if let Err(failed) = self.book(&date, (0, 0), release, spent, org).await {
+                // A booking that may still be applied must not release the
+                // unspent part twice: sent again, it releases what it spends
+                // (moved from reserved to spent, the cap's sum unchanged),
+                // and the rest stays reserved for the day if it never was.
+                let release = match failed {
+                    Failed::Unknown => release.min(spent),
+                    _ => release,
+                };
                 let mut off = self.offline.lock().expect("budget lock");
                 off.unbooked
                     .push((date, org.map(str::to_string), release, spent));

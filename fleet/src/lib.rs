@@ -34,7 +34,7 @@ use std::time::Duration;
 use leadflow_waterfall::{Clock, Services, WaterfallConfig};
 
 pub use config::RedisConfig;
-pub use conn::{Redis, redacted};
+pub use conn::{ConnectError, Redis, redacted};
 pub use status::{ProviderStatus, Status};
 
 /// This process as one worker of the fleet: its Redis, its id, and the
@@ -49,8 +49,9 @@ pub struct Fleet {
 impl Fleet {
     /// Connects to `url` (`redis://`; TLS is not built in). An unreachable
     /// server is not an error: the fleet starts offline (warning once) and
-    /// keeps trying in the background. A malformed URL is.
-    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, String> {
+    /// keeps trying in the background. A malformed URL is, and so is a
+    /// Redis that refuses this worker (a wrong password), in its words.
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
         let fleet = Self::observe(url, config).await?;
         // The first beat before any lookup, so shares are divided right.
         let every = Duration::from_millis(fleet.config.heartbeat_ms);
@@ -63,7 +64,7 @@ impl Fleet {
 
     /// Connects without joining the fleet (no heartbeat): for reading its
     /// state, as `leadflow status` does.
-    pub async fn observe(url: &str, config: RedisConfig) -> Result<Self, String> {
+    pub async fn observe(url: &str, config: RedisConfig) -> Result<Self, ConnectError> {
         let redis = Redis::connect(url, &config).await?;
         let limiter = Arc::new(limiter::RedisRateLimiter::new(redis.clone(), &config));
         Ok(Self {

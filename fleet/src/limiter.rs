@@ -38,7 +38,7 @@ use futures::future::BoxFuture;
 use leadflow_waterfall::{Micros, RateLimiter};
 
 use crate::config::RedisConfig;
-use crate::conn::{Lua, Redis};
+use crate::conn::{Failed, Lua, Redis};
 
 static LEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/lease.lua")));
 
@@ -97,8 +97,12 @@ struct Held {
     left_seen: Option<i64>,
     /// While Redis is gone: what this worker still allows itself.
     offline_allowance: Option<u32>,
-    /// Permits spent while Redis was gone, not yet recorded there.
+    /// Permits spent while Redis was gone, not yet known to be recorded
+    /// there, and the id they are booked under: sent again under the same
+    /// id until Redis answers, so a stalled Redis that applies an earlier
+    /// try late counts them once.
     offline_spent: u32,
+    offline_id: Option<String>,
 }
 
 impl RedisRateLimiter {
@@ -140,6 +144,7 @@ impl RedisRateLimiter {
                 left_seen: None,
                 offline_allowance: None,
                 offline_spent: 0,
+                offline_id: None,
             }),
         });
         providers.insert(provider.to_string(), window.clone());
@@ -167,7 +172,9 @@ impl RedisRateLimiter {
     /// One round trip: hands back the lease held with its unused permits,
     /// records permits spent offline, and asks for `want` more, of which
     /// it keeps `keep` for the caller. Returns what was granted; `None`
-    /// when Redis did not answer (the lease is then kept as it was).
+    /// when Redis did not answer: the lease is then kept as it was if Redis
+    /// surely did not apply the exchange, and given up (its permits count
+    /// as used until it ends) if it may still apply it.
     async fn exchange(
         &self,
         provider: &str,
@@ -175,12 +182,15 @@ impl RedisRateLimiter {
         h: &mut Held,
         want: u32,
         keep: u32,
-    ) -> Option<u32> {
+    ) -> Result<u32, Failed> {
         let keys = self.redis.keys().limit(provider);
         let before = *w.spare.lock().expect("lease lock");
         // Nobody else may spend them while they are being handed back.
         w.spare.lock().expect("lease lock").unused = 0;
         let id = self.new_id();
+        if h.offline_spent > 0 && h.offline_id.is_none() {
+            h.offline_id = Some(format!("{id}:offline"));
+        }
         let args = [
             h.limit.to_string(),
             h.window.to_string(),
@@ -192,26 +202,53 @@ impl RedisRateLimiter {
             id.clone(),
             h.offline_spent.to_string(),
             self.workers.load(Ordering::Acquire).to_string(),
+            h.offline_id.clone().unwrap_or_default(),
         ];
         let asked_at = self.local_now();
-        let Some((granted, left, _now)): Option<(u32, i64, i64)> =
-            self.redis.script(&LEASE, &keys, &args).await
-        else {
-            *w.spare.lock().expect("lease lock") = before;
-            return None;
+        let (granted, left, _now): (u32, i64, i64) = match self
+            .redis
+            .try_script(&LEASE, &keys, &args)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(Failed::NotApplied) => {
+                *w.spare.lock().expect("lease lock") = before;
+                return Err(Failed::NotApplied);
+            }
+            // Handed back, maybe: spending them again could pass the limit.
+            Err(Failed::Unknown) => return Err(Failed::Unknown),
+            // A foreign value under one of this window's keys: this
+            // provider's limit cannot be kept; the others go on.
+            Err(Failed::Refused(said)) => {
+                *w.spare.lock().expect("lease lock") = before;
+                let what = format!("refused:{}", keys[0]);
+                if !self.redis.told(&what) {
+                    let foreign = self.redis.foreign(&keys, &["string", "zset", "hash"]).await;
+                    self.redis.tell(&what, || {
+                            format!("the rate limit of {provider} cannot be kept, its calls are rate_limited: Redis says {said} ({foreign})")
+                        });
+                }
+                return Err(Failed::Refused(said));
+            }
         };
+        self.redis.over(
+            &format!("refused:{}", keys[0]),
+            &format!("the rate limit of {provider} is kept again"),
+        );
         h.id = (granted > 0).then_some(id);
         h.left_seen = Some(left);
         h.offline_allowance = None;
         h.offline_spent = 0;
+        h.offline_id = None;
         *w.spare.lock().expect("lease lock") = Spare {
             unused: granted.saturating_sub(keep),
             until: asked_at + self.lease,
         };
-        Some(granted)
+        Ok(granted)
     }
 
-    /// Hands back leases whose time is up and that still hold permits.
+    /// Hands back leases whose time is up and that still hold permits,
+    /// and records permits spent while Redis was gone (it answers again).
     pub(crate) async fn hand_back_expired(&self) {
         let now = self.local_now();
         for (provider, w) in self.windows() {
@@ -219,8 +256,8 @@ impl RedisRateLimiter {
                 continue;
             };
             let spare = *w.spare.lock().expect("lease lock");
-            if h.id.is_some() && now >= spare.until && spare.unused > 0 {
-                self.exchange(&provider, &w, &mut h, 0, 0).await;
+            if (h.id.is_some() && now >= spare.until && spare.unused > 0) || h.offline_spent > 0 {
+                let _ = self.exchange(&provider, &w, &mut h, 0, 0).await;
             }
         }
     }
@@ -259,8 +296,10 @@ impl RateLimiter for RedisRateLimiter {
                     .clamp(1, self.max_lease);
                 }
                 let want = h.want;
-                if let Some(granted) = self.exchange(provider, &w, &mut h, want, 1).await {
-                    return granted > 0;
+                match self.exchange(provider, &w, &mut h, want, 1).await {
+                    Ok(granted) => return granted > 0,
+                    Err(Failed::Refused(_)) => return false,
+                    Err(_) => {}
                 }
                 // Redis just went away.
             }
@@ -279,41 +318,47 @@ impl RateLimiter for RedisRateLimiter {
         })
     }
 
+    /// Hands back what is held and records what was spent while Redis was
+    /// gone. A Redis that does not record it is tried again for a moment
+    /// ([`Redis::leaving_try`]); then what it never recorded is lost to
+    /// the fleet's count, and said so.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            for (provider, w) in self.windows() {
-                let mut h = w.held.lock().await;
-                let unused = w.spare.lock().expect("lease lock").unused;
-                if (h.id.is_some() && unused > 0) || h.offline_spent > 0 {
-                    self.exchange(&provider, &w, &mut h, 0, 0).await;
+            let mut first = true;
+            let mut unrecorded = Vec::new();
+            while self.redis.leaving_try(first).await {
+                first = false;
+                unrecorded.clear();
+                for (provider, w) in self.windows() {
+                    let mut h = w.held.lock().await;
+                    let unused = w.spare.lock().expect("lease lock").unused;
+                    if !((h.id.is_some() && unused > 0) || h.offline_spent > 0) {
+                        continue;
+                    }
+                    let recorded = self.exchange(&provider, &w, &mut h, 0, 0).await.is_ok();
+                    if !recorded && h.offline_spent > 0 {
+                        unrecorded.push(format!("{provider}: {}", h.offline_spent));
+                    }
+                }
+                if unrecorded.is_empty() {
+                    return;
                 }
             }
+            tracing::warn!(
+                permits = unrecorded.join(", "),
+                "leaving without recording in Redis the permits spent while it did not record them: the fleet's windows do not count them"
+            );
         })
     }
 }
 
-/// What `provider`'s window has left (forgetting what left it), without
-/// taking anything. `None` when Redis does not answer.
-pub(crate) async fn window_left(
-    redis: &Redis,
-    provider: &str,
-    limit: u32,
-    window: Micros,
-) -> Option<i64> {
-    let args = [
-        limit.to_string(),
-        window.to_string(),
-        "0".into(),
-        "0".into(),
-        redis.clock_shift().to_string(),
-        String::new(),
-        "0".into(),
-        "status".into(),
-        "0".into(),
-        "1".into(),
-    ];
-    let (_, left, _): (u32, i64, i64) = redis
-        .script(&LEASE, &redis.keys().limit(provider), &args)
-        .await?;
-    Some(left)
+static WINDOW: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/window.lua")));
+
+/// The permits in `provider`'s window now (leases included), read without
+/// changing anything. `None` when Redis does not answer.
+pub(crate) async fn window_used(redis: &Redis, provider: &str, window: Micros) -> Option<i64> {
+    let args = [window.to_string(), redis.clock_shift().to_string()];
+    redis
+        .script(&WINDOW, &redis.keys().limit(provider), &args)
+        .await
 }

@@ -17,6 +17,10 @@ pub struct Status {
     /// µUSD spent today (UTC, Redis's clock) in all, and per organization.
     pub spent_today: i64,
     pub spent_today_by_org: Vec<(String, i64)>,
+    /// µUSD reserved today by workers and not yet booked as spent: what
+    /// running workers may have spent since their last booking (chunks)
+    /// is in here, so spent + reserved never undercounts.
+    pub reserved_today: i64,
     /// The day's cap, µUSD, if any.
     pub per_day_cap: Option<i64>,
     /// Answers held in the lookup cache.
@@ -54,7 +58,7 @@ pub(crate) async fn read(
     let window = waterfall.lookup.rate_window_secs as i64 * 1_000_000;
     let mut providers = Vec::new();
     for p in &waterfall.providers {
-        let left = limiter::window_left(redis, &p.name, p.max_requests_per_hour, window)
+        let used = limiter::window_used(redis, &p.name, window)
             .await
             .ok_or_else(gone)?;
         let keys = redis.keys().breaker(&p.name);
@@ -72,7 +76,7 @@ pub(crate) async fn read(
         };
         providers.push(ProviderStatus {
             name: p.name.clone(),
-            used: (i64::from(p.max_requests_per_hour) - left).max(0) as u64,
+            used: used.max(0) as u64,
             limit: p.max_requests_per_hour,
             window_secs: waterfall.lookup.rate_window_secs,
             breaker,
@@ -81,10 +85,9 @@ pub(crate) async fn read(
     let mut hgetall = redis::cmd("HGETALL");
     hgetall.arg(redis.keys().budget_day(&date));
     let day: Vec<(String, i64)> = redis.query(&hgetall).await.ok_or_else(gone)?;
-    let spent_today = day
-        .iter()
-        .find(|(k, _)| k == "spent")
-        .map_or(0, |(_, v)| *v);
+    let field = |name: &str| day.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    let spent_today = field("spent");
+    let reserved_today = field("reserved").max(0);
     let mut spent_today_by_org: Vec<(String, i64)> = day
         .iter()
         .filter_map(|(k, v)| {
@@ -121,6 +124,7 @@ pub(crate) async fn read(
         providers,
         spent_today,
         spent_today_by_org,
+        reserved_today,
         per_day_cap: waterfall
             .budget
             .per_day_usd
@@ -154,6 +158,13 @@ impl fmt::Display for Status {
                 usd(cap)
             )?,
             None => writeln!(f, "spent today ({}): {}", self.date, usd(self.spent_today))?,
+        }
+        if self.reserved_today > 0 {
+            writeln!(
+                f,
+                "  and {} reserved by running workers (what they spent since their last booking is in it)",
+                usd(self.reserved_today)
+            )?;
         }
         for (org, spent) in self.spent_today_by_org.iter().take(20) {
             writeln!(f, "  {org:<24} {}", usd(*spent))?;

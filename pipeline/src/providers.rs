@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use leadflow_fleet::Fleet;
+use leadflow_fleet::{ConnectError, Fleet};
 use leadflow_sandbox::{ProviderStats, Sandbox};
 use leadflow_waterfall::{Services, SystemClock, UsageLedger, Waterfall, client_builder};
 
@@ -64,7 +64,11 @@ impl Providers {
             Some(url) if !config.providers.is_empty() => Some(
                 Fleet::connect(url, config.redis.clone())
                     .await
-                    .map_err(Error::Usage)?,
+                    .map_err(|e| match e {
+                        ConnectError::Config(e) => Error::Usage(e),
+                        // A wrong password: Redis's words, exit 3.
+                        ConnectError::Refused(e) => Error::Unavailable(e),
+                    })?,
             ),
             _ => None,
         };

@@ -1,4 +1,6 @@
 -- Reserves or settles spend for one UTC day. KEYS[1]: the day's hash.
+-- (`0 - release`, not `-release`: Lua writes -0 for a release of 0, which
+-- HINCRBY refuses as no integer.)
 -- ARGV: [1] µUSD wanted, [2] µUSD reserved to release, [3] µUSD spent,
 --       [4] day cap (-1: none), [5] organization ('' none),
 --       [6] organization's day cap (-1: none), [7] least µUSD worth granting,
@@ -12,10 +14,10 @@ local function field(name)
   return tonumber(redis.call('HGET', day, name) or '0')
 end
 if release ~= 0 or spent ~= 0 then
-  redis.call('HINCRBY', day, 'reserved', -release)
+  redis.call('HINCRBY', day, 'reserved', 0 - release)
   redis.call('HINCRBY', day, 'spent', spent)
   if org ~= '' then
-    redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', -release)
+    redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', 0 - release)
     redis.call('HINCRBY', day, 'org:' .. org .. ':spent', spent)
   end
 end

@@ -4,7 +4,9 @@
 -- ARGV: [1] limit, [2] window µs, [3] lease µs, [4] permits wanted,
 --       [5] clock shift µs (0 but in tests), [6] id of a lease handed back
 --       ('' for none), [7] its unused permits, [8] id for a new lease,
---       [9] permits spent while Redis was unreachable, [10] live workers.
+--       [9] permits spent while Redis was unreachable, [10] live workers,
+--       [11] the id those are booked under: [9] is the total under that
+--       id, so a try sent again (after a timeout) counts only what is new.
 -- Returns {granted, left in the window, now}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[5])
@@ -42,11 +44,14 @@ end
 
 local id = ARGV[8]
 -- Calls made while Redis was unreachable count from now, whatever the limit.
-local offline = tonumber(ARGV[9])
-if offline > 0 then
-  redis.call('HINCRBY', KEYS[3], id .. ':offline', offline)
-  redis.call('ZADD', KEYS[2], now, id .. ':offline')
-  used = used + offline
+local offline, offline_id = tonumber(ARGV[9]), ARGV[11]
+if offline > 0 and offline_id ~= '' then
+  local booked = tonumber(redis.call('HGET', KEYS[3], offline_id) or '0')
+  if offline > booked then
+    redis.call('HSET', KEYS[3], offline_id, offline)
+    redis.call('ZADD', KEYS[2], now, offline_id)
+    used = used + offline - booked
+  end
 end
 
 -- A new lease: never past the limit, and no more than this worker's share

@@ -6,4 +6,5 @@ mod breaker_budget;
 mod limiter;
 mod lookups;
 mod outage;
+mod refusals;
 mod support;

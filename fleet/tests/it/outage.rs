@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_waterfall::{OwnPhone, RateLimiter, WaterfallConfig};
+use leadflow_waterfall::{Budget, Clock, OwnPhone, RateLimiter, SystemClock, WaterfallConfig};
 
 use crate::support::{get, prefix, services, waterfall, worker_at};
 
@@ -15,6 +15,11 @@ const WINDOW: i64 = 3_600 * 1_000_000;
 
 /// A `redis-server` on `port`, keeping nothing on disk.
 fn redis_server(port: u16) -> Child {
+    redis_server_with(port, &[])
+}
+
+/// A `redis-server` on `port`, keeping nothing on disk, with `more` options.
+pub(crate) fn redis_server_with(port: u16, more: &[&str]) -> Child {
     Command::new("redis-server")
         .args([
             "--port",
@@ -26,13 +31,14 @@ fn redis_server(port: u16) -> Child {
             "--appendonly",
             "no",
         ])
+        .args(more)
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server starts (scripts/test.sh installs it)")
 }
 
 /// Waits until the server started on `port` accepts connections.
-async fn accepting(port: u16) {
+pub(crate) async fn accepting(port: u16) {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -61,7 +67,7 @@ async fn restart(port: u16, fleet: &leadflow_fleet::Fleet) -> Child {
     panic!("the worker did not return to the restarted Redis");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -204,4 +210,103 @@ hit_rate = 0.0
     waterfall.close().await;
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// `CONFIG SET name value` on the Redis at `url`.
+pub(crate) async fn config_set(url: &str, name: &str, value: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// `n` calls of `cost` µUSD each, reserved and spent in full.
+async fn spend(budget: &Arc<dyn Budget>, n: usize, cost: i64) -> usize {
+    let mut spent = 0;
+    for _ in 0..n {
+        let now = SystemClock.now();
+        if let Some(r) = budget.reserve(cost, None, now).await {
+            budget.settle(r, cost, None, now).await;
+            spent += 1;
+        }
+    }
+    spent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_worker_spends_while_redis_refuses_writes_is_booked_when_it_records_again() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let _server = Killed(redis_server_with(
+        port,
+        &["--maxmemory-policy", "noeviction"],
+    ));
+    accepting(port).await;
+    let prefix = prefix("oom");
+    let fleet = worker_at(&url, &prefix, |c| {
+        c.timeout_ms = 2_000;
+        c.lease_ms = 60_000;
+        c.max_lease = 8;
+    })
+    .await;
+    let shared = services(&fleet, &WaterfallConfig::default());
+    let (limiter, budget) = (shared.limiter, shared.budget);
+    assert_eq!(take(&limiter, 20).await, 20);
+    assert_eq!(spend(&budget, 5, 1_000).await, 5);
+
+    // Redis answers, and refuses every write: `OOM command not allowed`.
+    config_set(&url, "maxmemory", "1").await;
+    assert_eq!(
+        take(&limiter, 30).await,
+        30,
+        "its lease, then its share of what was left"
+    );
+    assert_eq!(spend(&budget, 40, 1_000).await, 40, "no day cap");
+
+    // The worker leaves while Redis still refuses; Redis records again
+    // meanwhile, and the worker books what it spent before it is gone.
+    let leaving = tokio::spawn(async move {
+        limiter.close().await;
+        budget.close().await;
+    });
+    config_set(&url, "maxmemory", "0").await;
+    leaving.await.unwrap();
+    fleet.leave().await;
+    let used = get(&url, &format!("{prefix}:{{limit:orion}}:used")).await;
+    assert_eq!(used, Some(50), "every permit spent is in the window");
+    let date = chrono::Utc::now().format("%Y-%m-%d");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let spent: Option<i64> = redis::cmd("HGET")
+        .arg(format!("{prefix}:{{budget}}:day:{date}"))
+        .arg("spent")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        spent,
+        Some(45_000),
+        "every call paid for is in the day's spend"
+    );
+
+    // The next worker in the same window gets what is left, no more.
+    let next = worker_at(&url, &prefix, |c| c.timeout_ms = 2_000).await;
+    let limiter = services(&next, &WaterfallConfig::default()).limiter;
+    assert_eq!(take(&limiter, 100).await, 50, "limit 100 − 50 used");
+    limiter.close().await;
+}
+
+/// A server killed when the test ends, also when it fails.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
