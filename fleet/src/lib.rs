@@ -47,7 +47,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Connects to `url` (`redis://`; TLS is not built in). An unreachable
+    /// Connects to `url` (`redis://`, or `rediss://` for TLS). An unreachable
     /// server is not an error: the fleet starts offline (warning once) and
     /// keeps trying in the background. A malformed URL is, and so is a
     /// Redis that refuses this worker (a wrong password), in its words.

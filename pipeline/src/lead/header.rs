@@ -78,6 +78,28 @@ pub const RESERVED_COLUMNS: &[&str] = &[
     "enriched_at",
 ];
 
+/// `base`, or when a name given already has it (without case), `base_2`,
+/// `base_3`, …, from where `next_suffix` left off for `base`; taken.
+fn take_name(
+    base: String,
+    taken: &mut HashSet<String>,
+    next_suffix: &mut HashMap<String, usize>,
+) -> String {
+    let mut name = base.clone();
+    if taken.contains(&name.to_ascii_lowercase()) {
+        let k = next_suffix.entry(base.to_ascii_lowercase()).or_insert(2);
+        loop {
+            name = format!("{base}_{k}");
+            *k += 1;
+            if !taken.contains(&name.to_ascii_lowercase()) {
+                break;
+            }
+        }
+    }
+    taken.insert(name.to_ascii_lowercase());
+    name
+}
+
 /// The name each of a source's columns passes through under, by position:
 /// trimmed (and without a byte-order mark); a blank one is `column_<n>`
 /// (its 1-based position); one named like leadflow's own output columns, or
@@ -112,19 +134,7 @@ pub fn column_names(header: &[String]) -> Vec<String> {
         } else {
             name.to_string()
         };
-        let mut name = base.clone();
-        if taken.contains(&name.to_ascii_lowercase()) {
-            let k = next_suffix.entry(base.to_ascii_lowercase()).or_insert(2);
-            loop {
-                name = format!("{base}_{k}");
-                *k += 1;
-                if !taken.contains(&name.to_ascii_lowercase()) {
-                    break;
-                }
-            }
-        }
-        taken.insert(name.to_ascii_lowercase());
-        names[i] = Some(name);
+        names[i] = Some(take_name(base, &mut taken, &mut next_suffix));
     }
     for (i, name) in trimmed.iter().enumerate() {
         if names[i].is_some() {
@@ -136,19 +146,7 @@ pub fn column_names(header: &[String]) -> Vec<String> {
         }
         // More repeats are numbered like any name (a prefix per repeat would
         // make names, and the time to build them, grow with their count).
-        if taken.contains(&name.to_ascii_lowercase()) {
-            let base = name.clone();
-            let k = next_suffix.entry(base.to_ascii_lowercase()).or_insert(2);
-            loop {
-                name = format!("{base}_{k}");
-                *k += 1;
-                if !taken.contains(&name.to_ascii_lowercase()) {
-                    break;
-                }
-            }
-        }
-        taken.insert(name.to_ascii_lowercase());
-        names[i] = Some(name);
+        names[i] = Some(take_name(name, &mut taken, &mut next_suffix));
     }
     names
         .into_iter()

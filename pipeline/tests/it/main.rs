@@ -6,6 +6,7 @@ mod closed_streams;
 mod csv_edge_cases;
 mod disk_full;
 mod publish;
+mod redis_tls;
 mod report;
 mod run_end_to_end;
 mod s3;

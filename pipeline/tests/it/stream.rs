@@ -1016,7 +1016,7 @@ fn metrics_on_port_0_say_where_they_listen() {
             break;
         }
         assert!(tries < 3000, "/healthz never said ready");
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let (status, _) = terminate(child);
     drain.join().unwrap();

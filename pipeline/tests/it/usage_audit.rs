@@ -146,9 +146,12 @@ async fn finish(mut cmd: Command) -> std::process::Output {
         .unwrap()
 }
 
-fn leadflow(args: &[&str]) -> Command {
+/// `leadflow run` of `input` into `out` with the providers of `config`.
+fn leadflow_run(input: &str, out: &str, config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-    cmd.args(args)
+    cmd.args(["run", "--no-progress", "--input", input, "--out", out])
+        .arg("--config")
+        .arg(config)
         .env_remove("LEADFLOW_CONFIG")
         .env_remove("REDIS_URL")
         .env("ORION_API_KEY", "orion-test-key-0001")
@@ -169,20 +172,11 @@ async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
     // Killed at three different depths into the run, into one output.
     for kill_after in [40, 150, 400] {
         let before = served();
-        let mut child = leadflow(&[
-            "run",
-            "--no-progress",
-            "--input",
-            &input,
-            "--out",
-            &out,
-            "--config",
-            &config.display().to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        let mut child = leadflow_run(&input, &out, &config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         while served() < before + kill_after {
             assert!(child.try_wait().unwrap().is_none(), "the run ended first");
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -218,17 +212,7 @@ async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
 
     // A run to the end afterwards commits its own leads and calls beside them.
     let before = served();
-    let to_the_end = finish(leadflow(&[
-        "run",
-        "--no-progress",
-        "--input",
-        &input,
-        "--out",
-        &out,
-        "--config",
-        &config.display().to_string(),
-    ]))
-    .await;
+    let to_the_end = finish(leadflow_run(&input, &out, &config)).await;
     assert!(to_the_end.status.success());
     let after: u64 = calls(&out).await.iter().map(|(_, k, _)| k).sum();
     assert_eq!(after, known_all + served() - before);
@@ -245,17 +229,7 @@ async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run(
     std::fs::write(&config, text).unwrap();
     let input = leads_without_phones(dir.path(), 300);
     let out = dir.path().join("out").display().to_string();
-    let args = [
-        "run",
-        "--no-progress",
-        "--input",
-        &input,
-        "--out",
-        &out,
-        "--config",
-        &config.display().to_string(),
-    ];
-    let mut killed = leadflow(&args);
+    let mut killed = leadflow_run(&input, &out, &config);
     killed.env("LEADFLOW_CRASH_AT", "before_commit");
     assert!(!finish(killed).await.status.success());
     let paid_by_killed: u64 = sandbox.stats().values().map(|s| s.requests).sum();
@@ -263,7 +237,7 @@ async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run(
 
     // The next run over the same input commits the killed run's calls first,
     // then its own (the sandbox answers it again: no shared cache here).
-    let next = finish(leadflow(&args)).await;
+    let next = finish(leadflow_run(&input, &out, &config)).await;
     assert!(
         next.status.success(),
         "{}",
