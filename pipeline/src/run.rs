@@ -104,6 +104,31 @@ pub struct RunSummary {
     pub out: String,
 }
 
+impl RunSummary {
+    /// The summary of a run that found no input to read.
+    pub fn nothing_read(run_id: String, out: String) -> Self {
+        Self {
+            run_id,
+            files: 0,
+            records_read: 0,
+            leads_written: 0,
+            rejects: 0,
+            valid_phones: None,
+            unknown_countries: 0,
+            unkept_values: 0,
+            output_files: Vec::new(),
+            lookups: LookupTally::default(),
+            usage_files: Vec::new(),
+            reject_files: Vec::new(),
+            inputs: Vec::new(),
+            sandbox: None,
+            reject_samples: Vec::new(),
+            elapsed: Duration::ZERO,
+            out,
+        }
+    }
+}
+
 /// Runs the enrichment over the input and writes `enriched_leads`,
 /// `provider_usage` and `rejects`.
 pub async fn run(config: RunConfig) -> Result<RunSummary> {

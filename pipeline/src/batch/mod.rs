@@ -63,6 +63,9 @@ pub struct BatchManifest {
     pub spend_usd: BTreeMap<String, String>,
     pub spend_total_usd: String,
     pub outputs: Vec<ManifestOutput>,
+    /// Why the batch read nothing, when it did not (a day without input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,8 +117,32 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
     let out = config.run.out.clone();
     let mut run = config.run;
     run.batch = Some(format!("dt={}", config.date.format("%Y-%m-%d")));
-    let summary = crate::run::run(run).await?;
+    let run_id = run.run_id.clone();
+    let (summary, note) = match crate::run::run(run).await {
+        Ok(summary) => (summary, None),
+        // A day without files is a day, not a failure: its manifest says
+        // so, and whoever waits for it does not wait forever.
+        Err(Error::NoInput(what)) => (
+            RunSummary::nothing_read(run_id, out.clone()),
+            Some(format!("no input files: {what}")),
+        ),
+        Err(Error::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => (
+            RunSummary::nothing_read(run_id, out.clone()),
+            Some(format!("no input files: {} does not exist", path.display())),
+        ),
+        Err(e) => return Err(e),
+    };
     let location = storage::create(&out)?;
+    let path = manifest_path(config.date);
+    // An earlier batch of the date wrote its output and manifest: with no
+    // input now, both stay (its input is gone, its leads are not).
+    let keep_earlier = note.is_some() && location.store.head(&location.child(&path)).await.is_ok();
+    if keep_earlier {
+        tracing::warn!(
+            date = %config.date,
+            "no input files for this date; its earlier output and manifest stay as they were"
+        );
+    }
     let manifest = BatchManifest {
         date: config.date,
         run_id: summary.run_id.clone(),
@@ -152,13 +179,15 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
         .into_iter()
         .flat_map(|(table, files)| outputs(&location, table, files))
         .collect(),
+        note,
     };
-    let path = manifest_path(config.date);
-    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    location
-        .store
-        .put(&location.child(&path), PutPayload::from(json))
-        .await?;
+    if !keep_earlier {
+        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        location
+            .store
+            .put(&location.child(&path), PutPayload::from(json))
+            .await?;
+    }
     Ok(BatchReport {
         manifest_url: location.url_of(&path),
         summary,

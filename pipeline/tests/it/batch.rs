@@ -351,3 +351,35 @@ async fn a_webhook_redirect_is_a_failed_delivery_and_nothing_reaches_its_target(
         "nothing was posted to the redirect's target"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_without_input_files_writes_a_manifest_saying_so_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    // The day's directory is there and empty; another day's is not there.
+    std::fs::create_dir_all(input.join("dt=2026-11-23")).unwrap();
+    for date in ["2026-11-23", "2026-11-24"] {
+        let done = batch(date, &input, &out, &[]);
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(0), "{date}: {stderr}");
+        let m = manifest(&out, date);
+        assert_eq!(m["rows"]["read"], 0, "{m}");
+        assert_eq!(m["outputs"].as_array().unwrap().len(), 0, "{m}");
+        assert!(
+            m["note"].as_str().unwrap().starts_with("no input files"),
+            "{m}"
+        );
+    }
+
+    // A day batched before whose input is gone keeps its output and manifest.
+    day_file(&input, "2026-11-25", 1..6);
+    assert!(batch("2026-11-25", &input, &out, &[]).status.success());
+    let before = manifest(&out, "2026-11-25");
+    let written = leads(&out).await;
+    assert!(written > 0);
+    std::fs::remove_dir_all(input.join("dt=2026-11-25")).unwrap();
+    let again = batch("2026-11-25", &input, &out, &[]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(manifest(&out, "2026-11-25"), before);
+    assert_eq!(leads(&out).await, written);
+}
