@@ -235,6 +235,23 @@ async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run(
     let paid_by_killed: u64 = sandbox.stats().values().map(|s| s.requests).sum();
     assert!(paid_by_killed > 300);
 
+    // A reader that commits the killed run's log is killed itself right
+    // after that commit, before it deletes the log: nothing is counted twice.
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    reader
+        .args(["sql", "select count(*) from provider_usage", "--data", &out])
+        .env("LEADFLOW_CRASH_AT", "after_usage_recovery_commit");
+    let crashed = finish(reader).await;
+    let stderr = String::from_utf8_lossy(&crashed.stderr);
+    assert!(
+        stderr.contains("LEADFLOW_CRASH_AT=after_usage_recovery_commit"),
+        "{stderr}"
+    );
+    assert_eq!(
+        calls(&out).await.iter().map(|(_, k, _)| k).sum::<u64>(),
+        paid_by_killed
+    );
+
     // The next run over the same input commits the killed run's calls first,
     // then its own (the sandbox answers it again: no shared cache here).
     let next = finish(leadflow_run(&input, &out, &config)).await;
