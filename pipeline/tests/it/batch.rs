@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use axum::response::IntoResponse;
+
 use crate::support::{example, query, rows};
 
 /// A webhook receiver on localhost that refuses its first `refuse` posts
@@ -15,6 +17,20 @@ struct Receiver {
 }
 
 fn receiver(refuse: usize) -> Receiver {
+    hook_answering(move |seen| {
+        if seen <= refuse {
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        } else {
+            axum::http::StatusCode::OK.into_response()
+        }
+    })
+}
+
+/// A webhook receiver keeping every JSON body posted to it, answering the
+/// n-th post (counted from 1) with `answer(n)`.
+fn hook_answering(
+    answer: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> Receiver {
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let seen = bodies.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -29,15 +45,11 @@ fn receiver(refuse: usize) -> Receiver {
             let app = axum::Router::new().route(
                 "/hook",
                 axum::routing::post(move |body: String| {
-                    let seen = seen.clone();
+                    let (seen, answer) = (seen.clone(), answer.clone());
                     async move {
                         let mut seen = seen.lock().unwrap();
                         seen.push(serde_json::from_str(&body).expect("the webhook posts JSON"));
-                        if seen.len() <= refuse {
-                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                        } else {
-                            axum::http::StatusCode::OK
-                        }
+                        answer(seen.len())
                     }
                 }),
             );
@@ -295,38 +307,13 @@ latency_ms = 0
 
 /// A webhook receiver that sends every post on with a 307 to `location`.
 fn redirecting(location: String) -> Receiver {
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |body: String| {
-                    let seen = seen.clone();
-                    let location = location.clone();
-                    async move {
-                        seen.lock()
-                            .unwrap()
-                            .push(serde_json::from_str(&body).unwrap());
-                        (
-                            axum::http::StatusCode::TEMPORARY_REDIRECT,
-                            [(axum::http::header::LOCATION, location)],
-                        )
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    Receiver { url, bodies }
+    hook_answering(move |_| {
+        (
+            axum::http::StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location.clone())],
+        )
+            .into_response()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
