@@ -2,11 +2,25 @@
 //! define or drop (unless `--allow-writes`), and queries nested deeper than
 //! the planner's stack allows. The real binary, so the exit codes are real.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use super::sql_shell::shell_output;
 use super::support::{analytics_fixture, example};
+
+/// `leadflow run` of the example into `out_dir` with the query in `query`.
+fn run_with_query(out_dir: &Path, query: &Path) -> Output {
+    leadflow(&[
+        "run",
+        "--no-progress",
+        "--input",
+        &example(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--query",
+        query.to_str().unwrap(),
+    ])
+}
 
 /// The real `leadflow` with `args`, nothing from the test's environment.
 fn leadflow(args: &[&str]) -> Output {
@@ -89,18 +103,11 @@ fn sql_refuses_copy_create_drop_insert_and_set_unless_allowed_to_write() {
     let out = leadflow(&["sql", "--file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("COPY … TO is refused"));
-    let mut shell = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["sql", "--data", data])
-        .env("HOME", dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = shell.stdin.take().unwrap();
-    writeln!(stdin, "{copy};\nselect 'still here' as s;").unwrap();
-    drop(stdin);
-    let out = shell.wait_with_output().unwrap();
+    let out = shell_output(
+        Path::new(data),
+        dir.path(),
+        format!("{copy};\nselect 'still here' as s;\n").as_bytes(),
+    );
     let text = stdout(&out);
     assert!(text.contains("error: COPY … TO is refused"), "{text}");
     assert!(text.contains("still here"), "{text}");
@@ -126,16 +133,7 @@ fn a_run_whose_query_copies_is_refused_before_it_writes() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let out = leadflow(&[
-        "run",
-        "--no-progress",
-        "--input",
-        &example(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--query",
-        query.to_str().unwrap(),
-    ]);
+    let out = run_with_query(&out_dir, &query);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("COPY … TO is refused"), "{err}");
@@ -192,16 +190,7 @@ fn deeply_nested_sql_is_a_usage_error_and_a_deep_one_still_runs() {
         )
         .unwrap();
         let out_dir = dir.path().join(format!("run-{terms}"));
-        let out = leadflow(&[
-            "run",
-            "--no-progress",
-            "--input",
-            &example(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--query",
-            query.to_str().unwrap(),
-        ]);
+        let out = run_with_query(&out_dir, &query);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{terms} terms: {err}");
         if code == 2 {

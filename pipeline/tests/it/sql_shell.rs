@@ -6,6 +6,22 @@ use std::process::{Command, Stdio};
 use crate::support::analytics_fixture;
 
 fn shell(data: &std::path::Path, home: &std::path::Path, input: &str) -> String {
+    let out = shell_output(data, home, input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The shell over `data` (history under `home`) fed `input` on stdin, to
+/// its end.
+pub(crate) fn shell_output(
+    data: &std::path::Path,
+    home: &std::path::Path,
+    input: &[u8],
+) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
         .args(["sql", "--data"])
         .arg(data)
@@ -15,19 +31,8 @@ fn shell(data: &std::path::Path, home: &std::path::Path, input: &str) -> String 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -107,22 +112,11 @@ fn sql_on_stdin_that_is_not_utf8_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("out");
     analytics_fixture(&data);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["sql", "--data"])
-        .arg(&data)
-        .env("HOME", dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"select 1;\nselect '\xff\xfe' as latin1;\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = shell_output(
+        &data,
+        dir.path(),
+        b"select 1;\nselect '\xff\xfe' as latin1;\n",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
