@@ -46,7 +46,8 @@ pub struct LeadflowConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LineTypeConfig {
-    /// Adds `line_type` and `carrier_name` to `enriched_leads`: the line-type
+    /// Adds `line_type`, `carrier_name` and `line_type_status` (why a line
+    /// type is NULL) to `enriched_leads`: the line-type
     /// providers (`kind = "twilio"`) are asked about each lead's final phone
     /// (its own valid one, else the one found), a paid call per number,
     /// cached like lookups and written to `provider_usage`. Off by default.
@@ -81,7 +82,7 @@ impl LeadflowConfig {
 
     /// Whether any provider is answered by the in-process sandbox.
     /// The enrichment query as runs execute it: with `[line_type]` on,
-    /// `query`'s rows get `line_type` and `carrier_name` of their final
+    /// `query`'s rows get `line_type`, `carrier_name` and `line_type_status` of their final
     /// phone, so `query` must return `phone_valid`, `phone_e164` and
     /// `found_phone_e164` (the shipped one does).
     pub fn enrichment_query(&self, query: &str) -> String {
@@ -93,7 +94,8 @@ impl LeadflowConfig {
         format!(
             "SELECT * EXCLUDE (described),\n\
              \x20      described['line_type'] AS line_type,\n\
-             \x20      described['carrier_name'] AS carrier_name\n\
+             \x20      described['carrier_name'] AS carrier_name,\n\
+             \x20      described['status'] AS line_type_status\n\
              FROM (\n\
              \x20   SELECT *,\n\
              \x20          phone_line_type(CASE WHEN phone_valid THEN phone_e164 ELSE found_phone_e164 END,\n\

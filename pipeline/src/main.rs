@@ -37,9 +37,6 @@ struct MallocConf(*const std::ffi::c_char);
 // SAFETY: it points at a string literal, immutable for the process's life.
 unsafe impl Sync for MallocConf {}
 
-/// Lead enrichment on Arrow and DataFusion: read leads from files or S3,
-/// normalize and validate their phones in SQL, find missing phones through a
-/// waterfall of paid providers, write Parquet.
 /// `eprint!`/`eprintln!`/`print!`/`println!` that never panic: a closed
 /// stderr or stdout (`2>&-`, `… 2>&1 | head -1`, a reader gone) loses the
 /// text, not the command's result or its exit code.
@@ -68,11 +65,13 @@ macro_rules! outln {
     }};
 }
 
+/// Phones for your sales leads: leadflow reads leads from CSV, NDJSON or Parquet files (on disk or
+/// S3) or from Kafka, checks each lead's phone, asks paid providers in turn for the missing ones
+/// (within your rate limits and budget), and writes Parquet tables you can query with `leadflow sql`.
 #[derive(Debug, Parser)]
 #[command(
     name = "leadflow",
     version,
-    about,
     long_about = None,
     propagate_version = true,
     after_help = "Exit codes: 0 done; 1 leadflow failed (a bug); 2 the command, config, SQL or input\n\
@@ -630,12 +629,9 @@ async fn batch(args: BatchArgs) -> anyhow::Result<()> {
             if let Some(hook) = &hook {
                 hook.send(&webhook::success(&report, &out)).await;
             }
-            let short = report.budget_exhausted();
-            if short > 0 {
-                errln!(
-                    "leadflow: the provider budget ran out: {short} leads were not looked up \
-                     (lookup_status budget_exhausted); raise [budget] and rerun {date}"
-                );
+            // The summary's last line said what the budget left undone.
+            let (leads, numbers) = report.budget_exhausted();
+            if leads + numbers > 0 {
                 std::process::exit(batch::EXIT_BUDGET_EXHAUSTED);
             }
             Ok(())

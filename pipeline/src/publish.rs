@@ -237,6 +237,7 @@ impl Publisher {
         files: &[WrittenFile],
     ) -> Result<Published> {
         let relative = relative_to(&self.staging(), files)?;
+        let batch_key = batch.clone();
 
         let mut manifest = Manifest::read(&self.location).await?;
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
@@ -268,6 +269,18 @@ impl Publisher {
                 .flat_map(|r| r.files.iter().filter(|f| !is_usage(f)).cloned())
                 .collect(),
         });
+        // A batch's `_manifest.json` describes the output it was written
+        // after: it goes before that output is replaced, and the batch
+        // writes the new one once this commit is done. A kill in between
+        // leaves the date without a manifest (not done), never with one
+        // that describes other leads.
+        if let Some(batch) = &batch_key {
+            let path = self.location.child(&crate::batch::manifest_path_of(batch));
+            match self.location.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         crash_point("before_commit");
         manifest.write(&self.location).await?;
         crash_point("after_commit");

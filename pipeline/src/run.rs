@@ -28,6 +28,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use leadflow_sandbox::ProviderStats;
+use leadflow_waterfall::config::BudgetConfig;
 use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -93,6 +94,8 @@ pub struct RunSummary {
     /// What the lookups did: leads per status (when the query returns
     /// `lookup_status`), and calls, hits and spend per provider (always).
     pub lookups: LookupTally,
+    /// The config's `[budget]`, named when the budget ran out.
+    pub budget: BudgetConfig,
     pub usage_files: Vec<WrittenFile>,
     pub reject_files: Vec<WrittenFile>,
     /// The files read, with their sizes.
@@ -118,6 +121,7 @@ impl RunSummary {
             unkept_values: 0,
             output_files: Vec::new(),
             lookups: LookupTally::default(),
+            budget: BudgetConfig::default(),
             usage_files: Vec::new(),
             reject_files: Vec::new(),
             inputs: Vec::new(),
@@ -229,6 +233,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         unkept_values: SourceProgress::get(&progress.unkept_values),
         output_files: done.lead_files,
         lookups: done.lookups,
+        budget: config.providers.budget.clone(),
         usage_files: done.usage_files,
         reject_files: done.reject_files,
         inputs: input_files,
@@ -324,6 +329,14 @@ pub(crate) struct OutputCounts {
     pub(crate) lookups: LookupTally,
 }
 
+impl OutputCounts {
+    pub(crate) fn merge(&mut self, other: OutputCounts) {
+        self.rows += other.rows;
+        self.valid += other.valid;
+        self.lookups.merge(other.lookups);
+    }
+}
+
 impl Plan {
     /// Plans `query`, which must read the table `leads` of `ctx` once.
     pub(crate) async fn new(ctx: &SessionContext, query: &str) -> Result<Plan> {
@@ -359,6 +372,7 @@ impl Plan {
             columns: OutputColumns {
                 valid: query_schema.index_of("phone_valid").ok(),
                 status: query_schema.index_of("lookup_status").ok(),
+                line_type_status: query_schema.index_of("line_type_status").ok(),
             },
             task_ctx: ctx.task_ctx(),
             physical,
@@ -387,6 +401,9 @@ impl Plan {
         if let Some(i) = self.columns.status {
             counts.lookups.add_statuses(batch.column(i))?;
         }
+        if let Some(i) = self.columns.line_type_status {
+            counts.lookups.add_line_types(batch.column(i))?;
+        }
         let mut out = batch.columns().to_vec();
         if self.append_run_columns {
             out.extend(run_columns(
@@ -405,6 +422,7 @@ impl Plan {
 struct OutputColumns {
     valid: Option<usize>,
     status: Option<usize>,
+    line_type_status: Option<usize>,
 }
 
 /// Plans the enrichment query over a `leads` table fed by `leads`.
@@ -549,8 +567,12 @@ async fn write_partition(
 ) -> Result<PartitionWritten> {
     let mut counts = OutputCounts::default();
     while let Some(batch) = stream.next().await {
-        let batch = plan.output(&batch?, &stamp, &mut counts)?;
-        telemetry::leads_out(batch.num_rows() as u64);
+        let mut these = OutputCounts::default();
+        let batch = plan.output(&batch?, &stamp, &mut these)?;
+        telemetry::leads_out(these.rows);
+        telemetry::lookup_statuses(&these.lookups.statuses);
+        telemetry::line_type_statuses(&these.lookups.line_types);
+        counts.merge(these);
         writer.write(&batch).await?;
     }
     Ok(PartitionWritten {
@@ -768,6 +790,9 @@ impl fmt::Display for RunSummary {
                 "  … all rejects: leadflow sql \"select * from rejects\" --data {}",
                 self.out
             )?;
+        }
+        if let Some(note) = self.lookups.budget_note(&self.budget) {
+            writeln!(f, "warning: {note}")?;
         }
         Ok(())
     }

@@ -9,8 +9,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, cast, lit};
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::functions::expr_fn::coalesce;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, cast, col, lit, when};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
+};
 use datafusion::sql::parser::{CopyToSource, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Query, TableFactor, Visit, Visitor};
 use datafusion::sql::sqlparser::parser::ParserError;
@@ -76,16 +79,7 @@ pub async fn context(
                     .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
                 let mut df = ctx.read_parquet(location.url_of(table), options).await?;
                 if table == "enriched_leads" {
-                    // Line type and carrier are written only by runs with
-                    // `[line_type]` on; without them they read as NULL.
-                    for column in ["line_type", "carrier_name"] {
-                        if df.schema().field_with_unqualified_name(column).is_err() {
-                            df = df.with_column(
-                                column,
-                                cast(lit(ScalarValue::Null), DataType::Utf8),
-                            )?;
-                        }
-                    }
+                    df = with_line_type_columns(df)?;
                 }
                 df.into_view()
             };
@@ -195,6 +189,23 @@ async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()
     )))
 }
 
+/// Line type, carrier and `line_type_status` are written only by runs with
+/// `[line_type]` on: leads of runs without it read as NULL, NULL and
+/// `not_run` (those written before `line_type_status` existed as `found`
+/// when they have a line type).
+fn with_line_type_columns(mut df: DataFrame) -> Result<DataFrame> {
+    for column in ["line_type", "carrier_name", "line_type_status"] {
+        if df.schema().field_with_unqualified_name(column).is_err() {
+            df = df.with_column(column, cast(lit(ScalarValue::Null), DataType::Utf8))?;
+        }
+    }
+    let status = coalesce(vec![
+        col("line_type_status"),
+        when(col("line_type").is_not_null(), lit("found")).otherwise(lit("not_run"))?,
+    ]);
+    Ok(df.with_column("line_type_status", status)?)
+}
+
 /// The schema of an output table no run has written to yet, with its `dt`.
 fn empty_output_schema(table: &str) -> SchemaRef {
     let mut fields: Vec<Field> = match table {
@@ -202,7 +213,10 @@ fn empty_output_schema(table: &str) -> SchemaRef {
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
-            .chain(["line_type", "carrier_name"].map(|name| Field::new(name, DataType::Utf8, true)))
+            .chain(
+                ["line_type", "carrier_name", "line_type_status"]
+                    .map(|name| Field::new(name, DataType::Utf8, true)),
+            )
             .collect(),
         "provider_usage" => leadflow_schemas::provider_usage_schema()
             .fields()

@@ -86,6 +86,13 @@ pub fn lookup_statuses(statuses: &std::collections::BTreeMap<String, u64>) {
     }
 }
 
+/// Leads by final `line_type_status` (with `[line_type]` on).
+pub fn line_type_statuses(statuses: &std::collections::BTreeMap<String, u64>) {
+    for (status, n) in statuses {
+        counter!("leadflow_line_type_status_total", "status" => status.clone()).increment(*n);
+    }
+}
+
 /// One batch enriched and written.
 pub fn batch(took: Duration) {
     histogram!("leadflow_batch_seconds").record(took.as_secs_f64());

@@ -234,6 +234,7 @@ pub fn line_type_fields() -> Fields {
         Field::new("carrier_name", DataType::Utf8, true),
         Field::new("mcc", DataType::Utf8, true),
         Field::new("mnc", DataType::Utf8, true),
+        Field::new("status", DataType::Utf8, false),
     ])
 }
 

@@ -6,20 +6,19 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringBuilder, StructArray};
-use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Fields};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use leadflow_waterfall::{LeadRef, Waterfall};
+use leadflow_waterfall::{LeadRef, LineTypeStatus, Waterfall};
 
 use crate::SharedWaterfall;
 use crate::fan_out::ask_distinct;
 use crate::strings::{Strings, is_text};
 
-/// `phone_line_type(e164) → struct{line_type, carrier_name, mcc, mnc}`.
+/// `phone_line_type(e164) → struct{line_type, carrier_name, mcc, mnc, status}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PhoneLineType {
     signature: Signature,
@@ -44,8 +43,10 @@ pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         crate::DOC_SECTION,
         "Asks the configured line-type providers (Twilio Lookup v2) for a number's \
          `line_type` (mobile, landline, fixedVoip, nonFixedVoip, tollFree, …), \
-         `carrier_name`, `mcc` and `mnc`. NULL for a NULL number, a number the provider \
-         calls invalid, or when no line-type provider is configured. Each distinct \
+         `carrier_name`, `mcc` and `mnc`, and its `status`: why the others are NULL when \
+         they are: found, unknown_number (the provider does not know it), cached, \
+         budget_exhausted, rate_limited, circuit_open, error, not_run (no line-type \
+         provider is configured) or no_phone (a NULL or empty number). Each distinct \
          number in a batch is asked once, and answers are cached per number like \
          lookups. Every call is written to `provider_usage` under the `lead_id` and \
          `organization_id` passed.",
@@ -129,31 +130,42 @@ impl AsyncScalarUDFImpl for PhoneLineType {
                 lead_id: lead_id.get(row).map(Arc::from),
                 organization_id: organization_id.get(row).map(Arc::from),
             };
-            async move { waterfall.line_type(number, &owner).await.line_type }
+            async move { waterfall.line_type(number, &owner).await }
         })
         .await;
 
+        // Every row says why it has no line type: no number, no provider,
+        // or how the lookup of its number ended.
+        let unasked = if ask {
+            LineTypeStatus::NoPhone
+        } else {
+            LineTypeStatus::NotRun
+        };
         let mut line_type = StringBuilder::with_capacity(n, n * 6);
         let mut carrier = StringBuilder::with_capacity(n, n * 12);
         let mut mcc = StringBuilder::with_capacity(n, n * 3);
         let mut mnc = StringBuilder::with_capacity(n, n * 3);
-        let mut valid = Vec::with_capacity(n);
+        let mut status = StringBuilder::with_capacity(n, n * 8);
         for row in described.rows() {
-            let described = row.and_then(|(d, _)| d.as_ref());
-            valid.push(described.is_some());
+            let (described, why) = match row {
+                Some((lookup, true)) => (lookup.line_type.as_ref(), lookup.status),
+                Some((lookup, false)) => (lookup.line_type.as_ref(), lookup.status.as_cached()),
+                None => (None, unasked),
+            };
             line_type.append_option(described.and_then(|d| d.line_type.as_deref()));
             carrier.append_option(described.and_then(|d| d.carrier_name.as_deref()));
             mcc.append_option(described.and_then(|d| d.mcc.as_deref()));
             mnc.append_option(described.and_then(|d| d.mnc.as_deref()));
+            status.append_value(why.as_str());
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(line_type.finish()),
             Arc::new(carrier.finish()),
             Arc::new(mcc.finish()),
             Arc::new(mnc.finish()),
+            Arc::new(status.finish()),
         ];
-        let out =
-            StructArray::try_new(self.fields.clone(), columns, Some(NullBuffer::from(valid)))?;
+        let out = StructArray::try_new(self.fields.clone(), columns, None)?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

@@ -96,6 +96,14 @@ impl Calls<'_> {
             // Reserved even without a cap: a shared budget books the day's
             // spend for `leadflow status`.
             let Some(reservation) = s.budget.reserve(max_cost, org, now).await else {
+                // Recorded like a full limit or an open circuit: a lead
+                // left unasked says why in `provider_usage` too.
+                self.skip(
+                    &slot.name,
+                    Outcome::BudgetExhausted,
+                    Some("provider budget spent ([budget])"),
+                )
+                .await;
                 return Called::BudgetExhausted;
             };
             if !s

@@ -35,7 +35,7 @@ pub use cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswe
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};
-pub use lookup::{Attempt, LineTypeLookup, Lookup, LookupStatus, Outcome};
+pub use lookup::{Attempt, LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome};
 pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
 pub use usage::{LeadRef, ProviderUsage, Sending, UsageJournal, UsageLedger};

@@ -47,6 +47,8 @@ pub enum Outcome {
     RateLimited,
     CircuitOpen,
     SkippedTier,
+    /// Not asked: the budget was spent.
+    BudgetExhausted,
     /// A request was sent and its answer never recorded: the process
     /// stopped while it was in flight (recovered from the usage journal).
     Unknown,
@@ -62,6 +64,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::CircuitOpen => "circuit_open",
             Outcome::SkippedTier => "skipped_tier",
+            Outcome::BudgetExhausted => "budget_exhausted",
             Outcome::Unknown => "unknown",
         }
     }
@@ -76,6 +79,7 @@ impl Outcome {
             Outcome::RateLimited,
             Outcome::CircuitOpen,
             Outcome::SkippedTier,
+            Outcome::BudgetExhausted,
             Outcome::Unknown,
         ]
         .into_iter()
@@ -166,22 +170,80 @@ impl Lookup {
     }
 }
 
+/// How a number's line-type lookup ended: the `line_type_status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineTypeStatus {
+    /// A provider described the number (paid for here).
+    Found,
+    /// The providers answered that they do not know the number (now, or
+    /// earlier and remembered by the cache).
+    UnknownNumber,
+    /// A description remembered by the cache: nothing was paid.
+    Cached,
+    /// Not asked: the budget was spent.
+    BudgetExhausted,
+    /// Not asked: every provider's hourly request limit was reached.
+    RateLimited,
+    /// Not asked: every provider's circuit was open.
+    CircuitOpen,
+    /// Asked, and no answer came (errors, timeouts, the deadline).
+    Error,
+    /// No line-type provider is configured (or none is enabled).
+    NotRun,
+    /// The lead ends without a phone: there was nothing to ask about.
+    NoPhone,
+}
+
+impl LineTypeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineTypeStatus::Found => "found",
+            LineTypeStatus::UnknownNumber => "unknown_number",
+            LineTypeStatus::Cached => "cached",
+            LineTypeStatus::BudgetExhausted => "budget_exhausted",
+            LineTypeStatus::RateLimited => "rate_limited",
+            LineTypeStatus::CircuitOpen => "circuit_open",
+            LineTypeStatus::Error => "error",
+            LineTypeStatus::NotRun => "not_run",
+            LineTypeStatus::NoPhone => "no_phone",
+        }
+    }
+
+    /// The status of a row that shares another row's answer (the same
+    /// number twice in a batch): a description it did not pay for is
+    /// `cached`; every other reason is the same.
+    pub fn as_cached(self) -> Self {
+        match self {
+            LineTypeStatus::Found => LineTypeStatus::Cached,
+            other => other,
+        }
+    }
+}
+
 /// What `phone_line_type` returns for one number.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineTypeLookup {
-    /// `None` when no provider described the number.
+    /// `None` when no provider described the number; `status` says why.
     pub line_type: Option<LineType>,
+    pub status: LineTypeStatus,
     pub attempts: Vec<Attempt>,
-    /// Answered from the cache: nothing was paid.
-    pub cached: bool,
 }
 
 impl LineTypeLookup {
     pub(crate) fn cached(line_type: LineType) -> Self {
         Self {
             line_type: Some(line_type),
+            status: LineTypeStatus::Cached,
             attempts: Vec::new(),
-            cached: true,
+        }
+    }
+
+    /// The answer when nothing is asked: no number, or no provider.
+    pub fn ended(status: LineTypeStatus) -> Self {
+        Self {
+            line_type: None,
+            status,
+            attempts: Vec::new(),
         }
     }
 }

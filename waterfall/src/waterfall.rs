@@ -18,7 +18,7 @@ use crate::cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAn
 use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
 use crate::config::{CacheConfig, LookupConfig, WaterfallConfig};
-use crate::lookup::{LineTypeLookup, Lookup, LookupStatus, Outcome};
+use crate::lookup::{LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome};
 use crate::provider::{
     Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Redactor,
 };
@@ -424,11 +424,13 @@ impl Waterfall {
             jitter_seed: key.0 as u64,
             attempts: Vec::new(),
         };
+        let mut tally = LineTypeTally::default();
         let mut line_type = None;
         let describers = self.describers.iter().filter(|s| s.config.enabled);
         for (slot, answer) in describers.zip(remembered) {
             if answer.is_some() {
                 // It did not know the number.
+                tally.unknown = true;
                 continue;
             }
             let asking = if self.cache.enabled {
@@ -437,7 +439,10 @@ impl Waterfall {
                     Err(ProviderAnswer::Found(described)) => {
                         return LineTypeLookup::cached(LineType::from_cache(&described));
                     }
-                    Err(ProviderAnswer::NotFound) => continue,
+                    Err(ProviderAnswer::NotFound) => {
+                        tally.unknown = true;
+                        continue;
+                    }
                 }
             } else {
                 None
@@ -447,6 +452,7 @@ impl Waterfall {
                     self.services.cache.unclaim(key, &slot.name).await;
                 }
                 calls.skip(&slot.name, Outcome::CircuitOpen, None).await;
+                tally.circuit = true;
                 continue;
             }
             let ask = DescribeNumber {
@@ -465,17 +471,59 @@ impl Waterfall {
             self.settle(key, &slot.name, asking, answer).await;
             match called {
                 Called::Answered(described) => {
+                    tally.unknown |= described.is_none();
                     line_type = described;
                     break;
                 }
-                Called::BudgetExhausted | Called::DeadlinePassed => break,
-                Called::Failed | Called::RateLimited => {}
+                Called::BudgetExhausted => {
+                    tally.budget = true;
+                    break;
+                }
+                Called::DeadlinePassed => {
+                    tally.error = true;
+                    break;
+                }
+                Called::Failed => tally.error = true,
+                Called::RateLimited => tally.rate_limited = true,
             }
         }
         LineTypeLookup {
+            status: tally.status(line_type.is_some()),
             line_type,
             attempts: calls.attempts,
-            cached: false,
+        }
+    }
+}
+
+/// What a number's line-type attempts so far add up to.
+#[derive(Debug, Default)]
+struct LineTypeTally {
+    unknown: bool,
+    budget: bool,
+    error: bool,
+    rate_limited: bool,
+    circuit: bool,
+}
+
+impl LineTypeTally {
+    /// The number's status, by precedence: a description, then a spent
+    /// budget, then a provider's "unknown number", then failures, then
+    /// what kept the providers from being asked.
+    fn status(&self, described: bool) -> LineTypeStatus {
+        if described {
+            LineTypeStatus::Found
+        } else if self.budget {
+            LineTypeStatus::BudgetExhausted
+        } else if self.unknown {
+            LineTypeStatus::UnknownNumber
+        } else if self.error {
+            LineTypeStatus::Error
+        } else if self.rate_limited {
+            LineTypeStatus::RateLimited
+        } else if self.circuit {
+            LineTypeStatus::CircuitOpen
+        } else {
+            LineTypeStatus::NotRun
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    Attempt, Error, LeadQuery, LeadRef, Lookup, LookupStatus, ManualClock, Outcome, OwnPhone,
-    ProviderUsage, Services, UsageLedger, Waterfall, WaterfallConfig,
+    Attempt, Error, LeadQuery, LeadRef, LineTypeStatus, Lookup, LookupStatus, ManualClock, Outcome,
+    OwnPhone, ProviderUsage, Services, UsageLedger, Waterfall, WaterfallConfig,
 };
 use tokio::sync::mpsc;
 
@@ -170,10 +170,66 @@ async fn twilio_describes_a_number() {
     let line = described.line_type.expect("a valid number is described");
     assert!(line.line_type.is_some() && line.carrier_name.is_some() && line.mcc.is_some());
     assert_eq!(described.attempts[0].outcome, Outcome::Hit);
+    assert_eq!(described.status, LineTypeStatus::Found);
     let invalid = w.line_type("+1 555 0100", &Default::default()).await;
     assert_eq!(invalid.line_type, None);
     assert_eq!(invalid.attempts[0].outcome, Outcome::Miss);
+    assert_eq!(invalid.status, LineTypeStatus::UnknownNumber);
     assert_eq!(requests(&w, "twilio"), 2);
+    // Asked again, both come from the cache: a description as `cached`,
+    // the number nobody knows as what it was.
+    let again = w.line_type(&e164, &Default::default()).await;
+    assert_eq!(
+        (again.status, again.attempts.len()),
+        (LineTypeStatus::Cached, 0)
+    );
+    let again = w.line_type("+1 555 0100", &Default::default()).await;
+    assert_eq!(again.status, LineTypeStatus::UnknownNumber);
+    assert_eq!(requests(&w, "twilio"), 2);
+}
+
+#[tokio::test]
+async fn a_number_left_unasked_says_why_in_its_status_and_usage() {
+    // One number fits the budget; the next is not asked. Then the same
+    // with the hourly limit, on a waterfall of its own.
+    let example = leadflow_phone::example_number_e164(leadflow_phone::Region::US).unwrap();
+    let e164 = |i: u64| {
+        if i == 0 {
+            example.clone()
+        } else {
+            "+1 555 0100".to_string()
+        }
+    };
+    let toml = format!(
+        "[budget]\nper_run_usd = 0.01\n{}",
+        provider(
+            "twilio",
+            "twilio",
+            1,
+            "cost_per_call_usd = 0.008\ncost_per_hit_usd = 0.0"
+        )
+    );
+    let (w, _) = start(&toml).await;
+    assert_eq!(
+        w.line_type(&e164(0), &Default::default()).await.status,
+        LineTypeStatus::Found
+    );
+    let spent = w.line_type(&e164(1), &Default::default()).await;
+    assert_eq!(spent.status, LineTypeStatus::BudgetExhausted);
+    let skip = &spent.attempts[..];
+    assert_eq!(skip.len(), 1, "{skip:?}");
+    assert_eq!(
+        (skip[0].attempt, skip[0].outcome, skip[0].cost_micros),
+        (0, Outcome::BudgetExhausted, 0)
+    );
+    assert_eq!(requests(&w, "twilio"), 1);
+
+    let toml = provider("twilio", "twilio", 1, "max_requests_per_hour = 1");
+    let (w, _) = start(&toml).await;
+    w.line_type(&e164(0), &Default::default()).await;
+    let limited = w.line_type(&e164(1), &Default::default()).await;
+    assert_eq!(limited.status, LineTypeStatus::RateLimited);
+    assert_eq!(limited.attempts[0].outcome, Outcome::RateLimited);
 }
 
 #[tokio::test]

@@ -44,7 +44,12 @@ pub fn input_for(template: &str, date: NaiveDate) -> Result<String> {
 
 /// Where a date's manifest is, relative to the output.
 pub fn manifest_path(date: NaiveDate) -> String {
-    format!("_batches/dt={}/_manifest.json", date.format("%Y-%m-%d"))
+    manifest_path_of(&format!("dt={}", date.format("%Y-%m-%d")))
+}
+
+/// Where the manifest of the batch published as `batch` (`dt=DATE`) is.
+pub(crate) fn manifest_path_of(batch: &str) -> String {
+    format!("_batches/{batch}/_manifest.json")
 }
 
 /// `_manifest.json`: what one date's batch read, wrote and spent.
@@ -59,6 +64,9 @@ pub struct BatchManifest {
     pub inputs: Vec<ManifestInput>,
     pub rows: ManifestRows,
     pub lookups: BTreeMap<String, u64>,
+    /// Leads per `line_type_status`, when the run describes numbers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub line_types: BTreeMap<String, u64>,
     /// Dollars per provider, as text (`"1.234567"`): exact, as in Parquet.
     pub spend_usd: BTreeMap<String, String>,
     pub spend_total_usd: String,
@@ -99,13 +107,10 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    /// Leads left without a lookup because the budget ran out.
-    pub fn budget_exhausted(&self) -> u64 {
-        self.manifest
-            .lookups
-            .get("budget_exhausted")
-            .copied()
-            .unwrap_or(0)
+    /// What the spent budget left undone: leads not looked up, and numbers
+    /// without a line type; `(0, 0)` when it held.
+    pub fn budget_exhausted(&self) -> (u64, u64) {
+        self.summary.lookups.left_by_budget()
     }
 }
 
@@ -164,6 +169,7 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
             rejected: summary.rejects,
         },
         lookups: summary.lookups.statuses.clone(),
+        line_types: summary.lookups.line_types.clone(),
         spend_usd: summary
             .lookups
             .providers

@@ -115,8 +115,8 @@ fn field(label: &str, value: impl std::fmt::Display) -> Value {
 pub fn success(report: &super::BatchReport, out: &str) -> Value {
     let m = &report.manifest;
     let s = &report.summary;
-    let budget = report.budget_exhausted();
-    let state = if budget > 0 {
+    let (leads, numbers) = report.budget_exhausted();
+    let state = if leads + numbers > 0 {
         "finished, budget exhausted"
     } else {
         "succeeded"
@@ -129,8 +129,11 @@ pub fn success(report: &super::BatchReport, out: &str) -> Value {
         field("Input files", m.inputs.len()),
         field("Took", format!("{:.1} s", s.elapsed.as_secs_f64())),
     ];
-    if budget > 0 {
-        fields.push(field("Not looked up (budget)", budget));
+    if leads > 0 {
+        fields.push(field("Not looked up (budget)", leads));
+    }
+    if numbers > 0 {
+        fields.push(field("No line type (budget)", numbers));
     }
     json!({
         "text": format!("leadflow batch {} {state}: {}", m.date, super::headline(report)),

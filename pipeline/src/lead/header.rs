@@ -74,6 +74,10 @@ pub const RESERVED_COLUMNS: &[&str] = &[
     "lookup_cost_usd",
     "lookup_attempts",
     "lookup_latency_ms",
+    "described",
+    "line_type",
+    "carrier_name",
+    "line_type_status",
     "run_id",
     "enriched_at",
 ];

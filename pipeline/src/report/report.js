@@ -12,11 +12,12 @@
   const fmt = {
     int: (v) => (v === null ? "–" : Math.round(v).toLocaleString("en-US")),
     pct: (v) => (v === null ? "–" : (v * 100).toFixed(1) + "%"),
-    // Whole cents (and anything from $100 up) as cents, else to 1/100 of a
-    // cent, as the run's summary prints money.
+    // As the run's summary prints money: cents from a dollar up, to a
+    // hundredth of a cent under a dollar, $0.00 for nothing.
     usd: (v) => {
       if (v === null) return "–";
-      const digits = Math.abs(v) >= 100 || Math.abs(v * 100 - Math.round(v * 100)) < 1e-6 ? 2 : 4;
+      const small = Math.round(Math.abs(v) * 10000);
+      const digits = small >= 10000 || small === 0 ? 2 : 4;
       return "$" + v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
     },
     // Axis ticks: $12k rather than $12,000.00.
@@ -58,6 +59,9 @@
     ["found", "Phones found", fmt.int],
     ["hit_rate", "Hit rate", fmt.pct],
     ["from_cache", "From the cache", fmt.int],
+    ["line_type_known", "Line type known", fmt.int],
+    ["line_type_not_asked", "Line type not asked (budget/limit)", fmt.int],
+    ["line_type_unknown_number", "Unknown numbers", fmt.int],
     ["spend_usd", "Spend", fmt.usd],
     ["lookup_spend_usd", "Spent finding phones", fmt.usd],
     ["cost_per_found_usd", "Cost per found phone", fmt.usd],

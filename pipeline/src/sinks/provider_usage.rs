@@ -10,6 +10,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use leadflow_udfs::AttemptColumns;
+use leadflow_waterfall::config::BudgetConfig;
 use leadflow_waterfall::{Attempt, Outcome, ProviderUsage};
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,6 +126,8 @@ pub async fn write_usage(
 pub struct LookupTally {
     /// Leads per `lookup_status`.
     pub statuses: BTreeMap<String, u64>,
+    /// Leads per `line_type_status` (when the run describes numbers).
+    pub line_types: BTreeMap<String, u64>,
     /// Calls, hits and spend per provider.
     pub providers: BTreeMap<String, ProviderTally>,
 }
@@ -136,7 +139,7 @@ pub struct ProviderTally {
     pub hits: u64,
     /// Calls that failed: errors and timeouts.
     pub failures: u64,
-    /// Skips: tier, rate limit, open circuit.
+    /// Skips: tier, rate limit, open circuit, spent budget.
     pub skips: u64,
     pub cost_micros: i64,
 }
@@ -144,16 +147,12 @@ pub struct ProviderTally {
 impl LookupTally {
     /// Counts the lookup statuses of a batch (`status` is the `lookup_status` column).
     pub fn add_statuses(&mut self, status: &ArrayRef) -> Result<()> {
-        let status = cast(status, &DataType::Utf8)?;
-        for s in status.as_string::<i32>().iter().flatten() {
-            match self.statuses.get_mut(s) {
-                Some(n) => *n += 1,
-                None => {
-                    self.statuses.insert(s.to_string(), 1);
-                }
-            }
-        }
-        Ok(())
+        count_values(&mut self.statuses, status)
+    }
+
+    /// Counts the line-type statuses of a batch (the `line_type_status` column).
+    pub fn add_line_types(&mut self, status: &ArrayRef) -> Result<()> {
+        count_values(&mut self.line_types, status)
     }
 
     /// Counts one provider call or skip.
@@ -178,6 +177,9 @@ impl LookupTally {
     pub fn merge(&mut self, other: LookupTally) {
         for (s, n) in other.statuses {
             *self.statuses.entry(s).or_default() += n;
+        }
+        for (s, n) in other.line_types {
+            *self.line_types.entry(s).or_default() += n;
         }
         for (p, t) in other.providers {
             let mine = self.providers.entry(p).or_default();
@@ -209,15 +211,80 @@ impl LookupTally {
     pub fn spend_micros(&self) -> i64 {
         self.providers.values().map(|p| p.cost_micros).sum()
     }
+
+    /// What the spent budget left undone: leads not looked up, and numbers
+    /// without a line type.
+    pub fn left_by_budget(&self) -> (u64, u64) {
+        let of = |m: &BTreeMap<String, u64>| m.get("budget_exhausted").copied().unwrap_or(0);
+        (of(&self.statuses), of(&self.line_types))
+    }
+
+    /// The summary's last line when the budget ran out: what it left
+    /// undone and what to raise (`budget`: the config's `[budget]`).
+    pub fn budget_note(&self, budget: &BudgetConfig) -> Option<String> {
+        let (leads, numbers) = self.left_by_budget();
+        if leads + numbers == 0 {
+            return None;
+        }
+        let mut undone = Vec::new();
+        if leads > 0 {
+            undone.push(format!("{leads} leads not looked up"));
+        }
+        if numbers > 0 {
+            undone.push(format!("{numbers} numbers without a line type"));
+        }
+        let caps: Vec<String> = [
+            ("per_run_usd", budget.per_run_usd),
+            ("per_day_usd", budget.per_day_usd),
+            ("per_org_day_usd", budget.per_org_day_usd),
+        ]
+        .into_iter()
+        .filter_map(|(key, cap)| Some(format!("{key} (now {})", dollars(usd_micros(cap?)))))
+        .collect();
+        let raise = if caps.is_empty() {
+            "the [budget] in the config".to_string()
+        } else {
+            format!("[budget] {} in the config", caps.join(" or "))
+        };
+        Some(format!(
+            "the provider budget ran out: {} (status budget_exhausted); raise {raise} and rerun",
+            undone.join(", ")
+        ))
+    }
 }
 
-/// µUSD as `$1.234567`-style dollars, trimmed to cents when whole.
+/// Adds one to `counts` per non-NULL value of `column`, read as text.
+fn count_values(counts: &mut BTreeMap<String, u64>, column: &ArrayRef) -> Result<()> {
+    let column = cast(column, &DataType::Utf8)?;
+    for s in column.as_string::<i32>().iter().flatten() {
+        match counts.get_mut(s) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(s.to_string(), 1);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn usd_micros(usd: f64) -> i64 {
+    (usd * 1e6).round() as i64
+}
+
+/// µUSD as dollars, one rule everywhere money is shown (summaries, the
+/// webhook, the report): whole cents from a dollar up (`$24.99`, rounded
+/// half away from zero), and to a hundredth of a cent under a dollar
+/// (`$0.0125`), where cents would round small calls away; zero is `$0.00`.
 pub fn dollars(micros: i64) -> String {
-    let usd = micros as f64 / 1e6;
-    if micros % 10_000 == 0 {
-        format!("${usd:.2}")
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    // In hundredths of a cent: under 10,000 is under a dollar.
+    let hundredths = (m + 50) / 100;
+    if hundredths >= 10_000 || m == 0 {
+        let cents = (m + 5_000) / 10_000;
+        format!("{sign}${}.{:02}", cents / 100, cents % 100)
     } else {
-        format!("${usd:.4}")
+        format!("{sign}$0.{hundredths:04}")
     }
 }
 
@@ -252,6 +319,14 @@ impl fmt::Display for LookupTally {
                 .collect();
             writeln!(f, "  lookup status   {}", statuses.join(", "))?;
         }
+        if !self.line_types.is_empty() {
+            let statuses: Vec<String> = self
+                .line_types
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            writeln!(f, "  line type       {}", statuses.join(", "))?;
+        }
         for (name, p) in &self.providers {
             writeln!(
                 f,
@@ -265,5 +340,51 @@ impl fmt::Display for LookupTally {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_cents_from_a_dollar_up_and_hundredths_of_a_cent_below() {
+        let cases = [
+            (0, "$0.00"),
+            (4_000, "$0.0040"),
+            (380_000, "$0.3800"),
+            (999_949, "$0.9999"),
+            (999_950, "$1.00"),
+            (1_362_000, "$1.36"),
+            (1_440_000, "$1.44"),
+            (24_994_000, "$24.99"),
+            (24_995_000, "$25.00"),
+            (-12_500, "-$0.0125"),
+            (-2_000_000, "-$2.00"),
+        ];
+        for (micros, shown) in cases {
+            assert_eq!(dollars(micros), shown, "{micros} µUSD");
+        }
+    }
+
+    #[test]
+    fn a_spent_budget_names_what_it_left_undone_and_the_key_to_raise() {
+        let mut tally = LookupTally::default();
+        assert_eq!(tally.budget_note(&BudgetConfig::default()), None);
+        tally.statuses.insert("budget_exhausted".into(), 29);
+        tally.line_types.insert("budget_exhausted".into(), 2_394);
+        tally.line_types.insert("found".into(), 308);
+        let budget = BudgetConfig {
+            per_run_usd: Some(25.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            tally.budget_note(&budget).as_deref(),
+            Some(
+                "the provider budget ran out: 29 leads not looked up, 2394 numbers without a \
+                 line type (status budget_exhausted); raise [budget] per_run_usd (now $25.00) \
+                 in the config and rerun"
+            )
+        );
     }
 }

@@ -30,6 +30,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use leadflow_sandbox::ProviderStats;
+use leadflow_waterfall::config::BudgetConfig;
 use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -74,6 +75,8 @@ pub struct StreamSummary {
     pub rejects: u64,
     pub usage_rows: u64,
     pub lookups: LookupTally,
+    /// The config's `[budget]`, named when the budget ran out.
+    pub budget: BudgetConfig,
     pub sandbox: Option<BTreeMap<String, ProviderStats>>,
     pub elapsed: Duration,
     pub out: String,
@@ -105,6 +108,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         rejects: written.rejects,
         usage_rows: written.usage_rows,
         lookups: written.counts.lookups,
+        budget: config.providers.budget.clone(),
         sandbox: providers.sandbox_stats(),
         elapsed: started.elapsed(),
         out: config.out,
@@ -335,6 +339,7 @@ impl Worker {
         telemetry::leads_out(counts.rows);
         telemetry::rejects(committed.rejects);
         telemetry::lookup_statuses(&counts.lookups.statuses);
+        telemetry::line_type_statuses(&counts.lookups.line_types);
         telemetry::batch(started.elapsed());
         if let Some(ms) = cut.produced_ms {
             let now = Utc::now().timestamp_millis();
@@ -343,9 +348,7 @@ impl Worker {
         tally.cuts += 1;
         tally.rejects += committed.rejects;
         tally.usage_rows += committed.usage_rows;
-        tally.counts.rows += counts.rows;
-        tally.counts.valid += counts.valid;
-        tally.counts.lookups.merge(counts.lookups);
+        tally.counts.merge(counts);
         Ok(())
     }
 }
@@ -461,6 +464,10 @@ impl fmt::Display for StreamSummary {
             f,
             "  output          {} ({} cuts committed, {} usage rows)",
             self.out, self.cuts_written, self.usage_rows
-        )
+        )?;
+        if let Some(note) = self.lookups.budget_note(&self.budget) {
+            writeln!(f, "warning: {note}")?;
+        }
+        Ok(())
     }
 }

@@ -23,7 +23,8 @@ async fn summary_counts_as_the_run_does() {
     assert_eq!(
         shipped("summary").await,
         expect(&[&[
-            "10", "2", "7", "3", "1", "6", "0.4286", "11", "0.380000", "0.380000", "0.1267", "4"
+            "10", "2", "7", "3", "1", "6", "0.4286", "4", "1", "1", "11", "0.380000", "0.380000",
+            "0.1267", "4"
         ]])
     );
 }
@@ -38,7 +39,9 @@ async fn funnel_steps() {
             &["3", "looked up", "7", "0.7"],
             &["4", "found", "3", "0.3"],
             &["5", "with a phone", "6", "0.6"],
-            &["6", "line type known", "6", "0.6"],
+            &["6", "line type known", "4", "0.4"],
+            &["7", "line type not asked (budget/limit)", "1", "0.1"],
+            &["8", "line type unknown number", "1", "0.1"],
         ])
     );
 }
@@ -162,19 +165,19 @@ async fn line_types_and_carriers() {
     assert_eq!(
         shipped("line_types").await,
         expect(&[
-            &["mobile", "4", "0.6667"],
+            &["mobile", "3", "0.5"],
             &["landline", "1", "0.1667"],
-            &["voip", "1", "0.1667"],
+            &["not asked (budget/limit)", "1", "0.1667"],
+            &["unknown number", "1", "0.1667"],
         ])
     );
     assert_eq!(
         shipped("carriers").await,
         expect(&[
-            &["Verizon Wireless", "2", "2", "0", "0"],
             &["BT", "1", "0", "1", "0"],
-            &["Bandwidth", "1", "0", "0", "1"],
             &["T-Mobile USA", "1", "1", "0", "0"],
             &["Telekom", "1", "1", "0", "0"],
+            &["Verizon Wireless", "1", "1", "0", "0"],
         ])
     );
 }
@@ -227,11 +230,12 @@ async fn every_shipped_query_runs_on_an_output_without_usage_rejects_or_line_typ
             "summary" => assert_eq!(
                 got,
                 expect(&[&[
-                    "2", "1", "0", "0", "0", "1", "NULL", "0", "0.000000", "0.000000", "NULL", "0"
+                    "2", "1", "0", "0", "0", "1", "NULL", "0", "0", "0", "0", "0.000000",
+                    "0.000000", "NULL", "0"
                 ]])
             ),
-            "funnel" => assert_eq!(got.len(), 6),
-            "line_types" => assert_eq!(got, expect(&[&["unknown", "1", "1.0"]])),
+            "funnel" => assert_eq!(got.len(), 8),
+            "line_types" => assert_eq!(got, expect(&[&["not looked up", "1", "1.0"]])),
             "coverage" => assert_eq!(got.len(), 2),
             _ => assert!(got.is_empty(), "{}: {got:?}", q.name),
         }

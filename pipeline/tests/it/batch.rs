@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::response::IntoResponse;
 
-use crate::support::{example, query, rows};
+use crate::support::{example, http_get, prometheus_samples, query, rows};
 
 /// A webhook receiver on localhost that refuses its first `refuse` posts
 /// with a 500 and records every body.
@@ -61,7 +61,12 @@ fn hook_answering(
 }
 
 fn batch(date: &str, input: &Path, out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+    batch_command(date, input, out, extra).output().unwrap()
+}
+
+fn batch_command(date: &str, input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    command
         .args(["batch", "--no-progress", "--date", date, "--input"])
         .arg(format!("{}/dt={{date}}/", input.display()))
         .arg("--out")
@@ -69,9 +74,8 @@ fn batch(date: &str, input: &Path, out: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .env_remove("LEADFLOW_WEBHOOK_URL")
         .env_remove("LEADFLOW_CONFIG")
-        .env_remove("REDIS_URL")
-        .output()
-        .unwrap()
+        .env_remove("REDIS_URL");
+    command
 }
 
 /// The example's header and its lines `from..to` as one date's file.
@@ -251,7 +255,7 @@ async fn an_input_without_the_date_or_an_unreachable_webhook_are_handled() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_budget_that_runs_out_writes_the_output_and_exits_4() {
+async fn a_budget_that_runs_out_writes_the_output_exits_4_and_counts_it_in_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let (input, out) = (dir.path().join("in"), dir.path().join("out"));
     day_file(&input, "2026-11-21", 1..61);
@@ -278,16 +282,45 @@ latency_ms = 0
 "#,
     )
     .unwrap();
-    let hook = receiver(0);
+    // The webhook is posted once the run is done, and the batch waits for
+    // its answer: the receiver reads the batch's metrics then.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let scraped = Arc::new(Mutex::new(String::new()));
+    let hook = hook_answering({
+        let (scraped, metrics_addr) = (scraped.clone(), metrics_addr.clone());
+        move |_| {
+            *scraped.lock().unwrap() = http_get(&metrics_addr, "/metrics");
+            axum::http::StatusCode::OK.into_response()
+        }
+    });
     let short = batch(
         "2026-11-21",
         &input,
         &out,
-        &["--config", config.to_str().unwrap(), "--webhook", &hook.url],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--webhook",
+            &hook.url,
+            "--metrics-addr",
+            &metrics_addr,
+        ],
     );
     let stderr = String::from_utf8_lossy(&short.stderr);
     assert_eq!(short.status.code(), Some(4), "{stderr}");
-    assert!(stderr.contains("budget ran out"), "{stderr}");
+    let last = stderr
+        .lines()
+        .rfind(|l| l.starts_with("warning:"))
+        .unwrap_or_default();
+    assert!(
+        last.contains("budget ran out") && last.contains("per_run_usd (now $0.1000)"),
+        "{stderr}"
+    );
     let m = manifest(&out, "2026-11-21");
     assert!(
         m["lookups"]["budget_exhausted"].as_u64().unwrap() > 0,
@@ -303,6 +336,71 @@ latency_ms = 0
     let bodies = hook.bodies.lock().unwrap();
     let text = bodies[0]["text"].as_str().unwrap();
     assert!(text.contains("finished, budget exhausted"), "{text}");
+
+    // The metrics of a file run count what the manifest does.
+    let samples = prometheus_samples(&scraped.lock().unwrap());
+    let count = |name: &str| samples.get(name).copied().unwrap_or(0.0) as u64;
+    assert_eq!(
+        count("leadflow_leads_in_total"),
+        m["rows"]["read"].as_u64().unwrap()
+    );
+    assert_eq!(
+        count("leadflow_leads_out_total"),
+        m["rows"]["written"].as_u64().unwrap()
+    );
+    assert_eq!(
+        count("leadflow_rejects_total"),
+        m["rows"]["rejected"].as_u64().unwrap()
+    );
+    assert_eq!(
+        count(r#"leadflow_lookup_status_total{status="budget_exhausted"}"#),
+        m["lookups"]["budget_exhausted"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_killed_around_its_commit_never_leaves_the_manifest_of_other_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    let path = out.join("_batches/dt=2026-11-21/_manifest.json");
+    day_file(&input, "2026-11-21", 1..21);
+    assert!(batch("2026-11-21", &input, &out, &[]).status.success());
+    let first = manifest(&out, "2026-11-21");
+
+    // The date's input grows; its rerun dies just before, then just after,
+    // it commits. Before: the old output, and no manifest or the old one;
+    // after: the new output, and no manifest.
+    day_file(&input, "2026-11-21", 1..31);
+    for (at, leads_then) in [
+        ("before_commit", first["rows"]["written"].as_u64()),
+        ("after_commit", None),
+    ] {
+        let killed = batch_command("2026-11-21", &input, &out, &[])
+            .env("LEADFLOW_CRASH_AT", at)
+            .output()
+            .unwrap();
+        assert!(!killed.status.success(), "{at}");
+        let now = leads(&out).await as u64;
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(m["rows"]["written"].as_u64(), Some(now), "{at}: {m}");
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{at}"),
+        }
+        if let Some(then) = leads_then {
+            assert_eq!(now, then, "{at}: the output is the first batch's");
+        }
+    }
+    // The rerun after the kill writes the manifest of what is there.
+    assert!(batch("2026-11-21", &input, &out, &[]).status.success());
+    let last = manifest(&out, "2026-11-21");
+    assert!(last["rows"]["read"].as_u64() > first["rows"]["read"].as_u64());
+    assert_eq!(
+        last["rows"]["written"].as_u64(),
+        Some(leads(&out).await as u64)
+    );
+    assert!(last["rows"]["written"].as_u64() > first["rows"]["written"].as_u64());
 }
 
 /// A webhook receiver that sends every post on with a 307 to `location`.

@@ -128,11 +128,11 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
     assert_eq!(
         drawn,
         [
-            ("funnel", "6"),
+            ("funnel", "8"),
             ("spend", "5"),
             ("hit_rate", "5"),
-            ("line_types", "3"),
-            ("carriers", "5"),
+            ("line_types", "4"),
+            ("carriers", "4"),
             ("rejects", "3"),
         ]
     );
@@ -141,7 +141,7 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
         10,
         "a point per provider and day, in two charts"
     );
-    assert_eq!(dom.matches("<rect").count(), 6 + 3 + 5 + 3, "a bar per row");
+    assert_eq!(dom.matches("<rect").count(), 8 + 4 + 4 + 3, "a bar per row");
 
     // The cards, as the summary query returns them (analytics.rs).
     let cards = captured_pairs(
@@ -157,8 +157,11 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
             ("found", "3"),
             ("hit_rate", "42.9%"),
             ("from_cache", "1"),
-            ("spend_usd", "$0.38"),
-            ("lookup_spend_usd", "$0.38"),
+            ("line_type_known", "4"),
+            ("line_type_not_asked", "1"),
+            ("line_type_unknown_number", "1"),
+            ("spend_usd", "$0.3800"),
+            ("lookup_spend_usd", "$0.3800"),
             ("cost_per_found_usd", "$0.1267"),
             ("rejects", "4"),
         ]
@@ -193,8 +196,8 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
                 "0",
                 "400 ms",
                 "400 ms",
-                "$0.25",
-                "$0.25"
+                "$0.2500",
+                "$0.2500"
             ],
             [
                 "orion",
@@ -221,8 +224,8 @@ fn the_report_opens_in_chromium_with_every_chart_drawn_and_the_numbers_of_the_qu
                 "0",
                 "250 ms",
                 "250 ms",
-                "$0.08",
-                "$0.08"
+                "$0.0800",
+                "$0.0800"
             ],
             [
                 "orion",

@@ -143,6 +143,7 @@ pub(crate) fn analytics_fixture(out: &Path) {
         .collect();
     enriched.push(Field::new("line_type", DataType::Utf8, true));
     enriched.push(Field::new("carrier_name", DataType::Utf8, true));
+    enriched.push(Field::new("line_type_status", DataType::Utf8, true));
     let tables = [
         ("enriched_leads", enriched),
         (
@@ -188,4 +189,53 @@ fn fields(
     schema: &datafusion::arrow::datatypes::Schema,
 ) -> Vec<datafusion::arrow::datatypes::Field> {
     schema.fields().iter().map(|f| f.as_ref().clone()).collect()
+}
+
+/// A plain HTTP/1.0 GET on localhost.
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// Checks the Prometheus text format line by line and returns every sample
+/// (`name{labels}` → value).
+pub(crate) fn prometheus_samples(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let words: Vec<&str> = comment.split_whitespace().collect();
+            assert!(
+                matches!(words.first(), Some(&"TYPE") | Some(&"HELP")),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unclosed labels in {line}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        samples.insert(series.to_string(), value);
+    }
+    samples
 }

@@ -450,3 +450,116 @@ async fn line_types_describe_each_final_phone_once_billed_to_its_lead_and_cached
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_spent_budget_says_why_each_line_type_is_missing_in_the_output_usage_and_summary() {
+    // The example config (line types on, a per-run budget) with a budget the
+    // example file spends early: the run stops asking, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &out);
+    cfg.providers = example_config();
+    cfg.providers.line_type.enabled = true;
+    cfg.providers.budget.per_run_usd = Some(3.0);
+    let summary = run(cfg).await;
+
+    // Every lead that ends with a phone and no line type says why, and the
+    // budget is the reason for many of them.
+    let why = rows(
+        &query(
+            &out,
+            "select coalesce(line_type_status, 'NULL'), count(*)
+             from enriched_leads
+             where (phone_valid or found_phone_e164 is not null) and line_type is null
+             group by 1 order by 1",
+        )
+        .await,
+    );
+    assert!(
+        why.iter()
+            .all(|r| !["found", "cached", "no_phone", "not_run", "NULL"].contains(&r[0].as_str())),
+        "{why:?}"
+    );
+    let unasked: u64 = why
+        .iter()
+        .find(|r| r[0] == "budget_exhausted")
+        .map_or(0, |r| r[1].parse().unwrap());
+    assert!(unasked > 50, "{why:?}");
+    // And every lead without a phone is `no_phone`, with no line type.
+    let no_phone = rows(
+        &query(
+            &out,
+            "select count(*) filter (where line_type_status <> 'no_phone' or line_type is not null)
+             from enriched_leads
+             where not phone_valid and found_phone_e164 is null",
+        )
+        .await,
+    );
+    assert_eq!(no_phone[0][0], "0");
+
+    // The summary's counts are the output's.
+    let counted = |column: &str| {
+        let out = out.clone();
+        let sql = format!("select {column}, count(*) from enriched_leads group by 1 order by 1");
+        async move {
+            rows(&query(&out, &sql).await)
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].parse::<u64>().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let tally = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter().map(|(s, n)| (s.clone(), *n)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tally(&summary.lookups.line_types),
+        counted("line_type_status").await
+    );
+    assert_eq!(
+        tally(&summary.lookups.statuses),
+        counted("lookup_status").await
+    );
+    let text = summary.to_string();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("warning: the provider budget ran out:")
+            && last.contains(&format!("{unasked} numbers without a line type"))
+            && last.contains("per_run_usd (now $3.00)"),
+        "{text}"
+    );
+    assert!(text.contains("  line type       "), "{text}");
+
+    // Each number left unasked is an attempt-0 `budget_exhausted` row in
+    // provider_usage, under a lead whose phone it is; no other lead's is.
+    let usage = rows(
+        &query(
+            &out,
+            "with final as (
+                 select lead_id, line_type_status,
+                        case when phone_valid then phone_e164 else found_phone_e164 end as number
+                 from enriched_leads),
+             skipped as (
+                 select f.number, f.line_type_status
+                 from provider_usage u join final f on u.lead_id = f.lead_id
+                 where u.provider = 'twilio' and u.outcome = 'budget_exhausted'
+                   and u.attempt = 0 and u.cost_usd = 0)
+             select (select count(distinct number) from final
+                     where line_type_status = 'budget_exhausted') as numbers,
+                    (select count(distinct number) from skipped) as skipped_numbers,
+                    (select count(*) from skipped
+                     where line_type_status <> 'budget_exhausted') as others,
+                    (select count(distinct number) from final
+                     where line_type_status = 'budget_exhausted'
+                       and number not in (select number from skipped)) as uncovered",
+        )
+        .await,
+    );
+    let [numbers, rows_numbers, others, uncovered] =
+        [0, 1, 2, 3].map(|i| usage[0][i].parse::<u64>().unwrap());
+    assert!(numbers > 0, "{usage:?}");
+    assert_eq!(
+        (rows_numbers, others, uncovered),
+        (numbers, 0, 0),
+        "{usage:?}"
+    );
+}

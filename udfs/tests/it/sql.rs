@@ -293,16 +293,26 @@ base_url = "sandbox"
     let got = table(
         &ctx,
         &format!(
-            "select n, t['line_type'] is not null described, t['carrier_name'] like 'Sandbox %' carrier
+            "select n, t['line_type'] is not null described, t['carrier_name'] like 'Sandbox %' carrier,
+                    t['status'] status
              from (select n, phone_line_type(n) t from (values ('{us}'), ('{us}'), ('+1 555 0100'), (NULL)) v(n))
              order by n nulls last"
         ),
     )
     .await;
-    assert_eq!(got.matches("| true      | true    |").count(), 2, "{got}");
+    // The number's first row paid for it; the second shares its answer.
+    let us_rows: Vec<&str> = got.lines().filter(|l| l.contains(us.as_str())).collect();
+    assert_eq!(us_rows.len(), 2, "{got}");
+    assert!(
+        us_rows.iter().all(|l| l.matches("| true ").count() == 2),
+        "{got}"
+    );
+    assert!(us_rows.iter().any(|l| l.contains("| found ")), "{got}");
+    assert!(us_rows.iter().any(|l| l.contains("| cached ")), "{got}");
+    assert!(got.contains("no_phone"), "a NULL number says so: {got}");
     let invalid = got.lines().find(|l| l.contains("+1 555 0100")).unwrap();
     assert!(
-        invalid.contains("false"),
+        invalid.contains("false") && invalid.contains("unknown_number"),
         "an invalid number is not described: {got}"
     );
     assert_eq!(sandbox.stats()["twilio"].requests, 2);

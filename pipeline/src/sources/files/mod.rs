@@ -263,6 +263,7 @@ impl BatchSink {
         }
         let batch = builder.finish()?;
         SourceProgress::add(&self.progress.leads, batch.num_rows() as u64);
+        crate::telemetry::leads_in(batch.num_rows() as u64);
         if self.leads.blocking_send(Ok(batch)).is_err() {
             self.closed = true;
         }
@@ -271,6 +272,8 @@ impl BatchSink {
 
     pub(crate) fn reject(&mut self, reject: Reject) {
         SourceProgress::add(&self.progress.rejects, 1);
+        crate::telemetry::leads_in(1);
+        crate::telemetry::rejects(1);
         // The reject writer lives as long as the run; if it is gone the run is failing anyway.
         let _ = self.rejects.blocking_send(reject);
     }
