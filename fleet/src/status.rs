@@ -136,7 +136,7 @@ pub(crate) async fn read(
 }
 
 fn usd(micros: i64) -> String {
-    format!("${:.2}", micros as f64 / 1_000_000.0)
+    leadflow_waterfall::config::dollars(micros)
 }
 
 impl fmt::Display for Status {

@@ -625,7 +625,6 @@ async fn batch(args: BatchArgs) -> anyhow::Result<()> {
     match result {
         Ok(report) => {
             err!("{}", report.summary);
-            errln!("  manifest        {}", report.manifest_url);
             if let Some(hook) = &hook {
                 hook.send(&webhook::success(&report, &out)).await;
             }

@@ -216,6 +216,15 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether the output holds a committed run of `batch` (`dt=DATE`).
+    pub async fn has_batch(location: &Location, batch: &str) -> Result<bool> {
+        let manifest = Manifest::read(location).await?;
+        Ok(manifest
+            .runs
+            .iter()
+            .any(|r| !r.usage_only && r.batch.as_deref() == Some(batch)))
+    }
+
     /// Where this run writes its files: every table under it, as in the output.
     pub fn staging(&self) -> Location {
         self.location.under(&format!("{STAGING}/{}", self.write_id))
@@ -270,11 +279,17 @@ impl Publisher {
                 .collect(),
         });
         // A batch's `_manifest.json` describes the output it was written
-        // after: it goes before that output is replaced, and the batch
-        // writes the new one once this commit is done. A kill in between
-        // leaves the date without a manifest (not done), never with one
-        // that describes other leads.
-        if let Some(batch) = &batch_key {
+        // after: it goes before that output is replaced (by a rerun of the
+        // batch, or a run over the same inputs), and a batch writes its new
+        // one once this commit is done. A kill in between leaves the date
+        // without a manifest (not done), never with one that describes
+        // other leads.
+        let batches: HashSet<&str> = replaced
+            .iter()
+            .filter_map(|r| r.batch.as_deref())
+            .chain(batch_key.as_deref())
+            .collect();
+        for batch in batches {
             let path = self.location.child(&crate::batch::manifest_path_of(batch));
             match self.location.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -322,6 +337,18 @@ impl Publisher {
         for log in usage_log::dead_logs(&usage_log::dir_for(&self.location))? {
             let mut manifest = Manifest::read(&self.location).await?;
             if manifest.runs.iter().any(|r| r.write_id == log.write_id) {
+                log.remove()?;
+                continue;
+            }
+            // A stream cut's log outlives its commit only by the moment
+            // between the marker's write and the log's removal; a stream
+            // recovers before it writes the partition's next cut, so the
+            // marker is still there.
+            if let Some(cut) = &log.cut
+                && crate::stream::ledger::StreamLedger::new(self.location.clone(), &cut.topic)
+                    .has_marker(cut.partition, cut.first, cut.last)
+                    .await?
+            {
                 log.remove()?;
                 continue;
             }

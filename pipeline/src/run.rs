@@ -105,6 +105,8 @@ pub struct RunSummary {
     pub reject_samples: Vec<Reject>,
     pub elapsed: Duration,
     pub out: String,
+    /// Where a batch's manifest is (`leadflow batch`).
+    pub manifest: Option<String>,
 }
 
 impl RunSummary {
@@ -129,6 +131,7 @@ impl RunSummary {
             reject_samples: Vec::new(),
             elapsed: Duration::ZERO,
             out,
+            manifest: None,
         }
     }
 }
@@ -241,6 +244,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         reject_samples: done.reject_samples,
         elapsed: started.elapsed(),
         out: config.out,
+        manifest: None,
     })
 }
 
@@ -330,6 +334,13 @@ pub(crate) struct OutputCounts {
 }
 
 impl OutputCounts {
+    /// Adds these leads and their statuses to the metrics.
+    pub(crate) fn count_in_metrics(&self) {
+        telemetry::leads_out(self.rows);
+        telemetry::lookup_statuses(&self.lookups.statuses);
+        telemetry::line_type_statuses(&self.lookups.line_types);
+    }
+
     pub(crate) fn merge(&mut self, other: OutputCounts) {
         self.rows += other.rows;
         self.valid += other.valid;
@@ -569,9 +580,7 @@ async fn write_partition(
     while let Some(batch) = stream.next().await {
         let mut these = OutputCounts::default();
         let batch = plan.output(&batch?, &stamp, &mut these)?;
-        telemetry::leads_out(these.rows);
-        telemetry::lookup_statuses(&these.lookups.statuses);
-        telemetry::line_type_statuses(&these.lookups.line_types);
+        these.count_in_metrics();
         counts.merge(these);
         writer.write(&batch).await?;
     }
@@ -790,6 +799,9 @@ impl fmt::Display for RunSummary {
                 "  … all rejects: leadflow sql \"select * from rejects\" --data {}",
                 self.out
             )?;
+        }
+        if let Some(manifest) = &self.manifest {
+            writeln!(f, "  manifest        {manifest}")?;
         }
         if let Some(note) = self.lookups.budget_note(&self.budget) {
             writeln!(f, "warning: {note}")?;

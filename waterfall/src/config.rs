@@ -446,9 +446,49 @@ pub fn usd_to_micros(usd: f64) -> i64 {
     (usd * 1_000_000.0).round() as i64
 }
 
+/// µUSD as dollars, one rule everywhere money is shown (summaries, the
+/// webhook, the report): whole cents from a dollar up (`$24.99`, rounded
+/// half away from zero), and to a hundredth of a cent under a dollar
+/// (`$0.0125`), where cents would round small calls away; less than half a hundredth of a cent is `$0.00`.
+pub fn dollars(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    // In hundredths of a cent: under 10,000 is under a dollar, and 0 is
+    // nothing worth a digit.
+    let hundredths = (m + 50) / 100;
+    if hundredths >= 10_000 || hundredths == 0 {
+        let cents = (m + 5_000) / 10_000;
+        format!("{sign}${}.{:02}", cents / 100, cents % 100)
+    } else {
+        format!("{sign}$0.{hundredths:04}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_is_cents_from_a_dollar_up_and_hundredths_of_a_cent_below() {
+        let cases = [
+            (0, "$0.00"),
+            (40, "$0.00"),
+            (50, "$0.0001"),
+            (4_000, "$0.0040"),
+            (380_000, "$0.3800"),
+            (999_949, "$0.9999"),
+            (999_950, "$1.00"),
+            (1_362_000, "$1.36"),
+            (1_440_000, "$1.44"),
+            (24_994_000, "$24.99"),
+            (24_995_000, "$25.00"),
+            (-12_500, "-$0.0125"),
+            (-2_000_000, "-$2.00"),
+        ];
+        for (micros, shown) in cases {
+            assert_eq!(dollars(micros), shown, "{micros} µUSD");
+        }
+    }
 
     const ORION: &str = r#"
         [[providers]]

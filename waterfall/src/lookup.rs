@@ -180,9 +180,11 @@ pub enum LineTypeStatus {
     UnknownNumber,
     /// A description remembered by the cache: nothing was paid.
     Cached,
-    /// Not asked: the budget was spent.
+    /// Not asked (or not asked again after a failed try): the budget was
+    /// spent.
     BudgetExhausted,
-    /// Not asked: every provider's hourly request limit was reached.
+    /// No answer: the hourly request limit was reached, or the provider
+    /// answered 429 past what a retry could wait for.
     RateLimited,
     /// Not asked: every provider's circuit was open.
     CircuitOpen,

@@ -169,7 +169,7 @@ base_url = "http://127.0.0.1:9/astra"
     assert_eq!((status.cache_entries, status.live_workers), (3, 1));
     let text = status.to_string();
     assert!(
-        text.contains("7 / 50") && text.contains("$0.25 of $1.00"),
+        text.contains("7 / 50") && text.contains("$0.2500 of $1.00"),
         "{text}"
     );
 }

@@ -121,7 +121,8 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
     let input = config.run.source.input.clone();
     let out = config.run.out.clone();
     let mut run = config.run;
-    run.batch = Some(format!("dt={}", config.date.format("%Y-%m-%d")));
+    let batch_key = format!("dt={}", config.date.format("%Y-%m-%d"));
+    run.batch = Some(batch_key.clone());
     let run_id = run.run_id.clone();
     let (summary, note) = match crate::run::run(run).await {
         Ok(summary) => (summary, None),
@@ -139,9 +140,11 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
     };
     let location = storage::create(&out)?;
     let path = manifest_path(config.date);
-    // An earlier batch of the date wrote its output and manifest: with no
-    // input now, both stay (its input is gone, its leads are not).
-    let keep_earlier = note.is_some() && location.store.head(&location.child(&path)).await.is_ok();
+    // An earlier batch of the date wrote its output (and manifest, unless a
+    // rerun was killed around its commit): with no input now, both stay as
+    // they are (its input is gone, its leads are not).
+    let keep_earlier =
+        note.is_some() && crate::publish::Publisher::has_batch(&location, &batch_key).await?;
     if keep_earlier {
         tracing::warn!(
             date = %config.date,
@@ -194,9 +197,13 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
             .put(&location.child(&path), PutPayload::from(json))
             .await?;
     }
+    let manifest_url = location.url_of(&path);
     Ok(BatchReport {
-        manifest_url: location.url_of(&path),
-        summary,
+        summary: RunSummary {
+            manifest: Some(manifest_url.clone()),
+            ..summary
+        },
+        manifest_url,
         manifest,
     })
 }

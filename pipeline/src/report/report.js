@@ -18,7 +18,8 @@
       if (v === null) return "–";
       const small = Math.round(Math.abs(v) * 10000);
       const digits = small >= 10000 || small === 0 ? 2 : 4;
-      return "$" + v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+      const shown = Math.abs(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+      return (v < 0 && small > 0 ? "-$" : "$") + shown;
     },
     // Axis ticks: $12k rather than $12,000.00.
     usdTick: (v) => (Math.abs(v) >= 1000 ? "$" + (v / 1000).toLocaleString("en-US", { maximumFractionDigits: 1 }) + "k" : fmt.usd(v)),

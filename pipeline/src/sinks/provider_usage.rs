@@ -10,7 +10,8 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use leadflow_udfs::AttemptColumns;
-use leadflow_waterfall::config::BudgetConfig;
+pub use leadflow_waterfall::config::dollars;
+use leadflow_waterfall::config::{BudgetConfig, usd_to_micros};
 use leadflow_waterfall::{Attempt, Outcome, ProviderUsage};
 use tokio::sync::{mpsc, oneshot};
 
@@ -212,8 +213,8 @@ impl LookupTally {
         self.providers.values().map(|p| p.cost_micros).sum()
     }
 
-    /// What the spent budget left undone: leads not looked up, and numbers
-    /// without a line type.
+    /// What the spent budget left undone: leads not looked up, and leads
+    /// whose phone has no line type.
     pub fn left_by_budget(&self) -> (u64, u64) {
         let of = |m: &BTreeMap<String, u64>| m.get("budget_exhausted").copied().unwrap_or(0);
         (of(&self.statuses), of(&self.line_types))
@@ -231,7 +232,7 @@ impl LookupTally {
             undone.push(format!("{leads} leads not looked up"));
         }
         if numbers > 0 {
-            undone.push(format!("{numbers} numbers without a line type"));
+            undone.push(format!("{numbers} leads without a line type"));
         }
         let caps: Vec<String> = [
             ("per_run_usd", budget.per_run_usd),
@@ -239,7 +240,7 @@ impl LookupTally {
             ("per_org_day_usd", budget.per_org_day_usd),
         ]
         .into_iter()
-        .filter_map(|(key, cap)| Some(format!("{key} (now {})", dollars(usd_micros(cap?)))))
+        .filter_map(|(key, cap)| Some(format!("{key} (now {})", dollars(usd_to_micros(cap?)))))
         .collect();
         let raise = if caps.is_empty() {
             "the [budget] in the config".to_string()
@@ -265,27 +266,6 @@ fn count_values(counts: &mut BTreeMap<String, u64>, column: &ArrayRef) -> Result
         }
     }
     Ok(())
-}
-
-fn usd_micros(usd: f64) -> i64 {
-    (usd * 1e6).round() as i64
-}
-
-/// µUSD as dollars, one rule everywhere money is shown (summaries, the
-/// webhook, the report): whole cents from a dollar up (`$24.99`, rounded
-/// half away from zero), and to a hundredth of a cent under a dollar
-/// (`$0.0125`), where cents would round small calls away; zero is `$0.00`.
-pub fn dollars(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    // In hundredths of a cent: under 10,000 is under a dollar.
-    let hundredths = (m + 50) / 100;
-    if hundredths >= 10_000 || m == 0 {
-        let cents = (m + 5_000) / 10_000;
-        format!("{sign}${}.{:02}", cents / 100, cents % 100)
-    } else {
-        format!("{sign}$0.{hundredths:04}")
-    }
 }
 
 impl fmt::Display for LookupTally {
@@ -348,26 +328,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_is_cents_from_a_dollar_up_and_hundredths_of_a_cent_below() {
-        let cases = [
-            (0, "$0.00"),
-            (4_000, "$0.0040"),
-            (380_000, "$0.3800"),
-            (999_949, "$0.9999"),
-            (999_950, "$1.00"),
-            (1_362_000, "$1.36"),
-            (1_440_000, "$1.44"),
-            (24_994_000, "$24.99"),
-            (24_995_000, "$25.00"),
-            (-12_500, "-$0.0125"),
-            (-2_000_000, "-$2.00"),
-        ];
-        for (micros, shown) in cases {
-            assert_eq!(dollars(micros), shown, "{micros} µUSD");
-        }
-    }
-
-    #[test]
     fn a_spent_budget_names_what_it_left_undone_and_the_key_to_raise() {
         let mut tally = LookupTally::default();
         assert_eq!(tally.budget_note(&BudgetConfig::default()), None);
@@ -381,7 +341,7 @@ mod tests {
         assert_eq!(
             tally.budget_note(&budget).as_deref(),
             Some(
-                "the provider budget ran out: 29 leads not looked up, 2394 numbers without a \
+                "the provider budget ran out: 29 leads not looked up, 2394 leads without a \
                  line type (status budget_exhausted); raise [budget] per_run_usd (now $25.00) \
                  in the config and rerun"
             )

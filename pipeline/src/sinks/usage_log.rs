@@ -12,6 +12,12 @@
 //! process; it is not fsynced per request (a power loss may take the last
 //! moments of it, as it takes the page cache).
 //!
+//! A stream keeps one log per cut it enriches, naming the cut: it is
+//! removed the moment the cut is committed, and a dead one is committed
+//! unless the stream ledger holds its cut's marker (the cut, and with it
+//! the calls, made it into the output). A stream recovers dead logs when
+//! it starts, before it consumes anything.
+//!
 //! Local outputs keep their logs in `OUT/_leadflow/usage-log/`; an output on
 //! S3, where nothing can be appended, keeps them on this machine under
 //! `$LEADFLOW_STATE_DIR` (default `~/.local/state/leadflow`), so a killed run
@@ -42,6 +48,9 @@ enum Entry<'a> {
     Run {
         run_id: Cow<'a, str>,
         write_id: Cow<'a, str>,
+        /// The stream cut the log is for (a run's has none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cut: Option<CutOf>,
     },
     /// A request about to be sent.
     Sending {
@@ -66,6 +75,16 @@ enum Entry<'a> {
         lead_id: Option<Cow<'a, str>>,
         organization_id: Option<Cow<'a, str>>,
     },
+}
+
+/// The stream cut a usage log is for: its calls are in the output exactly
+/// when the cut is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutOf {
+    pub topic: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
 }
 
 /// Where the usage logs of the runs into `location` are kept.
@@ -110,6 +129,25 @@ impl UsageLog {
     /// final name only once it is locked and names its run, so a recovery
     /// never takes a log being born for a dead one.
     pub fn create(dir: &Path, run_id: &str, write_id: &str) -> Result<Arc<UsageLog>> {
+        Self::create_for(dir, run_id, write_id, None)
+    }
+
+    /// Starts the log of one stream cut (see [`CutJournal`]).
+    pub fn create_for_cut(
+        dir: &Path,
+        run_id: &str,
+        write_id: &str,
+        cut: CutOf,
+    ) -> Result<Arc<UsageLog>> {
+        Self::create_for(dir, run_id, write_id, Some(cut))
+    }
+
+    fn create_for(
+        dir: &Path,
+        run_id: &str,
+        write_id: &str,
+        cut: Option<CutOf>,
+    ) -> Result<Arc<UsageLog>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(format!("{write_id}{SUFFIX}"));
         let born = dir.join(format!("{write_id}.new"));
@@ -124,6 +162,7 @@ impl UsageLog {
         let mut header = serde_json::to_vec(&Entry::Run {
             run_id: run_id.into(),
             write_id: write_id.into(),
+            cut,
         })
         .expect("an entry serializes");
         header.push(b'\n');
@@ -202,6 +241,44 @@ impl UsageJournal for UsageLog {
     }
 }
 
+/// A stream worker's journal: the usage log of the cut it is enriching
+/// (a worker enriches one cut at a time, and every call of a cut ends
+/// before the cut is committed), started by [`CutJournal::begin`] and
+/// handed back by [`CutJournal::end`].
+#[derive(Debug, Default)]
+pub struct CutJournal {
+    current: Mutex<Option<Arc<UsageLog>>>,
+}
+
+impl CutJournal {
+    /// Journals into `log` from here on.
+    pub fn begin(&self, log: Arc<UsageLog>) {
+        *self.current.lock().expect("cut journal") = Some(log);
+    }
+
+    /// The cut's log, no longer journaled into.
+    pub fn end(&self) -> Option<Arc<UsageLog>> {
+        self.current.lock().expect("cut journal").take()
+    }
+
+    fn log(&self) -> Option<Arc<UsageLog>> {
+        self.current.lock().expect("cut journal").clone()
+    }
+}
+
+impl UsageJournal for CutJournal {
+    fn sending(&self, request: Sending<'_>) -> u64 {
+        // Outside a cut nothing is asked; a ticket then pairs with nothing.
+        self.log().map_or(0, |log| log.sending(request))
+    }
+
+    fn ended(&self, ticket: Option<u64>, usage: &ProviderUsage) {
+        if let Some(log) = self.log() {
+            log.ended(ticket, usage);
+        }
+    }
+}
+
 /// The log of a run that is no longer alive, locked by whoever found it
 /// until it is committed and removed.
 #[derive(Debug)]
@@ -209,6 +286,8 @@ pub struct DeadLog {
     pub path: PathBuf,
     pub run_id: String,
     pub write_id: String,
+    /// The stream cut it was for, if a stream's.
+    pub cut: Option<CutOf>,
     _lock: File,
 }
 
@@ -247,7 +326,12 @@ pub fn dead_logs(dir: &Path) -> Result<Vec<DeadLog>> {
         BufReader::new(&file)
             .read_line(&mut first)
             .map_err(|e| Error::io(&path, e))?;
-        let Ok(Entry::Run { run_id, write_id }) = serde_json::from_str::<Entry<'_>>(&first) else {
+        let Ok(Entry::Run {
+            run_id,
+            write_id,
+            cut,
+        }) = serde_json::from_str::<Entry<'_>>(&first)
+        else {
             return Err(Error::Usage(format!(
                 "{}: not a leadflow usage log (its first line names no run)",
                 path.display()
@@ -256,6 +340,7 @@ pub fn dead_logs(dir: &Path) -> Result<Vec<DeadLog>> {
         dead.push(DeadLog {
             run_id: run_id.into_owned(),
             write_id: write_id.into_owned(),
+            cut,
             path,
             _lock: file,
         });

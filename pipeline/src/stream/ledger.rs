@@ -99,6 +99,22 @@ impl StreamLedger {
         Ok(())
     }
 
+    /// Whether the cut `first..=last` of `partition` is committed and no
+    /// later cut of the partition has been published since (its marker is
+    /// there).
+    pub async fn has_marker(&self, partition: i32, first: i64, last: i64) -> Result<bool> {
+        match self
+            .location
+            .store
+            .head(&self.marker(partition, first, last))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Moves a committed cut's files into the tables and deletes the
     /// markers before it. Idempotent.
     pub async fn publish(&self, cut: &CommittedCut) -> Result<()> {

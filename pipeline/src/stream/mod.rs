@@ -16,6 +16,7 @@ pub mod ledger;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,11 +39,12 @@ use tokio::sync::mpsc;
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
-use crate::publish::relative_to;
+use crate::publish::{Publisher, relative_to};
 use crate::run::{OutputCounts, Plan, RunStamp, session};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
 use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
 use crate::sinks::rejects::RejectBatcher;
+use crate::sinks::usage_log::{self, CutJournal, CutOf, UsageLog};
 use crate::sources::kafka::{Cut, CutOwner, KafkaSource, KafkaSourceConfig, SourceTally, Written};
 use crate::storage;
 use crate::telemetry;
@@ -87,12 +89,27 @@ pub struct StreamSummary {
 pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<StreamSummary> {
     let started = Instant::now();
     let workers = config.workers.max(1);
-    let (ledgers, usage): (Vec<_>, Vec<_>) = (0..workers)
-        .map(|_| UsageLedger::channel(USAGE_QUEUE))
+    // The calls of cuts a killed stream never committed go into the output
+    // before any cut is written here (see `usage_log`).
+    let location = storage::create(&config.out)?;
+    Publisher::settle(&location, "leadflow stream").await?;
+    let journals: Vec<Arc<CutJournal>> = (0..workers).map(|_| Arc::default()).collect();
+    let (ledgers, usage): (Vec<_>, Vec<_>) = journals
+        .iter()
+        .map(|journal| {
+            let (ledger, usage) = UsageLedger::channel(USAGE_QUEUE);
+            (ledger.with_journal(journal.clone()), usage)
+        })
         .unzip();
     let (providers, waterfalls) =
         Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
-    let result = run_workers(&config, waterfalls, usage, stop).await;
+    let result = run_workers(&config, waterfalls, usage, journals, stop).await;
+    if result.is_err() {
+        // A failed worker left its cut's log closed: its calls go in now.
+        if let Err(e) = Publisher::settle(&location, "leadflow stream").await {
+            tracing::warn!(error = %e, "could not commit the provider calls of the cut that failed; the next stream, run or `leadflow sql` on this output will");
+        }
+    }
     // Leased permits go back to the fleet and the budget books its spend;
     // the services are shared by every worker's waterfall.
     providers.waterfall.close().await;
@@ -119,6 +136,7 @@ async fn run_workers(
     config: &StreamConfig,
     waterfalls: Vec<Arc<Waterfall>>,
     usage: Vec<mpsc::Receiver<ProviderUsage>>,
+    journals: Vec<Arc<CutJournal>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(SourceTally, WorkerTally)> {
     let stamp = RunStamp {
@@ -136,13 +154,16 @@ async fn run_workers(
     let (written_tx, written_rx) = std::sync::mpsc::channel();
     let mut senders = Vec::with_capacity(plans.len());
     let mut tasks = Vec::with_capacity(plans.len());
-    for (plan, usage) in plans.into_iter().zip(usage) {
+    let logs = usage_log::dir_for(&storage::create(&config.out)?);
+    for ((plan, usage), journal) in plans.into_iter().zip(usage).zip(journals) {
         // One cut queued per worker beyond the one it is writing.
         let (tx, rx) = mpsc::channel(1);
         senders.push(tx);
         let worker = Worker {
             plan,
             usage,
+            journal,
+            logs: logs.clone(),
             ledger: ledger.clone(),
             stamp: stamp.clone(),
             written: written_tx.clone(),
@@ -215,9 +236,7 @@ struct WorkerTally {
 impl WorkerTally {
     fn merge(&mut self, other: WorkerTally) {
         self.cuts += other.cuts;
-        self.counts.rows += other.counts.rows;
-        self.counts.valid += other.counts.valid;
-        self.counts.lookups.merge(other.counts.lookups);
+        self.counts.merge(other.counts);
         self.rejects += other.rejects;
         self.usage_rows += other.usage_rows;
     }
@@ -228,6 +247,10 @@ struct Worker {
     plan: CutPlan,
     /// This worker's usage ledger: every call its lookups made.
     usage: mpsc::Receiver<ProviderUsage>,
+    /// Where its lookups journal each request ahead of time: a usage log
+    /// per cut, in `logs`.
+    journal: Arc<CutJournal>,
+    logs: PathBuf,
     ledger: StreamLedger,
     stamp: RunStamp,
     written: std::sync::mpsc::Sender<Result<Written>>,
@@ -243,6 +266,11 @@ impl Worker {
                     let _ = self.written.send(Ok(Written { partition, last }));
                 }
                 Err(e) => {
+                    // The cut's calls are in its log, which the stream
+                    // commits once the workers have stopped.
+                    if let Some(log) = self.journal.end() {
+                        log.close();
+                    }
                     let _ = self.written.send(Err(Error::Internal(format!(
                         "writing partition {partition} up to offset {last} failed"
                     ))));
@@ -270,6 +298,20 @@ impl Worker {
         );
         let mut counts = OutputCounts::default();
         let mut usage = Vec::new();
+        // Every request the cut's lookups send is on record before it
+        // leaves, until the cut is committed.
+        let log = UsageLog::create_for_cut(
+            &self.logs,
+            &self.stamp.run_id,
+            &crate::publish::new_write_id(&self.stamp.run_id),
+            CutOf {
+                topic: self.ledger.topic().to_string(),
+                partition: p,
+                first,
+                last,
+            },
+        )?;
+        self.journal.begin(log);
         if cut.leads.num_rows() > 0 {
             let mut out = self.plan.execute(cut.leads)?;
             loop {
@@ -334,12 +376,13 @@ impl Worker {
             committed_at: Utc::now(),
         };
         self.ledger.commit(&committed).await?;
+        if let Some(log) = self.journal.end() {
+            log.remove();
+        }
         self.ledger.publish(&committed).await?;
 
-        telemetry::leads_out(counts.rows);
+        counts.count_in_metrics();
         telemetry::rejects(committed.rejects);
-        telemetry::lookup_statuses(&counts.lookups.statuses);
-        telemetry::line_type_statuses(&counts.lookups.line_types);
         telemetry::batch(started.elapsed());
         if let Some(ms) = cut.produced_ms {
             let now = Utc::now().timestamp_millis();

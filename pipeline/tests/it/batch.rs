@@ -392,6 +392,19 @@ async fn a_batch_killed_around_its_commit_never_leaves_the_manifest_of_other_lea
             assert_eq!(now, then, "{at}: the output is the first batch's");
         }
     }
+    // With its input gone, the date keeps the leads the killed rerun
+    // committed, and no manifest says it read nothing.
+    let leads_then = leads(&out).await;
+    let moved = dir.path().join("moved");
+    std::fs::rename(input.join("dt=2026-11-21"), &moved).unwrap();
+    assert!(batch("2026-11-21", &input, &out, &[]).status.success());
+    assert!(
+        !path.exists(),
+        "a manifest of no input over committed leads"
+    );
+    assert_eq!(leads(&out).await, leads_then);
+    std::fs::rename(&moved, input.join("dt=2026-11-21")).unwrap();
+
     // The rerun after the kill writes the manifest of what is there.
     assert!(batch("2026-11-21", &input, &out, &[]).status.success());
     let last = manifest(&out, "2026-11-21");
@@ -401,6 +414,43 @@ async fn a_batch_killed_around_its_commit_never_leaves_the_manifest_of_other_lea
         Some(leads(&out).await as u64)
     );
     assert!(last["rows"]["written"].as_u64() > first["rows"]["written"].as_u64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_replaces_a_batchs_leads_takes_its_manifest_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    day_file(&input, "2026-11-21", 1..21);
+    assert!(batch("2026-11-21", &input, &out, &[]).status.success());
+    let path = out.join("_batches/dt=2026-11-21/_manifest.json");
+    assert!(path.exists());
+    // A run over the same file replaces the batch's leads.
+    let run = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["run", "--no-progress", "--input"])
+        .arg(input.join("dt=2026-11-21/leads.csv"))
+        .arg("--out")
+        .arg(&out)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let runs = rows(
+        &query(
+            out.to_str().unwrap(),
+            "select count(distinct run_id) from enriched_leads",
+        )
+        .await,
+    );
+    assert_eq!(runs, [["1"]], "the run replaced the batch");
+    assert!(
+        !path.exists(),
+        "the batch's manifest describes leads that are gone"
+    );
 }
 
 /// A webhook receiver that sends every post on with a 307 to `location`.

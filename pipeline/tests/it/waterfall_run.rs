@@ -523,7 +523,7 @@ async fn a_spent_budget_says_why_each_line_type_is_missing_in_the_output_usage_a
     let last = text.lines().last().unwrap();
     assert!(
         last.starts_with("warning: the provider budget ran out:")
-            && last.contains(&format!("{unasked} numbers without a line type"))
+            && last.contains(&format!("{unasked} leads without a line type"))
             && last.contains("per_run_usd (now $3.00)"),
         "{text}"
     );
