@@ -234,3 +234,43 @@ async fn a_reject_reason_quotes_a_huge_field_cut_and_raw_keeps_it_whole() {
     assert_eq!(got[0][1], (12 + 1_000_000).to_string());
     assert_eq!(got[0][2], "true", "the raw record is kept whole");
 }
+
+#[tokio::test]
+async fn a_record_longer_than_a_lead_can_be_is_named_not_read_into_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    // A quote never closed on line 3: the rest of the file (17 MiB) would
+    // be one field. The run stops, naming the file and the line, and the
+    // output is as it was.
+    let mut csv =
+        String::from("lead_id,email,notes\nok1,a@x.com,fine\nbad,b@x.com,\"never closed\n");
+    csv.push_str(&"x,y,z\n".repeat(17 << 20 >> 2));
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let err = run_err(config(&input, &out)).await;
+    assert!(
+        err.contains("leads.csv") && err.contains("line 3") && err.contains("closing quote"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(&out).join("enriched_leads").exists());
+
+    // In NDJSON a line that long is a reject (its first KiB kept), and the
+    // lines around it are leads.
+    let mut ndjson = String::from(
+        "{\"lead_id\":\"a\",\"email\":\"a@x.com\"}\n{\"lead_id\":\"huge\",\"notes\":\"",
+    );
+    ndjson.push_str(&"z".repeat(17 << 20));
+    ndjson.push_str("\"}\n{\"lead_id\":\"b\",\"email\":\"b@x.com\"}\n");
+    let input = write(dir.path(), "leads.ndjson", ndjson.as_bytes());
+    let summary = run(config(&input, &out)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (2, 1));
+    let got = rows(
+        &query(
+            &out,
+            "select line, length(raw) <= 1024, reason from rejects",
+        )
+        .await,
+    );
+    assert_eq!(got[0][0], "2");
+    assert_eq!(got[0][1], "true");
+    assert!(got[0][2].contains("more than a lead can be"), "{got:?}");
+}

@@ -1,12 +1,12 @@
 //! CSV as people export it: a UTF-8 BOM, CRLF, quoted fields holding commas,
 //! quotes and newlines, `,` `;` tab or `|` as delimiter, headers in any case.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use csv::{ByteRecord, ReaderBuilder};
 
-use super::BatchSink;
 use super::input::InputFile;
+use super::{BatchSink, MAX_RECORD_BYTES};
 use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
@@ -22,7 +22,7 @@ pub(crate) fn header(
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(input);
+        .from_reader(Bounded::new(input));
     let mut record = ByteRecord::new();
     let found = reader
         .read_byte_record(&mut record)
@@ -83,6 +83,8 @@ pub(crate) fn read(
                 reason,
             });
         }
+        let (end, line) = (reader.position().byte(), reader.position().line());
+        reader.get_mut().record_ended(end, line);
         sink.after_record(builder)?;
         if sink.is_closed() {
             break;
@@ -93,17 +95,63 @@ pub(crate) fn read(
 
 /// A record reader that checks field counts itself (so a short row becomes a
 /// reject, not an error), with the given or sniffed delimiter.
-fn reader(
-    mut input: Box<dyn BufRead + Send>,
-    delimiter: Option<u8>,
-) -> (csv::Reader<Box<dyn BufRead + Send>>, u8) {
+fn reader(mut input: Box<dyn BufRead + Send>, delimiter: Option<u8>) -> (csv::Reader<Bounded>, u8) {
     let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
     let reader = ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_reader(input);
+        .from_reader(Bounded::new(input));
     (reader, delimiter)
+}
+
+/// The file as the CSV reader reads it, which fails once the record being
+/// read passes [`MAX_RECORD_BYTES`]: the reader holds a whole record in
+/// memory, and a quote never closed makes the rest of a file one field.
+struct Bounded {
+    input: Box<dyn BufRead + Send>,
+    /// Bytes handed to the CSV reader so far.
+    read: u64,
+    /// Where the last whole record ended, and on which line.
+    record_end: u64,
+    line: u64,
+}
+
+impl Bounded {
+    fn new(input: Box<dyn BufRead + Send>) -> Self {
+        Self {
+            input,
+            read: 0,
+            record_end: 0,
+            line: 1,
+        }
+    }
+
+    fn record_ended(&mut self, byte: u64, line: u64) {
+        self.record_end = byte;
+        self.line = line;
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        self.read += n as u64;
+        // The reader reads ahead a buffer at a time: a record is too long
+        // only well past the limit, never because of that.
+        if self.read - self.record_end > MAX_RECORD_BYTES + (1 << 20) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the record starting on line {} is longer than {} MiB: a quoted field \
+                     whose closing quote is missing? (the rest of the file would be one field)",
+                    self.line,
+                    MAX_RECORD_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 struct CsvRecord<'a>(&'a ByteRecord);

@@ -238,6 +238,11 @@ fn ndjson_columns(sampled: &[String], mapping: &FieldMapping, extras: &[String])
     columns
 }
 
+/// The most bytes one record (a CSV row, an NDJSON line) may take. A lead
+/// is a few hundred bytes; a record this long is a file gone wrong, and
+/// reading it whole would hold all of it in memory.
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+
 /// Where a format reader puts what it read.
 pub(crate) struct BatchSink {
     leads: mpsc::Sender<Result<RecordBatch>>,

@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use serde_json::{Map, Value};
 
-use super::BatchSink;
 use super::input::InputFile;
+use super::{BatchSink, MAX_RECORD_BYTES};
 use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
@@ -22,11 +22,19 @@ pub const SCHEMA_LINES: usize = 1000;
 /// The keys of the file's first [`SCHEMA_LINES`] lines, in order of first
 /// appearance. Lines that are not JSON objects are skipped here; reading
 /// rejects them.
-pub(crate) fn keys(input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
+pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    for (i, line) in input.split(b'\n').take(SCHEMA_LINES).enumerate() {
-        let line = line.map_err(|e| Error::io("ndjson", e))?;
+    let mut line = Vec::new();
+    for i in 0..SCHEMA_LINES {
+        line.clear();
+        let (n, whole) = read_line(&mut input, &mut line).map_err(|e| Error::io("ndjson", e))?;
+        if n == 0 {
+            break;
+        }
+        if !whole {
+            continue;
+        }
         let line = if i == 0 { without_bom(&line) } else { &line };
         let Ok(object) =
             serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(line)
@@ -61,13 +69,24 @@ pub(crate) fn read(
     let mut line_no = 0i64;
     loop {
         line.clear();
-        let n = input
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(&file.name, e))?;
+        let (n, whole) = read_line(&mut input, &mut line).map_err(|e| Error::io(&file.name, e))?;
         if n == 0 {
             break;
         }
         line_no += 1;
+        if !whole {
+            sink.reject(Reject {
+                source: file.name.clone(),
+                line: Some(line_no),
+                raw: String::from_utf8_lossy(&line).into_owned(),
+                reason: format!(
+                    "the line is {n} bytes, more than a lead can be ({} MiB); skipped",
+                    MAX_RECORD_BYTES >> 20
+                ),
+            });
+            sink.after_record(builder)?;
+            continue;
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -114,6 +133,36 @@ pub(crate) fn read(
         }
     }
     Ok(())
+}
+
+/// Reads one line (its `\n` included) into `line`: the bytes it took, and
+/// whether `line` holds all of it. A line longer than [`MAX_RECORD_BYTES`]
+/// is read past, keeping only its first KiB, so memory stays bounded.
+fn read_line(input: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<(usize, bool)> {
+    let mut taken = Read::take(&mut *input, MAX_RECORD_BYTES + 1).read_until(b'\n', line)?;
+    if taken as u64 <= MAX_RECORD_BYTES {
+        return Ok((taken, true));
+    }
+    line.truncate(1024);
+    if line.ends_with(b"\n") {
+        return Ok((taken, false));
+    }
+    // The rest of the line, read and dropped.
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((taken, false));
+        }
+        let (n, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        input.consume(n);
+        taken += n;
+        if ends {
+            return Ok((taken, false));
+        }
+    }
 }
 
 /// A line without the UTF-8 byte-order mark some tools write first.
