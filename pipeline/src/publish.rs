@@ -163,6 +163,46 @@ impl Manifest {
     }
 }
 
+/// The Parquet files a table reader would read in the output's tables that
+/// neither `manifest` nor the stream ledger lists, sorted: files copied in
+/// by hand, or those of an output written before manifests (or copied
+/// without its `_leadflow/`).
+pub(crate) async fn unlisted_files(
+    location: &Location,
+    manifest: &Manifest,
+    stream: &crate::stream::ledger::StreamCommits,
+) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let mut listed = manifest.files();
+    // A publish under way (another run's, now) still lists what it replaces.
+    if let Some(publishing) = &manifest.publishing {
+        listed.extend(publishing.delete.iter().map(String::as_str));
+    }
+    let mut unlisted = Vec::new();
+    for table in crate::sql::OUTPUT_TABLES {
+        let prefix = location.child(table);
+        let mut files = location.store.list(Some(&prefix));
+        while let Some(meta) = files.try_next().await? {
+            let Some(parts) = meta.location.prefix_match(&location.prefix) else {
+                continue;
+            };
+            let rel = ObjectPath::from_iter(parts).to_string();
+            // What DataFusion reads of a table directory: `.parquet` files
+            // in it or in its `key=value` directories.
+            let below = rel.split('/').skip(1).filter(|s| !s.contains('=')).count();
+            if !rel.ends_with(".parquet") || below > 1 || listed.contains(rel.as_str()) {
+                continue;
+            }
+            if stream.holds(meta.location.filename().unwrap_or_default()) {
+                continue;
+            }
+            unlisted.push(rel);
+        }
+    }
+    unlisted.sort();
+    Ok(unlisted)
+}
+
 /// A run's hold on an output, from before it writes until it has published.
 pub struct Publisher {
     location: Location,
@@ -249,6 +289,9 @@ impl Publisher {
         let batch_key = batch.clone();
 
         let mut manifest = Manifest::read(&self.location).await?;
+        if manifest.runs.is_empty() {
+            self.adopt_unlisted(&mut manifest).await?;
+        }
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
         let (replaced, kept): (Vec<CommittedRun>, Vec<CommittedRun>) =
             manifest.runs.into_iter().partition(|r| {
@@ -312,6 +355,33 @@ impl Publisher {
                 .collect(),
             replaced_runs: replaced.into_iter().map(|r| r.run_id).collect(),
         })
+    }
+
+    /// The first commit into an output whose tables already hold files (an
+    /// output written before manifests, or copied without its
+    /// `_leadflow/`) lists them as one run with no inputs, so they stay in
+    /// what readers read, and no rerun replaces them.
+    async fn adopt_unlisted(&self, manifest: &mut Manifest) -> Result<()> {
+        let stream = crate::stream::ledger::StreamCommits::read(&self.location).await?;
+        let files = unlisted_files(&self.location, manifest, &stream).await?;
+        if files.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            files = files.len(),
+            "the output's tables hold files no commit lists (written before manifests, or \
+             copied without _leadflow/): they are kept, as one run with no inputs"
+        );
+        manifest.runs.push(CommittedRun {
+            run_id: "unlisted".into(),
+            write_id: "unlisted".into(),
+            committed_at: Utc::now(),
+            inputs: Vec::new(),
+            files,
+            batch: None,
+            usage_only: false,
+        });
+        Ok(())
     }
 
     /// Gives up: commits the calls this run paid for from its usage `log`
@@ -378,6 +448,9 @@ impl Publisher {
             let files = writer.close().await?;
             let counts = reader.counts();
             if !files.is_empty() {
+                if manifest.runs.is_empty() {
+                    self.adopt_unlisted(&mut manifest).await?;
+                }
                 manifest.runs.push(CommittedRun {
                     run_id: log.run_id.clone(),
                     write_id: log.write_id.clone(),

@@ -145,33 +145,7 @@ async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()
         return Ok(());
     }
     let manifest = Manifest::read(location).await?;
-    let mut listed = manifest.files();
-    // A publish under way (another run's, now) still lists what it replaces.
-    if let Some(publishing) = &manifest.publishing {
-        listed.extend(publishing.delete.iter().map(String::as_str));
-    }
-    let mut strangers = Vec::new();
-    for table in OUTPUT_TABLES {
-        let prefix = location.child(table);
-        let mut files = location.store.list(Some(&prefix));
-        while let Some(meta) = files.try_next().await? {
-            let Some(parts) = meta.location.prefix_match(&location.prefix) else {
-                continue;
-            };
-            let rel = object_store::path::Path::from_iter(parts).to_string();
-            // What DataFusion reads of a table directory: `.parquet` files
-            // in it or in its `key=value` directories.
-            let below = rel.split('/').skip(1).filter(|s| !s.contains('=')).count();
-            if !rel.ends_with(".parquet") || below > 1 || listed.contains(rel.as_str()) {
-                continue;
-            }
-            if stream.holds(meta.location.filename().unwrap_or_default()) {
-                continue;
-            }
-            strangers.push(rel);
-        }
-    }
-    strangers.sort();
+    let strangers = crate::publish::unlisted_files(location, &manifest, &stream).await?;
     let Some(first) = strangers.first() else {
         return Ok(());
     };

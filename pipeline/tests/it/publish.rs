@@ -167,6 +167,47 @@ async fn a_new_file_under_a_used_name_adds_to_the_output() {
 }
 
 #[tokio::test]
+async fn an_output_copied_without_its_commits_keeps_its_leads_through_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(example()).unwrap();
+    let mut lines = example.lines();
+    let header = lines.next().unwrap();
+    let body: Vec<&str> = lines.collect();
+    let (old, new) = body.split_at(body.len() / 2);
+    let write = |name: &str, rows: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        path.display().to_string()
+    };
+    let (old, new) = (write("old.csv", old), write("new.csv", new));
+    let out = dir.path().join("out").display().to_string();
+    let first = run(config(&old, &out)).await;
+    // Copied somewhere without `_leadflow/` (`aws s3 sync --exclude '_*'`,
+    // a hand-made copy): the tables alone.
+    std::fs::remove_dir_all(Path::new(&out).join(META_DIR)).unwrap();
+
+    // The next run keeps them: readers read both runs' leads, and the
+    // tables hold no file a commit does not list.
+    let second = run(config(&new, &out)).await;
+    let both = first.leads_written + second.leads_written;
+    assert_eq!(both, 400);
+    assert_eq!(
+        lead_counts(&out).await,
+        (both.to_string(), both.to_string())
+    );
+    let manifest = manifest(&out).await;
+    let listed = manifest.files();
+    for file in visible_files(Path::new(&out)) {
+        let rel = file
+            .strip_prefix(&out)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(listed.contains(rel.as_str()), "{rel} is in no commit");
+    }
+}
+
+#[tokio::test]
 async fn two_runs_at_once_into_one_output_both_end_correct() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out").display().to_string();
