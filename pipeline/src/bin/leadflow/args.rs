@@ -1,0 +1,345 @@
+//! The command line's arguments and help text (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use leadflow_pipeline::lead::{FieldMapping, LeadOptions};
+use leadflow_pipeline::sources::files::{FileSourceConfig, Format};
+use leadflow_pipeline::sql::OutputFormat;
+
+use crate::commands::default_country;
+
+/// Phones for your sales leads: leadflow reads leads from CSV, NDJSON or Parquet files (on disk or
+/// S3) or from Kafka, checks each lead's phone, asks paid providers in turn for the missing ones
+/// (within your rate limits and budget), and writes Parquet tables you can query with `leadflow sql`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadflow",
+    version,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Exit codes: 0 done; 1 leadflow failed (a bug); 2 the command, config, SQL or input\n\
+    is wrong (fix it, then rerun); 3 a service or the machine failed (a rerun may succeed);\n\
+    4 (batch) done, but the provider budget ran out before every lead was looked up."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Enrich leads from files (CSV, NDJSON, Parquet; local or s3://) into Parquet.
+    #[command(
+        after_help = "Examples:\n  leadflow run --input examples/leads.csv --out out --config examples/leadflow.toml\n  \
+        leadflow run --input 'exports/*.csv' --out s3://leads/enriched --map phone_raw=Mobile --default-country US\n\n\
+        Output: OUT/enriched_leads/, OUT/provider_usage/ and OUT/rejects/, each dt=YYYY-MM-DD/*.parquet.\n\
+        Without --config no provider is called and lookup_status is `not_run`.\n\
+        S3: credentials, region and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n\
+        AWS_REGION and AWS_ENDPOINT_URL (for MinIO: AWS_ENDPOINT_URL=http://localhost:9000)."
+    )]
+    Run(RunArgs),
+    /// Enrich one date's leads: the nightly run, idempotent per date, with a manifest and a webhook.
+    #[command(
+        after_help = "Examples:\n  leadflow batch --date 2026-11-26 --input 's3://leads/incoming/dt={date}/' --out s3://leads/enriched --config leadflow.toml\n  \
+        leadflow batch --date $(date -u -d yesterday +%F) --input 'incoming/{date}/*.csv' --out out --webhook https://hooks.slack.com/services/…\n\n\
+        {date} in --input becomes the date. The output goes to the same tables as `run`; a rerun of a date\n\
+        replaces that date's earlier batch output and nothing else, in one step when it is complete, so a\n\
+        failed run leaves the date's previous output as it was. OUT/_batches/dt=DATE/_manifest.json is written\n\
+        last (inputs and sizes, rows read/written/rejected, spend per provider, outputs with row counts).\n\
+        --webhook (or LEADFLOW_WEBHOOK_URL) gets a Slack-compatible message on success and on failure.\n\n\
+        Exit codes: 0 done; 2 the command, config or input is wrong (rerunning will not help);\n\
+        3 a service or the machine failed (rerun later); 4 done, but the provider budget ran out and some\n\
+        leads were not looked up (raise the budget and rerun the date); 1 leadflow failed (a bug)."
+    )]
+    Batch(BatchArgs),
+    /// Enrich leads from a Kafka topic continuously into the same Parquet tables as `run`.
+    #[command(
+        after_help = "Examples:\n  leadflow stream --brokers localhost:9092 --topic leads --group enrich --out out --config examples/leadflow.toml\n  \
+        leadflow stream --brokers kafka:9092 --topic leads --group enrich --out s3://leads/enriched --redis redis://redis:6379\n\n\
+        Messages are JSON leads (`leadflow schema lead-json`), keyed by lead_id. Each partition's messages are\n\
+        cut into batches (--batch-rows or --batch-ms, whichever comes first), enriched and written; offsets are\n\
+        committed after the files are. File names carry topic, partition and offsets, and the output is the\n\
+        ledger: a restart skips what is written even if a commit was lost. Bad messages go to --dlq-topic\n\
+        and to rejects. More workers with the same --group split the partitions.\n\
+        SIGINT/SIGTERM: stop fetching, write and commit what is held, exit 0; a second signal exits at once."
+    )]
+    Stream(StreamArgs),
+    /// Send leads from files (CSV, NDJSON, Parquet) to a Kafka topic, one JSON message per lead.
+    #[command(
+        after_help = "Example:\n  leadflow produce --brokers localhost:9092 --topic leads examples/leads.csv\n\n\
+        Files are read as `leadflow run` reads them (--map, --default-country); records that cannot be\n\
+        leads are reported and not sent. The key of each message is its lead_id."
+    )]
+    Produce(ProduceArgs),
+    /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
+    #[command(
+        after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
+        leadflow sql \"select reason, count(*) from rejects group by 1\" --data out --format csv\n  \
+        leadflow sql \"select normalize_phone('020 7183 8750', 'GB')\"\n  \
+        leadflow sql --data out --file provider_scorecard      (a shipped query; --list names them)\n  \
+        leadflow sql --data out                                (an interactive shell)"
+    )]
+    Sql(SqlArgs),
+    /// Write a self-contained HTML report (cards, funnel, provider scorecard, charts) of a run's output.
+    #[command(
+        after_help = "Example:\n  leadflow report --data out --out report.html\n\n\
+        The page needs no network: styles, script and data are inlined. Every number on it is a row\n\
+        of a shipped analytics query (leadflow sql --list), run over --data."
+    )]
+    Report {
+        /// A run's output directory or s3:// prefix.
+        #[arg(long)]
+        data: String,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+    /// List leadflow's SQL functions with their documentation.
+    Functions,
+    /// Serve the provider sandbox: Orion, Astra, Nimbus and Twilio contracts with made-up answers.
+    #[command(
+        after_help = "Each provider is served under /NAME/… (e.g. http://localhost:8700/orion/v1/phone/find);\n\
+        point a provider's base_url at http://localhost:PORT/NAME. GET /stats counts what was served.\n\
+        Hit rates, latency, error and 429 rates come from the [sandbox] table of --config."
+    )]
+    Sandbox {
+        /// Port to listen on (127.0.0.1 unless --host says otherwise).
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// A leadflow config file whose [sandbox] table sets the answers.
+        #[arg(long, env = "LEADFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print a schema: the JSON Schema of a Kafka lead message, or an Arrow schema.
+    Schema {
+        #[arg(value_enum)]
+        which: SchemaName,
+    },
+    /// What the fleet shares in Redis: permits used per provider, breakers, spend today, cache, workers.
+    #[command(
+        after_help = "Example:\n  leadflow status --config leadflow.toml --redis redis://localhost:6379\n\n\
+        Reads the providers, window and [redis] key_prefix from the config.\n\
+        The key layout is in ARCHITECTURE.md (\"Shared state in Redis\");\n\
+        one provider's usage: redis-cli GET 'leadflow:{limit:orion}:used'"
+    )]
+    Status {
+        /// The leadflow config whose providers and [redis] table to read.
+        #[arg(short, long, env = "LEADFLOW_CONFIG")]
+        config: PathBuf,
+        /// The Redis to read (overrides [redis] url).
+        #[arg(long, env = "REDIS_URL", value_name = "URL")]
+        redis: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BatchArgs {
+    /// The date to run (YYYY-MM-DD): put into --input's {date}, and the batch's identity.
+    #[arg(long)]
+    pub(crate) date: chrono::NaiveDate,
+    /// Where to post a Slack-compatible message when the batch ends (success or failure).
+    #[arg(
+        long,
+        env = "LEADFLOW_WEBHOOK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) webhook: Option<String>,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// A file, a directory, a glob ('leads/*.csv') or s3://bucket/prefix.
+    #[arg(short, long)]
+    pub(crate) input: String,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "out")]
+    pub(crate) out: String,
+    #[command(flatten)]
+    pub(crate) leads: LeadFileArgs,
+    /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) query: Option<PathBuf>,
+    /// CSV delimiter (one character, `\t` for tab); sniffed from the header by default.
+    #[arg(long)]
+    pub(crate) delimiter: Option<String>,
+    /// Rows per Arrow batch.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub(crate) batch_size: u32,
+    /// Query threads; default: the number of cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) partitions: Option<u16>,
+    /// Id written to every output row; default: derived from the start time.
+    #[arg(long)]
+    pub(crate) run_id: Option<String>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Providers, limits, cache, budget (TOML; see examples/leadflow.toml). Without it no provider is called.
+    #[arg(short, long, env = "LEADFLOW_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Share rate limits, the lookup cache, breakers and budget with other workers through this Redis
+    /// (overrides [redis] url). Without either, they are kept in this process's memory.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// Serve Prometheus /metrics and /healthz here while the run lasts, e.g. 127.0.0.1:9898.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// How lead files are read: flags `run` and `produce` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LeadFileArgs {
+    /// Input format; by default each file's extension decides.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+    /// Reads a lead column from a differently named input column: LEAD_COLUMN=FILE_COLUMN. Repeatable.
+    #[arg(long = "map", value_name = "LEAD_COL=FILE_COL")]
+    pub(crate) map: Vec<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    pub(crate) default_country: Option<String>,
+}
+
+impl LeadFileArgs {
+    pub(crate) fn source(
+        &self,
+        input: String,
+        batch_size: usize,
+        delimiter: Option<u8>,
+    ) -> anyhow::Result<FileSourceConfig> {
+        Ok(FileSourceConfig {
+            input,
+            format: self.format,
+            mapping: FieldMapping::parse(&self.map)?,
+            delimiter,
+            options: LeadOptions {
+                batch_size,
+                default_country: default_country(self.default_country.as_deref())?,
+            },
+            skip_output: None,
+        })
+    }
+}
+
+/// Flags every Kafka command shares.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT")]
+    pub(crate) brokers: String,
+    /// The topic of lead messages.
+    #[arg(long)]
+    pub(crate) topic: String,
+    /// A librdkafka property (security, timeouts, …): KEY=VALUE. Repeatable.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    pub(crate) kafka_options: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    #[command(flatten)]
+    pub(crate) kafka: KafkaArgs,
+    /// The consumer group: workers in one group split the partitions.
+    #[arg(long, default_value = "leadflow")]
+    pub(crate) group: String,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "out")]
+    pub(crate) out: String,
+    /// Providers, limits, cache, budget (TOML; see examples/leadflow.toml). Without it no provider is called.
+    #[arg(short, long, env = "LEADFLOW_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Share limits, the lookup cache, breakers and budget through this Redis (overrides [redis] url);
+    /// a replayed stream then pays no provider again.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) query: Option<PathBuf>,
+    /// A partition's batch is written at this many messages …
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub(crate) batch_rows: u32,
+    /// … or this many milliseconds after its first message.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) batch_ms: u64,
+    /// Larger messages are dead letters.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub(crate) max_message_bytes: usize,
+    /// The dead-letter topic; default: TOPIC.dlq.
+    #[arg(long, value_name = "TOPIC")]
+    pub(crate) dlq_topic: Option<String>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    pub(crate) default_country: Option<String>,
+    /// Query workers (partition p goes to worker p % N); default: the number of cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) workers: Option<u16>,
+    /// Id written to every output row; default: derived from the start time.
+    #[arg(long)]
+    pub(crate) run_id: Option<String>,
+    /// Serve Prometheus /metrics and /healthz here, e.g. 0.0.0.0:9898
+    /// (/healthz: 503 until the group has given this consumer its partitions).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Exit (code 3) when the consumer group has given this consumer no
+    /// partitions this many seconds after it joined, naming the last Kafka error.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) join_timeout_secs: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProduceArgs {
+    #[command(flatten)]
+    pub(crate) kafka: KafkaArgs,
+    /// Files, directories, globs or s3:// prefixes of leads.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<String>,
+    #[command(flatten)]
+    pub(crate) leads: LeadFileArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SqlArgs {
+    /// The SQL to run. Without it (and without --file or --list), an interactive shell.
+    #[arg(conflicts_with_all = ["file", "list"])]
+    pub(crate) query: Option<String>,
+    /// Runs the SQL in a file, or a shipped analytics query by name (see --list).
+    #[arg(short, long, value_name = "FILE|NAME", conflicts_with = "list")]
+    pub(crate) file: Option<String>,
+    /// Lists the shipped analytics queries (queries/analytics/*.sql).
+    #[arg(long)]
+    pub(crate) list: bool,
+    /// A run's output directory or s3:// prefix, whose tables are registered.
+    #[arg(long)]
+    pub(crate) data: Option<String>,
+    /// Registers another file or directory as a table: NAME=PATH (CSV, NDJSON or Parquet). Repeatable.
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    pub(crate) tables: Vec<String>,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+    /// Lets statements write files or change the session: COPY … TO, INSERT, CREATE, DROP, SET.
+    /// Without it `leadflow sql` only reads.
+    #[arg(long)]
+    pub(crate) allow_writes: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum SchemaName {
+    /// JSON Schema of one lead message on Kafka.
+    LeadJson,
+    /// Arrow schema of the `leads` table (without extras).
+    Lead,
+    /// Arrow schema of `enriched_leads` (without extras).
+    EnrichedLead,
+    /// Arrow schema of `provider_usage`.
+    ProviderUsage,
+    /// Arrow schema of `rejects`.
+    Reject,
+}
