@@ -103,21 +103,17 @@ impl Tally {
     /// The lead's status, by precedence: a phone, then a spent budget, then
     /// an answered miss, then failures, then skips.
     fn status(&self, found: bool) -> LookupStatus {
-        if found {
-            LookupStatus::Found
-        } else if self.budget {
-            LookupStatus::BudgetExhausted
-        } else if self.miss {
-            LookupStatus::NotFound
-        } else if self.error {
-            LookupStatus::Error
-        } else if self.rate_limited {
-            LookupStatus::RateLimited
-        } else if self.tier {
-            LookupStatus::SkippedTier
-        } else {
-            LookupStatus::NotFound
-        }
+        first_of(
+            [
+                (found, LookupStatus::Found),
+                (self.budget, LookupStatus::BudgetExhausted),
+                (self.miss, LookupStatus::NotFound),
+                (self.error, LookupStatus::Error),
+                (self.rate_limited, LookupStatus::RateLimited),
+                (self.tier, LookupStatus::SkippedTier),
+            ],
+            LookupStatus::NotFound,
+        )
     }
 }
 
@@ -510,22 +506,27 @@ impl LineTypeTally {
     /// budget, then a provider's "unknown number", then failures, then
     /// what kept the providers from being asked.
     fn status(&self, described: bool) -> LineTypeStatus {
-        if described {
-            LineTypeStatus::Found
-        } else if self.budget {
-            LineTypeStatus::BudgetExhausted
-        } else if self.unknown {
-            LineTypeStatus::UnknownNumber
-        } else if self.error {
-            LineTypeStatus::Error
-        } else if self.rate_limited {
-            LineTypeStatus::RateLimited
-        } else if self.circuit {
-            LineTypeStatus::CircuitOpen
-        } else {
-            LineTypeStatus::NotRun
-        }
+        first_of(
+            [
+                (described, LineTypeStatus::Found),
+                (self.budget, LineTypeStatus::BudgetExhausted),
+                (self.unknown, LineTypeStatus::UnknownNumber),
+                (self.error, LineTypeStatus::Error),
+                (self.rate_limited, LineTypeStatus::RateLimited),
+                (self.circuit, LineTypeStatus::CircuitOpen),
+            ],
+            LineTypeStatus::NotRun,
+        )
     }
+}
+
+/// The status of the first condition that holds, in order of precedence;
+/// `otherwise` when none does.
+fn first_of<S, const N: usize>(precedence: [(bool, S); N], otherwise: S) -> S {
+    precedence
+        .into_iter()
+        .find_map(|(holds, status)| holds.then_some(status))
+        .unwrap_or(otherwise)
 }
 
 /// "A phone for this lead?": a hit counts only when the number is valid

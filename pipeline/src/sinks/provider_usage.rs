@@ -254,6 +254,12 @@ impl LookupTally {
     }
 }
 
+/// `found 59, not_found 22, …`: every status and its count.
+fn listed(counts: &BTreeMap<String, u64>) -> String {
+    let items: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    items.join(", ")
+}
+
 /// Adds one to `counts` per non-NULL value of `column`, read as text.
 fn count_values(counts: &mut BTreeMap<String, u64>, column: &ArrayRef) -> Result<()> {
     let column = cast(column, &DataType::Utf8)?;
@@ -292,20 +298,10 @@ impl fmt::Display for LookupTally {
                 dollars(self.spend_micros())
             )?;
             // Every status, `found` too: the line adds up to the leads written.
-            let statuses: Vec<String> = self
-                .statuses
-                .iter()
-                .map(|(s, n)| format!("{s} {n}"))
-                .collect();
-            writeln!(f, "  lookup status   {}", statuses.join(", "))?;
+            writeln!(f, "  lookup status   {}", listed(&self.statuses))?;
         }
         if !self.line_types.is_empty() {
-            let statuses: Vec<String> = self
-                .line_types
-                .iter()
-                .map(|(s, n)| format!("{s} {n}"))
-                .collect();
-            writeln!(f, "  line type       {}", statuses.join(", "))?;
+            writeln!(f, "  line type       {}", listed(&self.line_types))?;
         }
         for (name, p) in &self.providers {
             writeln!(

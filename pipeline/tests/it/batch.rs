@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::response::IntoResponse;
 
-use crate::support::{example, http_get, prometheus_samples, query, rows};
+use crate::support::{example, free_addr, http_get, prometheus_samples, query, rows};
 
 /// A webhook receiver on localhost that refuses its first `refuse` posts
 /// with a 500 and records every body.
@@ -284,12 +284,7 @@ latency_ms = 0
     .unwrap();
     // The webhook is posted once the run is done, and the batch waits for
     // its answer: the receiver reads the batch's metrics then.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{port}");
+    let metrics_addr = free_addr();
     let scraped = Arc::new(Mutex::new(String::new()));
     let hook = hook_answering({
         let (scraped, metrics_addr) = (scraped.clone(), metrics_addr.clone());

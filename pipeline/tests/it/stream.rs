@@ -17,7 +17,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::support::{example, http_get, prometheus_samples, query, rows};
+use super::support::{
+    TWO_SANDBOX_PROVIDERS, example, free_addr, http_get, prometheus_samples, query, rows,
+};
 
 const TOPIC: &str = "leads";
 
@@ -257,12 +259,7 @@ async fn every_lead_once_usage_as_served_offsets_committed_and_metrics_that_agre
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let config = provider_config(dir.path(), None);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{port}");
+    let metrics_addr = free_addr();
     let mut child = spawn_stream(
         &kafka,
         "g1",
@@ -387,42 +384,17 @@ async fn a_stream_killed_between_any_two_steps_restarts_without_losing_or_doubli
     }
 }
 
-/// Two providers answered by a sandbox the test owns, so what it served
-/// outlives a killed stream.
-const OWN_SANDBOX_PROVIDERS: &str = r#"
-[sandbox]
-hit_rate = 0.3
-latency_ms = 0
-
-[[providers]]
-name = "orion"
-kind = "orion"
-priority = 10
-max_requests_per_hour = 1000000
-cost_per_call_usd = 0.002
-cost_per_hit_usd = 0.04
-base_url = "sandbox"
-api_key_env = "ORION_API_KEY"
-
-[[providers]]
-name = "astra"
-kind = "astra"
-priority = 20
-max_requests_per_hour = 1000000
-cost_per_hit_usd = 0.08
-base_url = "sandbox"
-api_key_env = "ASTRA_API_KEY"
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_killed_before_its_cut_commits_leaves_every_request_it_sent_in_provider_usage() {
     let kafka = kafka(2);
     produce_example(&kafka);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let (sandbox, text) = leadflow_sandbox::Sandbox::start_for_config(OWN_SANDBOX_PROVIDERS)
-        .await
-        .unwrap();
+    let (sandbox, text) = leadflow_sandbox::Sandbox::start_for_config(
+        &TWO_SANDBOX_PROVIDERS.replace("latency_ms = 100", "latency_ms = 0"),
+    )
+    .await
+    .unwrap();
     let config = dir.path().join("leadflow.toml");
     std::fs::write(&config, text).unwrap();
     let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
@@ -830,15 +802,6 @@ fn http_status(addr: &str, path: &str) -> Option<(u16, String)> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, body.to_string()))
-}
-
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
 }
 
 #[test]

@@ -239,3 +239,44 @@ pub(crate) fn prometheus_samples(text: &str) -> std::collections::HashMap<String
     }
     samples
 }
+
+/// Two providers answered by a sandbox the test owns (so what it served
+/// outlives a killed run or stream), slow enough (100 ms) that a kill lands
+/// mid-run; a test that needs no wait replaces the latency.
+pub(crate) const TWO_SANDBOX_PROVIDERS: &str = r#"
+[lookup]
+concurrency = 16
+
+[sandbox]
+hit_rate = 0.3
+latency_ms = 100
+
+[[providers]]
+name = "orion"
+kind = "orion"
+priority = 10
+max_requests_per_hour = 1000000
+cost_per_call_usd = 0.002
+cost_per_hit_usd = 0.04
+base_url = "sandbox"
+api_key_env = "ORION_API_KEY"
+
+[[providers]]
+name = "astra"
+kind = "astra"
+priority = 20
+max_requests_per_hour = 1000000
+cost_per_hit_usd = 0.08
+base_url = "sandbox"
+api_key_env = "ASTRA_API_KEY"
+"#;
+
+/// A loopback address nothing listens on (yet).
+pub(crate) fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}

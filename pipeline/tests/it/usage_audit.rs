@@ -9,7 +9,7 @@ use std::time::Duration;
 use leadflow_pipeline::config::LeadflowConfig;
 use leadflow_sandbox::Sandbox;
 
-use super::support::{config, example, query, rows, run};
+use super::support::{TWO_SANDBOX_PROVIDERS, config, example, query, rows, run};
 
 fn example_config() -> LeadflowConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leadflow.toml");
@@ -109,36 +109,6 @@ fn leads_without_phones(dir: &Path, n: usize) -> String {
     path.display().to_string()
 }
 
-/// Two providers answered by a sandbox this test owns (so what it served
-/// outlives the killed run), slow enough that a kill lands mid-run.
-const SLOW_PROVIDERS: &str = r#"
-[lookup]
-concurrency = 16
-
-[sandbox]
-hit_rate = 0.3
-latency_ms = 100
-
-[[providers]]
-name = "orion"
-kind = "orion"
-priority = 10
-max_requests_per_hour = 1000000
-cost_per_call_usd = 0.002
-cost_per_hit_usd = 0.04
-base_url = "sandbox"
-api_key_env = "ORION_API_KEY"
-
-[[providers]]
-name = "astra"
-kind = "astra"
-priority = 20
-max_requests_per_hour = 1000000
-cost_per_hit_usd = 0.08
-base_url = "sandbox"
-api_key_env = "ASTRA_API_KEY"
-"#;
-
 /// Runs `cmd` to its end off the runtime, which serves the sandbox.
 async fn finish(mut cmd: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -162,7 +132,9 @@ fn leadflow_run(input: &str, out: &str, config: &Path) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
     let dir = tempfile::tempdir().unwrap();
-    let (sandbox, text) = Sandbox::start_for_config(SLOW_PROVIDERS).await.unwrap();
+    let (sandbox, text) = Sandbox::start_for_config(TWO_SANDBOX_PROVIDERS)
+        .await
+        .unwrap();
     let config = dir.path().join("leadflow.toml");
     std::fs::write(&config, text).unwrap();
     let input = leads_without_phones(dir.path(), 5_000);
@@ -221,10 +193,11 @@ async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (sandbox, text) =
-        Sandbox::start_for_config(&SLOW_PROVIDERS.replace("latency_ms = 100", "latency_ms = 0"))
-            .await
-            .unwrap();
+    let (sandbox, text) = Sandbox::start_for_config(
+        &TWO_SANDBOX_PROVIDERS.replace("latency_ms = 100", "latency_ms = 0"),
+    )
+    .await
+    .unwrap();
     let config = dir.path().join("leadflow.toml");
     std::fs::write(&config, text).unwrap();
     let input = leads_without_phones(dir.path(), 300);
