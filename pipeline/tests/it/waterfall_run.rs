@@ -290,6 +290,59 @@ async fn with_redis_a_second_run_over_the_same_leads_pays_nothing() {
     );
 }
 
+#[tokio::test]
+async fn with_redis_the_days_spend_is_provider_usage_to_the_micro_dollar_across_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut providers = example_config();
+    providers.redis = redis_config("spend");
+    let out = dir.path().join("out").display().to_string();
+    let text = std::fs::read_to_string(example("leads.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let half = dir.path().join("half.csv");
+    std::fs::write(&half, lines[..200].join("\n") + "\n").unwrap();
+    // The whole file, the same file again (a rerun: its leads replaced,
+    // its calls answered by Redis), and half of it under another name.
+    for input in [
+        example("leads.csv"),
+        example("leads.csv"),
+        half.display().to_string(),
+    ] {
+        let mut cfg = config(&input, &out);
+        cfg.providers = providers.clone();
+        run(cfg).await;
+    }
+    let recorded = rows(
+        &query(
+            &out,
+            "select cast(coalesce(sum(cost_usd), 0) * 1000000 as bigint), count(*) filter (where attempt > 0)
+             from provider_usage",
+        )
+        .await,
+    );
+    let (spent, calls): (i64, u64) = (
+        recorded[0][0].parse().unwrap(),
+        recorded[0][1].parse().unwrap(),
+    );
+    assert!(calls > 100 && spent > 0, "{recorded:?}");
+
+    let url = providers.redis.url.clone().unwrap();
+    let fleet = leadflow_fleet::Fleet::observe(&url, providers.redis.clone())
+        .await
+        .unwrap();
+    let status = fleet
+        .status(&providers.waterfall(|name| format!("http://127.0.0.1/{name}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.reserved_today, 0,
+        "every run handed back what it held"
+    );
+    assert_eq!(
+        status.spent_today, spent,
+        "Redis's day spend vs provider_usage, in µUSD"
+    );
+}
+
 /// Runs the real binary over the example into `out` with `config`,
 /// sharing `redis`; returns its child process.
 fn spawn_run(config: &Path, out: &Path, redis: &str) -> std::process::Child {
