@@ -116,7 +116,7 @@ pub fn success(report: &super::BatchReport, out: &str) -> Value {
     let m = &report.manifest;
     let s = &report.summary;
     let (leads, numbers) = report.budget_exhausted();
-    let state = if leads + numbers > 0 {
+    let state = if s.lookups.budget_ran_out() {
         "finished, budget exhausted"
     } else {
         "succeeded"

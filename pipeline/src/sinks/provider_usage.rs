@@ -142,6 +142,8 @@ pub struct ProviderTally {
     pub failures: u64,
     /// Skips: tier, rate limit, open circuit, spent budget.
     pub skips: u64,
+    /// Of the skips, those for a spent budget.
+    pub unbudgeted: u64,
     pub cost_micros: i64,
 }
 
@@ -167,10 +169,11 @@ impl LookupTally {
         } else {
             tally.skips += 1;
         }
-        if matches!(a.outcome, Outcome::Hit) {
-            tally.hits += 1;
-        } else if matches!(a.outcome, Outcome::Error | Outcome::Timeout) {
-            tally.failures += 1;
+        match a.outcome {
+            Outcome::Hit => tally.hits += 1,
+            Outcome::Error | Outcome::Timeout => tally.failures += 1,
+            Outcome::BudgetExhausted => tally.unbudgeted += 1,
+            _ => {}
         }
         tally.cost_micros += a.cost_micros;
     }
@@ -188,6 +191,7 @@ impl LookupTally {
             mine.hits += t.hits;
             mine.failures += t.failures;
             mine.skips += t.skips;
+            mine.unbudgeted += t.unbudgeted;
             mine.cost_micros += t.cost_micros;
         }
     }
@@ -220,19 +224,35 @@ impl LookupTally {
         (of(&self.statuses), of(&self.line_types))
     }
 
+    /// Whether the budget stopped any provider call: leads or numbers left
+    /// unasked, or (for a query that returns neither status column) the
+    /// `budget_exhausted` rows of `provider_usage`.
+    pub fn budget_ran_out(&self) -> bool {
+        let (leads, numbers) = self.left_by_budget();
+        leads + numbers + self.unbudgeted() > 0
+    }
+
+    fn unbudgeted(&self) -> u64 {
+        self.providers.values().map(|p| p.unbudgeted).sum()
+    }
+
     /// The summary's last line when the budget ran out: what it left
     /// undone and what to raise (`budget`: the config's `[budget]`).
     pub fn budget_note(&self, budget: &BudgetConfig) -> Option<String> {
-        let (leads, numbers) = self.left_by_budget();
-        if leads + numbers == 0 {
+        if !self.budget_ran_out() {
             return None;
         }
+        let (leads, numbers) = self.left_by_budget();
         let mut undone = Vec::new();
         if leads > 0 {
             undone.push(format!("{leads} leads not looked up"));
         }
         if numbers > 0 {
             undone.push(format!("{numbers} leads without a line type"));
+        }
+        if undone.is_empty() {
+            // The query returns no status: the calls not made say it.
+            undone.push(format!("{} provider calls not made", self.unbudgeted()));
         }
         let caps: Vec<String> = [
             ("per_run_usd", budget.per_run_usd),
@@ -248,7 +268,7 @@ impl LookupTally {
             format!("[budget] {} in the config", caps.join(" or "))
         };
         Some(format!(
-            "the provider budget ran out: {} (status budget_exhausted); raise {raise} and rerun",
+            "the provider budget ran out: {} (budget_exhausted); raise {raise} and rerun",
             undone.join(", ")
         ))
     }
@@ -338,7 +358,7 @@ mod tests {
             tally.budget_note(&budget).as_deref(),
             Some(
                 "the provider budget ran out: 29 leads not looked up, 2394 leads without a \
-                 line type (status budget_exhausted); raise [budget] per_run_usd (now $25.00) \
+                 line type (budget_exhausted); raise [budget] per_run_usd (now $25.00) \
                  in the config and rerun"
             )
         );

@@ -343,6 +343,38 @@ async fn with_redis_the_days_spend_is_provider_usage_to_the_micro_dollar_across_
     );
 }
 
+#[tokio::test]
+async fn a_query_without_status_columns_still_hears_that_the_budget_ran_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let mut cfg = config(&example("leads.csv"), &out);
+    cfg.providers = example_config();
+    cfg.providers.budget.per_run_usd = Some(0.5);
+    cfg.query = "select lead_id,
+                        find_phone(full_name, email, company_website, country, user_tier,
+                                   phone_raw, lead_id, organization_id)['phone_e164'] as phone
+                 from leads"
+        .into();
+    let summary = run(cfg).await;
+    let unasked = rows(
+        &query(
+            &out,
+            "select count(*) from provider_usage where outcome = 'budget_exhausted'",
+        )
+        .await,
+    );
+    assert_ne!(unasked[0][0], "0");
+    assert!(summary.lookups.budget_ran_out());
+    let text = summary.to_string();
+    assert!(
+        text.lines().last().unwrap().contains(&format!(
+            "ran out: {} provider calls not made",
+            unasked[0][0]
+        )),
+        "{text}"
+    );
+}
+
 /// Runs the real binary over the example into `out` with `config`,
 /// sharing `redis`; returns its child process.
 fn spawn_run(config: &Path, out: &Path, redis: &str) -> std::process::Child {

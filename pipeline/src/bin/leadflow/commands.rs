@@ -128,8 +128,7 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<()> {
                 hook.send(&webhook::success(&report, &out)).await;
             }
             // The summary's last line said what the budget left undone.
-            let (leads, numbers) = report.budget_exhausted();
-            if leads + numbers > 0 {
+            if report.summary.lookups.budget_ran_out() {
                 std::process::exit(batch::EXIT_BUDGET_EXHAUSTED);
             }
             Ok(())
