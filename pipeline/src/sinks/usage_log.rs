@@ -302,13 +302,11 @@ pub fn dead_logs(dir: &Path) -> Result<Vec<DeadLog>> {
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".new") {
-            // A log whose run died while creating it: it holds no request.
-            if File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
-                let _ = std::fs::remove_file(&path);
-            }
-            continue;
-        }
+        // A `.new` file is a log being born (created, then locked, then
+        // renamed): it holds no request yet, and between its creation and
+        // its lock nothing tells a live one from one whose run died right
+        // there, so it is left alone (a kill in that moment leaves a file
+        // of one line).
         if !name.ends_with(SUFFIX) {
             continue;
         }

@@ -143,8 +143,9 @@ fn read_line(input: &mut dyn BufRead, line: &mut Vec<u8>) -> std::io::Result<(us
     if taken as u64 <= MAX_RECORD_BYTES {
         return Ok((taken, true));
     }
+    let ended = line.ends_with(b"\n");
     line.truncate(1024);
-    if line.ends_with(b"\n") {
+    if ended {
         return Ok((taken, false));
     }
     // The rest of the line, read and dropped.
@@ -185,5 +186,23 @@ struct JsonRecord<'a, 'b>(&'a [Option<Cow<'b, str>>]);
 impl RecordFields for JsonRecord<'_, '_> {
     fn field(&self, col: usize) -> Result<Option<&str>, String> {
         Ok(self.0.get(col).and_then(|v| v.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_just_past_the_limit_is_cut_and_the_next_line_is_whole() {
+        let long = "z".repeat(MAX_RECORD_BYTES as usize) + "\n";
+        let text = format!("{long}next\n");
+        let mut input: &[u8] = text.as_bytes();
+        let mut line = Vec::new();
+        let (n, whole) = read_line(&mut input, &mut line).unwrap();
+        assert_eq!((n, whole, line.len()), (long.len(), false, 1024));
+        line.clear();
+        let (n, whole) = read_line(&mut input, &mut line).unwrap();
+        assert_eq!((n, whole, line.as_slice()), (5, true, &b"next\n"[..]));
     }
 }
