@@ -103,7 +103,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         .unzip();
     let (providers, waterfalls) =
         Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
-    let result = run_workers(&config, waterfalls, usage, journals, stop).await;
+    let result = run_workers(&config, &location, waterfalls, usage, journals, stop).await;
     if result.is_err() {
         // A failed worker left its cut's log closed: its calls go in now.
         if let Err(e) = Publisher::settle(&location, "leadflow stream").await {
@@ -134,6 +134,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
 
 async fn run_workers(
     config: &StreamConfig,
+    location: &storage::Location,
     waterfalls: Vec<Arc<Waterfall>>,
     usage: Vec<mpsc::Receiver<ProviderUsage>>,
     journals: Vec<Arc<CutJournal>>,
@@ -143,7 +144,7 @@ async fn run_workers(
         run_id: config.run_id.clone(),
         at_micros: Utc::now().timestamp_micros(),
     };
-    let ledger = StreamLedger::new(storage::create(&config.out)?, &config.source.topic);
+    let ledger = StreamLedger::new(location.clone(), &config.source.topic);
     // Plan first, so bad SQL fails before the consumer joins its group.
     let query = config.providers.enrichment_query(&config.query);
     let mut plans = Vec::with_capacity(waterfalls.len());
@@ -154,7 +155,7 @@ async fn run_workers(
     let (written_tx, written_rx) = std::sync::mpsc::channel();
     let mut senders = Vec::with_capacity(plans.len());
     let mut tasks = Vec::with_capacity(plans.len());
-    let logs = usage_log::dir_for(&storage::create(&config.out)?);
+    let logs = usage_log::dir_for(location);
     for ((plan, usage), journal) in plans.into_iter().zip(usage).zip(journals) {
         // One cut queued per worker beyond the one it is writing.
         let (tx, rx) = mpsc::channel(1);
