@@ -52,6 +52,12 @@ pub(crate) struct Calls<'a> {
     /// Spreads the backoff of different leads apart.
     pub jitter_seed: u64,
     pub attempts: Vec<Attempt>,
+    /// An answered call not yet recorded: its caller first remembers the
+    /// answer in the cache, then records it ([`Calls::record_answer`]). A
+    /// process killed between the two leaves the answer remembered and the
+    /// request an `unknown` row; never a paid row whose answer the cache
+    /// forgot, which the restart would pay for again.
+    pub answered: Option<(Attempt, Option<u64>)>,
 }
 
 impl Calls<'_> {
@@ -66,6 +72,14 @@ impl Calls<'_> {
             .record(self.lead, &attempt, ticket)
             .await;
         self.attempts.push(attempt);
+    }
+
+    /// Records the answered call [`Calls::ask`] left for its caller, once
+    /// the answer is in the cache.
+    pub(crate) async fn record_answer(&mut self) {
+        if let Some((attempt, ticket)) = self.answered.take() {
+            self.record(attempt, ticket).await;
+        }
     }
 
     /// A provider passed over without a call.
@@ -187,7 +201,7 @@ impl Calls<'_> {
                                     .settle(reservation, record.cost_micros, org, ended)
                                     .await;
                                 s.breaker.record(&slot.name, true, ended).await;
-                                self.record(record, ticket).await;
+                                self.answered = Some((record, ticket));
                                 return Called::Answered(reply);
                             }
                             Err(reason) => {

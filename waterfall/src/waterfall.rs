@@ -195,6 +195,7 @@ impl Waterfall {
             deadline: started.saturating_add(self.lookup.deadline_ms as i64 * MS),
             jitter_seed: key.0 as u64,
             attempts: Vec::new(),
+            answered: None,
         };
         let mut tally = Tally::default();
         let mut found = None;
@@ -257,6 +258,7 @@ impl Waterfall {
                 _ => None,
             };
             self.settle(key, &slot.name, asking, answer).await;
+            calls.record_answer().await;
             match called {
                 Called::Answered(Some(e164)) => {
                     found = Some((e164, slot.name.clone()));
@@ -419,6 +421,7 @@ impl Waterfall {
                 .saturating_add(self.lookup.deadline_ms as i64 * MS),
             jitter_seed: key.0 as u64,
             attempts: Vec::new(),
+            answered: None,
         };
         let mut tally = LineTypeTally::default();
         let mut line_type = None;
@@ -465,6 +468,7 @@ impl Waterfall {
                 _ => None,
             };
             self.settle(key, &slot.name, asking, answer).await;
+            calls.record_answer().await;
             match called {
                 Called::Answered(described) => {
                     tally.unknown |= described.is_none();
