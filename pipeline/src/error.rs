@@ -48,6 +48,11 @@ pub enum Error {
     #[error("{0}")]
     Waterfall(#[from] leadflow_waterfall::Error),
 
+    /// Another writer committed into the output what this one would have
+    /// replaced: running the command again replaces it.
+    #[error("{0}")]
+    Conflict(String),
+
     /// A service leadflow needs did not answer (Redis for `leadflow status`).
     #[error("{0}")]
     Unavailable(String),
@@ -92,7 +97,10 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Fault::User
             }
-            Error::Io { .. } | Error::ObjectStore(_) | Error::Unavailable(_) => Fault::Service,
+            Error::Io { .. }
+            | Error::ObjectStore(_)
+            | Error::Unavailable(_)
+            | Error::Conflict(_) => Fault::Service,
             Error::DataFusion(e) => query_fault(e),
             Error::Arrow(_) | Error::Parquet(_) | Error::Internal(_) => Fault::Internal,
             Error::Waterfall(e) if e.is_users() => Fault::User,

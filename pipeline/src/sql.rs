@@ -52,23 +52,33 @@ pub async fn context(
     let mut registered = Vec::new();
     if let Some(data) = data {
         let location = storage::open(data)?;
-        // A run killed while publishing leaves its commit half in place;
-        // read the output as its manifest says, not half of it.
-        // Without write access it cannot; it then reads what is there.
-        if let Err(e) = crate::publish::Publisher::settle(&location, "leadflow sql").await {
+        // The calls of runs that died before they committed are the billing
+        // audit: where this reader may write, it commits them (as the next
+        // run would); a read-only copy is read as it is.
+        if let Err(e) = crate::publish::commit_dead_usage(&location, false).await {
             tracing::warn!(
                 error = %e,
-                "{data}: a run's publish is unfinished and could not be finished here; \
-                 the tables may show part of it until the next run into {data}"
+                "{data}: the provider calls of a run that died could not be committed here; \
+                 the next run into {data} will"
             );
         }
         refuse_strangers(&location, data).await?;
-        if location.local_root.is_none() {
-            ctx.register_object_store(&location.base_url, location.store.clone());
-        }
+        // The tables as the commit log's newest version, read again at each
+        // query: never half a commit, whoever is writing.
+        let url = url::Url::parse(&format!("leadflow://output-{}/", registered_outputs()))
+            .expect("a valid URL");
+        ctx.register_object_store(
+            &url,
+            Arc::new(crate::publish::snapshot_store::SnapshotStore::new(
+                location.clone(),
+            )),
+        );
         for table in OUTPUT_TABLES {
-            let prefix = location.child(table);
-            let mut listing = location.store.list(Some(&prefix));
+            let table_url = format!("{url}{table}/");
+            let store = ctx.runtime_env().object_store(
+                datafusion::execution::object_store::ObjectStoreUrl::parse(url.as_str())?,
+            )?;
+            let mut listing = store.list(Some(&object_store::path::Path::from(table)));
             let provider: Arc<dyn TableProvider> = if listing.next().await.transpose()?.is_none() {
                 // A run without providers writes no usage, a clean input no
                 // rejects: the table is there, empty, so queries over all
@@ -77,7 +87,7 @@ pub async fn context(
             } else {
                 let options = ParquetReadOptions::default()
                     .table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
-                let mut df = ctx.read_parquet(location.url_of(table), options).await?;
+                let mut df = ctx.read_parquet(table_url, options).await?;
                 if table == "enriched_leads" {
                     df = with_line_type_columns(df)?;
                 }
@@ -126,26 +136,27 @@ pub async fn context(
 }
 
 /// Fails when a table of the output holds a Parquet file that no leadflow
-/// commit lists (a run's in the manifest, or a stream cut's by its marker):
+/// commit lists (a run's in the commit log, or a stream cut's by its marker):
 /// the tables are read by listing their directories, so such a file would
-/// be read as if a run had written it. An output with neither a manifest nor
-/// a stream ledger is a plain directory of Parquet, read as it is.
+/// be read as if a run had written it by a directory reader (DuckDB,
+/// pyarrow). An output with neither a commit log (nor a pre-log manifest)
+/// nor a stream ledger is a plain directory of Parquet, read as it is.
 async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()> {
-    use crate::publish::{META_DIR, Manifest};
+    use crate::publish::{Snapshot, known_files, unlisted_files};
     use crate::stream::ledger::StreamCommits;
-    use object_store::ObjectStoreExt;
-    let manifest_path = location.child(&format!("{META_DIR}/manifest.json"));
-    let has_manifest = match location.store.head(&manifest_path).await {
-        Ok(_) => true,
-        Err(object_store::Error::NotFound { .. }) => false,
-        Err(e) => return Err(e.into()),
-    };
+    let snapshot = Snapshot::read(location).await?;
     let stream = StreamCommits::read(location).await?;
-    if !has_manifest && stream.is_empty() {
+    if snapshot.version.is_none() && snapshot.legacy.is_none() && stream.is_empty() {
         return Ok(());
     }
-    let manifest = Manifest::read(location).await?;
-    let strangers = crate::publish::unlisted_files(location, &manifest, &stream).await?;
+    let mut strangers = unlisted_files(location, &known_files(&snapshot), &stream).await?;
+    if !strangers.is_empty() {
+        // A writer moves its files in after its commit: one that committed
+        // after the snapshot above was read has them listed now.
+        let newer = Snapshot::read(location).await?;
+        let known = known_files(&newer);
+        strangers.retain(|f| !known.contains(f.as_str()));
+    }
     let Some(first) = strangers.first() else {
         return Ok(());
     };
@@ -178,6 +189,12 @@ fn with_line_type_columns(mut df: DataFrame) -> Result<DataFrame> {
         when(col("line_type").is_not_null(), lit("found")).otherwise(lit("not_run"))?,
     ]);
     Ok(df.with_column("line_type_status", status)?)
+}
+
+/// A number per output registered in this process, to name its store.
+fn registered_outputs() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The schema of an output table no run has written to yet, with its `dt`.

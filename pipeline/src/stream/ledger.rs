@@ -277,7 +277,7 @@ impl StreamCommits {
 /// their directories to the device, so what a commit names survives a power
 /// loss, not only the process. object_store does not sync; on S3 a completed
 /// PUT is durable and this does nothing.
-async fn sync_local<'a>(
+pub(crate) async fn sync_local<'a>(
     location: &Location,
     rels: impl IntoIterator<Item = &'a str>,
 ) -> Result<()> {

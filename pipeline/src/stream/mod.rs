@@ -92,7 +92,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
     // The calls of cuts a killed stream never committed go into the output
     // before any cut is written here (see `usage_log`).
     let location = storage::create(&config.out)?;
-    Publisher::settle(&location, "leadflow stream").await?;
+    Publisher::tidy(&location).await?;
     let journals: Vec<Arc<CutJournal>> = (0..workers).map(|_| Arc::default()).collect();
     let (ledgers, usage): (Vec<_>, Vec<_>) = journals
         .iter()
@@ -106,7 +106,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
     let result = run_workers(&config, &location, waterfalls, usage, journals, stop).await;
     if result.is_err() {
         // A failed worker left its cut's log closed: its calls go in now.
-        if let Err(e) = Publisher::settle(&location, "leadflow stream").await {
+        if let Err(e) = crate::publish::commit_dead_usage(&location, true).await {
             tracing::warn!(error = %e, "could not commit the provider calls of the cut that failed; the next stream, run or `leadflow sql` on this output will");
         }
     }

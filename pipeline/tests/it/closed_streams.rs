@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use leadflow_pipeline::publish::Manifest;
+use leadflow_pipeline::publish::Snapshot;
 use leadflow_pipeline::storage;
 
 use super::support::example;
@@ -26,7 +26,7 @@ async fn a_run_whose_stderr_is_closed_commits_and_exits_0() {
     drop(child.stderr.take());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    let manifest = Manifest::read(&storage::open(out.to_str().unwrap()).unwrap())
+    let manifest = Snapshot::read(&storage::open(out.to_str().unwrap()).unwrap())
         .await
         .unwrap();
     assert_eq!(manifest.runs.len(), 1, "the run committed");

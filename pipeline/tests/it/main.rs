@@ -3,6 +3,7 @@
 mod analytics;
 mod batch;
 mod closed_streams;
+mod commit_log;
 mod csv_edge_cases;
 mod disk_full;
 mod publish;

@@ -1,11 +1,11 @@
 //! The publish protocol: reruns killed at every moment, a new file under a
-//! used name, two runs at once. Kills are real: the `leadflow` binary aborts
-//! at a named point of its publish (`LEADFLOW_CRASH_AT`).
+//! used name, runs at once. Kills are real: the `leadflow` binary aborts at
+//! a named point of its publish (`LEADFLOW_CRASH_AT`) or is SIGKILLed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use leadflow_pipeline::publish::{META_DIR, Manifest};
+use leadflow_pipeline::publish::{META_DIR, Snapshot};
 use leadflow_pipeline::storage;
 
 use super::support::{config, example, files_under, lead_counts, run};
@@ -24,8 +24,8 @@ fn visible_files(out: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-async fn manifest(out: &str) -> Manifest {
-    Manifest::read(&storage::open(out).unwrap()).await.unwrap()
+async fn snapshot(out: &str) -> Snapshot {
+    Snapshot::read(&storage::open(out).unwrap()).await.unwrap()
 }
 
 fn staged(out: &Path) -> usize {
@@ -35,6 +35,20 @@ fn staged(out: &Path) -> usize {
     } else {
         0
     }
+}
+
+/// Every file under `dir` with its size and modification time: what a
+/// reader that writes nothing leaves as it was.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut all: Vec<_> = files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).unwrap();
+            (p, meta.len(), meta.modified().unwrap())
+        })
+        .collect();
+    all.sort();
+    all
 }
 
 /// Runs the real binary over the example into `out`, aborting at `crash_at`.
@@ -64,7 +78,7 @@ async fn a_rerun_killed_at_any_moment_leaves_every_lead_once() {
         let out_path = dir.path().join("out");
         let out = out_path.display().to_string();
         run(config(&example(), &out)).await;
-        let first = manifest(&out).await;
+        let first = snapshot(&out).await;
         assert_eq!(first.runs.len(), 1);
 
         let status = run_binary_crashing(&out, crash_at);
@@ -82,51 +96,44 @@ async fn a_rerun_killed_at_any_moment_leaves_every_lead_once() {
                 "{crash_at}: {names:?}"
             );
             assert_eq!(
-                manifest(&out).await.runs[0].write_id,
+                snapshot(&out).await.runs[0].write_id,
                 first.runs[0].write_id
             );
         } else {
-            let after = manifest(&out).await;
-            assert!(after.publishing.is_some(), "{crash_at}: killed mid-publish");
+            let after = snapshot(&out).await;
+            assert_eq!(after.version, Some(1), "{crash_at}: the rerun committed");
             assert_ne!(after.runs[0].write_id, first.runs[0].write_id);
         }
-        // `leadflow sql` reads what the manifest says: 400 leads, each once
-        // (after a kill mid-publish it finishes the publish first).
+        // `leadflow sql` reads the newest version: 400 leads, each once,
+        // some of them still in the killed run's staging after its commit,
+        // and it writes nothing to do so (a read-only copy reads the same).
+        // Before the commit, the dead run's usage log is what it commits
+        // where it can (the billing audit), its one write.
+        let before_read = tree(&out_path);
         assert_eq!(
             lead_counts(&out).await,
             ("400".into(), "400".into()),
             "{crash_at}"
         );
-        let settled = manifest(&out).await;
-        assert!(settled.publishing.is_none(), "{crash_at}");
-        let live: std::collections::BTreeSet<PathBuf> = settled
-            .runs
-            .iter()
-            .flat_map(|r| r.files.iter().map(|f| out_path.join(f)))
-            .collect();
-        let on_disk: std::collections::BTreeSet<PathBuf> =
-            visible_files(&out_path).into_iter().collect();
         if crash_at != "before_commit" {
-            assert_eq!(on_disk, live, "{crash_at}: the directory is the manifest");
+            assert_eq!(tree(&out_path), before_read, "{crash_at}: the reader wrote");
         }
 
         // The next run cleans up and replaces: still every lead once.
         run(config(&example(), &out)).await;
         assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
         assert_eq!(staged(&out_path), 0, "{crash_at}: staging cleaned");
-        let last = manifest(&out).await;
-        assert_eq!(last.runs.len(), 1, "{crash_at}: {last:?}");
-        let live: std::collections::BTreeSet<PathBuf> = last.runs[0]
-            .files
-            .iter()
-            .map(|f| out_path.join(f))
-            .collect();
+        let last = snapshot(&out).await;
+        let leads: Vec<_> = last.runs.iter().filter(|r| !r.usage_only).collect();
+        assert_eq!(leads.len(), 1, "{crash_at}: {last:?}");
+        let live: std::collections::BTreeSet<PathBuf> =
+            last.files().into_iter().map(|f| out_path.join(f)).collect();
         assert_eq!(
             visible_files(&out_path)
                 .into_iter()
                 .collect::<std::collections::BTreeSet<_>>(),
             live,
-            "{crash_at}: only the last run's files remain"
+            "{crash_at}: only the last run's files (and every run's calls) remain"
         );
     }
 }
@@ -155,7 +162,7 @@ async fn a_new_file_under_a_used_name_adds_to_the_output() {
         lead_counts(&out).await,
         (both.to_string(), both.to_string())
     );
-    assert_eq!(manifest(&out).await.runs.len(), 2);
+    assert_eq!(snapshot(&out).await.runs.len(), 2);
 
     // Today's file again replaces today's output only.
     run(config(&input.display().to_string(), &out)).await;
@@ -163,7 +170,7 @@ async fn a_new_file_under_a_used_name_adds_to_the_output() {
         lead_counts(&out).await,
         (both.to_string(), both.to_string())
     );
-    assert_eq!(manifest(&out).await.runs.len(), 2);
+    assert_eq!(snapshot(&out).await.runs.len(), 2);
 }
 
 #[tokio::test]
@@ -195,8 +202,8 @@ async fn an_output_copied_without_its_commits_keeps_its_leads_through_the_next_r
         lead_counts(&out).await,
         (both.to_string(), both.to_string())
     );
-    let manifest = manifest(&out).await;
-    let listed = manifest.files();
+    let snapshot = snapshot(&out).await;
+    let listed = snapshot.files();
     for file in visible_files(Path::new(&out)) {
         let rel = file
             .strip_prefix(&out)
@@ -208,17 +215,34 @@ async fn an_output_copied_without_its_commits_keeps_its_leads_through_the_next_r
 }
 
 #[tokio::test]
-async fn two_runs_at_once_into_one_output_both_end_correct() {
+async fn two_reruns_at_once_one_commits_the_other_fails_clearly_and_keeps_its_calls() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out").display().to_string();
+    run(config(&example(), &out)).await;
     let (a, b) = tokio::join!(
         leadflow_pipeline::run::run(config(&example(), &out)),
         leadflow_pipeline::run::run(config(&example(), &out)),
     );
-    assert_eq!(a.unwrap().leads_written, 400);
-    assert_eq!(b.unwrap().leads_written, 400);
+    // Both began before either committed (one process, one runtime: the
+    // runs interleave), so the second to commit would replace what the
+    // first just wrote: it fails instead, as one writer at a time would
+    // have had it wait and then replace.
+    let (ok, failed): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
+    assert_eq!(ok.len(), 1, "{failed:?}");
+    for e in failed.into_iter().map(Result::unwrap_err) {
+        assert!(
+            matches!(e, leadflow_pipeline::error::Error::Conflict(_)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("Run it again"), "{e}");
+        assert!(e.retryable());
+    }
     assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
-    assert_eq!(manifest(&out).await.runs.len(), 1);
+    let snapshot = snapshot(&out).await;
+    assert_eq!(snapshot.runs.iter().filter(|r| !r.usage_only).count(), 1);
+    // And a third rerun, alone, replaces the winner.
+    run(config(&example(), &out)).await;
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
 }
 
 #[tokio::test]

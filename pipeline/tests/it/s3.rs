@@ -34,6 +34,13 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     );
 }
 
+/// A new bucket for one test, named by `tag` and this process.
+pub(crate) fn new_bucket(tag: &str) -> String {
+    let bucket = format!("leadflow-it-{tag}-{}", std::process::id());
+    create_bucket(&endpoint(), &bucket);
+    bucket
+}
+
 #[tokio::test]
 async fn s3_input_and_output_round_trip() {
     let endpoint = endpoint();
@@ -81,7 +88,7 @@ async fn s3_input_and_output_round_trip() {
     assert_eq!(rejects, vec![vec!["3".to_string()]]);
 
     // A rerun replaces the first run's output through the same publish
-    // protocol as on disk: S3's conditional PUT holds the lock.
+    // protocol as on disk: S3's conditional PUT creates each version.
     run(config(&input, &out)).await;
     assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
     let meta: Vec<String> = location
@@ -93,8 +100,11 @@ async fn s3_input_and_output_round_trip() {
         .unwrap();
     assert_eq!(
         meta,
-        vec!["out/_leadflow/manifest.json".to_string()],
-        "the lock is released and nothing is left staged"
+        vec![
+            "out/_leadflow/log/00000000000000000000.json".to_string(),
+            "out/_leadflow/log/00000000000000000001.json".to_string(),
+        ],
+        "two versions, and nothing left staged"
     );
 }
 

@@ -1,0 +1,379 @@
+//! The commit log: what an output holds, as a sequence of versions.
+//!
+//! `_leadflow/log/{version:020}.json` is one commit. It is created only if
+//! absent (S3's conditional PUT, `If-None-Match: *`; a hard link on local
+//! disk), so two writers can never both write version `n`: the one that
+//! loses reads what the winner did and tries `n + 1`. The newest version is
+//! the output; no clock decides anything.
+//!
+//! A reader in any language follows it so:
+//!
+//! 1. Read `_leadflow/log/_last_checkpoint` (`{"version": c}`), a hint that
+//!    may lag or be missing; then `_leadflow/log/{c:020}.checkpoint.json`,
+//!    the state after version `c` (`{"format": 1, "version": c, "runs": [...]}`).
+//! 2. List `_leadflow/log/` from there: every `{v:020}.json` with `v > c`,
+//!    in order (contiguous; a newer checkpoint listed there is used instead).
+//! 3. Apply each commit to the list of runs: first every run whose
+//!    `write_id` is in `replaces` keeps only its `provider_usage/` files
+//!    (as a `usage_only` run; dropped when it has none), then `run`, when
+//!    present, is appended; an `upgrade` commit sets `runs` outright.
+//! 4. The output's files are the runs' `files`, relative to the output.
+//!    A file not yet in its table (its writer is still moving it, or died
+//!    doing so) is at `{staging}/{file}`, `staging` being the commit's.
+//!
+//! With no version at all, an output written before the log is read from
+//! `_leadflow/manifest.json` (its `runs`, the same shape) until its first
+//! new commit upgrades it.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::{CommittedRun, Manifest};
+use crate::error::{Error, Result};
+use crate::storage::Location;
+
+pub const LOG_DIR: &str = "_leadflow/log";
+const LAST_CHECKPOINT: &str = "_leadflow/log/_last_checkpoint";
+/// A checkpoint is written after every this many versions, so a reader
+/// reads one checkpoint and fewer than this many commits.
+pub const CHECKPOINT_EVERY: u64 = 50;
+const FORMAT: u32 = 1;
+
+/// What a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// A `run` or a `batch` (its `run.batch` says which date).
+    Run,
+    /// The provider calls of a run that died or lost a conflict, from its
+    /// usage log or its staged files: a `usage_only` run.
+    UsageRecovery,
+    /// The first version of an output written before the log: `runs` is
+    /// its whole state (the old manifest's runs, and any table files no
+    /// commit listed, as a run named `unlisted`).
+    Upgrade,
+}
+
+/// One version of the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    pub format: u32,
+    pub version: u64,
+    pub committed_at: DateTime<Utc>,
+    pub operation: Operation,
+    /// The newest version the writer had read when it began: commits after
+    /// it are the ones it was checked against for conflicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_version: Option<u64>,
+    /// The run this commit adds; its `files` are what the commit adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<CommittedRun>,
+    /// Where the added files wait until they are moved into their tables,
+    /// relative to the output.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub staging: String,
+    /// `write_id`s of the runs this one replaces (their calls stay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
+    /// The files that leave the output with this commit (those of the
+    /// replaced runs outside `provider_usage/`), for whoever deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    /// An upgrade's whole state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<CommittedRun>>,
+}
+
+impl Commit {
+    /// The files this commit adds.
+    pub fn add(&self) -> &[String] {
+        self.run.as_ref().map_or(&[], |r| r.files.as_slice())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    format: u32,
+    version: u64,
+    runs: Vec<CommittedRun>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LastCheckpoint {
+    version: u64,
+}
+
+/// The output at one version.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// `None`: nothing committed through the log yet.
+    pub version: Option<u64>,
+    /// Oldest first.
+    pub runs: Vec<CommittedRun>,
+    /// The commits read after the checkpoint, oldest first.
+    pub recent: Vec<Commit>,
+    /// Read from an output's `manifest.json`, written before the log.
+    pub legacy: Option<Manifest>,
+}
+
+fn version_path(location: &Location, version: u64) -> ObjectPath {
+    location.child(&format!("{LOG_DIR}/{version:020}.json"))
+}
+
+fn checkpoint_path(location: &Location, version: u64) -> ObjectPath {
+    location.child(&format!("{LOG_DIR}/{version:020}.checkpoint.json"))
+}
+
+/// A log file's name as (version, is a checkpoint).
+fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let (digits, checkpoint) = match name.strip_suffix(".checkpoint.json") {
+        Some(d) => (d, true),
+        None => (name.strip_suffix(".json")?, false),
+    };
+    (digits.len() == 20)
+        .then(|| digits.parse().ok())
+        .flatten()
+        .map(|v| (v, checkpoint))
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    location: &Location,
+    path: &ObjectPath,
+) -> Result<Option<T>> {
+    let bytes = match location.store.get(path).await {
+        Ok(got) => got.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Usage(format!(
+            "{}: not a leadflow commit log file ({e}); was it edited by hand?",
+            location.url_of(path.as_ref())
+        ))
+    })
+}
+
+impl Snapshot {
+    /// The output's newest version.
+    pub async fn read(location: &Location) -> Result<Snapshot> {
+        let hint = get_json::<LastCheckpoint>(location, &location.child(LAST_CHECKPOINT))
+            .await?
+            .map(|h| h.version);
+        let offset = hint.map(|v| checkpoint_path(location, v));
+        let dir = location.child(LOG_DIR);
+        let listed: Vec<_> = match &offset {
+            Some(offset) => location.store.list_with_offset(Some(&dir), offset),
+            None => location.store.list(Some(&dir)),
+        }
+        .try_collect()
+        .await?;
+        let mut versions = Vec::new();
+        let mut checkpoint = hint;
+        for meta in &listed {
+            match meta.location.filename().and_then(parse_name) {
+                Some((v, true)) => checkpoint = checkpoint.max(Some(v)),
+                Some((v, false)) => versions.push(v),
+                None => {}
+            }
+        }
+        let mut snapshot = Snapshot::default();
+        if let Some(c) = checkpoint {
+            let path = checkpoint_path(location, c);
+            let Some(state) = get_json::<Checkpoint>(location, &path).await? else {
+                return Err(Error::Usage(format!(
+                    "{}: the commit log's checkpoint is missing; was _leadflow/log edited?",
+                    location.url_of(path.as_ref())
+                )));
+            };
+            snapshot.version = Some(state.version);
+            snapshot.runs = state.runs;
+        }
+        versions.retain(|&v| checkpoint.is_none_or(|c| v > c));
+        versions.sort_unstable();
+        for v in versions {
+            let expected = snapshot.version.map_or(0, |s| s + 1);
+            if v != expected {
+                return Err(Error::Usage(format!(
+                    "{}: the commit log has no version {expected} before {v}; was _leadflow/log \
+                     edited?",
+                    location.url_of(LOG_DIR)
+                )));
+            }
+            let path = version_path(location, v);
+            let commit = get_json::<Commit>(location, &path).await?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: listed, then gone; was _leadflow/log edited?",
+                    location.url_of(path.as_ref())
+                ))
+            })?;
+            snapshot.apply(commit);
+        }
+        if snapshot.version.is_none() {
+            let manifest = Manifest::read(location).await?;
+            if manifest.exists {
+                snapshot.runs = manifest.runs.clone();
+                snapshot.legacy = Some(manifest);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    pub(crate) fn apply(&mut self, commit: Commit) {
+        if let Some(runs) = &commit.runs {
+            self.runs = runs.clone();
+        }
+        if !commit.replaces.is_empty() {
+            let replaced: HashSet<&str> = commit.replaces.iter().map(String::as_str).collect();
+            let runs = std::mem::take(&mut self.runs);
+            self.runs = runs
+                .into_iter()
+                .filter_map(|r| {
+                    if replaced.contains(r.write_id.as_str()) && !r.usage_only {
+                        r.usage_residue()
+                    } else {
+                        Some(r)
+                    }
+                })
+                .collect();
+        }
+        if let Some(run) = &commit.run {
+            self.runs.push(run.clone());
+        }
+        self.version = Some(commit.version);
+        self.recent.push(commit);
+    }
+
+    /// The version a writer that read this snapshot commits as.
+    pub fn next_version(&self) -> u64 {
+        self.version.map_or(0, |v| v + 1)
+    }
+
+    /// Every file the output holds, relative to it.
+    pub fn files(&self) -> HashSet<&str> {
+        self.runs
+            .iter()
+            .flat_map(|r| r.files.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The commits after `version`, oldest first (read again from the log
+    /// when they are older than this snapshot's checkpoint).
+    pub async fn commits_after(
+        &self,
+        location: &Location,
+        version: Option<u64>,
+    ) -> Result<Vec<Commit>> {
+        let first = version.map_or(0, |v| v + 1);
+        let Some(last) = self.version else {
+            return Ok(Vec::new());
+        };
+        let mut commits = Vec::new();
+        for v in first..=last {
+            if let Some(c) = self.recent.iter().find(|c| c.version == v) {
+                commits.push(c.clone());
+            } else if let Some(c) = get_json::<Commit>(location, &version_path(location, v)).await?
+            {
+                commits.push(c);
+            }
+        }
+        Ok(commits)
+    }
+}
+
+/// Writes `commit` as its version if no other writer has: `false` when the
+/// version is taken.
+pub async fn try_commit(location: &Location, commit: &Commit) -> Result<bool> {
+    let json = serde_json::to_vec_pretty(commit).expect("a commit serializes");
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let path = version_path(location, commit.version);
+    match location
+        .store
+        .put_opts(&path, PutPayload::from(json), create)
+        .await
+    {
+        Ok(_) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    crate::stream::ledger::sync_local(location, [path.as_ref()]).await?;
+    Ok(true)
+}
+
+/// After version `snapshot.version`, when one is due: the state as a
+/// checkpoint, then the hint that points at it. Best effort: a reader
+/// without it reads more commits, nothing else.
+pub async fn checkpoint_if_due(location: &Location, snapshot: &Snapshot) {
+    let Some(version) = snapshot.version else {
+        return;
+    };
+    if version == 0 || !version.is_multiple_of(CHECKPOINT_EVERY) {
+        return;
+    }
+    let state = Checkpoint {
+        format: FORMAT,
+        version,
+        runs: snapshot.runs.clone(),
+    };
+    let hint = LastCheckpoint { version };
+    let store = &location.store;
+    let written = async {
+        store
+            .put(
+                &checkpoint_path(location, version),
+                serde_json::to_vec(&state).expect("serializes").into(),
+            )
+            .await?;
+        store
+            .put(
+                &location.child(LAST_CHECKPOINT),
+                serde_json::to_vec(&hint).expect("serializes").into(),
+            )
+            .await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, version, "could not write the commit log's checkpoint");
+    }
+}
+
+impl Commit {
+    /// A new commit of `operation` at `version`.
+    pub fn new(operation: Operation, version: u64, read_version: Option<u64>) -> Self {
+        Self {
+            format: FORMAT,
+            version,
+            committed_at: Utc::now(),
+            operation,
+            read_version,
+            run: None,
+            staging: String::new(),
+            replaces: Vec::new(),
+            remove: Vec::new(),
+            runs: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_parse_and_strangers_do_not() {
+        assert_eq!(parse_name("00000000000000000007.json"), Some((7, false)));
+        assert_eq!(
+            parse_name("00000000000000000050.checkpoint.json"),
+            Some((50, true))
+        );
+        assert_eq!(parse_name("7.json"), None);
+        assert_eq!(parse_name("_last_checkpoint"), None);
+        assert_eq!(parse_name("00000000000000000007.json.tmp"), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! An output's tables as its newest version: the object store `leadflow sql`
+//! reads them through.
+//!
+//! DataFusion lists a table's directory and reads what it finds. Through
+//! this store a listing shows exactly the files of the log's newest version
+//! (read again at every listing, so a long session sees new commits), plus
+//! the stream's committed cuts: not the files a commit under way has moved
+//! in early, nor those it has yet to delete. A file of that version still in
+//! its writer's staging (the writer is moving it, or died doing so) is
+//! listed under its table path and read from staging. Nothing is written:
+//! a reader needs no write access. A directory with neither log nor
+//! pre-log manifest is read as it is.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use super::Snapshot;
+use crate::storage::Location;
+use crate::stream::ledger::StreamCommits;
+
+/// What one listing saw: the files of the version read, and where those
+/// still staged are.
+#[derive(Debug, Default)]
+struct View {
+    /// No commit log nor pre-log manifest: a plain directory of Parquet
+    /// (or a stream's output alone), read as it is.
+    plain: bool,
+    files: HashSet<String>,
+    staged: HashMap<String, ObjectPath>,
+    stream: StreamCommits,
+}
+
+impl View {
+    async fn read(location: &Location) -> crate::error::Result<View> {
+        let snapshot = Snapshot::read(location).await?;
+        let mut staged = HashMap::new();
+        for commit in &snapshot.recent {
+            for rel in commit.add() {
+                staged.insert(
+                    rel.clone(),
+                    location.child(&format!("{}/{rel}", commit.staging)),
+                );
+            }
+        }
+        if let Some(manifest) = &snapshot.legacy
+            && let Some(publishing) = &manifest.publishing
+            && let Some(run) = manifest
+                .runs
+                .iter()
+                .find(|r| r.write_id == publishing.write_id)
+        {
+            for rel in &run.files {
+                staged.insert(
+                    rel.clone(),
+                    location.child(&format!("{}/{}/{rel}", super::STAGING, publishing.write_id)),
+                );
+            }
+        }
+        Ok(View {
+            plain: snapshot.version.is_none() && snapshot.legacy.is_none(),
+            files: snapshot.files().into_iter().map(str::to_string).collect(),
+            staged,
+            stream: StreamCommits::read(location).await?,
+        })
+    }
+}
+
+/// The read-only store over one output; paths are relative to the output.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    location: Location,
+    view: Arc<Mutex<Arc<View>>>,
+}
+
+impl fmt::Display for SnapshotStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SnapshotStore({})", self.location.url_of(""))
+    }
+}
+
+fn read_only(operation: &str) -> object_store::Error {
+    object_store::Error::NotImplemented {
+        operation: operation.to_string(),
+        implementer: "leadflow's read-only snapshot of an output".to_string(),
+    }
+}
+
+fn to_store_error(e: crate::error::Error) -> object_store::Error {
+    match e {
+        crate::error::Error::ObjectStore(e) => e,
+        other => object_store::Error::Generic {
+            store: "leadflow output",
+            source: Box::new(other),
+        },
+    }
+}
+
+impl SnapshotStore {
+    pub fn new(location: Location) -> Self {
+        Self {
+            location,
+            view: Arc::default(),
+        }
+    }
+
+    fn relative(&self, path: &ObjectPath) -> Option<String> {
+        path.prefix_match(&self.location.prefix)
+            .map(|parts| ObjectPath::from_iter(parts).to_string())
+    }
+
+    /// Every file of the newest version under `prefix` (relative), with the
+    /// paths the caller asked in.
+    async fn list_files(&self, prefix: ObjectPath) -> object_store::Result<Vec<ObjectMeta>> {
+        let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
+        *self.view.lock().expect("not poisoned") = view.clone();
+        let real = self.location.child(prefix.as_ref());
+        let mut seen = HashSet::new();
+        let mut metas = Vec::new();
+        let mut listing = self.location.store.list(Some(&real));
+        while let Some(mut meta) = listing.try_next().await? {
+            let Some(rel) = self.relative(&meta.location) else {
+                continue;
+            };
+            let held = view.plain
+                || view.files.contains(&rel)
+                || view
+                    .stream
+                    .holds(meta.location.filename().unwrap_or_default());
+            if held {
+                meta.location = ObjectPath::from(rel.as_str());
+                seen.insert(rel);
+                metas.push(meta);
+            }
+        }
+        let under = |rel: &str| {
+            prefix.as_ref().is_empty()
+                || rel
+                    .strip_prefix(prefix.as_ref())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        for rel in view.files.iter().filter(|f| under(f) && !seen.contains(*f)) {
+            let Some(staged) = view.staged.get(rel) else {
+                return Err(object_store::Error::NotFound {
+                    path: self.location.url_of(rel),
+                    source: "a file the output's newest version lists is neither in its table \
+                             nor staged; was it deleted by hand?"
+                        .into(),
+                });
+            };
+            let mut meta = match self.location.store.head(staged).await {
+                Ok(meta) => meta,
+                // Moved into its table since the listing.
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.location.store.head(&self.location.child(rel)).await?
+                }
+                Err(e) => return Err(e),
+            };
+            meta.location = ObjectPath::from(rel.as_str());
+            metas.push(meta);
+        }
+        Ok(metas)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for SnapshotStore {
+    async fn put_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(read_only("put"))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only("put_multipart"))
+    }
+
+    /// Reads a file from its table or, while it is still staged, from
+    /// staging (trying the table again when it moved in between).
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let rel = location.as_ref();
+        let in_table = self.location.child(rel);
+        let staged = self
+            .view
+            .lock()
+            .expect("not poisoned")
+            .staged
+            .get(rel)
+            .cloned();
+        let Some(staged) = staged else {
+            return self.location.store.get_opts(&in_table, options).await;
+        };
+        match self
+            .location
+            .store
+            .get_opts(&in_table, options.clone())
+            .await
+        {
+            Err(object_store::Error::NotFound { .. }) => {}
+            other => return other,
+        }
+        match self.location.store.get_opts(&staged, options.clone()).await {
+            Err(object_store::Error::NotFound { .. }) => {
+                self.location.store.get_opts(&in_table, options).await
+            }
+            other => other,
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        locations.map(|_| Err(read_only("delete"))).boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let this = self.clone();
+        let prefix = prefix.cloned().unwrap_or_default();
+        futures::stream::once(async move { this.list_files(prefix).await })
+            .map_ok(|metas| futures::stream::iter(metas.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        let prefix = prefix.cloned().unwrap_or_default();
+        let depth = prefix.parts().count();
+        let mut dirs = std::collections::BTreeSet::new();
+        let mut objects = Vec::new();
+        for meta in self.list_files(prefix).await? {
+            let parts: Vec<_> = meta.location.parts().collect();
+            if parts.len() == depth + 1 {
+                objects.push(meta);
+            } else if parts.len() > depth + 1 {
+                dirs.insert(ObjectPath::from_iter(parts[..=depth].iter().cloned()));
+            }
+        }
+        Ok(ListResult {
+            common_prefixes: dirs.into_iter().collect(),
+            objects,
+        })
+    }
+
+    async fn copy_opts(
+        &self,
+        _: &ObjectPath,
+        _: &ObjectPath,
+        _: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(read_only("copy"))
+    }
+}
