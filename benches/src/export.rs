@@ -7,6 +7,17 @@ use std::io::Write;
 
 pub use leadflow_phone::corpus::export::{ExportPhone, Exports, phones};
 
+/// Writes `n` export-like leads as a CSV file at `path` (through a
+/// temporary name, so a file there is always whole).
+pub fn write_csv_file(path: &std::path::Path, n: usize, seed: u64) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    write_csv(&mut w, n, seed)?;
+    w.flush()?;
+    drop(w);
+    std::fs::rename(tmp, path)
+}
+
 /// Writes `n` export-like leads as CSV (the columns of `e2e`'s own corpus).
 pub fn write_csv(w: &mut impl Write, n: usize, seed: u64) -> std::io::Result<()> {
     writeln!(

@@ -11,7 +11,6 @@
 //!
 //! Reports on stdout, with the machine's core count.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -125,12 +124,7 @@ fn tempdir(name: &str) -> PathBuf {
 fn input(work: &Path, leads: usize, seed: u64) -> PathBuf {
     let path = work.join(format!("leads-{leads}-export-{seed}.csv"));
     if !path.exists() {
-        let tmp = path.with_extension("tmp");
-        let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
-        leadflow_benches::export::write_csv(&mut w, leads, seed).unwrap();
-        w.flush().unwrap();
-        drop(w);
-        std::fs::rename(tmp, &path).unwrap();
+        leadflow_benches::export::write_csv_file(&path, leads, seed).unwrap();
     }
     path
 }

@@ -81,14 +81,7 @@ fn main() {
     if !input.exists() {
         let t = Instant::now();
         match export_seed {
-            Some(seed) => {
-                let tmp = input.with_extension("tmp");
-                let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
-                leadflow_benches::export::write_csv(&mut w, leads, seed).unwrap();
-                w.flush().unwrap();
-                drop(w);
-                std::fs::rename(tmp, &input).unwrap();
-            }
+            Some(seed) => leadflow_benches::export::write_csv_file(&input, leads, seed).unwrap(),
             None => generate(&input, leads, with_phones),
         }
         eprintln!(

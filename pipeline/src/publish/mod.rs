@@ -335,6 +335,7 @@ impl Publisher {
             if let Some(conflict) = self.conflict(&snapshot, &ours, batch.as_deref()).await? {
                 let usage: Vec<String> = relative.iter().filter(|f| is_usage(f)).cloned().collect();
                 self.commit_calls_only(usage).await?;
+                self.lease.release();
                 return Err(Error::Conflict(conflict));
             }
             let replaced: Vec<&CommittedRun> = snapshot

@@ -79,7 +79,8 @@ impl View {
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
     location: Location,
-    view: Arc<Mutex<Arc<View>>>,
+    /// The version the last listing of a table's root read.
+    view: Arc<Mutex<Option<Arc<View>>>>,
 }
 
 impl fmt::Display for SnapshotStore {
@@ -121,8 +122,18 @@ impl SnapshotStore {
     /// Every file of the newest version under `prefix` (relative), with the
     /// paths the caller asked in.
     async fn list_files(&self, prefix: ObjectPath) -> object_store::Result<Vec<ObjectMeta>> {
-        let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
-        *self.view.lock().expect("not poisoned") = view.clone();
+        // A query lists a table's root first, then (for a partitioned
+        // table) each partition it reads: the version is read again at the
+        // root, and the partitions' listings are of that same version.
+        let current = self.view.lock().expect("not poisoned").clone();
+        let view = match current {
+            Some(view) if prefix.parts().count() > 1 => view,
+            _ => {
+                let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
+                *self.view.lock().expect("not poisoned") = Some(view.clone());
+                view
+            }
+        };
         let real = self.location.child(prefix.as_ref());
         let mut seen = HashSet::new();
         let mut metas = Vec::new();
@@ -204,9 +215,8 @@ impl ObjectStore for SnapshotStore {
             .view
             .lock()
             .expect("not poisoned")
-            .staged
-            .get(rel)
-            .cloned();
+            .as_ref()
+            .and_then(|v| v.staged.get(rel).cloned());
         let Some(staged) = staged else {
             return self.location.store.get_opts(&in_table, options).await;
         };

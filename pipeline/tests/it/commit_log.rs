@@ -248,6 +248,22 @@ async fn a_paused_rerun_cannot_overwrite_a_newer_commit_on_disk_or_s3() {
     paused_rerun_loses(&format!("s3://{bucket}/out")).await;
 }
 
+/// `(rows, distinct lead_ids)` of `enriched_leads`, or the error's text.
+async fn counts(out: &str) -> Result<(u64, u64), String> {
+    let (ctx, _) = leadflow_pipeline::sql::context(Some(out), &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches = ctx
+        .sql("select count(*), count(distinct lead_id) from enriched_leads")
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = super::support::rows(&batches).remove(0);
+    Ok((row[0].parse().unwrap(), row[1].parse().unwrap()))
+}
+
 /// A small deterministic generator: the kills' moments vary, the test
 /// does not.
 struct Lcg(u64);
@@ -282,6 +298,37 @@ async fn sigkill_at_random_moments_leaves_exactly_the_last_committed_version() {
     }
 
     let out = dir.path().join("out").display().to_string();
+    // A reader in a loop meanwhile: every count it gets is that of some
+    // version (the leads of one input, of the other, of both, or none),
+    // each lead once.
+    let valid: Vec<u64> = {
+        let v: Vec<u64> = leads_of.values().copied().collect();
+        vec![0, v[0], v[1], v[0] + v[1]]
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (out, stop, valid) = (out.clone(), stop.clone(), valid.clone());
+        async move {
+            let (mut reads, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if !Path::new(&out).exists() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                match counts(&out).await {
+                    Ok((n, distinct)) => {
+                        assert_eq!(n, distinct, "a lead twice");
+                        assert!(valid.contains(&n), "{n} leads is no version's");
+                        reads += 1;
+                    }
+                    // A file replaced by a commit after the read listed it.
+                    Err(e) if e.contains("not found") || e.contains("No such file") => failed += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (reads, failed)
+        }
+    });
     let mut random = Lcg(0x1ead_f10e);
     let span = (longest.as_millis() as u64).max(50);
     let mut killed = 0;
@@ -335,6 +382,14 @@ async fn sigkill_at_random_moments_leaves_exactly_the_last_committed_version() {
         );
     }
 
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, failed) = reader.await.unwrap();
+    assert!(
+        reads > 0,
+        "the reader read ({failed} reads met a replaced file)"
+    );
+    eprintln!("reader: {reads} reads exact, {failed} met a file replaced under them");
+
     // A run to the end tidies what the kills left: the tables hold exactly
     // the newest version's files, and nothing is staged.
     let last = &inputs[0];
@@ -352,4 +407,57 @@ async fn sigkill_at_random_moments_leaves_exactly_the_last_committed_version() {
     assert_eq!(visible, listed);
     let staging = out_path.join("_leadflow/staging");
     assert!(!staging.exists() || files_under(&staging).is_empty());
+}
+
+/// An output written before the log (`_leadflow/manifest.json`, here with a
+/// publish its writer never finished) is read as it is, then upgraded by its
+/// next commit: version 0 holds its runs, the manifest goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_from_before_the_log_is_read_as_it_is_and_upgraded_by_its_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = split_example(dir.path(), 2);
+    let out_path = dir.path().join("out");
+    let out = out_path.display().to_string();
+    assert!(leadflow_run(&inputs[0], &out).status().unwrap().success());
+    let (first_leads, _) = lead_counts(&out).await;
+
+    // Rewrite it as the manifest protocol left it mid-publish: the run
+    // committed, one of its files still staged.
+    let written = snapshot(&out).await;
+    let run = written.runs[0].clone();
+    let staged = &run.files[0];
+    let from = out_path.join(staged);
+    let to = out_path
+        .join("_leadflow/staging")
+        .join(&run.write_id)
+        .join(staged);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::rename(&from, &to).unwrap();
+    let manifest = serde_json::json!({
+        "version": 1,
+        "runs": [run],
+        "publishing": {"write_id": run.write_id, "delete": []},
+    });
+    std::fs::remove_dir_all(out_path.join("_leadflow/log")).unwrap();
+    std::fs::write(
+        out_path.join("_leadflow/manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let legacy = snapshot(&out).await;
+    assert!(legacy.version.is_none() && legacy.legacy.is_some());
+    assert_eq!(
+        lead_counts(&out).await,
+        (first_leads.clone(), first_leads.clone()),
+        "read as the manifest says, the staged file in place"
+    );
+
+    // The next run finishes that publish, upgrades, then commits.
+    assert!(leadflow_run(&inputs[1], &out).status().unwrap().success());
+    let upgraded = snapshot(&out).await;
+    assert_eq!(upgraded.version, Some(1));
+    assert_eq!(upgraded.recent[0].operation, Operation::Upgrade);
+    assert!(from.exists(), "the unfinished publish was finished");
+    assert!(!out_path.join("_leadflow/manifest.json").exists());
+    assert_eq!(lead_counts(&out).await, ("400".into(), "400".into()));
 }
