@@ -481,7 +481,17 @@ pub fn session(partitions: usize, batch_size: usize, waterfall: Arc<Waterfall>) 
         .with_target_partitions(partitions)
         .with_batch_size(batch_size)
         .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    // No cache of directory listings: `leadflow sql` lists an output's
+    // tables through the commit log at each query (see
+    // `publish::snapshot_store`), so a shell sees each new version.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_cache_manager(
+            datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                .with_list_files_cache_limit(0),
+        )
+        .build_arc()
+        .expect("a default runtime builds");
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     leadflow_udfs::register_all(&ctx);
     leadflow_udfs::register_waterfall(&ctx, waterfall);
     ctx

@@ -5,9 +5,10 @@
 //!       # one writer after another into one local output: the time of each
 //!       # `Publisher::open` and `commit` (read the newest version, create
 //!       # the next, move the file in) at the first and the last versions
-//!   target/release/commit_log --runs-at-once --leads 500000
+//!   target/release/commit_log --runs-at-once --leads 500000 [--config FILE]
 //!       # two `leadflow run`s of export-like leads (different seeds): one
 //!       # after the other into two outputs, then both at once into one
+//!       # (`--config benches/waterfall-50ms.toml`: runs that wait on providers)
 //!
 //! Reports on stdout, with the machine's core count.
 
@@ -138,16 +139,19 @@ fn runs_at_once(args: &[String], leads: usize) {
         .map(PathBuf::from)
         .unwrap_or_else(|| bin_dir.join("leadflow"));
     let inputs = [input(&work, leads, 11), input(&work, leads, 12)];
+    let config = flag(args, "--config");
     let run = |input: &Path, out: &Path| {
-        Command::new(&leadflow)
-            .args(["run", "--no-progress", "--input"])
+        let mut cmd = Command::new(&leadflow);
+        cmd.args(["run", "--no-progress", "--input"])
             .arg(input)
             .arg("--out")
             .arg(out)
             .env_remove("LEADFLOW_CONFIG")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+            .stderr(std::process::Stdio::null());
+        if let Some(config) = config {
+            cmd.args(["--config", config]);
+        }
+        cmd.spawn().unwrap()
     };
     let outs: Vec<PathBuf> = (0..3).map(|i| work.join(format!("at-once-{i}"))).collect();
     for out in &outs {

@@ -84,6 +84,10 @@ pub struct Commit {
     /// replaced runs outside `provider_usage/`), for whoever deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+    /// Their copies in the replaced runs' staging, deleted first, so a
+    /// writer still moving them cannot put them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_staged: Vec<String>,
     /// An upgrade's whole state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<CommittedRun>>,
@@ -285,6 +289,11 @@ impl Snapshot {
     }
 }
 
+/// The commit at `version`, if the log has it.
+pub async fn read_version(location: &Location, version: u64) -> Result<Option<Commit>> {
+    get_json(location, &version_path(location, version)).await
+}
+
 /// Writes `commit` as its version if no other writer has: `false` when the
 /// version is taken.
 pub async fn try_commit(location: &Location, commit: &Commit) -> Result<bool> {
@@ -356,6 +365,7 @@ impl Commit {
             staging: String::new(),
             replaces: Vec::new(),
             remove: Vec::new(),
+            remove_staged: Vec::new(),
             runs: None,
         }
     }

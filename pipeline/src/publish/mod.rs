@@ -23,8 +23,7 @@
 //!   had committed and deletes the staging of one that had not. (On S3 no
 //!   lease tells a live writer from a dead one: a committed writer's moves
 //!   are finished by whoever sees them, which is harmless, and uncommitted
-//!   staging is deleted once nothing in it has changed for
-//!   [`STAGING_ABANDONED`].)
+//!   staging is left where it is.)
 //!
 //! A run replaces an earlier one when every input the earlier one read is
 //! among its own inputs, compared by content, not by name: rerunning a file
@@ -47,7 +46,6 @@ pub mod log;
 pub mod snapshot_store;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
@@ -71,10 +69,6 @@ const STAGING: &str = "_leadflow/staging";
 const LEASES: &str = "_leadflow/leases";
 /// The commit a writer is about to make, in its staging directory.
 const INTENT: &str = "_commit.json";
-
-/// On S3, a staging directory of no commit and unchanged for this long
-/// belongs to a writer that died (S3 cannot tell otherwise).
-pub const STAGING_ABANDONED: Duration = Duration::from_secs(24 * 3600);
 
 /// The runs whose files made up an output written before the log.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -110,6 +104,10 @@ pub struct CommittedRun {
     /// that died and was recovered from its usage log. Never replaced.
     #[serde(default, skip_serializing_if = "is_false")]
     pub usage_only: bool,
+    /// Where its files waited before they were moved into their tables
+    /// (relative to the output); a file not yet moved is still there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub staging: String,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -133,6 +131,7 @@ impl CommittedRun {
             files,
             batch: None,
             usage_only: true,
+            staging: self.staging.clone(),
         })
     }
 
@@ -265,8 +264,17 @@ impl Publisher {
     /// chosen before, to name its usage log.
     pub async fn open_as(location: Location, run_id: &str, write_id: String) -> Result<Self> {
         let lease = Lease::take(&location, &write_id)?;
-        Self::tidy(&location).await?;
-        let began_at = Snapshot::read(&location).await?.version;
+        let began_at = match Self::tidy(&location).await {
+            Ok(()) => Snapshot::read(&location).await.map(|s| s.version),
+            Err(e) => Err(e),
+        };
+        let began_at = match began_at {
+            Ok(version) => version,
+            Err(e) => {
+                lease.release();
+                return Err(e);
+            }
+        };
         Ok(Self {
             location,
             write_id,
@@ -365,6 +373,19 @@ impl Publisher {
                 .iter()
                 .flat_map(|r| r.files.iter().filter(|f| !is_usage(f)).cloned())
                 .collect();
+            // A replaced run whose writer is still moving its files (or
+            // died doing so) must not move them in after they are deleted:
+            // their staged copies go first.
+            commit.remove_staged = replaced
+                .iter()
+                .filter(|r| !r.staging.is_empty())
+                .flat_map(|r| {
+                    r.files
+                        .iter()
+                        .filter(|f| !is_usage(f))
+                        .map(|f| format!("{}/{f}", r.staging))
+                })
+                .collect();
             commit.run = Some(CommittedRun {
                 run_id: self.run_id.clone(),
                 write_id: self.write_id.clone(),
@@ -373,6 +394,7 @@ impl Publisher {
                 files: relative.clone(),
                 batch: batch.clone(),
                 usage_only: false,
+                staging: self.staging_rel(),
             });
             let replaced_runs: Vec<String> = replaced.iter().map(|r| r.run_id.clone()).collect();
             if try_commit_staged(&self.location, &commit).await? {
@@ -451,6 +473,7 @@ impl Publisher {
             files: usage,
             batch: None,
             usage_only: true,
+            staging: self.staging_rel(),
         };
         let commit = commit_usage(&self.location, run, self.staging_rel()).await?;
         finish(&self.location, &commit).await
@@ -563,6 +586,7 @@ async fn upgrade(location: &Location, snapshot: &Snapshot) -> Result<bool> {
             files: unlisted,
             batch: None,
             usage_only: false,
+            staging: String::new(),
         });
     }
     if runs.is_empty() {
@@ -645,6 +669,7 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
                 files: relative_to(&staging, &files)?,
                 batch: None,
                 usage_only: true,
+                staging: staging_rel.clone(),
             };
             let commit = commit_usage(location, run, staging_rel.clone()).await?;
             crash_point("after_usage_recovery_commit");
@@ -671,11 +696,6 @@ async fn clear_dead_staging(location: &Location) -> Result<()> {
         .store
         .list_with_delimiter(Some(&location.child(STAGING)))
         .await?;
-    if listed.common_prefixes.is_empty() {
-        return Ok(());
-    }
-    let snapshot = Snapshot::read(location).await?;
-    let live = snapshot.files();
     for dir in listed.common_prefixes {
         let Some(id) = dir.filename().map(str::to_string) else {
             continue;
@@ -683,58 +703,67 @@ async fn clear_dead_staging(location: &Location) -> Result<()> {
         let Some(lease) = Lease::claim(location, &id)? else {
             continue; // a live writer's
         };
-        let staging = location.under(&format!("{STAGING}/{id}"));
+        let staging_rel = format!("{STAGING}/{id}");
+        let staging = location.under(&staging_rel);
         let intent = match location.store.get(&staging.child(INTENT)).await {
             Ok(got) => serde_json::from_slice::<Commit>(&got.bytes().await?).ok(),
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let committed = intent
-            .as_ref()
-            .and_then(|c| c.add().first())
-            .is_some_and(|f| live.contains(f.as_str()));
-        if let Some(commit) = intent.filter(|_| committed) {
-            tracing::info!(
-                version = commit.version,
-                "finishing the publish of a writer that stopped after its commit"
-            );
-            finish(location, &commit).await?;
-        } else {
-            if location.local_root.is_none()
-                && !untouched_for(location, &staging, STAGING_ABANDONED).await?
-            {
-                continue;
+        // Committed when the log's version of that number is this commit
+        // (read now, after the lease: the writer cannot commit any more).
+        let committed = match &intent {
+            Some(c) => log::read_version(location, c.version)
+                .await?
+                .is_some_and(|v| v.staging == staging_rel && v.committed_at == c.committed_at),
+            None => false,
+        };
+        match intent.filter(|_| committed) {
+            Some(commit) => {
+                tracing::info!(
+                    version = commit.version,
+                    "finishing the publish of a writer that stopped after its commit"
+                );
+                // Files a later commit replaced are not moved back in.
+                let snapshot = Snapshot::read(location).await?;
+                let live = snapshot.files();
+                let add: Vec<String> = commit
+                    .add()
+                    .iter()
+                    .filter(|f| live.contains(f.as_str()))
+                    .cloned()
+                    .collect();
+                finish_moving(location, &commit, &add).await?;
             }
-            delete_under(location, &staging.prefix).await?;
+            // On S3 no lease tells a live writer from a dead one: what is
+            // not committed stays until `leadflow` is told otherwise (no
+            // clock decides what a live run may lose).
+            None if location.local_root.is_none() => continue,
+            None => delete_under(location, &staging.prefix).await?,
         }
         lease.release();
     }
     Ok(())
 }
 
-/// Whether nothing under `dir` changed for `age` (by the store's clock).
-async fn untouched_for(location: &Location, dir: &Location, age: Duration) -> Result<bool> {
-    use futures::TryStreamExt;
-    let newest = location
-        .store
-        .list(Some(&dir.prefix))
-        .try_fold(None, |newest: Option<DateTime<Utc>>, m| async move {
-            Ok(newest.max(Some(m.last_modified)))
-        })
-        .await?;
-    Ok(newest.is_none_or(|t| Utc::now() - t > chrono::Duration::from_std(age).expect("small")))
-}
-
 /// Moves a committed writer's files into their tables, deletes the files its
 /// commit removed, then its staging. Idempotent: a crash anywhere in it is
 /// finished by the next writer.
 async fn finish(location: &Location, commit: &Commit) -> Result<()> {
+    finish_moving(location, commit, commit.add()).await
+}
+
+/// [`finish`], moving in only `add` (the commit's files still live).
+async fn finish_moving(location: &Location, commit: &Commit, add: &[String]) -> Result<()> {
     let staging = location.under(&commit.staging);
-    for (i, rel) in commit.add().iter().enumerate() {
+    for (i, rel) in add.iter().enumerate() {
         rename_if_present(location, &staging.child(rel), &location.child(rel)).await?;
         if i == 0 {
             crash_point("mid_publish");
         }
+    }
+    for staged in &commit.remove_staged {
+        delete_if_present(location, &location.child(staged)).await?;
     }
     for rel in &commit.remove {
         delete_if_present(location, &location.child(rel)).await?;

@@ -44,11 +44,11 @@ impl View {
     async fn read(location: &Location) -> crate::error::Result<View> {
         let snapshot = Snapshot::read(location).await?;
         let mut staged = HashMap::new();
-        for commit in &snapshot.recent {
-            for rel in commit.add() {
+        for run in snapshot.runs.iter().filter(|r| !r.staging.is_empty()) {
+            for rel in &run.files {
                 staged.insert(
                     rel.clone(),
-                    location.child(&format!("{}/{rel}", commit.staging)),
+                    location.child(&format!("{}/{rel}", run.staging)),
                 );
             }
         }
@@ -79,8 +79,8 @@ impl View {
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
     location: Location,
-    /// The version the last listing of a table's root read.
-    view: Arc<Mutex<Option<Arc<View>>>>,
+    /// The version the last listing of each table's root read, by table.
+    views: Arc<Mutex<HashMap<String, Arc<View>>>>,
 }
 
 impl fmt::Display for SnapshotStore {
@@ -106,11 +106,19 @@ fn to_store_error(e: crate::error::Error) -> object_store::Error {
     }
 }
 
+/// The table a path (relative to the output) is in: its first segment.
+fn table_of(path: &ObjectPath) -> String {
+    path.parts()
+        .next()
+        .map(|p| p.as_ref().to_string())
+        .unwrap_or_default()
+}
+
 impl SnapshotStore {
     pub fn new(location: Location) -> Self {
         Self {
             location,
-            view: Arc::default(),
+            views: Arc::default(),
         }
     }
 
@@ -124,13 +132,22 @@ impl SnapshotStore {
     async fn list_files(&self, prefix: ObjectPath) -> object_store::Result<Vec<ObjectMeta>> {
         // A query lists a table's root first, then (for a partitioned
         // table) each partition it reads: the version is read again at the
-        // root, and the partitions' listings are of that same version.
-        let current = self.view.lock().expect("not poisoned").clone();
+        // table's root, and its partitions' listings are of that version.
+        let table = table_of(&prefix);
+        let current = self
+            .views
+            .lock()
+            .expect("not poisoned")
+            .get(&table)
+            .cloned();
         let view = match current {
             Some(view) if prefix.parts().count() > 1 => view,
             _ => {
                 let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
-                *self.view.lock().expect("not poisoned") = Some(view.clone());
+                self.views
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(table, view.clone());
                 view
             }
         };
@@ -212,10 +229,10 @@ impl ObjectStore for SnapshotStore {
         let rel = location.as_ref();
         let in_table = self.location.child(rel);
         let staged = self
-            .view
+            .views
             .lock()
             .expect("not poisoned")
-            .as_ref()
+            .get(&table_of(location))
             .and_then(|v| v.staged.get(rel).cloned());
         let Some(staged) = staged else {
             return self.location.store.get_opts(&in_table, options).await;
