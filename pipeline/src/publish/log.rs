@@ -19,7 +19,7 @@
 //!    present, is appended; an `upgrade` commit sets `runs` outright.
 //! 4. The output's files are the runs' `files`, relative to the output.
 //!    A file not yet in its table (its writer is still moving it, or died
-//!    doing so) is at `{staging}/{file}`, `staging` being the commit's.
+//!    doing so) is at `{staging}/{file}`, `staging` being its run's.
 //!
 //! With no version at all, an output written before the log is read from
 //! `_leadflow/manifest.json` (its `runs`, the same shape) until its first
@@ -73,10 +73,6 @@ pub struct Commit {
     /// The run this commit adds; its `files` are what the commit adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<CommittedRun>,
-    /// Where the added files wait until they are moved into their tables,
-    /// relative to the output.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub staging: String,
     /// `write_id`s of the runs this one replaces (their calls stay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<String>,
@@ -97,6 +93,12 @@ impl Commit {
     /// The files this commit adds.
     pub fn add(&self) -> &[String] {
         self.run.as_ref().map_or(&[], |r| r.files.as_slice())
+    }
+
+    /// Where its added files wait until they are moved into their tables
+    /// (its run's `staging`), relative to the output.
+    pub fn staging(&self) -> &str {
+        self.run.as_ref().map_or("", |r| r.staging.as_str())
     }
 }
 
@@ -362,7 +364,6 @@ impl Commit {
             operation,
             read_version,
             run: None,
-            staging: String::new(),
             replaces: Vec::new(),
             remove: Vec::new(),
             remove_staged: Vec::new(),

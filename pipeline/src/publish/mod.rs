@@ -367,7 +367,6 @@ impl Publisher {
                 delete_if_present(&self.location, &path).await?;
             }
             let mut commit = Commit::new(Operation::Run, snapshot.next_version(), self.began_at);
-            commit.staging = self.staging_rel();
             commit.replaces = replaced.iter().map(|r| r.write_id.clone()).collect();
             commit.remove = replaced
                 .iter()
@@ -475,7 +474,7 @@ impl Publisher {
             usage_only: true,
             staging: self.staging_rel(),
         };
-        let commit = commit_usage(&self.location, run, self.staging_rel()).await?;
+        let commit = commit_usage(&self.location, run).await?;
         finish(&self.location, &commit).await
     }
 
@@ -496,9 +495,9 @@ impl Publisher {
     }
 }
 
-/// Commits `run` (a `usage_only` run whose files are staged under
+/// Commits `run` (a `usage_only` run whose files are staged under its
 /// `staging`) at the next free version.
-async fn commit_usage(location: &Location, run: CommittedRun, staging: String) -> Result<Commit> {
+async fn commit_usage(location: &Location, run: CommittedRun) -> Result<Commit> {
     loop {
         let snapshot = Snapshot::read(location).await?;
         if snapshot.version.is_none() && upgrade(location, &snapshot).await? {
@@ -510,7 +509,6 @@ async fn commit_usage(location: &Location, run: CommittedRun, staging: String) -
             snapshot.version,
         );
         commit.run = Some(run.clone());
-        commit.staging = staging.clone();
         if try_commit_staged(location, &commit).await? {
             return Ok(commit);
         }
@@ -521,7 +519,7 @@ async fn commit_usage(location: &Location, run: CommittedRun, staging: String) -
 /// writer dies right after it), then tries to create its version.
 async fn try_commit_staged(location: &Location, commit: &Commit) -> Result<bool> {
     let intent = serde_json::to_vec_pretty(commit).expect("a commit serializes");
-    let path = location.child(&format!("{}/{INTENT}", commit.staging));
+    let path = location.child(&format!("{}/{INTENT}", commit.staging()));
     location.store.put(&path, PutPayload::from(intent)).await?;
     crash_point("before_commit");
     log::try_commit(location, commit).await
@@ -539,30 +537,30 @@ async fn upgrade(location: &Location, snapshot: &Snapshot) -> Result<bool> {
             write_id = publishing.write_id,
             "finishing the publish of a run interrupted before the commit log"
         );
-        let staged_root = format!("{STAGING}/{}", publishing.write_id);
-        if let Some(run) = manifest
-            .runs
-            .iter()
-            .find(|r| r.write_id == publishing.write_id)
-        {
-            for rel in &run.files {
-                let from = location.child(&format!("{staged_root}/{rel}"));
-                rename_if_present(location, &from, &location.child(rel)).await?;
-            }
-        }
+        // The same finish as a commit's: the run's files from its staging,
+        // then the replaced files (never one the manifest still lists).
         let live: HashSet<&str> = manifest
             .runs
             .iter()
             .flat_map(|r| r.files.iter().map(String::as_str))
             .collect();
-        for rel in publishing
-            .delete
+        let staging = format!("{STAGING}/{}", publishing.write_id);
+        let mut commit = Commit::new(Operation::Run, 0, None);
+        commit.run = manifest
+            .runs
             .iter()
+            .find(|r| r.write_id == publishing.write_id)
+            .map(|run| CommittedRun {
+                staging: staging.clone(),
+                ..run.clone()
+            });
+        commit.remove = publishing
+            .delete
+            .into_iter()
             .filter(|f| !live.contains(f.as_str()))
-        {
-            delete_if_present(location, &location.child(rel)).await?;
-        }
-        delete_under(location, &location.child(&staged_root)).await?;
+            .collect();
+        finish(location, &commit).await?;
+        delete_under(location, &location.child(&staging)).await?;
     }
     let stream = crate::stream::ledger::StreamCommits::read(location).await?;
     let listed: HashSet<&str> = manifest
@@ -671,7 +669,7 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
                 usage_only: true,
                 staging: staging_rel.clone(),
             };
-            let commit = commit_usage(location, run, staging_rel.clone()).await?;
+            let commit = commit_usage(location, run).await?;
             crash_point("after_usage_recovery_commit");
             finish(location, &commit).await?;
         }
@@ -715,7 +713,7 @@ async fn clear_dead_staging(location: &Location) -> Result<()> {
         let committed = match &intent {
             Some(c) => log::read_version(location, c.version)
                 .await?
-                .is_some_and(|v| v.staging == staging_rel && v.committed_at == c.committed_at),
+                .is_some_and(|v| v.staging() == staging_rel && v.committed_at == c.committed_at),
             None => false,
         };
         match intent.filter(|_| committed) {
@@ -755,7 +753,7 @@ async fn finish(location: &Location, commit: &Commit) -> Result<()> {
 
 /// [`finish`], moving in only `add` (the commit's files still live).
 async fn finish_moving(location: &Location, commit: &Commit, add: &[String]) -> Result<()> {
-    let staging = location.under(&commit.staging);
+    let staging = location.under(commit.staging());
     for (i, rel) in add.iter().enumerate() {
         rename_if_present(location, &staging.child(rel), &location.child(rel)).await?;
         if i == 0 {
@@ -768,17 +766,24 @@ async fn finish_moving(location: &Location, commit: &Commit, add: &[String]) -> 
     for rel in &commit.remove {
         delete_if_present(location, &location.child(rel)).await?;
     }
+    if commit.staging().is_empty() {
+        return Ok(()); // nothing was staged (a pre-log publish of deletes only)
+    }
     delete_under(location, &staging.prefix).await
 }
 
-async fn rename_if_present(location: &Location, from: &ObjectPath, to: &ObjectPath) -> Result<()> {
+pub(crate) async fn rename_if_present(
+    location: &Location,
+    from: &ObjectPath,
+    to: &ObjectPath,
+) -> Result<()> {
     match location.store.rename(from, to).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn delete_if_present(location: &Location, path: &ObjectPath) -> Result<()> {
+pub(crate) async fn delete_if_present(location: &Location, path: &ObjectPath) -> Result<()> {
     match location.store.delete(path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
@@ -876,10 +881,7 @@ pub(crate) async fn delete_under(location: &Location, prefix: &ObjectPath) -> Re
         .try_collect()
         .await?;
     for path in &paths {
-        match location.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(location, path).await?;
     }
     if let Some(root) = &location.local_root {
         let dir = root.join(

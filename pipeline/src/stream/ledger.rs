@@ -20,7 +20,7 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::publish::{META_DIR, crash_point, delete_under};
+use crate::publish::{META_DIR, crash_point, delete_if_present, delete_under, rename_if_present};
 use crate::storage::Location;
 
 /// What one committed cut wrote.
@@ -120,15 +120,12 @@ impl StreamLedger {
     pub async fn publish(&self, cut: &CommittedCut) -> Result<()> {
         let staging = self.staging(cut.partition);
         for rel in &cut.files {
-            match self
-                .location
-                .store
-                .rename(&staging.child(rel), &self.location.child(rel))
-                .await
-            {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            rename_if_present(
+                &self.location,
+                &staging.child(rel),
+                &self.location.child(rel),
+            )
+            .await?;
         }
         // The moves reach the disk before the marker that could redo them
         // goes (with the next cut's publish) and before the offsets are
@@ -136,15 +133,7 @@ impl StreamLedger {
         sync_local(&self.location, cut.files.iter().map(String::as_str)).await?;
         for (first, last) in self.markers(cut.partition).await? {
             if last < cut.last {
-                match self
-                    .location
-                    .store
-                    .delete(&self.marker(cut.partition, first, last))
-                    .await
-                {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                delete_if_present(&self.location, &self.marker(cut.partition, first, last)).await?;
             }
         }
         Ok(())
