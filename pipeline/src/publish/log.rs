@@ -300,14 +300,23 @@ pub async fn read_version(location: &Location, version: u64) -> Result<Option<Co
 /// version is taken.
 pub async fn try_commit(location: &Location, commit: &Commit) -> Result<bool> {
     let json = serde_json::to_vec_pretty(commit).expect("a commit serializes");
+    create_if_absent(location, &version_path(location, commit.version), json).await
+}
+
+/// Creates `path` holding `body` unless it exists (S3's conditional PUT, a
+/// hard link on local disk, synced): whether this call created it.
+pub(crate) async fn create_if_absent(
+    location: &Location,
+    path: &object_store::path::Path,
+    body: Vec<u8>,
+) -> Result<bool> {
     let create = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
     };
-    let path = version_path(location, commit.version);
     match location
         .store
-        .put_opts(&path, PutPayload::from(json), create)
+        .put_opts(path, PutPayload::from(body), create)
         .await
     {
         Ok(_) => {}

@@ -618,11 +618,11 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
             continue;
         }
         // A stream cut's log outlives its commit only by the moment between
-        // the marker's write and the log's removal; a stream recovers before
-        // it writes the partition's next cut, so the marker is still there.
+        // the entry's creation and the log's removal; the chain keeps the
+        // entries behind its newest, so the entry is still there.
         if let Some(cut) = &log.cut
             && crate::stream::ledger::StreamLedger::new(location.clone(), &cut.topic)
-                .has_marker(cut.partition, cut.first, cut.last)
+                .holds_cut(cut.partition, cut.first, cut.last, &log.write_id)
                 .await?
         {
             if remove_committed {
@@ -793,13 +793,14 @@ pub(crate) async fn delete_if_present(location: &Location, path: &ObjectPath) ->
 /// A writer's claim on its staging directory: on local disk an OS lock on
 /// `_leadflow/leases/<id>`, held while the writer lives and released by the
 /// kernel however it ends. On S3 there is none.
-struct Lease {
+#[derive(Debug)]
+pub(crate) struct Lease {
     held: Option<(std::path::PathBuf, std::fs::File)>,
 }
 
 impl Lease {
     /// Takes the lease of a new writer `id`, before it stages anything.
-    fn take(location: &Location, id: &str) -> Result<Lease> {
+    pub(crate) fn take(location: &Location, id: &str) -> Result<Lease> {
         let Some(root) = &location.local_root else {
             return Ok(Lease { held: None });
         };
@@ -825,7 +826,7 @@ impl Lease {
 
     /// The lease of writer `id` when that writer is gone (on S3, always);
     /// `None` while it lives.
-    fn claim(location: &Location, id: &str) -> Result<Option<Lease>> {
+    pub(crate) fn claim(location: &Location, id: &str) -> Result<Option<Lease>> {
         let Some(root) = &location.local_root else {
             return Ok(Some(Lease { held: None }));
         };
@@ -850,7 +851,7 @@ impl Lease {
     }
 
     /// Gives the lease up once its staging is gone.
-    fn release(self) {
+    pub(crate) fn release(self) {
         if let Some((path, _file)) = self.held {
             let _ = std::fs::remove_file(path);
         }

@@ -1,18 +1,35 @@
-//! The stream's ledger is its output. Each cut of a partition (offsets
-//! `first..=last`) is written under the partition's staging directory
-//! (names carry the offsets, so cuts never share one; the directories stay,
-//! so a cut creates no directory), then
-//! committed by one marker object, `_leadflow/stream/{topic}/{partition}/
-//! committed/{first}-{last}.json` (a rename on local disk, one PUT on S3),
-//! then its files are moved into the tables. The marker with the highest
-//! `last` says what the output holds; on assignment, whoever takes the
-//! partition finishes that cut's moves (every step is idempotent), deletes
-//! any staging a crash left, and skips the offsets at or below `last`.
+//! The stream's ledger is its output. Each partition's committed cuts form
+//! a chain: a cut of offsets `first..=last` is committed by creating the
+//! entry `_leadflow/stream/{topic}/{partition}/cuts/{first:020}.json`, only
+//! if absent (S3's conditional PUT, a hard link on disk), and the next cut
+//! of the partition begins at `last + 1`. The entry with the highest
+//! `first` says what the output holds.
+//!
+//! A cut is first written under its writer's own staging directory
+//! (`…/{partition}/staging/{writer}/`, names carry the offsets), committed,
+//! then its files are moved into the tables. On assignment, whoever takes
+//! the partition finishes the newest cut's moves (every step is
+//! idempotent), deletes staged files at or below its offsets (cuts that
+//! never committed) and skips those offsets.
+//!
+//! **Fencing.** A consumer that lost its partition without noticing (paused
+//! past `max.poll.interval.ms`) still holds a cut. Its entry's name is the
+//! one the partition's new owner creates for the same offsets, so only one
+//! of the two commits. A zombie that comes back after the chain moved past
+//! its offsets (the entries there deleted) creates its entry, then finds
+//! the chain's next entry does not follow it (each entry names the cut it
+//! follows, `after`): it deletes its entry, which nobody reads (readers
+//! read the newest), and fails. The last [`KEPT`] entries of each
+//! partition are kept, so the entry after a new one is still there while
+//! its writer checks.
 //!
 //! A cut's several files (a day per file, three tables) appear as one
-//! commit, as a run's do through the manifest ([`crate::publish`]); a marker
-//! per partition, not one manifest, because each partition has one writer
-//! at a time and thousands of commits a day.
+//! commit, as a run's do through the commit log ([`crate::publish`]); a
+//! chain per partition, not the output's log, because each partition has
+//! one writer at a time and thousands of commits a day.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -20,8 +37,15 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::publish::{META_DIR, crash_point, delete_if_present, delete_under, rename_if_present};
+use crate::publish::log::create_if_absent;
+use crate::publish::{
+    Lease, META_DIR, crash_point, delete_if_present, delete_under, rename_if_present,
+};
 use crate::storage::Location;
+
+/// Entries kept behind each partition's newest: the window in which a new
+/// entry's writer still finds the entry after it.
+pub const KEPT: usize = 32;
 
 /// What one committed cut wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,20 +60,60 @@ pub struct CommittedCut {
     pub rejects: u64,
     pub usage_rows: u64,
     pub committed_at: chrono::DateTime<chrono::Utc>,
+    /// This cut's id (its usage log's write id). Empty in a marker from
+    /// before the chain.
+    #[serde(default)]
+    pub id: String,
+    /// Its staging directory, relative to the output. Empty in a marker
+    /// from before the chain, which staged under `…/{partition}/staging/`.
+    #[serde(default)]
+    pub staging: String,
+    /// The id of the cut it follows in its partition's chain.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
-/// One topic's ledger in an output.
+/// One topic's ledger in an output, as one writer (a stream process) sees
+/// it.
 #[derive(Debug, Clone)]
 pub struct StreamLedger {
     location: Location,
     topic: String,
+    /// This writer's staging directory name under each partition.
+    writer: String,
+    /// The id of the newest cut this writer knows of in each partition it
+    /// took: what its next cut follows.
+    heads: Arc<Mutex<HashMap<i32, Option<String>>>>,
+    /// On local disk, held while this writer lives: whoever recovers a
+    /// partition deletes the staging of writers whose lease is free.
+    lease: Arc<Mutex<Option<Lease>>>,
 }
 
 impl StreamLedger {
+    /// The ledger as a reader sees it (it stages nothing).
     pub fn new(location: Location, topic: &str) -> Self {
         Self {
             location,
             topic: topic.to_string(),
+            writer: crate::publish::new_write_id(topic),
+            heads: Arc::default(),
+            lease: Arc::default(),
+        }
+    }
+
+    /// The ledger of a new writer, holding its lease until [`Self::leave`].
+    pub fn writer(location: Location, topic: &str) -> Result<Self> {
+        let ledger = Self::new(location, topic);
+        let lease = Lease::take(&ledger.location, &ledger.writer)?;
+        *ledger.lease.lock().expect("lease lock") = Some(lease);
+        Ok(ledger)
+    }
+
+    /// Gives the writer's lease up, its staging empty (every cut it wrote
+    /// committed and moved, or deleted).
+    pub fn leave(&self) {
+        if let Some(lease) = self.lease.lock().expect("lease lock").take() {
+            lease.release();
         }
     }
 
@@ -65,10 +129,25 @@ impl StreamLedger {
         format!("{first:020}-{last:020}")
     }
 
-    /// Where `partition`'s cuts are written before their commit.
+    /// Where this writer stages `partition`'s cuts before their commit,
+    /// relative to the output.
+    fn staging_rel(&self, partition: i32) -> String {
+        format!("{}/staging/{}", self.partition_root(partition), self.writer)
+    }
+
+    /// Where this writer stages `partition`'s cuts before their commit.
     pub fn staging(&self, partition: i32) -> Location {
-        self.location
-            .under(&format!("{}/staging", self.partition_root(partition)))
+        self.location.under(&self.staging_rel(partition))
+    }
+
+    /// Where `cut`'s files were staged.
+    fn staged(&self, cut: &CommittedCut) -> Location {
+        if cut.staging.is_empty() {
+            let legacy = format!("{}/staging", self.partition_root(cut.partition));
+            self.location.under(&legacy)
+        } else {
+            self.location.under(&cut.staging)
+        }
     }
 
     /// The stem of the cut's file names: topic, partition and offsets.
@@ -76,7 +155,16 @@ impl StreamLedger {
         format!("{}-{partition}-{}", self.topic, Self::range(first, last))
     }
 
-    fn marker(&self, partition: i32, first: i64, last: i64) -> ObjectPath {
+    fn entry(&self, partition: i32, first: i64) -> ObjectPath {
+        self.location.child(&format!(
+            "{}/cuts/{first:020}.json",
+            self.partition_root(partition)
+        ))
+    }
+
+    /// A commit marker from before the chain (one per cut, named by its
+    /// offsets; the highest was the newest).
+    fn legacy_marker(&self, partition: i32, first: i64, last: i64) -> ObjectPath {
         self.location.child(&format!(
             "{}/committed/{}.json",
             self.partition_root(partition),
@@ -84,29 +172,98 @@ impl StreamLedger {
         ))
     }
 
+    /// A cut of `partition` from this writer: its staging, and what it
+    /// follows. `id` names it (its usage log's write id).
+    pub fn cut(&self, partition: i32, first: i64, last: i64, id: &str) -> CommittedCut {
+        let after = self
+            .heads
+            .lock()
+            .expect("heads lock")
+            .get(&partition)
+            .cloned()
+            .flatten();
+        CommittedCut {
+            topic: self.topic.clone(),
+            partition,
+            first,
+            last,
+            files: Vec::new(),
+            leads: 0,
+            rejects: 0,
+            usage_rows: 0,
+            committed_at: chrono::Utc::now(),
+            id: id.to_string(),
+            staging: self.staging_rel(partition),
+            after,
+        }
+    }
+
     /// Commits a cut whose files are staged: from here it is in the output.
+    /// Fails with [`Error::Conflict`] when another consumer committed these
+    /// offsets: this one lost the partition, and its cut is not in the
+    /// output (its staged files are deleted).
     pub async fn commit(&self, cut: &CommittedCut) -> Result<()> {
         let body = serde_json::to_vec_pretty(cut)
-            .map_err(|e| Error::Internal(format!("cut marker: {e}")))?;
-        // The staged files reach the disk before the marker that names them.
-        let staging = self.staging(cut.partition);
+            .map_err(|e| Error::Internal(format!("cut entry: {e}")))?;
+        // The staged files reach the disk before the entry that names them.
+        let staging = self.staged(cut);
         sync_local(&staging, cut.files.iter().map(String::as_str)).await?;
         crash_point("stream_before_ledger");
-        let marker = self.marker(cut.partition, cut.first, cut.last);
-        self.location.store.put(&marker, body.into()).await?;
-        sync_local(&self.location, [marker.as_ref()]).await?;
+        let entry = self.entry(cut.partition, cut.first);
+        let created = create_if_absent(&self.location, &entry, body).await?;
+        if !created || !self.follows_in_chain(cut).await? {
+            if created {
+                delete_if_present(&self.location, &entry).await?;
+            }
+            for rel in &cut.files {
+                delete_if_present(&self.location, &staging.child(rel)).await?;
+            }
+            return Err(Error::Conflict(format!(
+                "another consumer committed offsets {}..={} of {} partition {} (this one lost \
+                 the partition while it worked, e.g. paused past max.poll.interval.ms): its \
+                 cut is dropped, its provider calls stay in provider_usage; restart it to \
+                 rejoin the group",
+                cut.first, cut.last, self.topic, cut.partition
+            )));
+        }
+        self.heads
+            .lock()
+            .expect("heads lock")
+            .insert(cut.partition, Some(cut.id.clone()));
         crash_point("stream_after_ledger");
         Ok(())
     }
 
-    /// Whether the cut `first..=last` of `partition` is committed and no
-    /// later cut of the partition has been published since (its marker is
-    /// there).
-    pub async fn has_marker(&self, partition: i32, first: i64, last: i64) -> Result<bool> {
+    /// Whether the entry after `cut`'s (if any yet) follows it: false when
+    /// the chain had moved past these offsets before `cut`'s entry was
+    /// created (its earlier entry there was deleted).
+    async fn follows_in_chain(&self, cut: &CommittedCut) -> Result<bool> {
+        let next = self
+            .entries(cut.partition)
+            .await?
+            .into_iter()
+            .find(|&first| first > cut.first);
+        let Some(next) = next else {
+            return Ok(true);
+        };
+        match self.read_entry(cut.partition, next).await? {
+            Some(next) => Ok(next.after.as_deref() == Some(cut.id.as_str())),
+            // Deleted since the listing: the chain moved on past it.
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the cut `first..` of `partition` named `id` is committed:
+    /// its entry is there (or, for a cut from before the chain, its
+    /// marker `first..=last`).
+    pub async fn holds_cut(&self, partition: i32, first: i64, last: i64, id: &str) -> Result<bool> {
+        if let Some(cut) = self.read_entry(partition, first).await? {
+            return Ok(cut.id == id);
+        }
         match self
             .location
             .store
-            .head(&self.marker(partition, first, last))
+            .head(&self.legacy_marker(partition, first, last))
             .await
         {
             Ok(_) => Ok(true),
@@ -116,9 +273,9 @@ impl StreamLedger {
     }
 
     /// Moves a committed cut's files into the tables and deletes the
-    /// markers before it. Idempotent.
+    /// entries more than [`KEPT`] behind it. Idempotent.
     pub async fn publish(&self, cut: &CommittedCut) -> Result<()> {
-        let staging = self.staging(cut.partition);
+        let staging = self.staged(cut);
         for rel in &cut.files {
             rename_if_present(
                 &self.location,
@@ -127,52 +284,169 @@ impl StreamLedger {
             )
             .await?;
         }
-        // The moves reach the disk before the marker that could redo them
-        // goes (with the next cut's publish) and before the offsets are
-        // committed.
+        // The moves reach the disk before the entry that could redo them
+        // goes and before the offsets are committed.
         sync_local(&self.location, cut.files.iter().map(String::as_str)).await?;
-        for (first, last) in self.markers(cut.partition).await? {
+        let older: Vec<i64> = self
+            .entries(cut.partition)
+            .await?
+            .into_iter()
+            .filter(|&first| first < cut.first)
+            .collect();
+        for &first in older.iter().rev().skip(KEPT) {
+            delete_if_present(&self.location, &self.entry(cut.partition, first)).await?;
+        }
+        for (first, last) in self.legacy_markers(cut.partition).await? {
             if last < cut.last {
-                delete_if_present(&self.location, &self.marker(cut.partition, first, last)).await?;
+                let marker = self.legacy_marker(cut.partition, first, last);
+                delete_if_present(&self.location, &marker).await?;
             }
         }
         Ok(())
     }
 
     /// Makes `partition`'s output whole after whatever happened to its last
-    /// writer, and returns the highest offset it holds.
+    /// writer, and returns the highest offset it holds. From here this
+    /// writer's cuts of `partition` follow the newest.
     pub async fn recover(&self, partition: i32) -> Result<Option<i64>> {
-        let latest = self
-            .markers(partition)
+        let newest = match self.entries(partition).await?.last() {
+            Some(&first) => self.read_entry(partition, first).await?,
+            None => self.legacy_newest(partition).await?,
+        };
+        let through = match &newest {
+            Some(cut) => {
+                self.publish(cut).await?;
+                // Staged at or below it: cuts that never committed, whose
+                // offsets are in the output already.
+                self.delete_staged_through(partition, cut.last).await?;
+                Some(cut.last)
+            }
+            None => None,
+        };
+        self.delete_dead_writers_staging(partition).await?;
+        self.heads
+            .lock()
+            .expect("heads lock")
+            .insert(partition, newest.map(|cut| cut.id));
+        Ok(through)
+    }
+
+    /// Deletes the staged files (any writer's) of cuts of `partition` that
+    /// end at or below `through`. Staged files past it may be a live
+    /// writer's (one about to find itself fenced): they stay until the
+    /// chain passes them.
+    async fn delete_staged_through(&self, partition: i32, through: i64) -> Result<()> {
+        let root = self
+            .location
+            .child(&format!("{}/staging", self.partition_root(partition)));
+        let staged: Vec<_> = self.location.store.list(Some(&root)).try_collect().await?;
+        for meta in staged {
+            let ended = meta
+                .location
+                .filename()
+                .and_then(cut_file)
+                .is_some_and(|(_, p, _, last)| p == partition && last <= through);
+            if ended {
+                delete_if_present(&self.location, &meta.location).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On local disk, deletes the staging of `partition`'s writers that are
+    /// gone (their lease is free; a staging directory without a lease is
+    /// from before leases). On S3 there are no leases: a writer's staging
+    /// may be a live one's, and goes once the chain passes its offsets.
+    async fn delete_dead_writers_staging(&self, partition: i32) -> Result<()> {
+        if self.location.local_root.is_none() {
+            return Ok(());
+        }
+        let root = self
+            .location
+            .child(&format!("{}/staging", self.partition_root(partition)));
+        let listed = self.location.store.list_with_delimiter(Some(&root)).await?;
+        for dir in listed.common_prefixes {
+            let Some(writer) = dir.filename().filter(|w| *w != self.writer) else {
+                continue;
+            };
+            let Some(lease) = Lease::claim(&self.location, writer)? else {
+                continue; // a live writer's
+            };
+            delete_under(&self.location, &dir).await?;
+            if let (Some(root), Some(rel)) = (
+                &self.location.local_root,
+                dir.prefix_match(&self.location.prefix),
+            ) {
+                // The directories too (object_store leaves them).
+                let path = root.join(ObjectPath::from_iter(rel).as_ref());
+                match std::fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(&path, e));
+                    }
+                    _ => {}
+                }
+            }
+            lease.release();
+        }
+        Ok(())
+    }
+
+    /// The `first` offsets of `partition`'s entries, in order.
+    async fn entries(&self, partition: i32) -> Result<Vec<i64>> {
+        let dir = self
+            .location
+            .child(&format!("{}/cuts", self.partition_root(partition)));
+        let metas: Vec<_> = self.location.store.list(Some(&dir)).try_collect().await?;
+        let mut firsts: Vec<i64> = metas
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        firsts.sort_unstable();
+        Ok(firsts)
+    }
+
+    /// The entry of `partition` at `first`, if it is there.
+    async fn read_entry(&self, partition: i32, first: i64) -> Result<Option<CommittedCut>> {
+        let path = self.entry(partition, first);
+        self.read_cut(&path, partition, first).await
+    }
+
+    async fn read_cut(
+        &self,
+        path: &ObjectPath,
+        partition: i32,
+        first: i64,
+    ) -> Result<Option<CommittedCut>> {
+        let bytes = match self.location.store.get(path).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Usage(format!(
+                "the stream ledger's entry for {} partition {partition} from offset {first} \
+                 ({path}) is unreadable: {e}",
+                self.topic
+            ))
+        })
+    }
+
+    /// The newest cut of `partition` committed before the chain, if any.
+    async fn legacy_newest(&self, partition: i32) -> Result<Option<CommittedCut>> {
+        let newest = self
+            .legacy_markers(partition)
             .await?
             .into_iter()
             .max_by_key(|r| r.1);
-        let staging_root = self.staging(partition).prefix;
-        let Some((first, last)) = latest else {
-            delete_under(&self.location, &staging_root).await?;
+        let Some((first, last)) = newest else {
             return Ok(None);
         };
-        let bytes = self
-            .location
-            .store
-            .get(&self.marker(partition, first, last))
-            .await?
-            .bytes()
-            .await?;
-        let cut: CommittedCut = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Usage(format!(
-                "the stream ledger's marker for {}/{partition} {first}-{last} is unreadable: {e}",
-                self.topic
-            ))
-        })?;
-        self.publish(&cut).await?;
-        // Anything still staged was never committed: its offsets come again.
-        delete_under(&self.location, &staging_root).await?;
-        Ok(Some(last))
+        let marker = self.legacy_marker(partition, first, last);
+        self.read_cut(&marker, partition, first).await
     }
 
-    /// The committed cuts' offset ranges still recorded for `partition`.
-    async fn markers(&self, partition: i32) -> Result<Vec<(i64, i64)>> {
+    /// The offset ranges of `partition`'s markers from before the chain.
+    async fn legacy_markers(&self, partition: i32) -> Result<Vec<(i64, i64)>> {
         let dir = self
             .location
             .child(&format!("{}/committed", self.partition_root(partition)));
@@ -188,15 +462,28 @@ impl StreamLedger {
     }
 }
 
+/// The topic, partition and offsets in a cut's file name,
+/// `part-{topic}-{partition}-{first}-{last}-{seq}.parquet`.
+fn cut_file(file_name: &str) -> Option<(&str, i32, i64, i64)> {
+    let stem = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut fields = stem.rsplitn(5, '-');
+    let _seq = fields.next()?;
+    let last = fields.next()?.parse().ok()?;
+    let first = fields.next()?.parse().ok()?;
+    let partition = fields.next()?.parse().ok()?;
+    let topic = fields.next()?;
+    Some((topic, partition, first, last))
+}
+
 /// What every topic's ledger in an output has committed: the highest
 /// committed offset of each partition. A cut's files are named by
-/// [`StreamLedger::file_stem`] and reach the tables only after its marker,
-/// and markers go only once a later one is written, so a stream file in a
-/// table is committed exactly when its `last` offset is at or below its
-/// partition's highest marker.
+/// [`StreamLedger::file_stem`] and reach the tables only after its entry is
+/// committed and found in the chain, so a stream file in a table is
+/// committed exactly when its `last` offset is at or below its partition's
+/// newest entry's.
 #[derive(Debug, Default)]
 pub struct StreamCommits {
-    through: std::collections::HashMap<(String, i32), i64>,
+    through: HashMap<(String, i32), i64>,
 }
 
 impl StreamCommits {
@@ -204,27 +491,49 @@ impl StreamCommits {
     pub async fn read(location: &Location) -> Result<Self> {
         let root = location.child(&format!("{META_DIR}/stream"));
         let metas: Vec<_> = location.store.list(Some(&root)).try_collect().await?;
-        let mut through = std::collections::HashMap::new();
+        let mut through = HashMap::new();
+        let mut newest: HashMap<(String, i32), i64> = HashMap::new();
         for meta in metas {
             let Some(parts) = meta.location.prefix_match(&root) else {
                 continue;
             };
             let parts: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
-            let [topic, partition, committed, marker] = parts.as_slice() else {
+            let [topic, partition, kind, name] = parts.as_slice() else {
                 continue;
             };
-            let range = marker.strip_suffix(".json").and_then(|r| r.split_once('-'));
-            let (Ok(partition), Some(Ok(last))) = (
-                partition.parse::<i32>(),
-                range.map(|(_, last)| last.parse::<i64>()),
-            ) else {
+            let (Ok(partition), Some(name)) =
+                (partition.parse::<i32>(), name.strip_suffix(".json"))
+            else {
                 continue;
             };
-            if committed != "committed" {
-                continue;
+            let key = (topic.clone(), partition);
+            match kind.as_str() {
+                "cuts" => {
+                    if let Ok(first) = name.parse::<i64>() {
+                        let at = newest.entry(key).or_insert(first);
+                        *at = (*at).max(first);
+                    }
+                }
+                // Markers from before the chain name their offsets.
+                "committed" => {
+                    if let Some(Ok(last)) = name.split_once('-').map(|(_, l)| l.parse::<i64>()) {
+                        let highest = through.entry(key).or_insert(last);
+                        *highest = (*highest).max(last);
+                    }
+                }
+                _ => {}
             }
-            let highest = through.entry((topic.clone(), partition)).or_insert(last);
-            *highest = (*highest).max(last);
+        }
+        for ((topic, partition), first) in newest {
+            let ledger = StreamLedger::new(location.clone(), &topic);
+            // The newest entry is never deleted (only those behind it).
+            let cut = ledger.read_entry(partition, first).await?.ok_or_else(|| {
+                Error::Internal(format!(
+                    "the newest entry of {topic} partition {partition} vanished"
+                ))
+            })?;
+            let highest = through.entry((topic, partition)).or_insert(cut.last);
+            *highest = (*highest).max(cut.last);
         }
         Ok(Self { through })
     }
@@ -237,28 +546,11 @@ impl StreamCommits {
     /// Whether `file_name` (`part-{topic}-{partition}-{first}-{last}-{seq}.parquet`)
     /// is a file of a committed cut.
     pub fn holds(&self, file_name: &str) -> bool {
-        let Some(stem) = file_name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-        else {
-            return false;
-        };
-        let mut fields = stem.rsplitn(5, '-');
-        let (Some(_seq), Some(last), Some(_first), Some(partition), Some(topic)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            return false;
-        };
-        let (Ok(last), Ok(partition)) = (last.parse::<i64>(), partition.parse::<i32>()) else {
-            return false;
-        };
-        self.through
-            .get(&(topic.to_string(), partition))
-            .is_some_and(|&through| last <= through)
+        cut_file(file_name).is_some_and(|(topic, partition, _, last)| {
+            self.through
+                .get(&(topic.to_string(), partition))
+                .is_some_and(|&through| last <= through)
+        })
     }
 }
 
@@ -319,45 +611,200 @@ pub(crate) async fn sync_local<'a>(
 mod tests {
     use super::*;
 
-    /// A cut committed and published by the ledger itself: its files are
-    /// held, a later cut's name is not, and only once a marker exists.
-    #[tokio::test]
-    async fn commits_hold_the_files_of_published_cuts_only() {
+    const TOPIC: &str = "leads.eu-west";
+
+    fn file_name(ledger: &StreamLedger, partition: i32, first: i64, last: i64) -> String {
+        format!(
+            "part-{}-0000.parquet",
+            ledger.file_stem(partition, first, last)
+        )
+    }
+
+    /// Stages one file for the cut `first..=last` of partition 3 and
+    /// commits it as `ledger`'s writer: the commit's outcome.
+    async fn commit(ledger: &StreamLedger, first: i64, last: i64) -> Result<CommittedCut> {
+        let rel = format!(
+            "enriched_leads/dt=2026-11-25/{}",
+            file_name(ledger, 3, first, last)
+        );
+        let staged = ledger.staging(3).child(&rel);
+        ledger
+            .location
+            .store
+            .put(&staged, b"x".to_vec().into())
+            .await?;
+        let id = crate::publish::new_write_id("test");
+        let cut = CommittedCut {
+            files: vec![rel],
+            leads: 1,
+            ..ledger.cut(3, first, last, &id)
+        };
+        ledger.commit(&cut).await?;
+        ledger.publish(&cut).await?;
+        Ok(cut)
+    }
+
+    /// The cuts' files in the table, as offset ranges.
+    async fn published(location: &Location) -> Vec<(i64, i64)> {
+        let dir = location.child("enriched_leads");
+        let metas: Vec<_> = location.store.list(Some(&dir)).try_collect().await.unwrap();
+        let mut ranges: Vec<_> = metas
+            .iter()
+            .filter_map(|m| cut_file(m.location.filename()?).map(|(_, _, f, l)| (f, l)))
+            .collect();
+        ranges.sort_unstable();
+        ranges
+    }
+
+    fn local() -> (tempfile::TempDir, Location) {
         let dir = tempfile::tempdir().unwrap();
         let location = crate::storage::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, location)
+    }
+
+    /// A cut committed and published by the ledger itself: its files are
+    /// held, a later cut's name is not, and only once an entry exists.
+    #[tokio::test]
+    async fn commits_hold_the_files_of_published_cuts_only() {
+        let (_dir, location) = local();
         assert!(StreamCommits::read(&location).await.unwrap().is_empty());
-        let ledger = StreamLedger::new(location.clone(), "leads.eu-west");
-        let name = |first, last| format!("part-{}-0000.parquet", ledger.file_stem(3, first, last));
+        let ledger = StreamLedger::new(location.clone(), TOPIC);
+        ledger.recover(3).await.unwrap();
         for (first, last) in [(0, 99), (100, 199)] {
-            let rel = format!("enriched_leads/dt=2026-11-25/{}", name(first, last));
-            let staged = ledger.staging(3).child(&rel);
-            location
-                .store
-                .put(&staged, b"x".to_vec().into())
-                .await
-                .unwrap();
-            let cut = CommittedCut {
-                topic: "leads.eu-west".into(),
-                partition: 3,
-                first,
-                last,
-                files: vec![rel],
-                leads: 1,
-                rejects: 0,
-                usage_rows: 0,
-                committed_at: chrono::Utc::now(),
-            };
-            ledger.commit(&cut).await.unwrap();
-            ledger.publish(&cut).await.unwrap();
+            commit(&ledger, first, last).await.unwrap();
         }
         let commits = StreamCommits::read(&location).await.unwrap();
         assert!(!commits.is_empty());
-        // The first cut's marker is gone; its file is still committed.
-        assert!(commits.holds(&name(0, 99)));
-        assert!(commits.holds(&name(100, 199)));
-        assert!(!commits.holds(&name(200, 299)));
-        assert!(!commits.holds(&format!("part-{}-0000.parquet", ledger.file_stem(4, 0, 99))));
+        assert!(commits.holds(&file_name(&ledger, 3, 0, 99)));
+        assert!(commits.holds(&file_name(&ledger, 3, 100, 199)));
+        assert!(!commits.holds(&file_name(&ledger, 3, 200, 299)));
+        assert!(!commits.holds(&file_name(&ledger, 4, 0, 99)));
         assert!(!commits.holds("part-0.parquet"));
         assert!(!commits.holds("x.parquet"));
+    }
+
+    /// A consumer paused with a cut in hand while the partition's new owner
+    /// commits the same offsets: only one of the two is in the output, the
+    /// zombie's commit fails and its staged files go.
+    #[tokio::test]
+    async fn a_zombie_cannot_commit_offsets_the_new_owner_committed() {
+        let (_dir, location) = local();
+        let zombie = StreamLedger::new(location.clone(), TOPIC);
+        zombie.recover(3).await.unwrap();
+        commit(&zombie, 0, 99).await.unwrap();
+        // The zombie pauses; the group gives partition 3 to `owner`.
+        let owner = StreamLedger::new(location.clone(), TOPIC);
+        assert_eq!(owner.recover(3).await.unwrap(), Some(99));
+        commit(&owner, 100, 249).await.unwrap();
+        let err = commit(&zombie, 100, 199).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(err.to_string().contains("another consumer"), "{err}");
+        assert_eq!(published(&location).await, [(0, 99), (100, 249)]);
+        let staged: Vec<_> = location
+            .store
+            .list(Some(&zombie.staging(3).prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(staged.is_empty(), "{staged:?}");
+        let commits = StreamCommits::read(&location).await.unwrap();
+        assert!(commits.holds(&file_name(&owner, 3, 100, 249)));
+    }
+
+    /// A zombie that comes back after the chain moved far past its
+    /// offsets (their entry deleted) creates its entry, finds the chain
+    /// does not follow it, and fails without a file in the output.
+    #[tokio::test]
+    async fn a_zombie_back_after_its_entry_was_deleted_is_fenced_too() {
+        let (_dir, location) = local();
+        let zombie = StreamLedger::new(location.clone(), TOPIC);
+        zombie.recover(3).await.unwrap();
+        commit(&zombie, 0, 9).await.unwrap();
+        let owner = StreamLedger::new(location.clone(), TOPIC);
+        owner.recover(3).await.unwrap();
+        let cuts = KEPT as i64 + 5;
+        for i in 1..=cuts {
+            commit(&owner, i * 10, i * 10 + 9).await.unwrap();
+        }
+        assert!(
+            owner.read_entry(3, 10).await.unwrap().is_none(),
+            "the entries far behind the newest are deleted"
+        );
+        let err = commit(&zombie, 10, 14).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(
+            owner.read_entry(3, 10).await.unwrap().is_none(),
+            "the zombie's entry is gone again"
+        );
+        let ranges = published(&location).await;
+        assert_eq!(ranges.len() as i64, cuts + 1, "{ranges:?}");
+        assert!(!ranges.contains(&(10, 14)), "{ranges:?}");
+        let next = owner.recover(3).await.unwrap();
+        assert_eq!(next, Some(cuts * 10 + 9));
+    }
+
+    /// When the zombie commits first, the new owner is the one fenced: the
+    /// zombie's cut is the output's, and a recovery starts after it.
+    #[tokio::test]
+    async fn whoever_commits_the_offsets_first_wins_them() {
+        let (_dir, location) = local();
+        let zombie = StreamLedger::new(location.clone(), TOPIC);
+        zombie.recover(3).await.unwrap();
+        let owner = StreamLedger::new(location.clone(), TOPIC);
+        owner.recover(3).await.unwrap();
+        commit(&zombie, 0, 49).await.unwrap();
+        let err = commit(&owner, 0, 99).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert_eq!(published(&location).await, [(0, 49)]);
+        let restarted = StreamLedger::new(location.clone(), TOPIC);
+        assert_eq!(restarted.recover(3).await.unwrap(), Some(49));
+        commit(&restarted, 50, 99).await.unwrap();
+        assert_eq!(published(&location).await, [(0, 49), (50, 99)]);
+    }
+
+    /// An output whose stream committed by the markers from before the
+    /// chain: recovery finishes the newest marker's cut and the chain
+    /// goes on after it.
+    #[tokio::test]
+    async fn the_chain_goes_on_from_a_marker_written_before_it() {
+        let (_dir, location) = local();
+        let ledger = StreamLedger::new(location.clone(), TOPIC);
+        let rel = format!(
+            "enriched_leads/dt=2026-11-25/{}",
+            file_name(&ledger, 3, 0, 99)
+        );
+        let legacy_staging = location.under(&format!("{META_DIR}/stream/{TOPIC}/3/staging"));
+        let put = |path: ObjectPath, body: Vec<u8>| {
+            let store = location.store.clone();
+            async move { store.put(&path, body.into()).await.unwrap() }
+        };
+        put(legacy_staging.child(&rel), b"x".to_vec()).await;
+        let marker = serde_json::json!({
+            "topic": TOPIC, "partition": 3, "first": 0, "last": 99, "files": [rel],
+            "leads": 1, "rejects": 0, "usage_rows": 0,
+            "committed_at": "2026-11-25T10:00:00Z"
+        });
+        put(
+            ledger.legacy_marker(3, 0, 99),
+            serde_json::to_vec(&marker).unwrap(),
+        )
+        .await;
+        assert!(
+            StreamCommits::read(&location)
+                .await
+                .unwrap()
+                .holds(&file_name(&ledger, 3, 0, 99))
+        );
+        assert_eq!(ledger.recover(3).await.unwrap(), Some(99));
+        commit(&ledger, 100, 199).await.unwrap();
+        assert_eq!(published(&location).await, [(0, 99), (100, 199)]);
+        assert!(ledger.legacy_markers(3).await.unwrap().is_empty());
+        assert_eq!(
+            StreamLedger::new(location.clone(), TOPIC)
+                .recover(3)
+                .await
+                .unwrap(),
+            Some(199)
+        );
     }
 }

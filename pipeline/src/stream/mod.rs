@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
-use crate::publish::{Publisher, relative_to};
+use crate::publish::{Publisher, crash_point, relative_to};
 use crate::run::{OutputCounts, Plan, RunStamp, session};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
 use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
@@ -144,7 +144,7 @@ async fn run_workers(
         run_id: config.run_id.clone(),
         at_micros: Utc::now().timestamp_micros(),
     };
-    let ledger = StreamLedger::new(location.clone(), &config.source.topic);
+    let ledger = StreamLedger::writer(location.clone(), &config.source.topic)?;
     // Plan first, so bad SQL fails before the consumer joins its group.
     let query = config.providers.enrichment_query(&config.query);
     let mut plans = Vec::with_capacity(waterfalls.len());
@@ -174,7 +174,7 @@ async fn run_workers(
     drop(written_tx);
     let owner = Arc::new(Owner {
         senders,
-        ledger,
+        ledger: ledger.clone(),
         runtime: Handle::current(),
     });
     let source_config = config.source.clone();
@@ -198,9 +198,13 @@ async fn run_workers(
             }
         }
     }
-    // A worker's failure is the cause of the source's.
+    // A worker's failure is the cause of the source's. It may leave staged
+    // files: the lease stays for whoever recovers the partition next.
     if let Some(e) = failed {
         return Err(e);
+    }
+    if source.is_ok() {
+        ledger.leave();
     }
     Ok((source?, total))
 }
@@ -284,6 +288,7 @@ impl Worker {
 
     /// Enriches one cut and commits its leads, usage and rejects as one.
     async fn write(&mut self, cut: Cut, tally: &mut WorkerTally) -> Result<()> {
+        crash_point("stream_cut_received");
         let started = Instant::now();
         let (p, first, last) = (cut.partition, cut.first, cut.last);
         let staging = self.ledger.staging(p);
@@ -301,10 +306,11 @@ impl Worker {
         let mut usage = Vec::new();
         // Every request the cut's lookups send is on record before it
         // leaves, until the cut is committed.
+        let id = crate::publish::new_write_id(&self.stamp.run_id);
         let log = UsageLog::create_for_cut(
             &self.logs,
             &self.stamp.run_id,
-            &crate::publish::new_write_id(&self.stamp.run_id),
+            &id,
             CutOf {
                 topic: self.ledger.topic().to_string(),
                 partition: p,
@@ -366,15 +372,12 @@ impl Worker {
         }
 
         let committed = CommittedCut {
-            topic: self.ledger.topic().to_string(),
-            partition: p,
-            first,
-            last,
             files: relative_to(&staging, &files)?,
             leads: counts.rows,
             rejects: cut.rejects.len() as u64,
             usage_rows: usage.len() as u64,
             committed_at: Utc::now(),
+            ..self.ledger.cut(p, first, last, &id)
         };
         self.ledger.commit(&committed).await?;
         if let Some(log) = self.journal.end() {

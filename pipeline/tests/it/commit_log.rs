@@ -76,7 +76,7 @@ fn resume(child: &mut Child, gate: &Path) {
     }
 }
 
-fn stopped(pid: u32) -> bool {
+pub(crate) fn stopped(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.rsplit(')')
         .next()
@@ -87,7 +87,7 @@ fn stopped(pid: u32) -> bool {
 }
 
 /// Waits until `child` has stopped itself (`LEADFLOW_STOP_AT`).
-fn wait_stopped(child: &mut Child) {
+pub(crate) fn wait_stopped(child: &mut Child) {
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -104,7 +104,7 @@ fn wait_stopped(child: &mut Child) {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()

@@ -187,3 +187,64 @@ fn no_credentials_says_where_they_are_looked_for() {
         "{stderr}"
     );
 }
+
+/// The stream ledger's fence on S3 (conditional PUTs): a consumer that lost
+/// its partition cannot commit offsets its successor committed, whichever
+/// comes first, and the output holds each offset once.
+#[tokio::test]
+async fn a_zombie_stream_writer_is_fenced_on_s3() {
+    use leadflow_pipeline::error::Error;
+    use leadflow_pipeline::stream::ledger::StreamLedger;
+
+    let bucket = new_bucket("zombie");
+    let location = leadflow_pipeline::storage::open(&format!("s3://{bucket}/out")).unwrap();
+    let commit = |ledger: StreamLedger, first: i64, last: i64| {
+        let location = location.clone();
+        async move {
+            let rel = format!(
+                "enriched_leads/dt=2026-12-05/part-{}-0000.parquet",
+                ledger.file_stem(0, first, last)
+            );
+            location
+                .store
+                .put(&ledger.staging(0).child(&rel), b"x".to_vec().into())
+                .await
+                .unwrap();
+            let cut = leadflow_pipeline::stream::ledger::CommittedCut {
+                files: vec![rel],
+                ..ledger.cut(0, first, last, &format!("cut-{first}-{last}-{:p}", &ledger))
+            };
+            ledger.commit(&cut).await?;
+            ledger.publish(&cut).await
+        }
+    };
+    let zombie = StreamLedger::writer(location.clone(), "leads").unwrap();
+    assert_eq!(zombie.recover(0).await.unwrap(), None);
+    commit(zombie.clone(), 0, 99).await.unwrap();
+    let owner = StreamLedger::writer(location.clone(), "leads").unwrap();
+    assert_eq!(owner.recover(0).await.unwrap(), Some(99));
+    commit(owner.clone(), 100, 249).await.unwrap();
+    let fenced = commit(zombie.clone(), 100, 199).await.unwrap_err();
+    assert!(matches!(fenced, Error::Conflict(_)), "{fenced}");
+
+    // The other way round: the zombie's commit first, the owner fenced.
+    let late = StreamLedger::writer(location.clone(), "leads").unwrap();
+    assert_eq!(late.recover(0).await.unwrap(), Some(249));
+    commit(owner.clone(), 250, 259).await.unwrap();
+    let fenced = commit(late, 250, 299).await.unwrap_err();
+    assert!(matches!(fenced, Error::Conflict(_)), "{fenced}");
+
+    let listed: Vec<_> = location
+        .store
+        .list(Some(&location.child("enriched_leads")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|m| m.location.filename().unwrap().to_string())
+        .collect();
+    names.sort();
+    let stem = |first, last| format!("part-{}-0000.parquet", owner.file_stem(0, first, last));
+    assert_eq!(names, [stem(0, 99), stem(100, 249), stem(250, 259)]);
+}

@@ -90,13 +90,15 @@ fn spawn_stream(kafka: &Kafka, group: &str, out: &Path, extra: &[&str]) -> Child
         .expect("leadflow stream starts")
 }
 
-/// SIGTERM, then the exit status and stderr.
-fn terminate(child: Child) -> (std::process::ExitStatus, String) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// SIGTERM (unless it has exited), then the exit status and stderr.
+fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+    if child.try_wait().unwrap().is_none() {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
     let output = child.wait_with_output().unwrap();
     (
         output.status,
@@ -1109,4 +1111,84 @@ fn a_sasl_ssl_stream_gets_past_its_config_to_the_brokers() {
     );
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("Kafka at"), "{stderr}");
+}
+
+/// A consumer paused (SIGSTOP) with a cut in hand until the group gives its
+/// partitions to another, which writes every lead: resumed, the paused one
+/// cannot commit offsets its successor committed. It exits 3 naming why,
+/// nothing is in the output twice, and the calls it made are in
+/// `provider_usage`.
+#[tokio::test]
+async fn a_consumer_paused_past_its_session_cannot_commit_what_its_successor_did() {
+    use super::commit_log::{signal, stopped, wait_stopped};
+    let kafka = kafka(2);
+    produce_example(&kafka);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let prefix = unique("zombie");
+    let config = provider_config(dir.path(), Some(&prefix));
+    let args = |batch_rows: &'static str| {
+        [
+            "--batch-rows",
+            batch_rows,
+            "--config",
+            config.to_str().unwrap(),
+            "--redis",
+            &redis_url(),
+            "--kafka",
+            "session.timeout.ms=6000",
+            "--kafka",
+            "heartbeat.interval.ms=500",
+        ]
+        .map(str::to_string)
+    };
+    let gate = dir.path().join("resume");
+    // The zombie cuts 30 messages at a time and its successor 50, so its
+    // cut is not one its successor also wrote under the same name.
+    let zombie_args = args("30");
+    let zombie_args: Vec<&str> = zombie_args.iter().map(String::as_str).collect();
+    let mut zombie = stream_command(&kafka, "g", &out, &zombie_args)
+        .env("LEADFLOW_STOP_AT", "stream_cut_received")
+        .env("LEADFLOW_STOP_UNTIL", &gate)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stopped(&mut zombie);
+
+    let log = dir.path().join("successor.log");
+    let successor_args = args("50");
+    let successor_args: Vec<&str> = successor_args.iter().map(String::as_str).collect();
+    let mut successor = spawn_logged_stream(&kafka, "g", &out, &successor_args, &log);
+    wait_for_output(&out, 400, 0, &mut successor);
+    wait_until_committed_to_end(&kafka, "g", &mut successor);
+
+    // Resumed, it writes its cut at once; one that is not fenced goes on
+    // as a member, and is stopped after a bound to show what it wrote.
+    std::fs::write(&gate, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while zombie.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        if stopped(zombie.id()) {
+            signal(&zombie, "-CONT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, stderr) = terminate(zombie);
+    let (successor_status, _) = terminate(successor);
+    assert_each_lead_once(&out, 400).await;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("another consumer committed offsets"),
+        "{stderr}"
+    );
+    assert!(
+        successor_status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let logs = out.join("_leadflow/usage-log");
+    assert_eq!(
+        std::fs::read_dir(&logs).unwrap().count(),
+        0,
+        "the paused consumer's calls are committed"
+    );
 }
