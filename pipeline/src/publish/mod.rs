@@ -335,12 +335,15 @@ impl Publisher {
     ) -> Result<Published> {
         let relative = relative_to(&self.staging(), files)?;
         let ours: HashSet<&str> = inputs.iter().map(String::as_str).collect();
+        // Batch manifests this writer deleted, as they were.
+        let mut taken: Vec<(String, ObjectPath, bytes::Bytes)> = Vec::new();
         let (commit, snapshot, replaced_runs) = loop {
             let mut snapshot = Snapshot::read(&self.location).await?;
             if snapshot.version.is_none() && upgrade(&self.location, &snapshot).await? {
                 continue;
             }
             if let Some(conflict) = self.conflict(&snapshot, &ours, batch.as_deref()).await? {
+                restore_manifests(&self.location, &snapshot, &taken).await?;
                 let usage: Vec<String> = relative.iter().filter(|f| is_usage(f)).cloned().collect();
                 self.commit_calls_only(usage).await?;
                 self.lease.release();
@@ -362,8 +365,14 @@ impl Publisher {
                 .filter_map(|r| r.batch.as_deref())
                 .chain(batch.as_deref())
                 .collect();
+            crash_point("before_replacing");
             for batch in batches {
                 let path = self.location.child(&crate::batch::manifest_path_of(batch));
+                match self.location.store.get(&path).await {
+                    Ok(got) => taken.push((batch.to_string(), path.clone(), got.bytes().await?)),
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
                 delete_if_present(&self.location, &path).await?;
             }
             let mut commit = Commit::new(Operation::Run, snapshot.next_version(), self.began_at);
@@ -788,6 +797,34 @@ pub(crate) async fn delete_if_present(location: &Location, path: &ObjectPath) ->
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Puts back the batch manifests a writer that lost a conflict deleted
+/// when they describe a run the output still holds: the winner's, written
+/// after its commit and before the loser's delete.
+async fn restore_manifests(
+    location: &Location,
+    snapshot: &Snapshot,
+    taken: &[(String, ObjectPath, bytes::Bytes)],
+) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Described {
+        run_id: String,
+    }
+    for (batch, path, bytes) in taken {
+        let Ok(described) = serde_json::from_slice::<Described>(bytes) else {
+            continue;
+        };
+        let held = snapshot.runs.iter().any(|r| {
+            !r.usage_only
+                && r.batch.as_deref() == Some(batch.as_str())
+                && r.run_id == described.run_id
+        });
+        if held {
+            log::create_if_absent(location, path, bytes.to_vec()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A writer's claim on its staging directory: on local disk an OS lock on

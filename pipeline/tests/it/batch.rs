@@ -513,3 +513,52 @@ async fn a_day_without_input_files_writes_a_manifest_saying_so_and_exits_0() {
     assert_eq!(manifest(&out, "2026-11-25"), before);
     assert_eq!(leads(&out).await, written);
 }
+
+/// Two batches of one date at once: the one paused after its conflict check
+/// and before it deletes the date's manifest resumes after the other
+/// committed and wrote its manifest. It loses (exit 3), and the winner's
+/// manifest is still there, describing the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_loses_a_race_leaves_the_winners_manifest() {
+    use super::commit_log::{signal, stopped, wait_stopped};
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    day_file(&input, "2026-11-22", 1..21);
+    assert!(batch("2026-11-22", &input, &out, &[]).status.success());
+    day_file(&input, "2026-11-22", 1..41);
+
+    let gate = dir.path().join("go");
+    let mut paused = batch_command("2026-11-22", &input, &out, &[])
+        .env("LEADFLOW_STOP_AT", "before_replacing")
+        .env("LEADFLOW_STOP_UNTIL", &gate)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::task::block_in_place(|| wait_stopped(&mut paused));
+    let winner = batch("2026-11-22", &input, &out, &["--run-id", "winner"]);
+    assert!(
+        winner.status.success(),
+        "{}",
+        String::from_utf8_lossy(&winner.stderr)
+    );
+    assert_eq!(manifest(&out, "2026-11-22")["run_id"], "winner");
+
+    std::fs::write(&gate, b"").unwrap();
+    let lost = tokio::task::block_in_place(|| {
+        while paused.try_wait().unwrap().is_none() {
+            if stopped(paused.id()) {
+                signal(&paused, "-CONT");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        paused.wait_with_output().unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(3), "{stderr}");
+    let m = manifest(&out, "2026-11-22");
+    assert_eq!(m["run_id"], "winner", "{m}");
+    assert_eq!(
+        m["rows"]["written"].as_u64(),
+        Some(leads(&out).await as u64)
+    );
+}
