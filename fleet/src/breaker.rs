@@ -18,13 +18,16 @@ use futures::future::BoxFuture;
 use leadflow_waterfall::config::BreakerConfig;
 use leadflow_waterfall::{CircuitBreaker, InMemoryCircuitBreaker, Micros};
 
-use crate::conn::{Lua, Redis};
+use crate::conn::Redis;
+use redis::Script;
 
 /// How long a closed circuit is taken as closed without asking Redis again.
 pub const RECHECK: Duration = Duration::from_millis(250);
 
-static ALLOWS: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/breaker_allows.lua")));
-static RECORD: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/breaker_record.lua")));
+static ALLOWS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/breaker_allows.lua")));
+static RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/breaker_record.lua")));
 
 /// A [`CircuitBreaker`] whose circuits are shared through Redis.
 #[derive(Debug)]

@@ -33,9 +33,10 @@ use futures::future::BoxFuture;
 use leadflow_waterfall::config::{BudgetConfig, usd_to_micros};
 use leadflow_waterfall::{Budget, InMemoryBudget, Micros, Org, Reservation};
 
-use crate::conn::{Failed, Lua, Redis};
+use crate::conn::{Failed, Redis};
+use redis::Script;
 
-static BUDGET: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/budget.lua")));
+static BUDGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/budget.lua")));
 
 /// A [`Budget`] whose day caps are shared through Redis.
 #[derive(Debug)]
@@ -70,6 +71,17 @@ struct Chunk {
     /// The next chunk's size.
     want: i64,
     taken_at: Option<Instant>,
+}
+
+/// What the fleet's budget in Redis said to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// Reserved there (or from this worker's chunk there).
+    Reserved,
+    /// The day's cap (or the organization's) is reached.
+    CapReached,
+    /// Redis did not answer: the worker decides with what it last heard.
+    Unanswered,
 }
 
 /// What the worker knows and owes while Redis is gone.
@@ -191,20 +203,15 @@ impl RedisBudget {
     }
 
     /// Reserves `amount` from this worker's chunk, taking a new one (and
-    /// booking what was spent) when it is short. `None`: the cap is
-    /// reached; `Some(None)`: Redis did not answer.
-    async fn reserve_from_chunk(&self, amount: i64, date: String) -> Option<Option<Reservation>> {
-        let shared = Reservation {
-            amount,
-            shared: true,
-        };
+    /// booking what was spent) when it is short.
+    async fn reserve_from_chunk(&self, amount: i64, date: String) -> Shared {
         // A free call (no cost configured) needs no money.
         if amount <= 0 || self.take(amount, &date) {
-            return Some(Some(shared));
+            return Shared::Reserved;
         }
         let _trip = self.trip.lock().await;
         if self.take(amount, &date) {
-            return Some(Some(shared));
+            return Shared::Reserved;
         }
         let old_day = self.chunk.lock().expect("chunk lock").date != date;
         if old_day {
@@ -238,7 +245,7 @@ impl RedisBudget {
         // spent, which leaves the cap's sum as it is.
         let Ok(granted) = booked else {
             self.rebook(by_org);
-            return Some(None);
+            return Shared::Unanswered;
         };
         let mut c = self.chunk.lock().expect("chunk lock");
         c.held += granted - unbooked;
@@ -247,9 +254,9 @@ impl RedisBudget {
         c.taken_at = Some(Instant::now());
         if c.held - c.committed >= amount {
             c.committed += amount;
-            Some(Some(shared))
+            Shared::Reserved
         } else {
-            None
+            Shared::CapReached
         }
     }
 
@@ -446,24 +453,22 @@ impl Budget for RedisBudget {
             }
             self.book_unbooked().await;
             let date = date_of(now);
-            let from_redis = if self.chunked() {
+            let said = if self.chunked() {
                 self.reserve_from_chunk(amount, date).await
             } else {
-                self.book(&date, (amount, amount), 0, 0, org)
-                    .await
-                    .map(|granted| {
-                        (granted > 0).then_some(Reservation {
-                            amount,
-                            shared: true,
-                        })
-                    })
-                    .map_or(Some(None), |r| r.map(Some))
+                match self.book(&date, (amount, amount), 0, 0, org).await {
+                    Ok(granted) if granted > 0 => Shared::Reserved,
+                    Ok(_) => Shared::CapReached,
+                    Err(_) => Shared::Unanswered,
+                }
             };
-            // `None`: refused; `Some(None)`: Redis did not answer.
-            let reserved = match from_redis {
-                Some(Some(r)) => Some(r),
-                None => None,
-                Some(None) => self.reserve_offline(amount, org).then_some(Reservation {
+            let reserved = match said {
+                Shared::Reserved => Some(Reservation {
+                    amount,
+                    shared: true,
+                }),
+                Shared::CapReached => None,
+                Shared::Unanswered => self.reserve_offline(amount, org).then_some(Reservation {
                     amount,
                     shared: false,
                 }),

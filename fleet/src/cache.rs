@@ -17,11 +17,12 @@ use leadflow_waterfall::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::{Lua, Redis};
+use crate::conn::Redis;
+use redis::Script;
 
 /// Reads the answer and, when there is none, claims the question: one
 /// atomic step, so an answer written a moment ago is never paid for again.
-static CLAIM: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/claim.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 
 /// Most reads sent in one round trip.
 const BATCH: usize = 1_024;

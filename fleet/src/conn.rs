@@ -19,28 +19,10 @@ use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, Script};
 
 use crate::config::RedisConfig;
 use crate::keys::Keys;
-
-/// A Lua script sent by its SHA1 (`EVALSHA`), loaded again only when Redis
-/// says it does not know it (`NOSCRIPT`): retrying on any other error could
-/// apply the script twice.
-#[derive(Debug)]
-pub(crate) struct Lua {
-    source: &'static str,
-    sha: String,
-}
-
-impl Lua {
-    pub(crate) fn new(source: &'static str) -> Self {
-        Self {
-            source,
-            sha: redis::Script::new(source).get_hash().to_string(),
-        }
-    }
-}
 
 /// Why a command did not go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +338,7 @@ impl Redis {
     /// Runs a script with `keys` and `args`; `None` when it did not go through.
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
-        lua: &LazyLock<Lua>,
+        lua: &Script,
         keys: &[String],
         args: &[String],
     ) -> Option<T> {
@@ -366,33 +348,21 @@ impl Redis {
     /// Runs a script with `keys` and `args`, saying why it did not go through.
     pub(crate) async fn try_script<T: FromRedisValue>(
         &self,
-        lua: &LazyLock<Lua>,
+        lua: &Script,
         keys: &[String],
         args: &[String],
     ) -> Result<T, Failed> {
         if !self.online() {
             return Err(Failed::NotApplied);
         }
-        let call = |sha_or_source: &str, command: &str| {
-            let mut cmd = redis::cmd(command);
-            cmd.arg(sha_or_source).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        };
-        let mut conn = self.conn.clone();
-        let mut result = call(&lua.sha, "EVALSHA").query_async(&mut conn).await;
-        if let Err(e) = &result
-            && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-        {
-            let loaded: Result<String, RedisError> = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(lua.source)
-                .query_async(&mut conn)
-                .await;
-            result = match loaded {
-                Ok(_) => call(&lua.sha, "EVALSHA").query_async(&mut conn).await,
-                Err(e) => Err(e),
-            };
-        }
+        // `EVALSHA`, loaded again (`SCRIPT LOAD`) only when Redis says it
+        // does not know the script (`NOSCRIPT`): retrying on any other
+        // error could apply it twice.
+        let result = lua
+            .key(keys)
+            .arg(args)
+            .invoke_async(&mut self.conn.clone())
+            .await;
         self.answered(result)
     }
 
@@ -527,7 +497,8 @@ impl Redis {
     }
 }
 
-static HEARTBEAT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/heartbeat.lua")));
+static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 
 /// A worker id: host and process, unique enough in a fleet.
 fn worker_id() -> String {

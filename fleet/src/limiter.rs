@@ -38,9 +38,10 @@ use futures::future::BoxFuture;
 use leadflow_waterfall::{Micros, RateLimiter};
 
 use crate::config::RedisConfig;
-use crate::conn::{Failed, Lua, Redis};
+use crate::conn::{Failed, Redis};
+use redis::Script;
 
-static LEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/lease.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 
 /// A [`RateLimiter`] whose windows are shared through Redis, taken in leases.
 #[derive(Debug)]
@@ -352,7 +353,7 @@ impl RateLimiter for RedisRateLimiter {
     }
 }
 
-static WINDOW: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("lua/window.lua")));
+static WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/window.lua")));
 
 /// The permits in `provider`'s window now (leases included), read without
 /// changing anything. `None` when Redis does not answer.
