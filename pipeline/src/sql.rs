@@ -152,10 +152,15 @@ async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()
     let mut strangers = unlisted_files(location, &known_files(&snapshot), &stream).await?;
     if !strangers.is_empty() {
         // A writer moves its files in after its commit: one that committed
-        // after the snapshot above was read has them listed now.
+        // after the snapshot above was read (a run, or a stream's cut) has
+        // them listed now.
         let newer = Snapshot::read(location).await?;
         let known = known_files(&newer);
-        strangers.retain(|f| !known.contains(f.as_str()));
+        let stream = StreamCommits::read(location).await?;
+        strangers.retain(|f| {
+            let name = f.rsplit('/').next().unwrap_or(f);
+            !known.contains(f.as_str()) && !stream.holds(name)
+        });
     }
     let Some(first) = strangers.first() else {
         return Ok(());

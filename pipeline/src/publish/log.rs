@@ -305,6 +305,11 @@ pub async fn try_commit(location: &Location, commit: &Commit) -> Result<bool> {
 
 /// Creates `path` holding `body` unless it exists (S3's conditional PUT, a
 /// hard link on local disk, synced): whether this call created it.
+///
+/// A conditional PUT that S3 applied but answered with an error is sent
+/// again by object_store's retry, and that one finds the object there: it
+/// is this call's when it holds `body` (every body written this way names
+/// its writer and time, so no other holds the same bytes).
 pub(crate) async fn create_if_absent(
     location: &Location,
     path: &object_store::path::Path,
@@ -316,11 +321,19 @@ pub(crate) async fn create_if_absent(
     };
     match location
         .store
-        .put_opts(path, PutPayload::from(body), create)
+        .put_opts(path, PutPayload::from(body.clone()), create)
         .await
     {
         Ok(_) => {}
-        Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let there = match location.store.get(path).await {
+                Ok(got) => got.bytes().await?,
+                Err(e) => return Err(e.into()),
+            };
+            if there.as_ref() != body.as_slice() {
+                return Ok(false);
+            }
+        }
         Err(e) => return Err(e.into()),
     }
     crate::stream::ledger::sync_local(location, [path.as_ref()]).await?;

@@ -211,7 +211,20 @@ impl StreamLedger {
         crash_point("stream_before_ledger");
         let entry = self.entry(cut.partition, cut.first);
         let created = create_if_absent(&self.location, &entry, body).await?;
-        if !created || !self.follows_in_chain(cut).await? {
+        let in_chain = match created {
+            true => match self.follows_in_chain(cut).await {
+                Ok(follows) => follows,
+                Err(e) => {
+                    // Not known to be in the chain: taken out of it, so its
+                    // calls are not taken for committed (best effort; an
+                    // entry left is not followed and so not held either).
+                    let _ = delete_if_present(&self.location, &entry).await;
+                    return Err(e);
+                }
+            },
+            false => false,
+        };
+        if !in_chain {
             if created {
                 delete_if_present(&self.location, &entry).await?;
             }
@@ -253,12 +266,15 @@ impl StreamLedger {
         }
     }
 
-    /// Whether the cut `first..` of `partition` named `id` is committed:
-    /// its entry is there (or, for a cut from before the chain, its
-    /// marker `first..=last`).
+    /// Whether the cut `first..=last` of `partition` named `id` is in the
+    /// output (asked of a usage log its writer left behind): its entry is
+    /// there and in the chain (a fenced writer's stale entry left by a
+    /// crash is not), or, once the chain deleted it, the cut's
+    /// `provider_usage` files are in the table; for a cut from before the
+    /// chain, its marker is there.
     pub async fn holds_cut(&self, partition: i32, first: i64, last: i64, id: &str) -> Result<bool> {
         if let Some(cut) = self.read_entry(partition, first).await? {
-            return Ok(cut.id == id);
+            return Ok(cut.id == id && self.follows_in_chain(&cut).await?);
         }
         match self
             .location
@@ -266,10 +282,33 @@ impl StreamLedger {
             .head(&self.legacy_marker(partition, first, last))
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
+        let passed = match self.entries(partition).await?.last() {
+            Some(&newest) => newest > first,
+            None => false,
+        };
+        if !passed {
+            return Ok(false);
+        }
+        // Files are named by the cut's offsets: another writer's cut of
+        // exactly these offsets (a fenced zombie's twin) shares the names,
+        // and then its calls are taken for this one's.
+        let prefix = format!("part-{}-", self.file_stem(partition, first, last));
+        let table = self.location.child("provider_usage");
+        let mut files = self.location.store.list(Some(&table));
+        while let Some(meta) = files.try_next().await? {
+            if meta
+                .location
+                .filename()
+                .is_some_and(|name| name.starts_with(&prefix))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Moves a committed cut's files into the tables and deletes the
@@ -405,6 +444,24 @@ impl StreamLedger {
         Ok(firsts)
     }
 
+    /// The newest entry of `partition`, listed at `first`: read again from
+    /// a new listing while the chain moves on faster than it is read.
+    async fn newest(&self, partition: i32, mut first: i64) -> Result<CommittedCut> {
+        for _ in 0..8 {
+            if let Some(cut) = self.read_entry(partition, first).await? {
+                return Ok(cut);
+            }
+            match self.entries(partition).await?.last() {
+                Some(&newer) => first = newer,
+                None => break,
+            }
+        }
+        Err(Error::Internal(format!(
+            "the newest entry of {} partition {partition} kept moving while it was read",
+            self.topic
+        )))
+    }
+
     /// The entry of `partition` at `first`, if it is there.
     async fn read_entry(&self, partition: i32, first: i64) -> Result<Option<CommittedCut>> {
         let path = self.entry(partition, first);
@@ -526,12 +583,7 @@ impl StreamCommits {
         }
         for ((topic, partition), first) in newest {
             let ledger = StreamLedger::new(location.clone(), &topic);
-            // The newest entry is never deleted (only those behind it).
-            let cut = ledger.read_entry(partition, first).await?.ok_or_else(|| {
-                Error::Internal(format!(
-                    "the newest entry of {topic} partition {partition} vanished"
-                ))
-            })?;
+            let cut = ledger.newest(partition, first).await?;
             let highest = through.entry((topic, partition)).or_insert(cut.last);
             *highest = (*highest).max(cut.last);
         }
@@ -805,6 +857,74 @@ mod tests {
                 .await
                 .unwrap(),
             Some(199)
+        );
+    }
+
+    /// A usage log's cut is held while its entry is in the chain, and once
+    /// the chain deleted the entry, by its `provider_usage` files; a stale
+    /// entry a fenced writer left (killed before deleting it) is not.
+    #[tokio::test]
+    async fn a_left_over_cut_log_is_held_by_the_chain_or_the_cuts_usage_files() {
+        let (_dir, location) = local();
+        let owner = StreamLedger::new(location.clone(), TOPIC);
+        owner.recover(3).await.unwrap();
+        let first = commit(&owner, 0, 9).await.unwrap();
+        assert!(owner.holds_cut(3, 0, 9, &first.id).await.unwrap());
+        assert!(!owner.holds_cut(3, 0, 9, "another-cut").await.unwrap());
+        assert!(!owner.holds_cut(3, 10, 19, "not-yet").await.unwrap());
+
+        // A cut whose entry the chain deleted: held through its usage file.
+        let rel = format!(
+            "provider_usage/dt=2026-11-25/{}",
+            file_name(&owner, 3, 10, 19)
+        );
+        let staged = owner.staging(3).child(&rel);
+        location
+            .store
+            .put(&staged, b"x".to_vec().into())
+            .await
+            .unwrap();
+        let id = crate::publish::new_write_id("test");
+        let paid = CommittedCut {
+            files: vec![rel],
+            ..owner.cut(3, 10, 19, &id)
+        };
+        owner.commit(&paid).await.unwrap();
+        owner.publish(&paid).await.unwrap();
+        for i in 2..=(KEPT as i64 + 3) {
+            commit(&owner, i * 10, i * 10 + 9).await.unwrap();
+        }
+        assert!(owner.read_entry(3, 10).await.unwrap().is_none());
+        assert!(owner.holds_cut(3, 10, 19, &id).await.unwrap());
+        assert!(
+            !owner.holds_cut(3, 0, 9, &first.id).await.unwrap(),
+            "no usage file"
+        );
+
+        // A fenced writer's stale entry, left behind.
+        let zombie = StreamLedger::new(location.clone(), TOPIC);
+        let stale = CommittedCut {
+            after: Some("gone".into()),
+            ..zombie.cut(3, 20, 24, "zombie-cut")
+        };
+        let body = serde_json::to_vec(&stale).unwrap();
+        assert!(
+            create_if_absent(&location, &zombie.entry(3, 20), body.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!zombie.holds_cut(3, 20, 24, "zombie-cut").await.unwrap());
+        // Creating it again with the same bytes is this writer's own create
+        // (an S3 PUT retried after it was applied); other bytes are not.
+        assert!(
+            create_if_absent(&location, &zombie.entry(3, 20), body)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !create_if_absent(&location, &zombie.entry(3, 20), b"{}".to_vec())
+                .await
+                .unwrap()
         );
     }
 }

@@ -383,10 +383,11 @@ impl Worker {
         if let Some(log) = self.journal.end() {
             log.remove();
         }
-        self.ledger.publish(&committed).await?;
-
+        // Counted once committed, before the files appear in the tables: a
+        // scrape never sees leads the metrics have not counted.
         counts.count_in_metrics();
         telemetry::rejects(committed.rejects);
+        self.ledger.publish(&committed).await?;
         telemetry::batch(started.elapsed());
         if let Some(ms) = cut.produced_ms {
             let now = Utc::now().timestamp_millis();
