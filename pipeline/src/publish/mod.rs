@@ -626,9 +626,8 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
             }
             continue;
         }
-        // A stream cut's log outlives its commit only by the moment between
-        // the entry's creation and the log's removal; the chain keeps the
-        // entries behind its newest, so the entry is still there.
+        // A stream cut's log outlives its commit only when its writer died
+        // between the entry's creation and the log's removal.
         if let Some(cut) = &log.cut
             && crate::stream::ledger::StreamLedger::new(location.clone(), &cut.topic)
                 .holds_cut(cut.partition, cut.first, cut.last, &log.write_id)
