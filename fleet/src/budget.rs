@@ -37,6 +37,24 @@ use crate::conn::{Failed, Redis};
 use redis::Script;
 
 static BUDGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/budget.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/settle.lua")));
+
+/// Settles the spend of a worker that is gone (tagged `tag`): for each UTC
+/// day (`YYYY-MM-DD`), its spend in the day's hash becomes `cost` µUSD and
+/// what it held reserved goes back. Idempotent. Returns the µUSD added.
+pub(crate) async fn settle(
+    redis: &Redis,
+    tag: &str,
+    by_day: &[(String, i64)],
+) -> Result<i64, Failed> {
+    let mut added = 0;
+    for (date, cost) in by_day {
+        let key = [redis.keys().budget_day(date)];
+        let args = [tag.to_string(), cost.to_string()];
+        added += redis.try_script::<i64>(&SETTLE, &key, &args).await?;
+    }
+    Ok(added)
+}
 
 /// A [`Budget`] whose day caps are shared through Redis.
 #[derive(Debug)]
@@ -54,6 +72,9 @@ pub struct RedisBudget {
     /// Held by the one task talking to Redis about the chunk.
     trip: tokio::sync::Mutex<()>,
     lease: Duration,
+    /// This worker's spend tag in the day's hash ('' none): see
+    /// [`crate::RedisConfig::spend_tag`].
+    tag: String,
 }
 
 /// Money reserved in Redis for one day, spent from locally.
@@ -103,8 +124,10 @@ impl RedisBudget {
         config: &BudgetConfig,
         workers: Arc<AtomicU32>,
         lease: Duration,
+        tag: Option<String>,
     ) -> Self {
         Self {
+            tag: tag.unwrap_or_default(),
             chunk: Mutex::new(Chunk::default()),
             trip: tokio::sync::Mutex::new(()),
             lease,
@@ -154,6 +177,7 @@ impl RedisBudget {
             org.unwrap_or_default().to_string(),
             self.per_org_day.unwrap_or(-1).to_string(),
             least.to_string(),
+            self.tag.clone(),
         ];
         for (o, s) in by_org {
             args.push(o.clone());

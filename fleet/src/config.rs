@@ -23,6 +23,12 @@ pub struct RedisConfig {
     pub heartbeat_ms: u64,
     /// A Redis command not answered within this (ms) counts as Redis gone.
     pub timeout_ms: u64,
+    /// Set by the run, not the file: the name this worker's spend and
+    /// reservations are also kept under in the day's budget, so that once
+    /// the worker is gone what it spent can be settled from its usage log
+    /// ([`crate::Fleet::settle_spend`]).
+    #[serde(skip)]
+    pub spend_tag: Option<String>,
 }
 
 impl Default for RedisConfig {
@@ -34,6 +40,7 @@ impl Default for RedisConfig {
             max_lease: 4_096,
             heartbeat_ms: 1_000,
             timeout_ms: 1_000,
+            spend_tag: None,
         }
     }
 }

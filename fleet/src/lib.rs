@@ -96,6 +96,7 @@ impl Fleet {
                     &waterfall.budget,
                     self.limiter.fleet_size(),
                     Duration::from_millis(self.config.lease_ms),
+                    self.config.spend_tag.clone(),
                 ));
                 budget.start_handing_back();
                 budget
@@ -110,6 +111,17 @@ impl Fleet {
             self.redis.clone(),
             max_entries,
         ))
+    }
+
+    /// Settles the day spend of a worker that is gone, tagged `tag` (its
+    /// [`RedisConfig::spend_tag`]), to what its calls cost on each UTC day
+    /// (`YYYY-MM-DD`, µUSD), as its usage log recorded them, and hands back
+    /// what it held reserved. Settling again changes nothing. The µUSD
+    /// added to the day spend, or why Redis did not take it.
+    pub async fn settle_spend(&self, tag: &str, by_day: &[(String, i64)]) -> Result<i64, String> {
+        budget::settle(&self.redis, tag, by_day)
+            .await
+            .map_err(|failed| format!("{failed:?}"))
     }
 
     /// The Redis this fleet shares.

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use crate::config::LeadflowConfig;
 use crate::error::{Error, Result};
 use crate::providers::Providers;
-use crate::publish::{self, Publisher};
+use crate::publish::{self, Publisher, Snapshot};
 use crate::sinks::parquet::{
     ParquetSinkConfig, PartitionedWriter, WrittenFile, conform, output_schema, run_columns,
 };
@@ -138,6 +138,49 @@ impl RunSummary {
 
 /// Runs the enrichment over the input and writes `enriched_leads`,
 /// `provider_usage` and `rejects`.
+/// Settles in Redis the day spend of runs that died, to what their
+/// recovered calls cost (each recovered run records it): their unbooked
+/// spend is added and their reservations go back. Settling again changes
+/// nothing; days older than the day hashes' three-day life are skipped.
+/// Best effort: a run that cannot settles nothing and says so.
+async fn settle_dead_runs(
+    fleet: &leadflow_fleet::Fleet,
+    location: &Location,
+    now: chrono::DateTime<Utc>,
+) {
+    let snapshot = match Snapshot::read(location).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the output to settle dead runs' spend");
+            return;
+        }
+    };
+    let oldest = (now - chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    for run in snapshot.runs.iter().filter(|r| !r.settle.is_empty()) {
+        let recent: Vec<(String, i64)> = run
+            .settle
+            .iter()
+            .filter(|(day, _)| *day >= oldest)
+            .cloned()
+            .collect();
+        match fleet.settle_spend(&run.write_id, &recent).await {
+            Ok(0) => {}
+            Ok(added) => tracing::info!(
+                run_id = run.run_id,
+                added_usd = added as f64 / 1e6,
+                "settled the day spend of a run that died to what its calls cost"
+            ),
+            Err(e) => tracing::warn!(
+                run_id = run.run_id,
+                error = e,
+                "could not settle the day spend of a run that died; the next run with Redis will"
+            ),
+        }
+    }
+}
+
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let now = Utc::now();
@@ -165,7 +208,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     };
     let (ledger, usage_rx) = UsageLedger::channel(USAGE_QUEUE);
     let ledger = ledger.with_journal(usage_log.clone());
-    let providers = Providers::start(&config.providers, ledger)
+    // With Redis, this run's spend is also kept under its write id in the
+    // day's budget: if it dies, the run that recovers its log settles it.
+    let mut provider_config = config.providers.clone();
+    provider_config.redis.spend_tag = Some(write_id.clone());
+    let providers = Providers::start(&provider_config, ledger)
         .await
         .map_err(forget_log)?;
 
@@ -178,9 +225,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let counts_valid = plan.counts_valid();
 
     // The output is ours from here until the run publishes or gives up.
-    let publisher = Publisher::open_as(location, &config.run_id, write_id)
+    let publisher = Publisher::open_as(location.clone(), &config.run_id, write_id)
         .await
         .map_err(forget_log)?;
+    if let Some(fleet) = &providers.fleet {
+        settle_dead_runs(fleet, &location, now).await;
+    }
     let out = Outputs {
         location: publisher.staging(),
         write_id: publisher.write_id().to_string(),

@@ -4,11 +4,14 @@
 -- ARGV: [1] µUSD wanted, [2] µUSD reserved to release, [3] µUSD spent,
 --       [4] day cap (-1: none), [5] organization ('' none),
 --       [6] organization's day cap (-1: none), [7] least µUSD worth granting,
+--       [8] the worker's spend tag ('' none: its reservations and spend are
+--       also kept under `w:TAG:held` / `w:TAG:spent`, for settle.lua),
 --       then pairs (organization, µUSD of [3] that was its spend).
 -- Grants min(wanted, left) when that is at least [7], else nothing.
 -- Returns {granted, left today (-1: no cap), left for the organization (-1)}.
 local want, release, spent = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, org, org_cap, least = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local tag = ARGV[8]
 local day = KEYS[1]
 local function field(name)
   return tonumber(redis.call('HGET', day, name) or '0')
@@ -21,7 +24,11 @@ if release ~= 0 or spent ~= 0 then
     redis.call('HINCRBY', day, 'org:' .. org .. ':spent', spent)
   end
 end
-for i = 8, #ARGV, 2 do
+if tag ~= '' and (release ~= 0 or spent ~= 0) then
+  redis.call('HINCRBY', day, 'w:' .. tag .. ':held', 0 - release)
+  redis.call('HINCRBY', day, 'w:' .. tag .. ':spent', spent)
+end
+for i = 9, #ARGV, 2 do
   redis.call('HINCRBY', day, 'org:' .. ARGV[i] .. ':spent', tonumber(ARGV[i + 1]))
 end
 local left, org_left = -1, -1
@@ -39,6 +46,9 @@ if want <= 0 or grant < least then
 end
 if grant > 0 then
   redis.call('HINCRBY', day, 'reserved', grant)
+  if tag ~= '' then
+    redis.call('HINCRBY', day, 'w:' .. tag .. ':held', grant)
+  end
   if org ~= '' then
     redis.call('HINCRBY', day, 'org:' .. org .. ':reserved', grant)
   end

@@ -108,6 +108,12 @@ pub struct CommittedRun {
     /// (relative to the output); a file not yet moved is still there.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub staging: String,
+    /// For the calls of a run that died, recovered from its usage log: what
+    /// they cost per UTC day (`YYYY-MM-DD`, µUSD). A run with Redis settles
+    /// the dead run's day spend there to it (tagged by its `write_id`, see
+    /// `leadflow_fleet::Fleet::settle_spend`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settle: Vec<(String, i64)>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -132,6 +138,7 @@ impl CommittedRun {
             batch: None,
             usage_only: true,
             staging: self.staging.clone(),
+            settle: self.settle.clone(),
         })
     }
 
@@ -403,6 +410,7 @@ impl Publisher {
                 batch: batch.clone(),
                 usage_only: false,
                 staging: self.staging_rel(),
+                settle: Vec::new(),
             });
             let replaced_runs: Vec<String> = replaced.iter().map(|r| r.run_id.clone()).collect();
             if try_commit_staged(&self.location, &commit).await? {
@@ -482,6 +490,7 @@ impl Publisher {
             batch: None,
             usage_only: true,
             staging: self.staging_rel(),
+            settle: Vec::new(),
         };
         let commit = commit_usage(&self.location, run).await?;
         finish(&self.location, &commit).await
@@ -594,6 +603,7 @@ async fn upgrade(location: &Location, snapshot: &Snapshot) -> Result<bool> {
             batch: None,
             usage_only: false,
             staging: String::new(),
+            settle: Vec::new(),
         });
     }
     if runs.is_empty() {
@@ -658,9 +668,15 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
         );
         let mut batcher = UsageBatcher::new(writer.schema().clone(), &log.run_id);
         let mut reader = log.reader()?;
+        let mut cost_by_day: std::collections::BTreeMap<String, i64> = Default::default();
         while let Some(rows) = reader.next_chunk(8192)? {
             for row in &rows {
                 batcher.append(row, &mut writer).await?;
+                let day = DateTime::from_timestamp_micros(row.attempt.started_at)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d")
+                    .to_string();
+                *cost_by_day.entry(day).or_default() += row.attempt.cost_micros;
             }
         }
         batcher.flush(&mut writer).await?;
@@ -676,6 +692,11 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
                 batch: None,
                 usage_only: true,
                 staging: staging_rel.clone(),
+                // A run's log (a stream's cut logs are not tagged).
+                settle: match log.cut {
+                    None => cost_by_day.into_iter().collect(),
+                    Some(_) => Vec::new(),
+                },
             };
             let commit = commit_usage(location, run).await?;
             crash_point("after_usage_recovery_commit");

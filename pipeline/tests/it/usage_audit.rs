@@ -248,3 +248,91 @@ async fn a_run_killed_before_its_commit_has_its_calls_committed_by_the_next_run(
     );
     assert_eq!(runs, [["1", "300"]]);
 }
+
+/// With Redis, the day's spend there is `provider_usage`'s to the µUSD after
+/// runs killed mid-way and a run to the end: the run that recovers a killed
+/// run's calls settles what it spent and had not booked, and what it held
+/// reserved goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_the_day_spend_is_provider_usage_after_runs_are_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, text) = Sandbox::start_for_config(TWO_SANDBOX_PROVIDERS)
+        .await
+        .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("lftest-settle-{}-{nanos}", std::process::id());
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[redis]\nkey_prefix = \"{prefix}\"\n"),
+    )
+    .unwrap();
+    let redis_url = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let input = leads_without_phones(dir.path(), 2_000);
+    let out = dir.path().join("out").display().to_string();
+    let run = || {
+        let mut cmd = leadflow_run(&input, &out, &config);
+        cmd.args(["--redis", &redis_url]);
+        cmd
+    };
+    let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
+
+    for kill_after in [40, 120, 250] {
+        let before = served();
+        let mut child = run()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while served() < before + kill_after {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let to_the_end = finish(run()).await;
+    assert!(
+        to_the_end.status.success(),
+        "{}",
+        String::from_utf8_lossy(&to_the_end.stderr)
+    );
+
+    let recorded = rows(
+        &query(
+            &out,
+            "select cast(coalesce(sum(cost_usd), 0) * 1000000 as bigint) from provider_usage",
+        )
+        .await,
+    );
+    let cost: i64 = recorded[0][0].parse().unwrap();
+    assert!(cost > 0, "{recorded:?}");
+    // Every day the runs touched (a run may cross midnight).
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let days: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:{{budget}}:day:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (mut spent, mut reserved) = (0i64, 0i64);
+    for day in &days {
+        let (s, r): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(day)
+            .arg("spent")
+            .arg("reserved")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        spent += s.unwrap_or(0);
+        reserved += r.unwrap_or(0);
+    }
+    assert_eq!(spent, cost, "Redis's day spend vs provider_usage, in µUSD");
+    assert_eq!(reserved, 0, "the killed runs' reservations went back");
+}
