@@ -326,10 +326,7 @@ pub(crate) async fn create_if_absent(
     {
         Ok(_) => {}
         Err(object_store::Error::AlreadyExists { .. }) => {
-            let there = match location.store.get(path).await {
-                Ok(got) => got.bytes().await?,
-                Err(e) => return Err(e.into()),
-            };
+            let there = location.store.get(path).await?.bytes().await?;
             if there.as_ref() != body.as_slice() {
                 return Ok(false);
             }

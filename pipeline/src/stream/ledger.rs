@@ -83,7 +83,7 @@ pub struct StreamLedger {
     writer: String,
     /// The id of the newest cut this writer knows of in each partition it
     /// took: what its next cut follows.
-    heads: Arc<Mutex<HashMap<i32, Option<String>>>>,
+    heads: Arc<Mutex<HashMap<i32, String>>>,
     /// On local disk, held while this writer lives: whoever recovers a
     /// partition deletes the staging of writers whose lease is free.
     lease: Arc<Mutex<Option<Lease>>>,
@@ -180,8 +180,7 @@ impl StreamLedger {
             .lock()
             .expect("heads lock")
             .get(&partition)
-            .cloned()
-            .flatten();
+            .cloned();
         CommittedCut {
             topic: self.topic.clone(),
             partition,
@@ -211,8 +210,8 @@ impl StreamLedger {
         crash_point("stream_before_ledger");
         let entry = self.entry(cut.partition, cut.first);
         let created = create_if_absent(&self.location, &entry, body).await?;
-        let in_chain = match created {
-            true => match self.follows_in_chain(cut).await {
+        let in_chain = if created {
+            match self.follows_in_chain(cut).await {
                 Ok(follows) => follows,
                 Err(e) => {
                     // Not known to be in the chain: taken out of it, so its
@@ -221,8 +220,9 @@ impl StreamLedger {
                     let _ = delete_if_present(&self.location, &entry).await;
                     return Err(e);
                 }
-            },
-            false => false,
+            }
+        } else {
+            false
         };
         if !in_chain {
             if created {
@@ -242,7 +242,7 @@ impl StreamLedger {
         self.heads
             .lock()
             .expect("heads lock")
-            .insert(cut.partition, Some(cut.id.clone()));
+            .insert(cut.partition, cut.id.clone());
         crash_point("stream_after_ledger");
         Ok(())
     }
@@ -363,10 +363,11 @@ impl StreamLedger {
             None => None,
         };
         self.delete_dead_writers_staging(partition).await?;
-        self.heads
-            .lock()
-            .expect("heads lock")
-            .insert(partition, newest.map(|cut| cut.id));
+        let mut heads = self.heads.lock().expect("heads lock");
+        match newest {
+            Some(cut) => heads.insert(partition, cut.id),
+            None => heads.remove(&partition),
+        };
         Ok(through)
     }
 
@@ -411,20 +412,8 @@ impl StreamLedger {
             let Some(lease) = Lease::claim(&self.location, writer)? else {
                 continue; // a live writer's
             };
+            // Its directories too, on disk.
             delete_under(&self.location, &dir).await?;
-            if let (Some(root), Some(rel)) = (
-                &self.location.local_root,
-                dir.prefix_match(&self.location.prefix),
-            ) {
-                // The directories too (object_store leaves them).
-                let path = root.join(ObjectPath::from_iter(rel).as_ref());
-                match std::fs::remove_dir_all(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::io(&path, e));
-                    }
-                    _ => {}
-                }
-            }
             lease.release();
         }
         Ok(())

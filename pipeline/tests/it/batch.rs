@@ -520,7 +520,7 @@ async fn a_day_without_input_files_writes_a_manifest_saying_so_and_exits_0() {
 /// manifest is still there, describing the output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_loses_a_race_leaves_the_winners_manifest() {
-    use super::commit_log::{signal, stopped, wait_stopped};
+    use super::commit_log::{resume, wait_stopped};
     let dir = tempfile::tempdir().unwrap();
     let (input, out) = (dir.path().join("in"), dir.path().join("out"));
     day_file(&input, "2026-11-22", 1..21);
@@ -543,14 +543,8 @@ async fn a_batch_that_loses_a_race_leaves_the_winners_manifest() {
     );
     assert_eq!(manifest(&out, "2026-11-22")["run_id"], "winner");
 
-    std::fs::write(&gate, b"").unwrap();
     let lost = tokio::task::block_in_place(|| {
-        while paused.try_wait().unwrap().is_none() {
-            if stopped(paused.id()) {
-                signal(&paused, "-CONT");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        resume(&mut paused, &gate);
         paused.wait_with_output().unwrap()
     });
     let stderr = String::from_utf8_lossy(&lost.stderr);

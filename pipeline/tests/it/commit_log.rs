@@ -66,7 +66,7 @@ fn stop_before_commit(cmd: &mut Command, gate: &Path) {
 
 /// Lets a process stopped by [`stop_before_commit`] go on, until it ends
 /// (sending SIGCONT again whenever it stopped again before it saw the gate).
-fn resume(child: &mut Child, gate: &Path) {
+pub(crate) fn resume(child: &mut Child, gate: &Path) {
     std::fs::write(gate, b"").unwrap();
     while child.try_wait().unwrap().is_none() {
         if stopped(child.id()) {

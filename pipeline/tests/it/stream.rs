@@ -18,7 +18,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{
-    TWO_SANDBOX_PROVIDERS, example, free_addr, http_get, prometheus_samples, query, rows,
+    TWO_SANDBOX_PROVIDERS, example, free_addr, http_get, prometheus_samples, query, redis_url, rows,
 };
 
 const TOPIC: &str = "leads";
@@ -52,10 +52,6 @@ fn provider_config(dir: &Path, redis_prefix: Option<&str>) -> PathBuf {
     let path = dir.join("leadflow.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 fn unique(name: &str) -> String {

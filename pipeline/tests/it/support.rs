@@ -243,6 +243,14 @@ pub(crate) fn prometheus_samples(text: &str) -> std::collections::HashMap<String
 /// Two providers answered by a sandbox the test owns (so what it served
 /// outlives a killed run or stream), slow enough (100 ms) that a kill lands
 /// mid-run; a test that needs no wait replaces the latency.
+/// The test Redis: `REDIS_URL`, default the local one.
+pub(crate) fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+}
+
 pub(crate) const TWO_SANDBOX_PROVIDERS: &str = r#"
 [lookup]
 concurrency = 16

@@ -9,7 +9,7 @@ use std::time::Duration;
 use leadflow_pipeline::config::LeadflowConfig;
 use leadflow_sandbox::Sandbox;
 
-use super::support::{TWO_SANDBOX_PROVIDERS, config, example, query, rows, run};
+use super::support::{TWO_SANDBOX_PROVIDERS, config, example, query, redis_url, rows, run};
 
 fn example_config() -> LeadflowConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/leadflow.toml");
@@ -109,6 +109,29 @@ fn leads_without_phones(dir: &Path, n: usize) -> String {
     path.display().to_string()
 }
 
+/// Starts `run()` once per depth and kills it (SIGKILL) once the providers
+/// have served that many more requests.
+async fn kill_after_served(
+    run: impl Fn() -> Command,
+    served: &impl Fn() -> u64,
+    depths: impl IntoIterator<Item = u64>,
+) {
+    for kill_after in depths {
+        let before = served();
+        let mut child = run()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        while served() < before + kill_after {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+}
+
 /// Runs `cmd` to its end off the runtime, which serves the sandbox.
 async fn finish(mut cmd: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -142,20 +165,12 @@ async fn a_run_killed_mid_way_leaves_every_request_it_sent_in_provider_usage() {
     let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
 
     // Killed at three different depths into the run, into one output.
-    for kill_after in [40, 150, 400] {
-        let before = served();
-        let mut child = leadflow_run(&input, &out, &config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        while served() < before + kill_after {
-            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
+    kill_after_served(
+        || leadflow_run(&input, &out, &config),
+        &served,
+        [40, 150, 400],
+    )
+    .await;
 
     // `leadflow sql` on the output commits what the killed runs logged.
     let recorded = calls(&out).await;
@@ -270,10 +285,7 @@ async fn with_redis_the_day_spend_is_provider_usage_after_runs_are_killed() {
         format!("{text}\n[redis]\nkey_prefix = \"{prefix}\"\n"),
     )
     .unwrap();
-    let redis_url = std::env::var("REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let redis_url = redis_url();
     let input = leads_without_phones(dir.path(), 2_000);
     let out = dir.path().join("out").display().to_string();
     let run = || {
@@ -283,20 +295,7 @@ async fn with_redis_the_day_spend_is_provider_usage_after_runs_are_killed() {
     };
     let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
 
-    for kill_after in [40, 120, 250] {
-        let before = served();
-        let mut child = run()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        while served() < before + kill_after {
-            assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
+    kill_after_served(run, &served, [40, 120, 250]).await;
     let to_the_end = finish(run()).await;
     assert!(
         to_the_end.status.success(),

@@ -237,7 +237,7 @@ fn redis_config(test: &str) -> leadflow_fleet::RedisConfig {
         .unwrap()
         .as_nanos();
     leadflow_fleet::RedisConfig {
-        url: Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+        url: Some(super::support::redis_url()),
         key_prefix: format!("lftest-{test}-{}-{nanos}", std::process::id()),
         ..Default::default()
     }
