@@ -16,7 +16,11 @@
 //! 3. Apply each commit to the list of runs: first every run whose
 //!    `write_id` is in `replaces` keeps only its `provider_usage/` files
 //!    (as a `usage_only` run; dropped when it has none), then `run`, when
-//!    present, is appended; an `upgrade` commit sets `runs` outright.
+//!    present, is appended; an `upgrade` commit sets `runs` outright. A
+//!    `compact` commit first takes the files in its `remove` out of every
+//!    run's `files`; a `compacted` run left with no files is dropped, and
+//!    its `covers` pass to the commit's `run` (the highest `through` of
+//!    each `dir`, `topic` and `partition`).
 //! 4. The output's files are the runs' `files`, relative to the output.
 //!    A file not yet in its table (its writer is still moving it, or died
 //!    doing so) is at `{staging}/{file}`, `staging` being its run's.
@@ -33,7 +37,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{CommittedRun, Manifest};
+use super::{CommittedRun, Cover, Manifest};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
@@ -57,6 +61,10 @@ pub enum Operation {
     /// its whole state (the old manifest's runs, and any table files no
     /// commit listed, as a run named `unlisted`).
     Upgrade,
+    /// `leadflow compact`: `remove` lists the small files it rewrote (they
+    /// leave whichever run lists them), `run` is the compacted run holding
+    /// their rows (see [`super::compact`]).
+    Compact,
 }
 
 /// One version of the log.
@@ -77,7 +85,8 @@ pub struct Commit {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<String>,
     /// The files that leave the output with this commit (those of the
-    /// replaced runs outside `provider_usage/`), for whoever deletes them.
+    /// replaced runs outside `provider_usage/`, or those a compaction
+    /// rewrote), for whoever deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
     /// Their copies in the replaced runs' staging, deleted first, so a
@@ -247,8 +256,24 @@ impl Snapshot {
                 })
                 .collect();
         }
-        if let Some(run) = &commit.run {
-            self.runs.push(run.clone());
+        let mut run = commit.run.clone();
+        if commit.operation == Operation::Compact {
+            let taken: HashSet<&str> = commit.remove.iter().map(String::as_str).collect();
+            let mut passed = Vec::new();
+            self.runs.retain_mut(|r| {
+                r.files.retain(|f| !taken.contains(f.as_str()));
+                let spent = r.compacted && r.files.is_empty();
+                if spent {
+                    passed.append(&mut r.covers);
+                }
+                !spent
+            });
+            if let Some(run) = &mut run {
+                run.covers = merge_covers(run.covers.drain(..).chain(passed));
+            }
+        }
+        if let Some(run) = run {
+            self.runs.push(run);
         }
         self.version = Some(commit.version);
         self.recent.push(commit);
@@ -257,6 +282,20 @@ impl Snapshot {
     /// The version a writer that read this snapshot commits as.
     pub fn next_version(&self) -> u64 {
         self.version.map_or(0, |v| v + 1)
+    }
+
+    /// The stream files compacted runs hold the rows of: the highest
+    /// `through` by directory, topic and partition.
+    pub fn covers(&self) -> Covers {
+        let mut covers = Covers::default();
+        for cover in self.runs.iter().flat_map(|r| &r.covers) {
+            let through = covers
+                .0
+                .entry((cover.dir.clone(), cover.topic.clone(), cover.partition))
+                .or_insert(cover.through);
+            *through = (*through).max(cover.through);
+        }
+        covers
     }
 
     /// Every file the output holds, relative to it.
@@ -288,6 +327,50 @@ impl Snapshot {
             }
         }
         Ok(commits)
+    }
+}
+
+/// The highest `through` of each `dir`, `topic` and `partition` in `covers`.
+pub(crate) fn merge_covers(covers: impl IntoIterator<Item = Cover>) -> Vec<Cover> {
+    let mut merged: std::collections::BTreeMap<(String, String, i32), i64> = Default::default();
+    for c in covers {
+        let through = merged
+            .entry((c.dir, c.topic, c.partition))
+            .or_insert(c.through);
+        *through = (*through).max(c.through);
+    }
+    merged
+        .into_iter()
+        .map(|((dir, topic, partition), through)| Cover {
+            dir,
+            topic,
+            partition,
+            through,
+        })
+        .collect()
+}
+
+/// Which stream files compactions have rewritten (see [`Cover`]).
+#[derive(Debug, Clone, Default)]
+pub struct Covers(std::collections::HashMap<(String, String, i32), i64>);
+
+impl Covers {
+    /// Whether the stream file at `rel` (relative to the output) has had
+    /// its rows compacted: it is no longer part of the output.
+    pub fn covers(&self, rel: &str) -> bool {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        crate::stream::ledger::cut_file(name).is_some_and(|(topic, partition, _, last)| {
+            self.0
+                .get(&(dir.to_string(), topic.to_string(), partition))
+                .is_some_and(|&through| last <= through)
+        })
+    }
+
+    /// The `through` of `dir`, `topic` and `partition`, if any.
+    pub fn through(&self, dir: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.0
+            .get(&(dir.to_string(), topic.to_string(), partition))
+            .copied()
     }
 }
 
@@ -394,6 +477,71 @@ impl Commit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(write_id: &str, files: &[&str]) -> CommittedRun {
+        CommittedRun {
+            run_id: write_id.into(),
+            write_id: write_id.into(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn cover(dir: &str, partition: i32, through: i64) -> Cover {
+        Cover {
+            dir: dir.into(),
+            topic: "leads".into(),
+            partition,
+            through,
+        }
+    }
+
+    #[test]
+    fn a_compaction_takes_files_from_their_runs_and_a_spent_compactions_covers_pass_on() {
+        let dir = "enriched_leads/dt=2026-12-05";
+        let mut snapshot = Snapshot::default();
+        let mut first = Commit::new(Operation::Run, 0, None);
+        first.run = Some(run("usage", &["provider_usage/dt=2026-12-05/a.parquet"]));
+        snapshot.apply(first);
+        let mut earlier = Commit::new(Operation::Compact, 1, Some(0));
+        earlier.run = Some(CommittedRun {
+            compacted: true,
+            covers: vec![cover(dir, 0, 99), cover(dir, 1, 50)],
+            ..run("c1", &["enriched_leads/dt=2026-12-05/c1.parquet"])
+        });
+        snapshot.apply(earlier);
+        let covers = snapshot.covers();
+        assert!(covers.covers(&format!(
+            "{dir}/part-leads-0-00000000000000000090-00000000000000000099-0000.parquet"
+        )));
+        assert!(!covers.covers(&format!(
+            "{dir}/part-leads-0-00000000000000000100-00000000000000000120-0000.parquet"
+        )));
+        assert!(!covers.covers("rejects/dt=2026-12-05/part-leads-0-00000000000000000090-00000000000000000099-0000.parquet"));
+
+        let mut later = Commit::new(Operation::Compact, 2, Some(1));
+        later.remove = vec![
+            "enriched_leads/dt=2026-12-05/c1.parquet".into(),
+            "provider_usage/dt=2026-12-05/a.parquet".into(),
+        ];
+        later.run = Some(CommittedRun {
+            compacted: true,
+            covers: vec![cover(dir, 0, 200)],
+            ..run("c2", &["enriched_leads/dt=2026-12-05/c2.parquet"])
+        });
+        snapshot.apply(later);
+        let ids: Vec<(&str, usize)> = snapshot
+            .runs
+            .iter()
+            .map(|r| (r.write_id.as_str(), r.files.len()))
+            .collect();
+        // The usage run stays (its identity), the spent compaction goes.
+        assert_eq!(ids, [("usage", 0), ("c2", 1)]);
+        assert_eq!(
+            snapshot.runs[1].covers,
+            [cover(dir, 0, 200), cover(dir, 1, 50)]
+        );
+    }
 
     #[test]
     fn log_names_parse_and_strangers_do_not() {

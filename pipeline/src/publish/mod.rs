@@ -42,6 +42,7 @@
 //! leaves the new output, whose files readers find in staging until the next
 //! writer moves them.
 
+pub mod compact;
 pub mod log;
 pub mod snapshot_store;
 
@@ -86,7 +87,7 @@ pub struct Manifest {
 }
 
 /// One run's contribution to an output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CommittedRun {
     pub run_id: String,
     /// Unique per run, whatever `run_id` the user gave: it names the files.
@@ -114,6 +115,26 @@ pub struct CommittedRun {
     /// `leadflow_fleet::Fleet::settle_spend`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settle: Vec<(String, i64)>,
+    /// Written by `leadflow compact` (see [`compact`]): files that hold the
+    /// rows of others', never replaced. Dropped once a later compaction has
+    /// taken all its files, its `covers` passing to that compaction's run.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compacted: bool,
+    /// The stream files a compacted run holds the rows of (see [`Cover`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<Cover>,
+}
+
+/// Every stream file in `dir` (`enriched_leads/dt=2026-12-05`) of one
+/// topic's partition whose `last` offset is at or below `through` has had
+/// its rows compacted into a compacted run's files: readers skip it (a
+/// compaction that died before deleting it leaves it behind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cover {
+    pub dir: String,
+    pub topic: String,
+    pub partition: i32,
+    pub through: i64,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -139,6 +160,7 @@ impl CommittedRun {
             usage_only: true,
             staging: self.staging.clone(),
             settle: self.settle.clone(),
+            ..Default::default()
         })
     }
 
@@ -410,7 +432,7 @@ impl Publisher {
                 batch: batch.clone(),
                 usage_only: false,
                 staging: self.staging_rel(),
-                settle: Vec::new(),
+                ..Default::default()
             });
             let replaced_runs: Vec<String> = replaced.iter().map(|r| r.run_id.clone()).collect();
             if try_commit_staged(&self.location, &commit).await? {
@@ -490,7 +512,7 @@ impl Publisher {
             batch: None,
             usage_only: true,
             staging: self.staging_rel(),
-            settle: Vec::new(),
+            ..Default::default()
         };
         let commit = commit_usage(&self.location, run).await?;
         finish(&self.location, &commit).await
@@ -603,7 +625,7 @@ async fn upgrade(location: &Location, snapshot: &Snapshot) -> Result<bool> {
             batch: None,
             usage_only: false,
             staging: String::new(),
-            settle: Vec::new(),
+            ..Default::default()
         });
     }
     if runs.is_empty() {
@@ -697,6 +719,7 @@ pub async fn commit_dead_usage(location: &Location, remove_committed: bool) -> R
                     None => cost_by_day.into_iter().collect(),
                     Some(_) => Vec::new(),
                 },
+                ..Default::default()
             };
             let commit = commit_usage(location, run).await?;
             crash_point("after_usage_recovery_commit");

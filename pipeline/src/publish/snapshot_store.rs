@@ -4,7 +4,8 @@
 //! DataFusion lists a table's directory and reads what it finds. Through
 //! this store a listing shows exactly the files of the log's newest version
 //! (read again at every listing, so a long session sees new commits), plus
-//! the stream's committed cuts: not the files a commit under way has moved
+//! the stream's committed cuts that no compaction has rewritten (see
+//! [`super::Cover`]): not the files a commit under way has moved
 //! in early, nor those it has yet to delete. A file of that version still in
 //! its writer's staging (the writer is moving it, or died doing so) is
 //! listed under its table path and read from staging. Nothing is written:
@@ -38,6 +39,8 @@ struct View {
     files: HashSet<String>,
     staged: HashMap<String, ObjectPath>,
     stream: StreamCommits,
+    /// Stream files whose rows a compaction rewrote.
+    covers: super::log::Covers,
 }
 
 impl View {
@@ -69,6 +72,7 @@ impl View {
         Ok(View {
             plain: snapshot.version.is_none() && snapshot.legacy.is_none(),
             files: snapshot.files().into_iter().map(str::to_string).collect(),
+            covers: snapshot.covers(),
             staged,
             stream: StreamCommits::read(location).await?,
         })
@@ -161,9 +165,10 @@ impl SnapshotStore {
             };
             let held = view.plain
                 || view.files.contains(&rel)
-                || view
+                || (view
                     .stream
-                    .holds(meta.location.filename().unwrap_or_default());
+                    .holds(meta.location.filename().unwrap_or_default())
+                    && !view.covers.covers(&rel));
             if held {
                 meta.location = ObjectPath::from(rel.as_str());
                 seen.insert(rel);

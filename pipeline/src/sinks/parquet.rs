@@ -38,8 +38,11 @@ pub struct ParquetSinkConfig {
     /// NULL, or tables without it, go to `default_dt`.
     pub dt_column: Option<String>,
     pub default_dt: NaiveDate,
-    /// A file is closed and the next one started past this many rows.
+    /// A file is closed and the next one started past this many rows …
     pub max_rows_per_file: usize,
+    /// … or past about this many bytes (its written row groups and the one
+    /// being built, encoded).
+    pub max_file_bytes: usize,
     /// A row group is closed past this many rows …
     pub row_group_rows: usize,
     /// … or when the row groups being built in this writer hold more than this.
@@ -59,6 +62,7 @@ impl ParquetSinkConfig {
             dt_column: dt_column.map(str::to_string),
             default_dt,
             max_rows_per_file: 1024 * 1024,
+            max_file_bytes: usize::MAX,
             row_group_rows: 1024 * 1024,
             buffer_bytes: 8 * 1024 * 1024,
         }
@@ -263,7 +267,8 @@ impl PartitionedWriter {
         let file = self.open.get_mut(&day).expect("opened above");
         file.writer.write(batch).await?;
         file.rows += batch.num_rows();
-        if file.rows >= self.config.max_rows_per_file {
+        let bytes = file.writer.bytes_written() + file.writer.in_progress_size();
+        if file.rows >= self.config.max_rows_per_file || bytes >= self.config.max_file_bytes {
             let file = self.open.remove(&day).expect("present");
             self.finish(file).await?;
         }

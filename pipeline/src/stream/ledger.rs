@@ -510,7 +510,7 @@ impl StreamLedger {
 
 /// The topic, partition and offsets in a cut's file name,
 /// `part-{topic}-{partition}-{first}-{last}-{seq}.parquet`.
-fn cut_file(file_name: &str) -> Option<(&str, i32, i64, i64)> {
+pub(crate) fn cut_file(file_name: &str) -> Option<(&str, i32, i64, i64)> {
     let stem = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?;
     let mut fields = stem.rsplitn(5, '-');
     let _seq = fields.next()?;
@@ -530,6 +530,8 @@ fn cut_file(file_name: &str) -> Option<(&str, i32, i64, i64)> {
 #[derive(Debug, Default)]
 pub struct StreamCommits {
     through: HashMap<(String, i32), i64>,
+    /// The first offset of each partition's newest entry in its chain.
+    newest_first: HashMap<(String, i32), i64>,
 }
 
 impl StreamCommits {
@@ -570,13 +572,28 @@ impl StreamCommits {
                 _ => {}
             }
         }
+        let mut newest_first = HashMap::new();
         for ((topic, partition), first) in newest {
             let ledger = StreamLedger::new(location.clone(), &topic);
             let cut = ledger.newest(partition, first).await?;
+            newest_first.insert((topic.clone(), partition), cut.first);
             let highest = through.entry((topic, partition)).or_insert(cut.last);
             *highest = (*highest).max(cut.last);
         }
-        Ok(Self { through })
+        Ok(Self {
+            through,
+            newest_first,
+        })
+    }
+
+    /// The highest offset below the newest cut of `topic`'s `partition`:
+    /// every file of a cut at or below it has been moved into its table
+    /// (a cut's files are, before the next cut of its partition commits).
+    /// `None` for a partition without a chain.
+    pub fn settled_through(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.newest_first
+            .get(&(topic.to_string(), partition))
+            .map(|first| first - 1)
     }
 
     /// Whether the output has a stream ledger at all.

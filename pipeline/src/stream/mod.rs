@@ -37,10 +37,10 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::config::LeadflowConfig;
+use crate::run::{OutputCounts, Plan, RunStamp, session};
 use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, crash_point, relative_to};
-use crate::run::{OutputCounts, Plan, RunStamp, session};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
 use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
 use crate::sinks::rejects::RejectBatcher;
@@ -65,6 +65,9 @@ pub struct StreamConfig {
     /// Workers running the query (each owns the partitions `p % workers`).
     pub workers: usize,
     pub providers: LeadflowConfig,
+    /// Compacts the output's stream files once they are this old (see
+    /// [`crate::publish::compact`]); `None`: never.
+    pub compact_after: Option<Duration>,
 }
 
 /// What a stream did, printed when it stops.
@@ -103,7 +106,15 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         .unzip();
     let (providers, waterfalls) =
         Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
+    let compactor = config
+        .compact_after
+        .map(|after| tokio::spawn(compact_every(location.clone(), after)));
     let result = run_workers(&config, &location, waterfalls, usage, journals, stop).await;
+    if let Some(compactor) = compactor {
+        // A compaction cut short leaves the output as it was, or committed
+        // (its moves finished by the next writer).
+        compactor.abort();
+    }
     if result.is_err() {
         // A failed worker left its cut's log closed: its calls go in now.
         if let Err(e) = crate::publish::commit_dead_usage(&location, true).await {
@@ -130,6 +141,34 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         elapsed: started.elapsed(),
         out: config.out,
     })
+}
+
+/// Compacts the stream files older than `after`, every quarter of it (at
+/// least every second, at most every 15 minutes). Two streams into one
+/// output may both try: the commit's conflict check lets one win.
+async fn compact_every(location: storage::Location, after: Duration) {
+    use crate::publish::compact::{CompactOptions, compact};
+    let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
+    let options = CompactOptions {
+        older_than: after,
+        ..Default::default()
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        match compact(&location, &options).await {
+            Ok(done) if done.version.is_some() => tracing::info!(
+                version = done.version,
+                dirs = done.dirs,
+                files_in = done.files_in,
+                files_out = done.files_out,
+                rows = done.rows,
+                "compacted the stream's files"
+            ),
+            Ok(_) => {}
+            Err(Error::Conflict(why)) => tracing::debug!(why, "compaction skipped"),
+            Err(e) => tracing::warn!(error = %e, "compaction failed; the next try is in {every:?}"),
+        }
+    }
 }
 
 async fn run_workers(

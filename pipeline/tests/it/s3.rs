@@ -248,3 +248,84 @@ async fn a_zombie_stream_writer_is_fenced_on_s3() {
     let stem = |first, last| format!("part-{}-0000.parquet", owner.file_stem(0, first, last));
     assert_eq!(names, [stem(0, 99), stem(100, 249), stem(250, 259)]);
 }
+
+/// Stream cuts committed on S3, compacted: one commit rewrites every cut
+/// but each partition's newest into one file sorted by lead_id; readers
+/// count each row once before and after, and the stream's newest cuts stay
+/// for the next compaction.
+#[tokio::test]
+async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
+    use datafusion::arrow::array::{RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use leadflow_pipeline::publish::compact::{CompactOptions, compact};
+    use leadflow_pipeline::stream::ledger::{CommittedCut, StreamLedger};
+
+    let bucket = new_bucket("compact");
+    let out = format!("s3://{bucket}/out");
+    let location = leadflow_pipeline::storage::open(&out).unwrap();
+    let ledger = StreamLedger::writer(location.clone(), "leads").unwrap();
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("lead_id", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    for partition in 0..2 {
+        assert_eq!(ledger.recover(partition).await.unwrap(), None);
+        for k in 0..10i64 {
+            let (first, last) = (k * 10, k * 10 + 9);
+            let ids: Vec<String> = (first..=last)
+                .map(|o| format!("p{partition}-{:03}", 999 - o))
+                .collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    std::sync::Arc::new(StringArray::from(ids)),
+                    std::sync::Arc::new(StringArray::from(vec!["bad phone"; 10])),
+                ],
+            )
+            .unwrap();
+            let mut bytes = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), None).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let rel = format!(
+                "rejects/dt=2026-12-05/part-{}-0000.parquet",
+                ledger.file_stem(partition, first, last)
+            );
+            location
+                .store
+                .put(&ledger.staging(partition).child(&rel), bytes.into())
+                .await
+                .unwrap();
+            let cut = CommittedCut {
+                files: vec![rel],
+                ..ledger.cut(partition, first, last, &format!("cut-{partition}-{first}"))
+            };
+            ledger.commit(&cut).await.unwrap();
+            ledger.publish(&cut).await.unwrap();
+        }
+    }
+    let counts = "select count(*), count(distinct lead_id) from rejects";
+    assert_eq!(rows(&query(&out, counts).await), [["200", "200"]]);
+
+    let done = compact(&location, &CompactOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((done.files_in, done.files_out, done.rows), (18, 1, 180));
+    assert_eq!(rows(&query(&out, counts).await), [["200", "200"]]);
+    let listed: Vec<_> = location
+        .store
+        .list(Some(&location.child("rejects")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        3,
+        "one compacted file and each partition's newest cut"
+    );
+    let again = compact(&location, &CompactOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.version, None, "nothing left to compact: {again:?}");
+}

@@ -1188,3 +1188,293 @@ async fn a_consumer_paused_past_its_session_cannot_commit_what_its_successor_did
         "the paused consumer's calls are committed"
     );
 }
+
+/// `leadflow compact --data out` with `extra` arguments.
+fn compact_command(out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    command
+        .args(["compact", "--data"])
+        .arg(out)
+        .args(extra)
+        .env_remove("LEADFLOW_CRASH_AT")
+        .env_remove("LEADFLOW_STOP_AT");
+    command
+}
+
+/// The Parquet files in `out/table`'s directories, by directory.
+fn files_by_dir(out: &Path, table: &str) -> std::collections::BTreeMap<PathBuf, usize> {
+    let mut dirs = std::collections::BTreeMap::new();
+    for file in super::support::files_under(&out.join(table)) {
+        if file.extension().is_some_and(|e| e == "parquet") {
+            *dirs
+                .entry(file.parent().unwrap().to_path_buf())
+                .or_default() += 1;
+        }
+    }
+    dirs
+}
+
+/// The lead ids of a Parquet file, in file order.
+fn lead_ids(file: &Path) -> Vec<String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("lead_id").unwrap();
+        let column =
+            datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8)
+                .unwrap();
+        let strings = column.as_string::<i32>();
+        ids.extend((0..strings.len()).map(|i| strings.value(i).to_string()));
+    }
+    ids
+}
+
+/// 3,000 leads streamed in cuts of 100 over 4 partitions: tens of small
+/// files per table. A compaction killed right after its commit already
+/// shows readers the new version (the old files, still there, are skipped);
+/// the next one finishes it. After it each partition directory holds one
+/// file sorted by lead_id plus the files of each partition's newest cut,
+/// and every lead is there once, for leadflow and for a directory reader.
+#[tokio::test]
+async fn compaction_rewrites_a_streams_small_files_and_a_kill_after_its_commit_loses_nothing() {
+    let kafka = kafka(4);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    send_leads(&producer, 0, 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let extra = ["--batch-rows", "100", "--compact-after", "off"];
+    let mut child = spawn_stream(&kafka, "compact", &out, &extra);
+    wait_for_output(&out, 3000, 0, &mut child);
+    wait_until_committed_to_end(&kafka, "compact", &mut child);
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+    let before: usize = files_by_dir(&out, "enriched_leads").values().sum();
+    assert!(
+        before >= 30,
+        "{before} files: the test needs many small ones"
+    );
+
+    let killed = compact_command(&out, &[])
+        .env("LEADFLOW_CRASH_AT", "compact_after_commit")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    assert_each_lead_once(&out, 3000).await;
+
+    let done = compact_command(&out, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing to compact"), "{stderr}");
+    assert_each_lead_once(&out, 3000).await;
+    assert_eq!(
+        visible_rows(&out, "enriched_leads"),
+        3000,
+        "no file twice on disk"
+    );
+    for (dir, files) in files_by_dir(&out, "enriched_leads") {
+        // One compacted file, and at most the newest cut of each partition.
+        assert!(files <= 1 + 4, "{}: {files} files", dir.display());
+    }
+    let compacted: Vec<PathBuf> = super::support::files_under(&out.join("enriched_leads"))
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            !name.starts_with(&format!("part-{TOPIC}-"))
+        })
+        .collect();
+    assert_eq!(compacted.len(), 1, "{compacted:?}");
+    let ids = lead_ids(&compacted[0]);
+    assert!(ids.len() > 2500, "{} rows compacted", ids.len());
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "sorted by lead_id");
+}
+
+/// Two compactions of one output at once: the one paused before its
+/// commit finds the other's and fails (exit 3), committing nothing; the
+/// output is the other's, each lead once.
+#[tokio::test]
+async fn of_two_compactions_at_once_one_commits_and_the_other_changes_nothing() {
+    use super::commit_log::{resume, wait_stopped};
+    let kafka = kafka(2);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    send_leads(&producer, 0, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let extra = ["--batch-rows", "50", "--compact-after", "off"];
+    let mut child = spawn_stream(&kafka, "twice", &out, &extra);
+    wait_for_output(&out, 1000, 0, &mut child);
+    wait_until_committed_to_end(&kafka, "twice", &mut child);
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+
+    let gate = dir.path().join("resume");
+    let mut paused = compact_command(&out, &[])
+        .env("LEADFLOW_STOP_AT", "before_commit")
+        .env("LEADFLOW_STOP_UNTIL", &gate)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stopped(&mut paused);
+    let first = compact_command(&out, &[]).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_each_lead_once(&out, 1000).await;
+    resume(&mut paused, &gate);
+    let output = paused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("another compaction"), "{stderr}");
+    assert_each_lead_once(&out, 1000).await;
+    assert_eq!(visible_rows(&out, "enriched_leads"), 1000);
+    let staging = out.join("_leadflow/staging");
+    let left = std::fs::read_dir(&staging).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the loser's staged files are gone");
+}
+
+/// A live stream compacting its own files every second while a batch of
+/// the example runs into the same output and a reader looks again and
+/// again: the reader never sees a lead twice, and the end holds every lead.
+#[tokio::test]
+async fn a_stream_compacts_while_it_writes_and_a_run_commits_and_readers_never_see_a_lead_twice() {
+    let kafka = kafka(3);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let log = dir.path().join("stream.log");
+    let extra = ["--batch-rows", "40", "--compact-after", "0"];
+    let mut child = spawn_logged_stream(&kafka, "live", &out, &extra, &log);
+    let reader_out = out.display().to_string();
+    let mut looks = 0;
+    for round in 0..6 {
+        send_leads(&producer, round * 500, (round + 1) * 500);
+        if round == 2 {
+            let run = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+                .args(["run", "--input", &example(), "--out", &reader_out])
+                .env_remove("LEADFLOW_CONFIG")
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+        let got = rows(
+            &query(
+                &reader_out,
+                "select count(*), count(distinct lead_id) from enriched_leads",
+            )
+            .await,
+        );
+        assert_eq!(got[0][0], got[0][1], "a lead twice at look {looks}");
+        looks += 1;
+    }
+    wait_for_log(&log, "compacted the stream's files", 1, &mut child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = rows(
+            &query(
+                &reader_out,
+                "select count(*), count(distinct lead_id) from enriched_leads",
+            )
+            .await,
+        );
+        assert_eq!(got[0][0], got[0][1], "a lead twice at look {looks}");
+        looks += 1;
+        if got[0][0] == (3000 + 400).to_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stuck at {:?}", got[0]);
+    }
+    let (status, _) = terminate(child);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_each_lead_once(&out, 3400).await;
+}
+
+/// Waits until leadflow reads `leads` leads in `out` (a directory reader
+/// may see a killed compaction's old files beside its new ones).
+async fn wait_for_leads(out: &Path, leads: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let out = out.display().to_string();
+    loop {
+        let got = rows(&query(&out, "select count(*) from enriched_leads").await);
+        if got[0][0] == leads.to_string() {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the stream exited");
+        assert!(
+            Instant::now() < deadline,
+            "waited 120 s for {leads} leads: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A compaction SIGKILLed at 15 moments, beside a live stream that cuts
+/// new small files between the kills: every look through leadflow finds
+/// each lead once; the last compaction, left to finish, leaves each lead
+/// once on disk as well.
+#[tokio::test]
+async fn a_compaction_killed_at_random_moments_beside_a_live_stream_loses_and_doubles_nothing() {
+    let kafka = kafka(2);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let extra = ["--batch-rows", "25", "--compact-after", "off"];
+    let mut stream = spawn_stream(&kafka, "kills", &out, &extra);
+    // Moments spread over a compaction's life (it takes some hundreds of
+    // milliseconds here), in an order no one tuned.
+    let moments = [
+        5u64, 140, 60, 260, 20, 330, 90, 180, 10, 400, 45, 220, 120, 300, 75,
+    ];
+    let mut sent = 0;
+    for (kill, ms) in moments.iter().enumerate() {
+        send_leads(&producer, sent, sent + 200);
+        sent += 200;
+        wait_for_leads(&out, sent, &mut stream).await;
+        let mut compaction = compact_command(&out, &[])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*ms));
+        let _ = compaction.kill();
+        compaction.wait().unwrap();
+        let got = rows(
+            &query(
+                &out.display().to_string(),
+                "select count(*), count(distinct lead_id) from enriched_leads",
+            )
+            .await,
+        );
+        assert_eq!(
+            got[0],
+            [sent.to_string(), sent.to_string()],
+            "after kill {kill} at {ms} ms"
+        );
+    }
+    wait_until_committed_to_end(&kafka, "kills", &mut stream);
+    let (status, stderr) = terminate(stream);
+    assert!(status.success(), "{stderr}");
+    let done = compact_command(&out, &[]).output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_each_lead_once(&out, sent).await;
+    assert_eq!(visible_rows(&out, "enriched_leads"), sent as i64);
+}

@@ -72,6 +72,17 @@ pub(crate) enum Command {
         leads are reported and not sent. The key of each message is its lead_id."
     )]
     Produce(ProduceArgs),
+    /// Rewrite an output's small files (the stream's, one per cut) into few large ones, as one commit.
+    #[command(after_help = "Examples:\n  leadflow compact --data out\n  \
+        leadflow compact --data s3://leads/enriched --table enriched_leads --dt 2026-12-04 --target-mb 256\n\n\
+        Each dt= partition's small files (stream cuts, recovered provider calls, earlier compactions' small\n\
+        files) become files of about --target-mb, rows sorted by lead_id. Readers through leadflow (sql,\n\
+        report) see the old files or the new, never both; runs, batches and streams keep writing meanwhile.\n\
+        A run's own leads and rejects stay in its files (a rerun replaces them as a unit). `leadflow\n\
+        stream` compacts by itself (--compact-after).\n\n\
+        Exit codes: 0 done (or nothing to do); 2 bad arguments; 3 another compaction of the same\n\
+        partitions committed first, or a service failed (run it again).")]
+    Compact(CompactArgs),
     /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
     #[command(
         after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
@@ -291,6 +302,10 @@ pub(crate) struct StreamArgs {
     /// partitions this many seconds after it joined, naming the last Kafka error.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) join_timeout_secs: u64,
+    /// Compact the output's stream files once they are this old (one file per ~128 MB per table and
+    /// day, plus the recent ones); `off` leaves them to `leadflow compact`.
+    #[arg(long, default_value = "1h", value_name = "DURATION|off", value_parser = parse_optional_duration)]
+    pub(crate) compact_after: OrOff,
 }
 
 #[derive(Debug, clap::Args)]
@@ -302,6 +317,64 @@ pub(crate) struct ProduceArgs {
     pub(crate) inputs: Vec<String>,
     #[command(flatten)]
     pub(crate) leads: LeadFileArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompactArgs {
+    /// The output directory or s3:// prefix.
+    #[arg(long)]
+    pub(crate) data: String,
+    /// Only this table (enriched_leads, provider_usage, rejects). Repeatable; default: all three.
+    #[arg(long = "table", value_name = "TABLE", value_parser = ["enriched_leads", "provider_usage", "rejects"])]
+    pub(crate) tables: Vec<String>,
+    /// Only this day's partition (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) dt: Option<chrono::NaiveDate>,
+    /// About how large a compacted file grows, in MB; files under half of it are compacted again.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub(crate) target_mb: u64,
+    /// Leave stream files written more recently than this (e.g. 1h, 30m, 0).
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) older_than: std::time::Duration,
+}
+
+/// `90s`, `30m`, `1h`, `2d` or `0`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}`: give a unit: s, m, h or d (e.g. 1h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a number and a unit (e.g. 30m)"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}`; use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
+}
+
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OrOff(pub(crate) Option<std::time::Duration>);
+
+/// [`parse_duration`], or `off`.
+fn parse_optional_duration(text: &str) -> Result<OrOff, String> {
+    match text.trim() {
+        "off" | "never" => Ok(OrOff(None)),
+        other => parse_duration(other)
+            .map(|d| OrOff(Some(d)))
+            .map_err(|e| format!("{e}, or `off`")),
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -200,11 +200,42 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<()> {
         run_id: args.run_id.unwrap_or_else(|| new_run_id("stream")),
         workers: args.workers.map_or_else(cores, usize::from),
         providers: with_redis(load_config(args.config.as_deref())?, args.redis),
+        compact_after: args.compact_after.0,
     };
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(stop.clone()));
     let summary = leadflow_pipeline::stream::stream(config, stop).await?;
     err!("{summary}");
+    Ok(())
+}
+
+pub(crate) async fn compact(args: CompactArgs) -> anyhow::Result<()> {
+    use leadflow_pipeline::publish::compact::{CompactOptions, compact};
+    let location = leadflow_pipeline::storage::open(&args.data)?;
+    let options = CompactOptions {
+        tables: args.tables,
+        dt: args.dt,
+        target_bytes: args.target_mb * 1024 * 1024,
+        older_than: args.older_than,
+    };
+    let done = compact(&location, &options).await?;
+    match done.version {
+        None => err!("{}: nothing to compact", args.data),
+        Some(version) => err!(
+            "{}: version {version}: {} partition(s), {} files ({:.1} MB) → {} files ({:.1} MB), {} rows{}",
+            args.data,
+            done.dirs,
+            done.files_in,
+            done.bytes_in as f64 / 1e6,
+            done.files_out,
+            done.bytes_out as f64 / 1e6,
+            done.rows,
+            match done.leftovers {
+                0 => String::new(),
+                n => format!("; {n} file(s) an earlier compaction left behind deleted"),
+            }
+        ),
+    }
     Ok(())
 }
 

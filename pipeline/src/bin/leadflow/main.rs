@@ -57,7 +57,7 @@ mod args;
 mod commands;
 
 use args::{Cli, Command, SchemaName};
-use commands::{batch, init_logging, produce, run, sandbox, sql_command, status, stream};
+use commands::{batch, compact, init_logging, produce, run, sandbox, sql_command, status, stream};
 
 fn main() {
     let cli = Cli::parse();
@@ -137,6 +137,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Stream(args) => stream(args).await,
             Command::Produce(args) => produce(args).await,
             Command::Sql(args) => sql_command(args).await,
+            Command::Compact(args) => compact(args).await,
             Command::Functions => {
                 out!("{}", sql::functions_help());
                 Ok(())

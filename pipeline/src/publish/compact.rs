@@ -1,0 +1,418 @@
+//! `leadflow compact`: a partition's small files rewritten into few large
+//! ones, as one commit.
+//!
+//! The stream writes one file per cut per table, about one a second per
+//! partition; a day of it is hundreds of thousands of files for every
+//! reader to open. A compaction reads the small files of each `dt=`
+//! directory, sorts their rows by `lead_id` (so Parquet statistics and
+//! bloom filters prune well) and writes files of about `--target-mb`. It
+//! takes:
+//!
+//! - **stream files** of committed cuts: for each topic's partition, every
+//!   file at or below a `through` offset (the newest such file older than
+//!   `--older-than`, and never a file of the partition's newest cut, whose
+//!   writer may still be moving it in). The compacted run records that
+//!   offset as a [`Cover`]: readers skip the directory's files of that
+//!   partition at or below it, so a file left behind by a kill is not read
+//!   twice, and the next compaction deletes it;
+//! - **compacted files** smaller than half the target (an earlier
+//!   compaction's, to grow them);
+//! - **`provider_usage` files of `usage_only` runs** (recovered and
+//!   replaced runs' calls, which are never replaced).
+//!
+//! A run's own leads and rejects are left in its files: a rerun replaces
+//! them as a unit.
+//!
+//! The commit removes the files it took from whichever run lists them and
+//! adds one `compacted` run; readers of the log see the old files or the
+//! new, never both, never neither. It conflicts only with another
+//! compaction of a directory it rewrites committed since it read the log
+//! (two compactions at once: the later fails and leaves everything as it
+//! was); runs, batches and stream cuts commit beside it. Memory is bounded
+//! by DataFusion's sort, which spills to disk past [`SORT_MEMORY`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use super::log::{self, Commit, Operation, Snapshot, merge_covers};
+use super::{
+    CommittedRun, Cover, Lease, STAGING, crash_point, delete_under, finish, is_usage, new_write_id,
+    relative_to, try_commit_staged,
+};
+use crate::error::{Error, Result};
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, output_schema};
+use crate::storage::Location;
+use crate::stream::ledger::{StreamCommits, cut_file};
+
+/// What the sort of one directory may hold in memory before it spills.
+pub const SORT_MEMORY: usize = 256 * 1024 * 1024;
+
+/// What to compact.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// The tables to compact; all of the output's when empty.
+    pub tables: Vec<String>,
+    /// Only this `dt=` partition.
+    pub dt: Option<NaiveDate>,
+    /// About how large a compacted file grows.
+    pub target_bytes: u64,
+    /// Stream files written more recently than this are left for later.
+    pub older_than: Duration,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            tables: Vec::new(),
+            dt: None,
+            target_bytes: 128 * 1024 * 1024,
+            older_than: Duration::ZERO,
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// The version it committed as; `None` when there was nothing to do.
+    pub version: Option<u64>,
+    /// `dt=` directories rewritten.
+    pub dirs: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+    /// Files of an earlier compaction's cuts that a kill left behind, deleted.
+    pub leftovers: usize,
+}
+
+/// One directory's plan.
+#[derive(Debug, Default)]
+struct DirPlan {
+    /// Files to rewrite, relative to the output.
+    take: Vec<String>,
+    bytes: u64,
+    /// The new `through` of each stream partition whose files it takes.
+    covers: BTreeMap<(String, i32), i64>,
+    /// Stream files an earlier compaction covers, still there.
+    leftovers: Vec<String>,
+}
+
+/// A listed file of a table.
+struct Listed {
+    rel: String,
+    size: u64,
+    modified: chrono::DateTime<Utc>,
+}
+
+/// Compacts `location`'s small files (see the module docs).
+pub async fn compact(location: &Location, options: &CompactOptions) -> Result<Compacted> {
+    let write_id = new_write_id("compaction");
+    let lease = Lease::take(location, &write_id)?;
+    let result = compact_as(location, options, &write_id).await;
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "compaction failed; deleting what it staged");
+        let staging = location.child(&format!("{STAGING}/{write_id}"));
+        if let Err(e) = delete_under(location, &staging).await {
+            tracing::warn!(error = %e, "could not delete the compaction's staged files");
+        }
+    }
+    lease.release();
+    result
+}
+
+async fn compact_as(
+    location: &Location,
+    options: &CompactOptions,
+    write_id: &str,
+) -> Result<Compacted> {
+    super::Publisher::tidy(location).await?;
+    let snapshot = Snapshot::read(location).await?;
+    let stream = StreamCommits::read(location).await?;
+    let plans = plan(location, options, &snapshot, &stream).await?;
+    let mut outcome = Compacted::default();
+    if plans.is_empty() {
+        return Ok(outcome);
+    }
+    let staging_rel = format!("{STAGING}/{write_id}");
+    let staging = location.under(&staging_rel);
+    let mut written = Vec::new();
+    let mut remove = Vec::new();
+    let mut covers = Vec::new();
+    for (dir, plan) in &plans {
+        let (table, dt) = split_dir(dir).expect("planned directories parse");
+        if plan.take.len() >= 2 {
+            let (files, rows) =
+                rewrite(location, &staging, table, dt, write_id, &plan.take, options)
+                    .await
+                    .map_err(|e| in_dir(location, dir, e))?;
+            outcome.dirs += 1;
+            outcome.files_in += plan.take.len();
+            outcome.bytes_in += plan.bytes;
+            outcome.files_out += files.len();
+            outcome.rows += rows;
+            written.extend(files);
+            remove.extend(plan.take.iter().cloned());
+            covers.extend(
+                plan.covers
+                    .iter()
+                    .map(|((topic, partition), through)| Cover {
+                        dir: dir.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        through: *through,
+                    }),
+            );
+        }
+        outcome.leftovers += plan.leftovers.len();
+        remove.extend(plan.leftovers.iter().cloned());
+    }
+    if remove.is_empty() {
+        return Ok(outcome);
+    }
+    for file in &written {
+        if let Ok(meta) = location
+            .store
+            .head(&ObjectPath::from(file.path.as_str()))
+            .await
+        {
+            outcome.bytes_out += meta.size;
+        }
+    }
+    let ours: HashSet<&str> = plans.keys().map(String::as_str).collect();
+    let mut commit = Commit::new(
+        Operation::Compact,
+        snapshot.next_version(),
+        snapshot.version,
+    );
+    commit.remove = remove;
+    commit.run = Some(CommittedRun {
+        run_id: "compaction".into(),
+        write_id: write_id.to_string(),
+        committed_at: commit.committed_at,
+        files: relative_to(&staging, &written)?,
+        staging: staging_rel,
+        compacted: true,
+        covers: merge_covers(covers),
+        ..Default::default()
+    });
+    let mut latest = snapshot;
+    loop {
+        if try_commit_staged(location, &commit).await? {
+            latest.apply(commit.clone());
+            break;
+        }
+        latest = Snapshot::read(location).await?;
+        let since = latest.commits_after(location, commit.read_version).await?;
+        if let Some(other) = since
+            .iter()
+            .find(|c| c.operation == Operation::Compact && touches(c).any(|d| ours.contains(d)))
+        {
+            return Err(Error::Conflict(format!(
+                "{}: another compaction (version {}) rewrote some of the same partitions while \
+                 this one worked; this one committed nothing. Run it again to compact what is \
+                 left.",
+                location.url_of("").trim_end_matches('/'),
+                other.version
+            )));
+        }
+        commit.version = latest.next_version();
+        commit.committed_at = Utc::now();
+    }
+    crash_point("compact_after_commit");
+    finish(location, &commit).await?;
+    log::checkpoint_if_due(location, &latest).await;
+    outcome.version = Some(commit.version);
+    Ok(outcome)
+}
+
+/// The directories a compaction commit rewrote.
+fn touches(commit: &Commit) -> impl Iterator<Item = &str> {
+    commit
+        .remove
+        .iter()
+        .chain(commit.add())
+        .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
+}
+
+/// `table/dt=YYYY-MM-DD` as its parts.
+fn split_dir(dir: &str) -> Option<(&str, NaiveDate)> {
+    let (table, partition) = dir.split_once('/')?;
+    let day = partition.strip_prefix("dt=")?;
+    Some((table, NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?))
+}
+
+fn in_dir(location: &Location, dir: &str, e: Error) -> Error {
+    match e {
+        Error::Usage(m) => Error::Usage(format!("{}: {m}", location.url_of(dir))),
+        other => other,
+    }
+}
+
+/// What each directory of the chosen tables has to compact.
+async fn plan(
+    location: &Location,
+    options: &CompactOptions,
+    snapshot: &Snapshot,
+    stream: &StreamCommits,
+) -> Result<BTreeMap<String, DirPlan>> {
+    let covered = snapshot.covers();
+    // The runs whose files a compaction may take, by file.
+    let mut takeable: HashMap<&str, bool> = HashMap::new();
+    for run in &snapshot.runs {
+        for f in &run.files {
+            takeable.insert(f.as_str(), run.compacted || (run.usage_only && is_usage(f)));
+        }
+    }
+    let cold_before = Utc::now()
+        - chrono::Duration::from_std(options.older_than).unwrap_or(chrono::Duration::MAX);
+    let small = options.target_bytes / 2;
+    let mut plans: BTreeMap<String, DirPlan> = BTreeMap::new();
+    for table in crate::sql::OUTPUT_TABLES {
+        if !options.tables.is_empty() && !options.tables.iter().any(|t| t == table) {
+            continue;
+        }
+        let mut by_dir: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
+        let mut listing = location.store.list(Some(&location.child(table)));
+        while let Some(meta) = listing.try_next().await? {
+            let Some(parts) = meta.location.prefix_match(&location.prefix) else {
+                continue;
+            };
+            let rel = ObjectPath::from_iter(parts).to_string();
+            let Some((dir, name)) = rel.rsplit_once('/') else {
+                continue;
+            };
+            if !name.ends_with(".parquet") {
+                continue;
+            }
+            let Some((_, dt)) = split_dir(dir) else {
+                continue;
+            };
+            if options.dt.is_some_and(|d| d != dt) {
+                continue;
+            }
+            by_dir.entry(dir.to_string()).or_default().push(Listed {
+                rel: rel.clone(),
+                size: meta.size,
+                modified: meta.last_modified,
+            });
+        }
+        for (dir, files) in by_dir {
+            let mut plan = DirPlan::default();
+            // Each stream partition's files, and the newest cold one's `last`.
+            let mut cuts: HashMap<(String, i32), Vec<(i64, &Listed)>> = HashMap::new();
+            let mut through: HashMap<(String, i32), i64> = HashMap::new();
+            for file in &files {
+                let name = file.rel.rsplit('/').next().unwrap_or_default();
+                match takeable.get(file.rel.as_str()) {
+                    Some(true) if file.size < small => {
+                        plan.take.push(file.rel.clone());
+                        plan.bytes += file.size;
+                        continue;
+                    }
+                    Some(_) => continue,
+                    None => {}
+                }
+                let Some((topic, partition, _, last)) = cut_file(name) else {
+                    continue;
+                };
+                if !stream.holds(name) {
+                    continue; // not committed (or not a stream file)
+                }
+                if covered.covers(&file.rel) {
+                    plan.leftovers.push(file.rel.clone());
+                    continue;
+                }
+                let Some(settled) = stream.settled_through(topic, partition) else {
+                    continue;
+                };
+                if last > settled {
+                    continue;
+                }
+                let key = (topic.to_string(), partition);
+                if file.modified <= cold_before {
+                    let at = through.entry(key.clone()).or_insert(last);
+                    *at = (*at).max(last);
+                }
+                cuts.entry(key).or_default().push((last, file));
+            }
+            for (key, upto) in through {
+                for (last, file) in &cuts[&key] {
+                    if *last <= upto {
+                        plan.take.push(file.rel.clone());
+                        plan.bytes += file.size;
+                    }
+                }
+                plan.covers.insert(key, upto);
+            }
+            if plan.take.len() >= 2 || !plan.leftovers.is_empty() {
+                plans.insert(dir, plan);
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// Writes `take`'s rows, sorted by `lead_id` where the table has it, into
+/// files of about the target size under `staging`: the files and rows.
+async fn rewrite(
+    location: &Location,
+    staging: &Location,
+    table: &str,
+    dt: NaiveDate,
+    write_id: &str,
+    take: &[String],
+    options: &CompactOptions,
+) -> Result<(Vec<crate::sinks::parquet::WrittenFile>, u64)> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(SORT_MEMORY, 1.0)
+        .build_arc()?;
+    let config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .with_batch_size(8192);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    if location.local_root.is_none() {
+        ctx.register_object_store(&location.base_url, location.store.clone());
+    }
+    let urls: Vec<String> = take.iter().map(|rel| file_url(location, rel)).collect();
+    let mut df = ctx
+        .read_parquet(urls, ParquetReadOptions::default())
+        .await?;
+    if df.schema().has_column_with_unqualified_name("lead_id") {
+        df = df.sort(vec![col("lead_id").sort(true, false)])?;
+    }
+    let schema = output_schema(df.schema().as_arrow());
+    let mut sink = ParquetSinkConfig::new(table, write_id.to_string(), None, dt);
+    sink.max_rows_per_file = usize::MAX;
+    sink.max_file_bytes = usize::try_from(options.target_bytes).unwrap_or(usize::MAX);
+    let mut writer = PartitionedWriter::new(staging.clone(), sink, schema.clone());
+    let mut rows = 0u64;
+    let mut batches = df.execute_stream().await?;
+    while let Some(batch) = batches.next().await.transpose()? {
+        rows += batch.num_rows() as u64;
+        let batch = crate::sinks::parquet::conform(batch.columns(), &schema)?;
+        writer.write(&batch).await?;
+    }
+    let files = writer.close().await?;
+    Ok((files, rows))
+}
+
+/// A URL DataFusion reads the file at `rel` (relative to the output) from.
+fn file_url(location: &Location, rel: &str) -> String {
+    match &location.local_root {
+        Some(root) => root.join(rel).display().to_string(),
+        None => format!(
+            "{}/{}",
+            location.base_url.as_str().trim_end_matches('/'),
+            location.child(rel)
+        ),
+    }
+}
