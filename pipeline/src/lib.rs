@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod batch;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod lead;
 pub mod produce;

@@ -48,7 +48,7 @@ pub async fn context(
     // No providers: `find_phone` answers `not_run` rather than spending money
     // from an analyst's query.
     let waterfall = leadflow_waterfall::Waterfall::builder(Default::default()).build()?;
-    let ctx = crate::run::session(cores, 8192, Arc::new(waterfall));
+    let ctx = crate::engine::session(cores, 8192, Arc::new(waterfall));
     let mut registered = Vec::new();
     if let Some(data) = data {
         let location = storage::open(data)?;

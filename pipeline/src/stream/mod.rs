@@ -37,7 +37,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::config::LeadflowConfig;
-use crate::run::{OutputCounts, Plan, RunStamp, session};
+use crate::engine::{OutputCounts, Plan, RunStamp, session};
 use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, crash_point, relative_to};

@@ -1,0 +1,197 @@
+//! The enrichment engine `run` and `stream` share: a DataFusion session
+//! with leadflow's functions, the enrichment query planned once, and what
+//! its output batches add up to. `leadflow sql` uses the same session.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use leadflow_waterfall::Waterfall;
+
+use crate::error::{Error, Result};
+use crate::sinks::parquet::{conform, output_schema, run_columns};
+use crate::sinks::provider_usage::LookupTally;
+use crate::telemetry;
+
+/// What every output row of the run records about it.
+#[derive(Debug, Clone)]
+pub(crate) struct RunStamp {
+    pub(crate) run_id: String,
+    pub(crate) at_micros: i64,
+}
+
+/// The planned enrichment query, ready to run.
+pub(crate) struct Plan {
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
+    pub(crate) task_ctx: Arc<TaskContext>,
+    columns: OutputColumns,
+    /// The schema `enriched_leads` is written with.
+    pub(crate) write_schema: SchemaRef,
+    /// Whether the writers add `run_id` and `enriched_at` themselves.
+    append_run_columns: bool,
+}
+
+/// What a writer's batches add up to.
+#[derive(Debug, Default)]
+pub(crate) struct OutputCounts {
+    pub(crate) rows: u64,
+    pub(crate) valid: u64,
+    pub(crate) lookups: LookupTally,
+}
+
+impl OutputCounts {
+    /// Adds these leads and their statuses to the metrics.
+    pub(crate) fn count_in_metrics(&self) {
+        telemetry::leads_out(self.rows);
+        telemetry::lookup_statuses(&self.lookups.statuses);
+        telemetry::line_type_statuses(&self.lookups.line_types);
+    }
+
+    pub(crate) fn merge(&mut self, other: OutputCounts) {
+        self.rows += other.rows;
+        self.valid += other.valid;
+        self.lookups.merge(other.lookups);
+    }
+}
+
+impl Plan {
+    /// Plans `query`, which must read the table `leads` of `ctx` once.
+    pub(crate) async fn new(ctx: &SessionContext, query: &str) -> Result<Plan> {
+        let refused = crate::sql::Writes::Refused(
+            "an enrichment query only reads; the run writes its output (enriched_leads)",
+        );
+        let planned = crate::sql::plan(ctx, query, refused).await;
+        let df = match planned {
+            Ok(plan) => ctx.execute_logical_plan(plan).await,
+            Err(Error::DataFusion(e)) => Err(e),
+            Err(e) => return Err(Error::Usage(format!("enrichment query: {e}"))),
+        }
+        .map_err(|e| Error::Usage(format!("enrichment query: {e}")))?;
+        let scans = scans_of(df.logical_plan(), "leads")?;
+        if scans == 0 {
+            return Err(Error::Usage(
+                "enrichment query: it does not read `leads`, the table of input leads".into(),
+            ));
+        }
+        if scans > 1 {
+            return Err(Error::Usage(format!(
+                "enrichment query: it reads `leads` {scans} times; `leads` is the input as it \
+                 streams past, read once: select from it once (a self join or a UNION over \
+                 it would see part of it), and join other tables to it"
+            )));
+        }
+        let physical = df.create_physical_plan().await?;
+        let query_schema = physical.schema();
+        let write_schema = with_run_columns(&output_schema(&query_schema));
+        Ok(Plan {
+            append_run_columns: write_schema.fields().len() > query_schema.fields().len(),
+            write_schema,
+            columns: OutputColumns {
+                valid: query_schema.index_of("phone_valid").ok(),
+                status: query_schema.index_of("lookup_status").ok(),
+                line_type_status: query_schema.index_of("line_type_status").ok(),
+            },
+            task_ctx: ctx.task_ctx(),
+            physical,
+        })
+    }
+
+    /// Whether the query returns `phone_valid`, which the summary counts.
+    pub(crate) fn counts_valid(&self) -> bool {
+        self.columns.valid.is_some()
+    }
+
+    /// One of the query's output batches as it is written: counted into
+    /// `counts`, with `run_id` and `enriched_at` appended when the query
+    /// does not return them.
+    pub(crate) fn output(
+        &self,
+        batch: &RecordBatch,
+        stamp: &RunStamp,
+        counts: &mut OutputCounts,
+    ) -> Result<RecordBatch> {
+        if let Some(i) = self.columns.valid
+            && batch.column(i).data_type() == &DataType::Boolean
+        {
+            counts.valid += batch.column(i).as_boolean().true_count() as u64;
+        }
+        if let Some(i) = self.columns.status {
+            counts.lookups.add_statuses(batch.column(i))?;
+        }
+        if let Some(i) = self.columns.line_type_status {
+            counts.lookups.add_line_types(batch.column(i))?;
+        }
+        let mut out = batch.columns().to_vec();
+        if self.append_run_columns {
+            out.extend(run_columns(
+                batch.num_rows(),
+                &stamp.run_id,
+                stamp.at_micros,
+            ));
+        }
+        counts.rows += batch.num_rows() as u64;
+        conform(&out, &self.write_schema)
+    }
+}
+
+/// Where, in the query's output, the columns the summary counts are.
+#[derive(Debug, Clone, Copy)]
+struct OutputColumns {
+    valid: Option<usize>,
+    status: Option<usize>,
+    line_type_status: Option<usize>,
+}
+
+/// How many times `plan` (subqueries included) scans `table`.
+fn scans_of(plan: &datafusion::logical_expr::LogicalPlan, table: &str) -> Result<usize> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut scans = 0;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == table
+        {
+            scans += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(scans)
+}
+
+/// A DataFusion session with leadflow's UDFs, `find_phone` over `waterfall`.
+pub fn session(partitions: usize, batch_size: usize, waterfall: Arc<Waterfall>) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_batch_size(batch_size)
+        .with_information_schema(true);
+    // No cache of directory listings: `leadflow sql` lists an output's
+    // tables through the commit log at each query (see
+    // `publish::snapshot_store`), so a shell sees each new version.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_cache_manager(
+            datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                .with_list_files_cache_limit(0),
+        )
+        .build_arc()
+        .expect("a default runtime builds");
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    leadflow_udfs::register_all(&ctx);
+    leadflow_udfs::register_waterfall(&ctx, waterfall);
+    ctx
+}
+
+pub(crate) fn with_run_columns(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let has = |name: &str| schema.index_of(name).is_ok();
+    if !has("run_id") && !has("enriched_at") {
+        for f in leadflow_schemas::enrichment_fields() {
+            if f.name() == "run_id" || f.name() == "enriched_at" {
+                fields.push(f);
+            }
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
