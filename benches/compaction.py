@@ -69,6 +69,7 @@ def main():
     parser.add_argument("--hours", type=float, default=1.0)
     parser.add_argument("--data", type=Path)
     parser.add_argument("--target-mb", type=int, default=128)
+    parser.add_argument("--config", help="a leadflow config for the stream (provider_usage too)")
     args = parser.parse_args()
     cores = os.cpu_count()
     work = TARGET / "compaction-bench"
@@ -79,6 +80,7 @@ def main():
         print(f"writing {leads:,} leads through the stream in cuts of 167 over 6 partitions …")
         wall, _, _ = timed_child(
             [TARGET / "stream_e2e", "--leads", str(leads), "--partitions", "6",
+             *(["--config", args.config] if args.config else []),
              "--", "--batch-rows", "167", "--compact-after", "off"]
         )
         source = TARGET / "stream-e2e"
@@ -106,28 +108,28 @@ def main():
         print("duckdb is not installed (pip install duckdb): no reader timings")
         return
     con = duckdb.connect()
+    # One day: the dt with the most rows, as small files, compacted, and
+    # the same rows in one file written by DuckDB.
+    day = max(before["enriched_leads"], key=before["enriched_leads"].get)
     one = work / "one.parquet"
     con.execute(
-        f"COPY (SELECT * FROM read_parquet('{small}/enriched_leads/*/*.parquet')) "
+        f"COPY (SELECT * FROM read_parquet('{small}/enriched_leads/{day}/*.parquet')) "
         f"TO '{one}' (FORMAT parquet)"
     )
     sources = {
-        "small files": f"read_parquet('{small}/enriched_leads/*/*.parquet')",
-        "compacted": f"read_parquet('{compacted}/enriched_leads/*/*.parquet')",
+        "small files": f"read_parquet('{small}/enriched_leads/{day}/*.parquet')",
+        "compacted": f"read_parquet('{compacted}/enriched_leads/{day}/*.parquet')",
         "one file": f"read_parquet('{one}')",
     }
     rows = {name: con.execute(f"SELECT count(*) FROM {src}").fetchone()[0] for name, src in sources.items()}
     assert len(set(rows.values())) == 1, rows
-    print(f"DuckDB {duckdb.__version__}, {next(iter(rows.values())):,} rows, best of 5:")
-    base = {}
+    print(f"DuckDB {duckdb.__version__}, {day}: {next(iter(rows.values())):,} rows, best of 5:")
     for label, sql in (
         ("count(*)", "SELECT count(*) FROM {src}"),
         ("group by country", "SELECT country, count(*) FROM {src} GROUP BY 1"),
+        ("one lead", "SELECT * FROM {src} WHERE lead_id = (SELECT min(lead_id) FROM " + sources["one file"] + ")"),
     ):
-        for name, src in sources.items():
-            seconds = best_of(con, sql.format(src=src))
-            base.setdefault(label, {})[name] = seconds
-        t = base[label]
+        t = {name: best_of(con, sql.format(src=src)) for name, src in sources.items()}
         print(
             f"  {label}: small files {t['small files'] * 1000:.1f} ms, compacted "
             f"{t['compacted'] * 1000:.1f} ms, one file {t['one file'] * 1000:.1f} ms "

@@ -10,8 +10,8 @@
 //!
 //! - **stream files** of committed cuts: for each topic's partition, every
 //!   file at or below a `through` offset (the newest such file older than
-//!   `--older-than`, and never a file of the partition's newest cut, whose
-//!   writer may still be moving it in). The compacted run records that
+//!   `--older-than`, and never a file of a cut whose files are still being
+//!   moved in: see [`StreamCommits::settled`]). The compacted run records that
 //!   offset as a [`Cover`]: readers skip the directory's files of that
 //!   partition at or below it, so a file left behind by a kill is not read
 //!   twice, and the next compaction deletes it;
@@ -32,14 +32,20 @@
 //! by DataFusion's sort, which spills to disk past [`SORT_MEMORY`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 
 use super::log::{self, Commit, Operation, Snapshot, merge_covers};
 use super::{
@@ -52,7 +58,7 @@ use crate::storage::Location;
 use crate::stream::ledger::{StreamCommits, cut_file};
 
 /// What the sort of one directory may hold in memory before it spills.
-pub const SORT_MEMORY: usize = 256 * 1024 * 1024;
+pub const SORT_MEMORY: usize = 128 * 1024 * 1024;
 
 /// What to compact.
 #[derive(Debug, Clone)]
@@ -97,8 +103,10 @@ pub struct Compacted {
 /// One directory's plan.
 #[derive(Debug, Default)]
 struct DirPlan {
-    /// Files to rewrite, relative to the output.
+    /// Files to rewrite, relative to the output …
     take: Vec<String>,
+    /// … as listed.
+    metas: Vec<ObjectMeta>,
     bytes: u64,
     /// The new `through` of each stream partition whose files it takes.
     covers: BTreeMap<(String, i32), i64>,
@@ -106,11 +114,18 @@ struct DirPlan {
     leftovers: Vec<String>,
 }
 
+impl DirPlan {
+    fn add(&mut self, file: &Listed) {
+        self.take.push(file.rel.clone());
+        self.metas.push(file.meta.clone());
+        self.bytes += file.meta.size;
+    }
+}
+
 /// A listed file of a table.
 struct Listed {
     rel: String,
-    size: u64,
-    modified: chrono::DateTime<Utc>,
+    meta: ObjectMeta,
 }
 
 /// Compacts `location`'s small files (see the module docs).
@@ -150,10 +165,9 @@ async fn compact_as(
     for (dir, plan) in &plans {
         let (table, dt) = split_dir(dir).expect("planned directories parse");
         if plan.take.len() >= 2 {
-            let (files, rows) =
-                rewrite(location, &staging, table, dt, write_id, &plan.take, options)
-                    .await
-                    .map_err(|e| in_dir(location, dir, e))?;
+            let (files, rows) = rewrite(location, &staging, table, dt, write_id, plan, options)
+                .await
+                .map_err(|e| in_dir(location, dir, e))?;
             outcome.dirs += 1;
             outcome.files_in += plan.take.len();
             outcome.bytes_in += plan.bytes;
@@ -265,6 +279,7 @@ async fn plan(
     stream: &StreamCommits,
 ) -> Result<BTreeMap<String, DirPlan>> {
     let covered = snapshot.covers();
+    let settled = stream.settled(location).await?;
     // The runs whose files a compaction may take, by file.
     let mut takeable: HashMap<&str, bool> = HashMap::new();
     for run in &snapshot.runs {
@@ -301,8 +316,7 @@ async fn plan(
             }
             by_dir.entry(dir.to_string()).or_default().push(Listed {
                 rel: rel.clone(),
-                size: meta.size,
-                modified: meta.last_modified,
+                meta,
             });
         }
         for (dir, files) in by_dir {
@@ -313,9 +327,8 @@ async fn plan(
             for file in &files {
                 let name = file.rel.rsplit('/').next().unwrap_or_default();
                 match takeable.get(file.rel.as_str()) {
-                    Some(true) if file.size < small => {
-                        plan.take.push(file.rel.clone());
-                        plan.bytes += file.size;
+                    Some(true) if file.meta.size < small => {
+                        plan.add(file);
                         continue;
                     }
                     Some(_) => continue,
@@ -331,14 +344,11 @@ async fn plan(
                     plan.leftovers.push(file.rel.clone());
                     continue;
                 }
-                let Some(settled) = stream.settled_through(topic, partition) else {
-                    continue;
-                };
-                if last > settled {
+                let key = (topic.to_string(), partition);
+                if settled.get(&key).is_none_or(|&settled| last > settled) {
                     continue;
                 }
-                let key = (topic.to_string(), partition);
-                if file.modified <= cold_before {
+                if file.meta.last_modified <= cold_before {
                     let at = through.entry(key.clone()).or_insert(last);
                     *at = (*at).max(last);
                 }
@@ -347,8 +357,7 @@ async fn plan(
             for (key, upto) in through {
                 for (last, file) in &cuts[&key] {
                     if *last <= upto {
-                        plan.take.push(file.rel.clone());
-                        plan.bytes += file.size;
+                        plan.add(file);
                     }
                 }
                 plan.covers.insert(key, upto);
@@ -369,22 +378,43 @@ async fn rewrite(
     table: &str,
     dt: NaiveDate,
     write_id: &str,
-    take: &[String],
+    plan: &DirPlan,
     options: &CompactOptions,
 ) -> Result<(Vec<crate::sinks::parquet::WrittenFile>, u64)> {
+    // The sorters share the pool fairly and spill past their share; the
+    // merges that cannot spill have their memory set aside up front.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(SORT_MEMORY, 1.0)
+        .with_memory_pool(Arc::new(FairSpillPool::new(SORT_MEMORY)))
         .build_arc()?;
-    let config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    // One sorter: its spills merge within its own reservation (sorters on
+    // several partitions would need a merge above them that cannot spill).
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
         .with_batch_size(8192);
+    config.options_mut().execution.sort_spill_reservation_bytes = SORT_MEMORY / 8;
+    // Thousands of small files: no statistics kept per file (nothing is
+    // pruned; every row is read).
+    config.options_mut().execution.collect_statistics = false;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    if location.local_root.is_none() {
-        ctx.register_object_store(&location.base_url, location.store.clone());
-    }
-    let urls: Vec<String> = take.iter().map(|rel| file_url(location, rel)).collect();
+    // One table path whose listing is the chosen files: DataFusion lists
+    // every table path at once, which thousands of file paths would make
+    // thousands of open directories.
+    let url = url::Url::parse("leadflow-compact://chosen/").expect("a valid URL");
+    ctx.register_object_store(
+        &url,
+        Arc::new(Chosen {
+            store: location.store.clone(),
+            files: plan.metas.clone(),
+        }),
+    );
+    let prefix = plan.metas[0]
+        .location
+        .as_ref()
+        .rsplit_once('/')
+        .map_or("", |(dir, _)| dir)
+        .to_string();
     let mut df = ctx
-        .read_parquet(urls, ParquetReadOptions::default())
+        .read_parquet(format!("{url}{prefix}/"), ParquetReadOptions::default())
         .await?;
     if df.schema().has_column_with_unqualified_name("lead_id") {
         df = df.sort(vec![col("lead_id").sort(true, false)])?;
@@ -405,14 +435,101 @@ async fn rewrite(
     Ok((files, rows))
 }
 
-/// A URL DataFusion reads the file at `rel` (relative to the output) from.
-fn file_url(location: &Location, rel: &str) -> String {
-    match &location.local_root {
-        Some(root) => root.join(rel).display().to_string(),
-        None => format!(
-            "{}/{}",
-            location.base_url.as_str().trim_end_matches('/'),
-            location.child(rel)
-        ),
+/// The files a compaction rewrites, as a read-only store: listings show
+/// only them, reads go to the output's store.
+#[derive(Debug)]
+struct Chosen {
+    store: Arc<dyn ObjectStore>,
+    files: Vec<ObjectMeta>,
+}
+
+impl std::fmt::Display for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the files a compaction rewrites ({})", self.store)
+    }
+}
+
+fn read_only() -> object_store::Error {
+    object_store::Error::NotImplemented {
+        operation: "write".into(),
+        implementer: "leadflow compact's view of its input".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Chosen {
+    async fn put_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(read_only())
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        _: &ObjectPath,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only())
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.store.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        locations.map(|_| Err(read_only())).boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let prefix = prefix.cloned().unwrap_or_default();
+        let files: Vec<_> = self
+            .files
+            .iter()
+            .filter(|m| m.location.prefix_matches(&prefix))
+            .cloned()
+            .map(Ok)
+            .collect();
+        futures::stream::iter(files).boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        let prefix = prefix.cloned().unwrap_or_default();
+        let depth = prefix.parts().count();
+        Ok(ListResult {
+            common_prefixes: Vec::new(),
+            objects: self
+                .files
+                .iter()
+                .filter(|m| {
+                    m.location.prefix_matches(&prefix) && m.location.parts().count() == depth + 1
+                })
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn copy_opts(
+        &self,
+        _: &ObjectPath,
+        _: &ObjectPath,
+        _: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(read_only())
     }
 }

@@ -530,8 +530,8 @@ pub(crate) fn cut_file(file_name: &str) -> Option<(&str, i32, i64, i64)> {
 #[derive(Debug, Default)]
 pub struct StreamCommits {
     through: HashMap<(String, i32), i64>,
-    /// The first offset of each partition's newest entry in its chain.
-    newest_first: HashMap<(String, i32), i64>,
+    /// Each partition's newest entry in its chain.
+    newest: HashMap<(String, i32), CommittedCut>,
 }
 
 impl StreamCommits {
@@ -572,28 +572,45 @@ impl StreamCommits {
                 _ => {}
             }
         }
-        let mut newest_first = HashMap::new();
+        let mut cuts = HashMap::new();
         for ((topic, partition), first) in newest {
             let ledger = StreamLedger::new(location.clone(), &topic);
             let cut = ledger.newest(partition, first).await?;
-            newest_first.insert((topic.clone(), partition), cut.first);
-            let highest = through.entry((topic, partition)).or_insert(cut.last);
+            let highest = through
+                .entry((topic.clone(), partition))
+                .or_insert(cut.last);
             *highest = (*highest).max(cut.last);
+            cuts.insert((topic, partition), cut);
         }
         Ok(Self {
             through,
-            newest_first,
+            newest: cuts,
         })
     }
 
-    /// The highest offset below the newest cut of `topic`'s `partition`:
-    /// every file of a cut at or below it has been moved into its table
-    /// (a cut's files are, before the next cut of its partition commits).
-    /// `None` for a partition without a chain.
-    pub fn settled_through(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.newest_first
-            .get(&(topic.to_string(), partition))
-            .map(|first| first - 1)
+    /// For each partition with a chain, the highest offset whose cuts'
+    /// files are all in their tables and will never be moved again: a
+    /// cut's files are moved in before the next cut of its partition
+    /// commits, so every cut below the newest; the newest too once none
+    /// of its files is left to move (its writer, or whoever recovers it,
+    /// then finds nothing staged).
+    pub async fn settled(&self, location: &Location) -> Result<HashMap<(String, i32), i64>> {
+        let mut settled = HashMap::new();
+        for (key, cut) in &self.newest {
+            let mut moved = true;
+            for rel in &cut.files {
+                match location.store.head(&location.child(rel)).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => {
+                        moved = false;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            settled.insert(key.clone(), if moved { cut.last } else { cut.first - 1 });
+        }
+        Ok(settled)
     }
 
     /// Whether the output has a stream ledger at all.

@@ -249,15 +249,57 @@ async fn a_zombie_stream_writer_is_fenced_on_s3() {
     assert_eq!(names, [stem(0, 99), stem(100, 249), stem(250, 259)]);
 }
 
-/// Stream cuts committed on S3, compacted: one commit rewrites every cut
-/// but each partition's newest into one file sorted by lead_id; readers
-/// count each row once before and after, and the stream's newest cuts stay
-/// for the next compaction.
-#[tokio::test]
-async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
+/// Stages a stream file of `partition`'s cut `first..=last` (number
+/// `seq`) holding one reject per offset in `offsets`: its path in the output.
+async fn stage_cut_file(
+    location: &leadflow_pipeline::storage::Location,
+    ledger: &leadflow_pipeline::stream::ledger::StreamLedger,
+    (partition, first, last, seq): (i32, i64, i64, usize),
+    offsets: std::ops::RangeInclusive<i64>,
+) -> String {
     use datafusion::arrow::array::{RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::parquet::arrow::ArrowWriter;
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("lead_id", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    let ids: Vec<String> = offsets
+        .map(|o| format!("p{partition}-{:03}", 999 - o))
+        .collect();
+    let reasons = vec!["bad phone"; ids.len()];
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(StringArray::from(ids)),
+            std::sync::Arc::new(StringArray::from(reasons)),
+        ],
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let rel = format!(
+        "rejects/dt=2026-12-05/part-{}-{seq:04}.parquet",
+        ledger.file_stem(partition, first, last)
+    );
+    location
+        .store
+        .put(&ledger.staging(partition).child(&rel), bytes.into())
+        .await
+        .unwrap();
+    rel
+}
+
+/// Stream cuts committed on S3 and moved in, compacted: one commit
+/// rewrites them all into one file; readers count each row once before
+/// and after, and a second compaction finds nothing to do. A cut whose
+/// writer died half-way through moving its two files in is left alone
+/// (the file it did move too): once the next writer moves the other one
+/// in, every row is there once.
+#[tokio::test]
+async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
     use leadflow_pipeline::publish::compact::{CompactOptions, compact};
     use leadflow_pipeline::stream::ledger::{CommittedCut, StreamLedger};
 
@@ -265,38 +307,17 @@ async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
     let out = format!("s3://{bucket}/out");
     let location = leadflow_pipeline::storage::open(&out).unwrap();
     let ledger = StreamLedger::writer(location.clone(), "leads").unwrap();
-    let schema = std::sync::Arc::new(Schema::new(vec![
-        Field::new("lead_id", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-    ]));
     for partition in 0..2 {
         assert_eq!(ledger.recover(partition).await.unwrap(), None);
         for k in 0..10i64 {
             let (first, last) = (k * 10, k * 10 + 9);
-            let ids: Vec<String> = (first..=last)
-                .map(|o| format!("p{partition}-{:03}", 999 - o))
-                .collect();
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    std::sync::Arc::new(StringArray::from(ids)),
-                    std::sync::Arc::new(StringArray::from(vec!["bad phone"; 10])),
-                ],
+            let rel = stage_cut_file(
+                &location,
+                &ledger,
+                (partition, first, last, 0),
+                first..=last,
             )
-            .unwrap();
-            let mut bytes = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), None).unwrap();
-            writer.write(&batch).unwrap();
-            writer.close().unwrap();
-            let rel = format!(
-                "rejects/dt=2026-12-05/part-{}-0000.parquet",
-                ledger.file_stem(partition, first, last)
-            );
-            location
-                .store
-                .put(&ledger.staging(partition).child(&rel), bytes.into())
-                .await
-                .unwrap();
+            .await;
             let cut = CommittedCut {
                 files: vec![rel],
                 ..ledger.cut(partition, first, last, &format!("cut-{partition}-{first}"))
@@ -311,7 +332,7 @@ async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
     let done = compact(&location, &CompactOptions::default())
         .await
         .unwrap();
-    assert_eq!((done.files_in, done.files_out, done.rows), (18, 1, 180));
+    assert_eq!((done.files_in, done.files_out, done.rows), (20, 1, 200));
     assert_eq!(rows(&query(&out, counts).await), [["200", "200"]]);
     let listed: Vec<_> = location
         .store
@@ -319,13 +340,41 @@ async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(
-        listed.len(),
-        3,
-        "one compacted file and each partition's newest cut"
-    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
     let again = compact(&location, &CompactOptions::default())
         .await
         .unwrap();
     assert_eq!(again.version, None, "nothing left to compact: {again:?}");
+
+    // Partition 0's next cut has two files; its writer moves the first in
+    // and dies. With another small file there, a compaction has work.
+    let cut = CommittedCut {
+        files: vec![
+            stage_cut_file(&location, &ledger, (0, 100, 119, 0), 100..=109).await,
+            stage_cut_file(&location, &ledger, (0, 100, 119, 1), 110..=119).await,
+        ],
+        ..ledger.cut(0, 100, 119, "cut-0-100")
+    };
+    ledger.commit(&cut).await.unwrap();
+    let staged = ledger.staging(0).child(&cut.files[0]);
+    location
+        .store
+        .rename(&staged, &location.child(&cut.files[0]))
+        .await
+        .unwrap();
+    let rel = stage_cut_file(&location, &ledger, (1, 100, 109, 0), 100..=109).await;
+    let other = CommittedCut {
+        files: vec![rel],
+        ..ledger.cut(1, 100, 109, "cut-1-100")
+    };
+    ledger.commit(&other).await.unwrap();
+    ledger.publish(&other).await.unwrap();
+    assert_eq!(rows(&query(&out, counts).await), [["220", "220"]]);
+    let done = compact(&location, &CompactOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((done.files_in, done.rows), (2, 210), "{done:?}");
+    let next = StreamLedger::writer(location.clone(), "leads").unwrap();
+    assert_eq!(next.recover(0).await.unwrap(), Some(119));
+    assert_eq!(rows(&query(&out, counts).await), [["230", "230"]]);
 }
