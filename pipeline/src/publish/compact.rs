@@ -98,6 +98,8 @@ pub struct Compacted {
     pub rows: u64,
     /// Files of an earlier compaction's cuts that a kill left behind, deleted.
     pub leftovers: usize,
+    /// Partitions that could not be compacted, with why (left as they are).
+    pub failed: Vec<String>,
 }
 
 /// One directory's plan.
@@ -130,11 +132,38 @@ struct Listed {
 
 /// Compacts `location`'s small files (see the module docs).
 pub async fn compact(location: &Location, options: &CompactOptions) -> Result<Compacted> {
+    compact_until(location, options, std::future::pending()).await
+}
+
+/// [`compact`], given up when `stop` completes first: what it staged is
+/// deleted (a commit made stays, its moves finished by the next writer).
+pub async fn compact_until(
+    location: &Location,
+    options: &CompactOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<Compacted> {
     let write_id = new_write_id("compaction");
     let lease = Lease::take(location, &write_id)?;
-    let result = compact_as(location, options, &write_id).await;
-    if let Err(e) = &result {
-        tracing::debug!(error = %e, "compaction failed; deleting what it staged");
+    let prepared = tokio::select! {
+        prepared = prepare(location, options, &write_id) => prepared,
+        () = stop => Ok(None),
+    };
+    // Once prepared, nothing stops it: a commit cut short after its
+    // version was created must not lose its staged files.
+    let result = match prepared {
+        Ok(Some((commit, snapshot, outcome))) => {
+            commit_compaction(location, commit, snapshot, outcome).await
+        }
+        Ok(None) => Ok(Compacted::default()),
+        Err(e) => Err(e),
+    };
+    if !matches!(
+        result,
+        Ok(Compacted {
+            version: Some(_),
+            ..
+        })
+    ) {
         let staging = location.child(&format!("{STAGING}/{write_id}"));
         if let Err(e) = delete_under(location, &staging).await {
             tracing::warn!(error = %e, "could not delete the compaction's staged files");
@@ -144,18 +173,26 @@ pub async fn compact(location: &Location, options: &CompactOptions) -> Result<Co
     result
 }
 
-async fn compact_as(
+/// Plans and writes a compaction: the commit to make (and the snapshot it
+/// was planned from), or `None` when there is nothing to do.
+async fn prepare(
     location: &Location,
     options: &CompactOptions,
     write_id: &str,
-) -> Result<Compacted> {
+) -> Result<Option<(Commit, Snapshot, Compacted)>> {
     super::Publisher::tidy(location).await?;
     let snapshot = Snapshot::read(location).await?;
     let stream = StreamCommits::read(location).await?;
     let plans = plan(location, options, &snapshot, &stream).await?;
     let mut outcome = Compacted::default();
     if plans.is_empty() {
-        return Ok(outcome);
+        return Ok(None);
+    }
+    // Files a committed compaction covers, left by a kill before its
+    // deletes: no reader through the log reads them; they go now.
+    for rel in plans.values().flat_map(|p| &p.leftovers) {
+        super::delete_if_present(location, &location.child(rel)).await?;
+        outcome.leftovers += 1;
     }
     let staging_rel = format!("{STAGING}/{write_id}");
     let staging = location.under(&staging_rel);
@@ -165,9 +202,18 @@ async fn compact_as(
     for (dir, plan) in &plans {
         let (table, dt) = split_dir(dir).expect("planned directories parse");
         if plan.take.len() >= 2 {
-            let (files, rows) = rewrite(location, &staging, table, dt, write_id, plan, options)
-                .await
-                .map_err(|e| in_dir(location, dir, e))?;
+            // One partition that cannot be read (a corrupt file, columns
+            // of another type) does not hold back the others.
+            let (files, rows) =
+                match rewrite(location, &staging, table, dt, write_id, plan, options).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let e = in_dir(location, dir, e);
+                        tracing::warn!(error = %e, "could not compact {dir}; left as it is");
+                        outcome.failed.push(e.to_string());
+                        continue;
+                    }
+                };
             outcome.dirs += 1;
             outcome.files_in += plan.take.len();
             outcome.bytes_in += plan.bytes;
@@ -186,11 +232,9 @@ async fn compact_as(
                     }),
             );
         }
-        outcome.leftovers += plan.leftovers.len();
-        remove.extend(plan.leftovers.iter().cloned());
     }
     if remove.is_empty() {
-        return Ok(outcome);
+        return Ok(None);
     }
     for file in &written {
         if let Ok(meta) = location
@@ -201,23 +245,53 @@ async fn compact_as(
             outcome.bytes_out += meta.size;
         }
     }
-    let ours: HashSet<&str> = plans.keys().map(String::as_str).collect();
+    let files = relative_to(&staging, &written)?;
+    // Flushed before the commit names them (on local disk).
+    crate::stream::ledger::sync_local(&staging, files.iter().map(String::as_str)).await?;
     let mut commit = Commit::new(
         Operation::Compact,
         snapshot.next_version(),
         snapshot.version,
     );
+    // A taken file's copy in its run's staging (a writer that died while
+    // moving it in left it there) goes first, so no one finishing that
+    // writer's moves puts it back.
+    let taken: HashSet<&str> = remove.iter().map(String::as_str).collect();
+    commit.remove_staged = snapshot
+        .runs
+        .iter()
+        .filter(|r| !r.staging.is_empty())
+        .flat_map(|r| {
+            r.files
+                .iter()
+                .filter(|f| taken.contains(f.as_str()))
+                .map(|f| format!("{}/{f}", r.staging))
+        })
+        .collect();
     commit.remove = remove;
     commit.run = Some(CommittedRun {
         run_id: "compaction".into(),
         write_id: write_id.to_string(),
         committed_at: commit.committed_at,
-        files: relative_to(&staging, &written)?,
+        files,
         staging: staging_rel,
         compacted: true,
         covers: merge_covers(covers),
         ..Default::default()
     });
+    Ok(Some((commit, snapshot, outcome)))
+}
+
+/// Commits a prepared compaction at the next free version, unless another
+/// compaction of the same partitions committed since it read the log, then
+/// moves its files in and deletes those it rewrote.
+async fn commit_compaction(
+    location: &Location,
+    mut commit: Commit,
+    snapshot: Snapshot,
+    mut outcome: Compacted,
+) -> Result<Compacted> {
+    let ours: HashSet<String> = touches(&commit).map(str::to_string).collect();
     let mut latest = snapshot;
     loop {
         if try_commit_staged(location, &commit).await? {
@@ -242,7 +316,11 @@ async fn compact_as(
         commit.committed_at = Utc::now();
     }
     crash_point("compact_after_commit");
-    finish(location, &commit).await?;
+    // Committed: what is left of the moves and deletes, the next writer
+    // finishes (its staging is then a dead writer's with a commit).
+    if let Err(e) = finish(location, &commit).await {
+        tracing::warn!(error = %e, "the compaction committed, but its files are not all moved in yet; the next writer into this output finishes it");
+    }
     log::checkpoint_if_due(location, &latest).await;
     outcome.version = Some(commit.version);
     Ok(outcome)

@@ -374,6 +374,15 @@ impl Covers {
     }
 }
 
+/// Whether the log has `version`.
+pub async fn exists(location: &Location, version: u64) -> Result<bool> {
+    match location.store.head(&version_path(location, version)).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The commit at `version`, if the log has it.
 pub async fn read_version(location: &Location, version: u64) -> Result<Option<Commit>> {
     get_json(location, &version_path(location, version)).await

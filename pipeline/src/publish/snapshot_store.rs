@@ -41,6 +41,8 @@ struct View {
     stream: StreamCommits,
     /// Stream files whose rows a compaction rewrote.
     covers: super::log::Covers,
+    /// The version after the one read: once it exists, this view is old.
+    next: u64,
 }
 
 impl View {
@@ -73,6 +75,7 @@ impl View {
             plain: snapshot.version.is_none() && snapshot.legacy.is_none(),
             files: snapshot.files().into_iter().map(str::to_string).collect(),
             covers: snapshot.covers(),
+            next: snapshot.next_version(),
             staged,
             stream: StreamCommits::read(location).await?,
         })
@@ -144,17 +147,43 @@ impl SnapshotStore {
             .expect("not poisoned")
             .get(&table)
             .cloned();
-        let view = match current {
+        let mut view = match current {
             Some(view) if prefix.parts().count() > 1 => view,
-            _ => {
-                let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
-                self.views
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(table, view.clone());
-                view
-            }
+            _ => self.read_view(&table).await?,
         };
+        // A commit after the version read may delete files the listing
+        // would have shown (a compaction's stream files) before it shows
+        // their replacements: such a listing is done again, of the newer
+        // version.
+        for _ in 0..8 {
+            let metas = self.list_view(&view, &prefix).await?;
+            if !super::log::exists(&self.location, view.next)
+                .await
+                .map_err(to_store_error)?
+            {
+                return Ok(metas);
+            }
+            view = self.read_view(&table).await?;
+        }
+        self.list_view(&view, &prefix).await
+    }
+
+    /// The newest version, read for `table`'s listings.
+    async fn read_view(&self, table: &str) -> object_store::Result<Arc<View>> {
+        let view = Arc::new(View::read(&self.location).await.map_err(to_store_error)?);
+        self.views
+            .lock()
+            .expect("not poisoned")
+            .insert(table.to_string(), view.clone());
+        Ok(view)
+    }
+
+    /// The files of `view` under `prefix`.
+    async fn list_view(
+        &self,
+        view: &View,
+        prefix: &ObjectPath,
+    ) -> object_store::Result<Vec<ObjectMeta>> {
         let real = self.location.child(prefix.as_ref());
         let mut seen = HashSet::new();
         let mut metas = Vec::new();

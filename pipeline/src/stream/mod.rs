@@ -106,14 +106,16 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         .unzip();
     let (providers, waterfalls) =
         Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
+    let (stop_compacting, stopped) = tokio::sync::watch::channel(false);
     let compactor = config
         .compact_after
-        .map(|after| tokio::spawn(compact_every(location.clone(), after)));
+        .map(|after| tokio::spawn(compact_every(location.clone(), after, stopped)));
     let result = run_workers(&config, &location, waterfalls, usage, journals, stop).await;
     if let Some(compactor) = compactor {
-        // A compaction cut short leaves the output as it was, or committed
-        // (its moves finished by the next writer).
-        compactor.abort();
+        // A compaction still writing stops and deletes what it staged; one
+        // committing finishes first.
+        let _ = stop_compacting.send(true);
+        let _ = compactor.await;
     }
     if result.is_err() {
         // A failed worker left its cut's log closed: its calls go in now.
@@ -146,16 +148,27 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
 /// Compacts the stream files older than `after`, every quarter of it (at
 /// least every second, at most every 15 minutes). Two streams into one
 /// output may both try: the commit's conflict check lets one win.
-async fn compact_every(location: storage::Location, after: Duration) {
-    use crate::publish::compact::{CompactOptions, compact};
+async fn compact_every(
+    location: storage::Location,
+    after: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::publish::compact::{CompactOptions, compact_until};
     let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
     let options = CompactOptions {
         older_than: after,
         ..Default::default()
     };
     loop {
-        tokio::time::sleep(every).await;
-        match compact(&location, &options).await {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let mut stop = stopped.clone();
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match compact_until(&location, &options, stop).await {
             Ok(done) if done.version.is_some() => tracing::info!(
                 version = done.version,
                 dirs = done.dirs,

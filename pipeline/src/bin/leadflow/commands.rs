@@ -236,6 +236,13 @@ pub(crate) async fn compact(args: CompactArgs) -> anyhow::Result<()> {
             }
         ),
     }
+    if !done.failed.is_empty() {
+        bail!(
+            "{} partition(s) could not be compacted and were left as they are: {}",
+            done.failed.len(),
+            done.failed.join("; ")
+        );
+    }
     Ok(())
 }
 
