@@ -287,15 +287,13 @@ impl Snapshot {
     /// The stream files compacted runs hold the rows of: the highest
     /// `through` by directory, topic and partition.
     pub fn covers(&self) -> Covers {
-        let mut covers = Covers::default();
-        for cover in self.runs.iter().flat_map(|r| &r.covers) {
-            let through = covers
-                .0
-                .entry((cover.dir.clone(), cover.topic.clone(), cover.partition))
-                .or_insert(cover.through);
-            *through = (*through).max(cover.through);
-        }
-        covers
+        let all = self.runs.iter().flat_map(|r| r.covers.iter().cloned());
+        Covers(
+            merge_covers(all)
+                .into_iter()
+                .map(|c| ((c.dir, c.topic, c.partition), c.through))
+                .collect(),
+        )
     }
 
     /// Every file the output holds, relative to it.
