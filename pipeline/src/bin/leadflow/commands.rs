@@ -220,8 +220,8 @@ pub(crate) async fn compact(args: CompactArgs) -> anyhow::Result<()> {
     };
     let done = compact(&location, &options).await?;
     match done.version {
-        None => err!("{}: nothing to compact", args.data),
-        Some(version) => err!(
+        None => errln!("{}: nothing to compact", args.data),
+        Some(version) => errln!(
             "{}: version {version}: {} partition(s), {} files ({:.1} MB) → {} files ({:.1} MB), {} rows{}",
             args.data,
             done.dirs,
