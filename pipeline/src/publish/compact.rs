@@ -146,15 +146,15 @@ pub async fn compact_until(
     let lease = Lease::take(location, &write_id)?;
     let prepared = tokio::select! {
         prepared = prepare(location, options, &write_id) => prepared,
-        () = stop => Ok(None),
+        () = stop => Ok((None, Compacted::default())),
     };
     // Once prepared, nothing stops it: a commit cut short after its
     // version was created must not lose its staged files.
     let result = match prepared {
-        Ok(Some((commit, snapshot, outcome))) => {
+        Ok((Some((commit, snapshot)), outcome)) => {
             commit_compaction(location, commit, snapshot, outcome).await
         }
-        Ok(None) => Ok(Compacted::default()),
+        Ok((None, outcome)) => Ok(outcome),
         Err(e) => Err(e),
     };
     if !matches!(
@@ -173,20 +173,23 @@ pub async fn compact_until(
     result
 }
 
-/// Plans and writes a compaction: the commit to make (and the snapshot it
-/// was planned from), or `None` when there is nothing to do.
+/// A compaction's commit (and the snapshot it was planned from), `None`
+/// when there is nothing to commit, and what it did so far.
+type Prepared = (Option<(Commit, Snapshot)>, Compacted);
+
+/// Plans and writes a compaction.
 async fn prepare(
     location: &Location,
     options: &CompactOptions,
     write_id: &str,
-) -> Result<Option<(Commit, Snapshot, Compacted)>> {
+) -> Result<Prepared> {
     super::Publisher::tidy(location).await?;
     let snapshot = Snapshot::read(location).await?;
     let stream = StreamCommits::read(location).await?;
     let plans = plan(location, options, &snapshot, &stream).await?;
     let mut outcome = Compacted::default();
     if plans.is_empty() {
-        return Ok(None);
+        return Ok((None, outcome));
     }
     // Files a committed compaction covers, left by a kill before its
     // deletes: no reader through the log reads them; they go now.
@@ -208,9 +211,9 @@ async fn prepare(
                 match rewrite(location, &staging, table, dt, write_id, plan, options).await {
                     Ok(done) => done,
                     Err(e) => {
-                        let e = in_dir(location, dir, e);
-                        tracing::warn!(error = %e, "could not compact {dir}; left as it is");
-                        outcome.failed.push(e.to_string());
+                        let why = format!("{}: {e}", location.url_of(dir).trim_end_matches('/'));
+                        tracing::warn!(error = why, "could not compact a partition; left as it is");
+                        outcome.failed.push(why);
                         continue;
                     }
                 };
@@ -234,7 +237,7 @@ async fn prepare(
         }
     }
     if remove.is_empty() {
-        return Ok(None);
+        return Ok((None, outcome));
     }
     for file in &written {
         if let Ok(meta) = location
@@ -279,7 +282,7 @@ async fn prepare(
         covers: merge_covers(covers),
         ..Default::default()
     });
-    Ok(Some((commit, snapshot, outcome)))
+    Ok((Some((commit, snapshot)), outcome))
 }
 
 /// Commits a prepared compaction at the next free version, unless another
@@ -340,13 +343,6 @@ fn split_dir(dir: &str) -> Option<(&str, NaiveDate)> {
     let (table, partition) = dir.split_once('/')?;
     let day = partition.strip_prefix("dt=")?;
     Some((table, NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?))
-}
-
-fn in_dir(location: &Location, dir: &str, e: Error) -> Error {
-    match e {
-        Error::Usage(m) => Error::Usage(format!("{}: {m}", location.url_of(dir))),
-        other => other,
-    }
 }
 
 /// What each directory of the chosen tables has to compact.

@@ -378,3 +378,57 @@ async fn a_streams_cuts_on_s3_are_compacted_in_one_commit() {
     assert_eq!(next.recover(0).await.unwrap(), Some(119));
     assert_eq!(rows(&query(&out, counts).await), [["230", "230"]]);
 }
+
+/// A partition that cannot be read (here a cut file that is not Parquet)
+/// is named and left as it is; the other partitions are compacted.
+#[tokio::test]
+async fn a_partition_that_cannot_be_read_is_named_and_the_others_are_compacted() {
+    use leadflow_pipeline::publish::compact::{CompactOptions, compact};
+    use leadflow_pipeline::stream::ledger::{CommittedCut, StreamLedger};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let location = leadflow_pipeline::storage::create(&out).unwrap();
+    let ledger = StreamLedger::writer(location.clone(), "leads").unwrap();
+    assert_eq!(ledger.recover(0).await.unwrap(), None);
+    for k in 0..4i64 {
+        let (first, last) = (k * 10, k * 10 + 9);
+        let mut files =
+            vec![stage_cut_file(&location, &ledger, (0, first, last, 0), first..=last).await];
+        // The same cut's file in another day's partition, broken.
+        let broken = files[0].replace("dt=2026-12-05", "dt=2026-12-04");
+        location
+            .store
+            .put(
+                &ledger.staging(0).child(&broken),
+                b"not parquet".to_vec().into(),
+            )
+            .await
+            .unwrap();
+        files.push(broken);
+        let cut = CommittedCut {
+            files,
+            ..ledger.cut(0, first, last, &format!("cut-{first}"))
+        };
+        ledger.commit(&cut).await.unwrap();
+        ledger.publish(&cut).await.unwrap();
+    }
+    let done = compact(&location, &CompactOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.dirs, done.files_in, done.rows),
+        (1, 4, 40),
+        "{done:?}"
+    );
+    assert_eq!(done.failed.len(), 1, "{done:?}");
+    assert!(
+        done.failed[0].contains("dt=2026-12-04"),
+        "{:?}",
+        done.failed
+    );
+    let left = super::support::files_under(&dir.path().join("out/rejects/dt=2026-12-04"));
+    assert_eq!(left.len(), 4, "the broken partition is left as it was");
+    let compacted = super::support::files_under(&dir.path().join("out/rejects/dt=2026-12-05"));
+    assert_eq!(compacted.len(), 1);
+}

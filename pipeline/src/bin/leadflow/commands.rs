@@ -220,6 +220,7 @@ pub(crate) async fn compact(args: CompactArgs) -> anyhow::Result<()> {
     };
     let done = compact(&location, &options).await?;
     match done.version {
+        None if !done.failed.is_empty() => {}
         None => errln!("{}: nothing to compact", args.data),
         Some(version) => errln!(
             "{}: version {version}: {} partition(s), {} files ({:.1} MB) → {} files ({:.1} MB), {} rows{}",
