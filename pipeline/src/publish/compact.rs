@@ -523,11 +523,8 @@ impl std::fmt::Display for Chosen {
     }
 }
 
-fn read_only() -> object_store::Error {
-    object_store::Error::NotImplemented {
-        operation: "write".into(),
-        implementer: "leadflow compact's view of its input".into(),
-    }
+fn read_only(operation: &str) -> object_store::Error {
+    super::snapshot_store::refuse(operation, "leadflow compact's view of its input")
 }
 
 #[async_trait::async_trait]
@@ -538,7 +535,7 @@ impl ObjectStore for Chosen {
         _: PutPayload,
         _: PutOptions,
     ) -> object_store::Result<PutResult> {
-        Err(read_only())
+        Err(read_only("put"))
     }
 
     async fn put_multipart_opts(
@@ -546,7 +543,7 @@ impl ObjectStore for Chosen {
         _: &ObjectPath,
         _: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Err(read_only())
+        Err(read_only("put_multipart"))
     }
 
     async fn get_opts(
@@ -561,7 +558,7 @@ impl ObjectStore for Chosen {
         &self,
         locations: BoxStream<'static, object_store::Result<ObjectPath>>,
     ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        locations.map(|_| Err(read_only())).boxed()
+        locations.map(|_| Err(read_only("delete"))).boxed()
     }
 
     fn list(
@@ -604,6 +601,6 @@ impl ObjectStore for Chosen {
         _: &ObjectPath,
         _: CopyOptions,
     ) -> object_store::Result<()> {
-        Err(read_only())
+        Err(read_only("copy"))
     }
 }

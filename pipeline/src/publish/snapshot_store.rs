@@ -96,11 +96,16 @@ impl fmt::Display for SnapshotStore {
     }
 }
 
-fn read_only(operation: &str) -> object_store::Error {
+/// What a read-only store (`implementer`) answers a write.
+pub(super) fn refuse(operation: &str, implementer: &str) -> object_store::Error {
     object_store::Error::NotImplemented {
         operation: operation.to_string(),
-        implementer: "leadflow's read-only snapshot of an output".to_string(),
+        implementer: implementer.to_string(),
     }
+}
+
+fn read_only(operation: &str) -> object_store::Error {
+    refuse(operation, "leadflow's read-only snapshot of an output")
 }
 
 fn to_store_error(e: crate::error::Error) -> object_store::Error {

@@ -18,7 +18,8 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::support::{
-    TWO_SANDBOX_PROVIDERS, example, free_addr, http_get, prometheus_samples, query, redis_url, rows,
+    TWO_SANDBOX_PROVIDERS, example, free_addr, http_get, lead_counts, prometheus_samples, query,
+    redis_url, rows,
 };
 
 const TOPIC: &str = "leads";
@@ -224,14 +225,10 @@ fn summary_number(stderr: &str, label: &str) -> u64 {
 
 async fn assert_each_lead_once(out: &Path, leads: usize) {
     let out = out.display().to_string();
-    let got = rows(
-        &query(
-            &out,
-            "select count(*), count(distinct lead_id) from enriched_leads",
-        )
-        .await,
+    assert_eq!(
+        lead_counts(&out).await,
+        (leads.to_string(), leads.to_string())
     );
-    assert_eq!(got[0], [leads.to_string(), leads.to_string()]);
     if !Path::new(&out).join("provider_usage").exists() {
         return;
     }
@@ -1367,32 +1364,20 @@ async fn a_stream_compacts_while_it_writes_and_a_run_commits_and_readers_never_s
                 String::from_utf8_lossy(&run.stderr)
             );
         }
-        let got = rows(
-            &query(
-                &reader_out,
-                "select count(*), count(distinct lead_id) from enriched_leads",
-            )
-            .await,
-        );
-        assert_eq!(got[0][0], got[0][1], "a lead twice at look {looks}");
+        let (count, distinct) = lead_counts(&reader_out).await;
+        assert_eq!(count, distinct, "a lead twice at look {looks}");
         looks += 1;
     }
     wait_for_log(&log, "compacted the stream's files", 1, &mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let got = rows(
-            &query(
-                &reader_out,
-                "select count(*), count(distinct lead_id) from enriched_leads",
-            )
-            .await,
-        );
-        assert_eq!(got[0][0], got[0][1], "a lead twice at look {looks}");
+        let (count, distinct) = lead_counts(&reader_out).await;
+        assert_eq!(count, distinct, "a lead twice at look {looks}");
         looks += 1;
-        if got[0][0] == (3000 + 400).to_string() {
+        if count == (3000 + 400).to_string() {
             break;
         }
-        assert!(Instant::now() < deadline, "stuck at {:?}", got[0]);
+        assert!(Instant::now() < deadline, "stuck at {count} leads");
     }
     let (status, _) = terminate(child);
     assert!(
@@ -1452,16 +1437,9 @@ async fn a_compaction_killed_at_random_moments_beside_a_live_stream_loses_and_do
         std::thread::sleep(Duration::from_millis(*ms));
         let _ = compaction.kill();
         compaction.wait().unwrap();
-        let got = rows(
-            &query(
-                &out.display().to_string(),
-                "select count(*), count(distinct lead_id) from enriched_leads",
-            )
-            .await,
-        );
         assert_eq!(
-            got[0],
-            [sent.to_string(), sent.to_string()],
+            lead_counts(&out.display().to_string()).await,
+            (sent.to_string(), sent.to_string()),
             "after kill {kill} at {ms} ms"
         );
     }
