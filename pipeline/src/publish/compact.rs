@@ -18,10 +18,13 @@
 //! - **compacted files** smaller than half the target (an earlier
 //!   compaction's, to grow them);
 //! - **`provider_usage` files of `usage_only` runs** (recovered and
-//!   replaced runs' calls, which are never replaced).
+//!   replaced runs' calls, which are never replaced);
+//! - **files of `appended` runs** smaller than half the target (`leadflow
+//!   serve` commits one such run per second of traffic; nothing replaces
+//!   them, and a run whose files have all been taken is dropped).
 //!
-//! A run's own leads and rejects are left in its files: a rerun replaces
-//! them as a unit.
+//! A run over inputs keeps its own leads and rejects in its files: a rerun
+//! replaces them as a unit.
 //!
 //! The commit removes the files it took from whichever run lists them and
 //! adds one `compacted` run; readers of the log see the old files or the
@@ -358,7 +361,10 @@ async fn plan(
     let mut takeable: HashMap<&str, bool> = HashMap::new();
     for run in &snapshot.runs {
         for f in &run.files {
-            takeable.insert(f.as_str(), run.compacted || (run.usage_only && is_usage(f)));
+            takeable.insert(
+                f.as_str(),
+                run.compacted || run.appended || (run.usage_only && is_usage(f)),
+            );
         }
     }
     let cold_before = Utc::now()
@@ -602,5 +608,44 @@ impl ObjectStore for Chosen {
         _: CopyOptions,
     ) -> object_store::Result<()> {
         Err(read_only("copy"))
+    }
+}
+
+/// Compacts the stream files older than `after` (and the small files of
+/// runs nothing replaces), every quarter of it (at least every second, at
+/// most every 15 minutes), until `stopped`. Two writers into one output may
+/// both try: the commit's conflict check lets one win.
+pub(crate) async fn compact_every(
+    location: Location,
+    after: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
+    let options = CompactOptions {
+        older_than: after,
+        ..Default::default()
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let mut stop = stopped.clone();
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match compact_until(&location, &options, stop).await {
+            Ok(done) if done.version.is_some() => tracing::info!(
+                version = done.version,
+                dirs = done.dirs,
+                files_in = done.files_in,
+                files_out = done.files_out,
+                rows = done.rows,
+                "compacted the output's small files"
+            ),
+            Ok(_) => {}
+            Err(Error::Conflict(why)) => tracing::debug!(why, "compaction skipped"),
+            Err(e) => tracing::warn!(error = %e, "compaction failed; the next try is in {every:?}"),
+        }
     }
 }

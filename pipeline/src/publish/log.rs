@@ -262,7 +262,7 @@ impl Snapshot {
             let mut passed = Vec::new();
             self.runs.retain_mut(|r| {
                 r.files.retain(|f| !taken.contains(f.as_str()));
-                let spent = r.compacted && r.files.is_empty();
+                let spent = (r.compacted || r.appended) && r.files.is_empty();
                 if spent {
                     passed.append(&mut r.covers);
                 }

@@ -123,6 +123,11 @@ pub struct CommittedRun {
     /// The stream files a compacted run holds the rows of (see [`Cover`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<Cover>,
+    /// A run over no input and of no batch (`leadflow serve`'s commits):
+    /// nothing replaces it, so compaction may take its files, and it is
+    /// dropped once it has none.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub appended: bool,
 }
 
 /// Every stream file in `dir` (`enriched_leads/dt=2026-12-05`) of one
@@ -432,6 +437,7 @@ impl Publisher {
                 batch: batch.clone(),
                 usage_only: false,
                 staging: self.staging_rel(),
+                appended: inputs.is_empty() && batch.is_none(),
                 ..Default::default()
             });
             let replaced_runs: Vec<String> = replaced.iter().map(|r| r.run_id.clone()).collect();

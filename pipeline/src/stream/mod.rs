@@ -40,7 +40,7 @@ use crate::config::LeadflowConfig;
 use crate::engine::{OutputCounts, Plan, RunStamp, session};
 use crate::error::{Error, Result};
 use crate::providers::Providers;
-use crate::publish::{Publisher, crash_point, relative_to};
+use crate::publish::{Publisher, compact, crash_point, relative_to};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
 use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
 use crate::sinks::rejects::RejectBatcher;
@@ -109,7 +109,7 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
     let (stop_compacting, stopped) = tokio::sync::watch::channel(false);
     let compactor = config
         .compact_after
-        .map(|after| tokio::spawn(compact_every(location.clone(), after, stopped)));
+        .map(|after| tokio::spawn(compact::compact_every(location.clone(), after, stopped)));
     let result = run_workers(&config, &location, waterfalls, usage, journals, stop).await;
     if let Some(compactor) = compactor {
         // A compaction still writing stops and deletes what it staged; one
@@ -143,45 +143,6 @@ pub async fn stream(config: StreamConfig, stop: Arc<AtomicBool>) -> Result<Strea
         elapsed: started.elapsed(),
         out: config.out,
     })
-}
-
-/// Compacts the stream files older than `after`, every quarter of it (at
-/// least every second, at most every 15 minutes). Two streams into one
-/// output may both try: the commit's conflict check lets one win.
-async fn compact_every(
-    location: storage::Location,
-    after: Duration,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    use crate::publish::compact::{CompactOptions, compact_until};
-    let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60));
-    let options = CompactOptions {
-        older_than: after,
-        ..Default::default()
-    };
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stopped.wait_for(|s| *s) => return,
-        }
-        let mut stop = stopped.clone();
-        let stop = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        match compact_until(&location, &options, stop).await {
-            Ok(done) if done.version.is_some() => tracing::info!(
-                version = done.version,
-                dirs = done.dirs,
-                files_in = done.files_in,
-                files_out = done.files_out,
-                rows = done.rows,
-                "compacted the stream's files"
-            ),
-            Ok(_) => {}
-            Err(Error::Conflict(why)) => tracing::debug!(why, "compaction skipped"),
-            Err(e) => tracing::warn!(error = %e, "compaction failed; the next try is in {every:?}"),
-        }
-    }
 }
 
 async fn run_workers(

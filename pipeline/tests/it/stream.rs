@@ -1368,7 +1368,7 @@ async fn a_stream_compacts_while_it_writes_and_a_run_commits_and_readers_never_s
         assert_eq!(count, distinct, "a lead twice at look {looks}");
         looks += 1;
     }
-    wait_for_log(&log, "compacted the stream's files", 1, &mut child);
+    wait_for_log(&log, "compacted the output's small files", 1, &mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (count, distinct) = lead_counts(&reader_out).await;
