@@ -13,6 +13,7 @@
 //! | `P:answer:{LEAD}:NAME` | string | `f +E164` (found) or `n` (none), with the cache TTL |
 //! | `P:asking:{LEAD}:NAME` | string | the worker asking NAME about LEAD now, for a few seconds |
 //! | `P:workers` | zset | worker id → µs of its last heartbeat |
+//! | `P:idem:{SCOPE}:KEY` | string | `leadflow serve`'s idempotency key: `r FP` while its request runs, then `d FP STATUS` and the answer |
 //!
 //! `redis-cli GET 'leadflow:{limit:orion}:used'` is orion's usage now;
 //! `redis-cli HGETALL 'leadflow:{budget}:day:2026-11-27'` today's spend.
@@ -30,6 +31,12 @@ impl Keys {
         Self {
             prefix: prefix.to_string(),
         }
+    }
+
+    /// An idempotency key of `scope` (an API key's name): see
+    /// [`crate::idempotency`].
+    pub fn idempotency(&self, scope: &str, key: &str) -> String {
+        format!("{}:idem:{{{scope}}}:{key}", self.prefix)
     }
 
     /// A provider's window: `[used, leases, permits]`.

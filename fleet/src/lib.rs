@@ -24,6 +24,7 @@ pub mod budget;
 pub mod cache;
 mod config;
 mod conn;
+pub mod idempotency;
 pub mod keys;
 pub mod limiter;
 mod status;
@@ -122,6 +123,11 @@ impl Fleet {
         budget::settle(&self.redis, tag, by_day)
             .await
             .map_err(|failed| format!("{failed:?}"))
+    }
+
+    /// The fleet's idempotency keys (`leadflow serve`).
+    pub fn idempotency(&self) -> idempotency::IdempotencyKeys {
+        idempotency::IdempotencyKeys::new(self.redis.clone())
     }
 
     /// The Redis this fleet shares.

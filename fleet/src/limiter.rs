@@ -264,6 +264,66 @@ impl RedisRateLimiter {
     }
 }
 
+/// How many permits a round trip asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leases {
+    /// Doubling while leases run out early, halving when one comes back unused.
+    Grow,
+    /// One: nothing is held back from other processes.
+    One,
+}
+
+impl RedisRateLimiter {
+    /// Takes one permit from `provider`'s window.
+    async fn acquire(&self, provider: &str, limit: u32, window: Micros, leases: Leases) -> bool {
+        let w = self.window(provider);
+        if w.take(self.local_now()) {
+            return true;
+        }
+        let mut h = w.held.lock().await;
+        // Another task may have taken a new lease meanwhile.
+        if w.take(self.local_now()) {
+            return true;
+        }
+        h.limit = limit;
+        h.window = window;
+        if self.redis.online() {
+            if leases == Leases::One {
+                h.want = 1;
+            } else if h.id.is_some() {
+                // Grow the lease while they run out early; shrink when one
+                // comes back unused.
+                let unused = w.spare.lock().expect("lease lock").unused;
+                h.want = if unused == 0 {
+                    h.want.saturating_mul(2)
+                } else {
+                    h.want / 2
+                }
+                .clamp(1, self.max_lease);
+            }
+            let want = h.want;
+            match self.exchange(provider, &w, &mut h, want, 1).await {
+                Ok(granted) => return granted > 0,
+                Err(Failed::Refused(_)) => return false,
+                Err(_) => {}
+            }
+            // Redis just went away.
+        }
+        // Offline: the worker's share of what was left when last seen.
+        let workers = self.workers.load(Ordering::Acquire).max(1);
+        let left_seen = h.left_seen.unwrap_or(0).max(0);
+        let allowance = h
+            .offline_allowance
+            .get_or_insert_with(|| (left_seen / i64::from(workers)) as u32);
+        if *allowance == 0 {
+            return false;
+        }
+        *allowance -= 1;
+        h.offline_spent += 1;
+        true
+    }
+}
+
 impl RateLimiter for RedisRateLimiter {
     fn try_acquire<'a>(
         &'a self,
@@ -272,51 +332,17 @@ impl RateLimiter for RedisRateLimiter {
         window: Micros,
         _now: Micros,
     ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let w = self.window(provider);
-            if w.take(self.local_now()) {
-                return true;
-            }
-            let mut h = w.held.lock().await;
-            // Another task may have taken a new lease meanwhile.
-            if w.take(self.local_now()) {
-                return true;
-            }
-            h.limit = limit;
-            h.window = window;
-            if self.redis.online() {
-                // Grow the lease while they run out early; shrink when one
-                // comes back unused.
-                if h.id.is_some() {
-                    let unused = w.spare.lock().expect("lease lock").unused;
-                    h.want = if unused == 0 {
-                        h.want.saturating_mul(2)
-                    } else {
-                        h.want / 2
-                    }
-                    .clamp(1, self.max_lease);
-                }
-                let want = h.want;
-                match self.exchange(provider, &w, &mut h, want, 1).await {
-                    Ok(granted) => return granted > 0,
-                    Err(Failed::Refused(_)) => return false,
-                    Err(_) => {}
-                }
-                // Redis just went away.
-            }
-            // Offline: the worker's share of what was left when last seen.
-            let workers = self.workers.load(Ordering::Acquire).max(1);
-            let left_seen = h.left_seen.unwrap_or(0).max(0);
-            let allowance = h
-                .offline_allowance
-                .get_or_insert_with(|| (left_seen / i64::from(workers)) as u32);
-            if *allowance == 0 {
-                return false;
-            }
-            *allowance -= 1;
-            h.offline_spent += 1;
-            true
-        })
+        Box::pin(self.acquire(provider, limit, window, Leases::Grow))
+    }
+
+    fn try_acquire_exact<'a>(
+        &'a self,
+        name: &'a str,
+        limit: u32,
+        window: Micros,
+        _now: Micros,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.acquire(name, limit, window, Leases::One))
     }
 
     /// Hands back what is held and records what was spent while Redis was

@@ -40,6 +40,96 @@ pub struct LeadflowConfig {
     pub line_type: LineTypeConfig,
     /// The providers, tried by `priority` (lowest first).
     pub providers: Vec<ProviderConfig>,
+    /// `leadflow serve`: its API keys and limits.
+    pub api: ApiConfig,
+}
+
+/// `[api]`: what `leadflow serve` accepts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The keys (`[[api.keys]]`), each stored as its SHA-256, never in clear.
+    pub keys: Vec<ApiKeyConfig>,
+    /// Leads one `POST /v1/lookups` may carry.
+    pub max_lookup_leads: usize,
+    /// Bytes one request body may hold.
+    pub max_body_bytes: usize,
+    /// How often the leads and calls served are committed to the output, ms.
+    pub commit_ms: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            max_lookup_leads: 100,
+            max_body_bytes: 1 << 20,
+            commit_ms: 1000,
+        }
+    }
+}
+
+/// `[[api.keys]]`: one API key (`leadflow keys new` prints the block).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds it, named in logs and in `rejects`' `source`.
+    pub name: String,
+    /// The hex SHA-256 of the key.
+    pub sha256: String,
+    /// Every lead and provider call this key causes carries it.
+    pub organization_id: String,
+    /// The highest `user_tier` a lead sent with this key may claim.
+    #[serde(default)]
+    pub max_user_tier: Option<i32>,
+    /// Requests a minute this key may make (sliding window), shared by
+    /// every server on the same Redis; past it, 429.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+}
+
+impl ApiConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for key in &self.keys {
+            let at = format!("[[api.keys]] name = {:?}", key.name);
+            if key.name.trim().is_empty() {
+                return Err("[[api.keys]]: name is empty".into());
+            }
+            if !names.insert(key.name.as_str()) {
+                return Err(format!("{at}: two keys have this name"));
+            }
+            let hex = key.sha256.to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{at}: sha256 must be 64 hex digits, the SHA-256 of the key \
+                     (`leadflow keys new` prints it)"
+                ));
+            }
+            if !hashes.insert(hex) {
+                return Err(format!("{at}: another key has the same sha256"));
+            }
+            if key.organization_id.trim().is_empty() {
+                return Err(format!("{at}: organization_id is empty"));
+            }
+            if key.requests_per_minute == Some(0) {
+                return Err(format!(
+                    "{at}: requests_per_minute = 0 would refuse every request; leave it out for no limit"
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.max_lookup_leads) {
+            return Err("[api] max_lookup_leads must be between 1 and 10000".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("[api] max_body_bytes must be at least 1024".into());
+        }
+        if !(10..=60_000).contains(&self.commit_ms) {
+            return Err("[api] commit_ms must be between 10 and 60000".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[line_type]`: line type and carrier of each lead's final phone.
@@ -70,6 +160,7 @@ impl LeadflowConfig {
             .waterfall(|name| format!("http://127.0.0.1/{name}"))
             .check()?;
         config.redis.check().map_err(Error::Usage)?;
+        config.api.check().map_err(Error::Usage)?;
         if config.line_type.enabled && config.providers.iter().all(|p| p.kind.finds_phones()) {
             return Err(Error::Usage(
                 "[line_type] enabled = true, but no provider describes numbers: \

@@ -13,6 +13,7 @@ pub mod providers;
 pub mod publish;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod shell;
 pub mod sinks;
 pub mod sources;

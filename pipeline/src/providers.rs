@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use leadflow_fleet::{ConnectError, Fleet};
 use leadflow_sandbox::{ProviderStats, Sandbox};
-use leadflow_waterfall::{Services, SystemClock, UsageLedger, Waterfall, client_builder};
+use leadflow_waterfall::{
+    RateLimiter, Services, SystemClock, UsageLedger, Waterfall, client_builder,
+};
 
 use crate::config::{LeadflowConfig, is_sandboxed};
 use crate::error::{Error, Result};
@@ -26,6 +28,9 @@ pub struct Providers {
     /// The workers this process shares limits, cache, breakers and budget
     /// with, when `[redis] url` is set.
     pub fleet: Option<Fleet>,
+    /// The providers' rate limiter (the fleet's, or this process's), which
+    /// other limits may share: `leadflow serve`'s per-key limits.
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl Providers {
@@ -120,6 +125,7 @@ impl Providers {
                 waterfall,
                 sandbox,
                 fleet,
+                limiter: services.limiter.clone(),
             },
             scoped,
         ))

@@ -112,22 +112,29 @@ pub fn consumer_lag(topic: &str, partition: i32, lag: i64) {
 /// Installs the Prometheus recorder and serves `/metrics` and `/healthz`
 /// on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets(SECONDS_BUCKETS)
-        .and_then(PrometheusBuilder::install_recorder)
-        .map_err(|e| Error::Internal(format!("installing the metrics recorder: {e}")))?;
+    let app = router()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: {e}")))?;
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(healthz))
-        .with_state(handle.clone());
     // With port 0 the bound address is the only way to find the server.
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Usage(format!("--metrics-addr {addr}: {e}")))?;
     tracing::info!(addr = %bound, "metrics listening on {bound}");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    }))
+}
+
+/// Installs the Prometheus recorder (once per process) and routes
+/// `/metrics` and `/healthz`.
+pub fn router() -> Result<Router> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(SECONDS_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| Error::Internal(format!("installing the metrics recorder: {e}")))?;
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {
@@ -135,11 +142,10 @@ pub async fn serve(addr: SocketAddr) -> Result<JoinHandle<()>> {
             upkeep.run_upkeep();
         }
     });
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics server stopped");
-        }
-    }))
+    Ok(Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(healthz))
+        .with_state(handle))
 }
 
 async fn healthz() -> (StatusCode, String) {

@@ -23,6 +23,21 @@ pub trait RateLimiter: Send + Sync + Debug {
         now: Micros,
     ) -> BoxFuture<'a, bool>;
 
+    /// As [`Self::try_acquire`], without holding permits back from other
+    /// processes (a shared limiter asks for one permit per round trip, where
+    /// it would lease many): the fleet together admits exactly `limit` in
+    /// the window. For limits whose refusals someone sees, such as an API
+    /// key's requests.
+    fn try_acquire_exact<'a>(
+        &'a self,
+        name: &'a str,
+        limit: u32,
+        window: Micros,
+        now: Micros,
+    ) -> BoxFuture<'a, bool> {
+        self.try_acquire(name, limit, window, now)
+    }
+
     /// Hands back whatever is held and not used (a shared limiter's leases),
     /// at the end of a run.
     fn close(&self) -> BoxFuture<'_, ()> {

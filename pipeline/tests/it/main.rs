@@ -11,6 +11,7 @@ mod redis_tls;
 mod report;
 mod run_end_to_end;
 mod s3;
+mod serve;
 mod sql_committed;
 mod sql_guards;
 mod sql_shell;

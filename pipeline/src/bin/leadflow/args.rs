@@ -65,6 +65,22 @@ pub(crate) enum Command {
         SIGINT/SIGTERM: stop fetching, write and commit what is held, exit 0; a second signal exits at once."
     )]
     Stream(StreamArgs),
+    /// Serve the enrichment over HTTP (`POST /v1/lookups`) into the same tables as `run`.
+    #[command(
+        after_help = "Examples:\n  leadflow keys new crm --org acme >> leadflow.toml     (prints the key once; keep it)\n  \
+        leadflow serve --config leadflow.toml --out out --addr 127.0.0.1:8080\n  \
+        curl -s localhost:8080/v1/lookups -H \"Authorization: Bearer $KEY\" \\\n       \
+        -d '{\"leads\":[{\"full_name\":\"Ada Lovelace\",\"email\":\"ada@example.com\",\"country\":\"GB\"}]}'\n\n\
+        Keys are [[api.keys]] in the config (their SHA-256, never the key). Each lookup is answered at once,\n\
+        one result per lead in order; the leads, their provider calls and the items that were not leads are\n\
+        committed to the output every [api] commit_ms (1 s). Errors are RFC 9457 problems\n\
+        (application/problem+json). /metrics and /healthz are served on the same address.\n\
+        SIGINT/SIGTERM: stop accepting, answer what is in flight, commit it, exit 0."
+    )]
+    Serve(ServeArgs),
+    /// Make API keys for `leadflow serve`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Send leads from files (CSV, NDJSON, Parquet) to a Kafka topic, one JSON message per lead.
     #[command(
         after_help = "Example:\n  leadflow produce --brokers localhost:9092 --topic leads examples/leads.csv\n\n\
@@ -306,6 +322,49 @@ pub(crate) struct StreamArgs {
     /// day, plus the recent ones); `off` leaves them to `leadflow compact`.
     #[arg(long, default_value = "1h", value_name = "DURATION|off", value_parser = parse_optional_duration)]
     pub(crate) compact_after: OrOff,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Listen here (port 0: any free port; the log says which).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub(crate) addr: std::net::SocketAddr,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(short, long, default_value = "out")]
+    pub(crate) out: String,
+    /// Providers, limits, cache, budget and [[api.keys]] (TOML).
+    #[arg(short, long, env = "LEADFLOW_CONFIG")]
+    pub(crate) config: PathBuf,
+    /// Share limits, the lookup cache, breakers and budget through this Redis (overrides [redis] url).
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// The enrichment SQL over the table `leads`; default: the shipped queries/enrich.sql.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) query: Option<PathBuf>,
+    /// Country for leads whose `country` is blank (alpha-2, alpha-3 or name).
+    #[arg(long)]
+    pub(crate) default_country: Option<String>,
+    /// Id written to every output row; default: derived from the start time.
+    #[arg(long)]
+    pub(crate) run_id: Option<String>,
+    /// Compact the output's small files (one set per second of traffic) every quarter of this;
+    /// `off` leaves them to `leadflow compact`.
+    #[arg(long, default_value = "1h", value_name = "DURATION|off", value_parser = parse_optional_duration)]
+    pub(crate) compact_after: OrOff,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print a new random key (once: only its hash is kept) and the [[api.keys]] block that admits it.
+    #[command(after_help = "Example:\n  leadflow keys new crm --org acme\n\n\
+        The key goes to stderr, the TOML block to stdout: `leadflow keys new crm --org acme >> leadflow.toml`.")]
+    New {
+        /// Who holds the key (named in logs and in rejects).
+        name: String,
+        /// The organization_id every lead and provider call made with this key carries.
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

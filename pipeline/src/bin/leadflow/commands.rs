@@ -267,6 +267,41 @@ pub(crate) async fn stop_on_signal(stop: Arc<AtomicBool>) {
     std::process::exit(130);
 }
 
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use leadflow_pipeline::serve::ServeConfig;
+    let config = ServeConfig {
+        addr: args.addr,
+        out: args.out,
+        query: read_query(args.query.as_deref())?,
+        run_id: args.run_id.unwrap_or_else(|| new_run_id("serve")),
+        providers: with_redis(load_config(Some(&args.config))?, args.redis),
+        default_country: default_country(args.default_country.as_deref())?,
+        compact_after: args.compact_after.0,
+    };
+    let stop = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            errln!("leadflow: stopping: answering the requests in flight and committing them");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let summary = leadflow_pipeline::serve::serve(config, stop).await?;
+    errln!(
+        "leadflow serve stopped: {} requests, {} leads written, {} rejects, {} provider calls, {} commits",
+        summary.requests,
+        summary.leads_written,
+        summary.rejects,
+        summary.usage_rows,
+        summary.commits
+    );
+    Ok(())
+}
+
 pub(crate) async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let options = key_values(&args.kafka.kafka_options)?;
     leadflow_pipeline::sources::kafka::refuse_owned_options(

@@ -56,8 +56,10 @@ macro_rules! outln {
 mod args;
 mod commands;
 
-use args::{Cli, Command, SchemaName};
-use commands::{batch, compact, init_logging, produce, run, sandbox, sql_command, status, stream};
+use args::{Cli, Command, KeysCommand, SchemaName};
+use commands::{
+    batch, compact, init_logging, produce, run, sandbox, serve, sql_command, status, stream,
+};
 
 fn main() {
     let cli = Cli::parse();
@@ -135,6 +137,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Run(args) => run(args).await,
             Command::Batch(args) => batch(args).await,
             Command::Stream(args) => stream(args).await,
+            Command::Serve(args) => serve(args).await,
+            Command::Keys(KeysCommand::New { name, org }) => {
+                let (key, block) = leadflow_pipeline::serve::keys::new_key(&name, &org)
+                    .map_err(anyhow::Error::msg)?;
+                errln!("API key for {name} (shown once; the config keeps only its hash):\n{key}");
+                out!("\n{block}");
+                Ok(())
+            }
             Command::Produce(args) => produce(args).await,
             Command::Sql(args) => sql_command(args).await,
             Command::Compact(args) => compact(args).await,

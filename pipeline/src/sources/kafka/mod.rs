@@ -10,7 +10,7 @@
 //! its own: rebalances run inside `poll`, on that thread, so a partition
 //! being revoked is cut, written and committed before it is given up.
 
-mod decode;
+pub(crate) mod decode;
 mod deliveries;
 mod dlq;
 

@@ -1,0 +1,460 @@
+//! What `serve` answers, committed to the output in epochs: the leads,
+//! their provider calls and the items that were not leads, one commit
+//! every `[api] commit_ms` while there is traffic.
+//!
+//! Two slots take turns. Each has its own waterfall (over the shared
+//! limits, cache and budget), whose usage ledger journals every request
+//! into the slot's usage log before it is sent. A request enters the
+//! current slot and stays in it until answered. Every `commit_ms` the
+//! committer makes the other slot current, waits until the requests in
+//! the old one are answered (so each of their calls has its row), writes
+//! what the slot holds, commits it as one run and removes its log, then
+//! gives the slot a new log. A kill at any point leaves the calls not yet
+//! committed in a log, which the next start (or any run, stream or `sql`
+//! on the output) commits; the leads answered in the last epoch and not
+//! yet committed are not in the tables then, though every call they cost is.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use futures::StreamExt;
+use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
+use tokio::sync::{RwLock, RwLockReadGuard, mpsc, oneshot, watch};
+
+use super::{ServeConfig, ServeSummary};
+use crate::engine::{OutputCounts, Plan, RunStamp, session};
+use crate::error::{Error, Result};
+use crate::providers::Providers;
+use crate::publish::{Publisher, new_write_id};
+use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
+use crate::sinks::provider_usage::UsageBatcher;
+use crate::sinks::rejects::{Reject, RejectBatcher};
+use crate::sinks::usage_log::{self, CutJournal, UsageLog};
+use crate::storage::{self, Location};
+use crate::telemetry;
+
+/// Usage rows a slot's lookups may report before its drain takes them.
+const USAGE_QUEUE: usize = 16 * 1024;
+
+pub(super) struct Epochs {
+    location: Location,
+    run_id: String,
+    logs: PathBuf,
+    slots: [Slot; 2],
+    /// The slot new requests enter.
+    current: AtomicUsize,
+    every: Duration,
+    write_schema: SchemaRef,
+    /// The sandbox and the fleet the waterfalls use, alive until closed.
+    providers: Providers,
+    summary: Mutex<ServeSummary>,
+    stop_committing: watch::Sender<bool>,
+}
+
+struct Slot {
+    engine: Engine,
+    journal: Arc<CutJournal>,
+    /// The write id of the slot's log, which names its files.
+    log_id: Mutex<String>,
+    /// Read by each request in the slot, written by the commit.
+    gate: RwLock<()>,
+    held: Arc<Mutex<Held>>,
+    /// Asks the drain to take every row its channel holds now.
+    flush: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// What a slot's requests wrote and its commit has not.
+#[derive(Default)]
+struct Held {
+    leads: Vec<RecordBatch>,
+    rejects: Vec<Reject>,
+    usage: Vec<ProviderUsage>,
+    counts: OutputCounts,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.leads.is_empty() && self.rejects.is_empty() && self.usage.is_empty()
+    }
+}
+
+impl Epochs {
+    pub(super) async fn start(config: &ServeConfig) -> Result<Arc<Self>> {
+        let location = storage::create(&config.out)?;
+        // The calls a killed server journaled go into the output first.
+        Publisher::tidy(&location).await?;
+        let logs = usage_log::dir_for(&location);
+        let journals: [Arc<CutJournal>; 2] = Default::default();
+        let mut receivers = Vec::new();
+        let mut ledgers = Vec::new();
+        for journal in &journals {
+            let (ledger, rx) = UsageLedger::channel(USAGE_QUEUE);
+            ledgers.push(ledger.with_journal(journal.clone()));
+            receivers.push(rx);
+        }
+        let (providers, waterfalls) =
+            Providers::start_scoped(&config.providers, UsageLedger::discard(), ledgers).await?;
+        let query = config.providers.enrichment_query(&config.query);
+        let batch_rows = config.providers.api.max_lookup_leads;
+        let mut slots = Vec::new();
+        for ((journal, waterfall), rx) in journals.into_iter().zip(waterfalls).zip(receivers) {
+            let engine = Engine::new(&query, waterfall, batch_rows)
+                .await
+                .map_err(|e| config.providers.explain_query_error(e))?;
+            let id = new_write_id(&config.run_id);
+            journal.begin(UsageLog::create(&logs, &config.run_id, &id)?);
+            let held = Arc::new(Mutex::new(Held::default()));
+            let (flush, flushes) = mpsc::channel(1);
+            tokio::spawn(drain(rx, flushes, held.clone()));
+            slots.push(Slot {
+                engine,
+                journal,
+                log_id: Mutex::new(id),
+                gate: RwLock::new(()),
+                held,
+                flush,
+            });
+        }
+        let write_schema = slots[0].engine.plan.write_schema.clone();
+        let slots: [Slot; 2] = slots
+            .try_into()
+            .map_err(|_| Error::Internal("serve: two slots were not built".into()))?;
+        Ok(Arc::new(Self {
+            location,
+            run_id: config.run_id.clone(),
+            logs,
+            slots,
+            current: AtomicUsize::new(0),
+            every: Duration::from_millis(config.providers.api.commit_ms),
+            write_schema,
+            providers,
+            summary: Mutex::new(ServeSummary::default()),
+            stop_committing: watch::channel(false).0,
+        }))
+    }
+
+    /// The providers' rate limiter, which per-key limits share.
+    pub(super) fn limiter(&self) -> Arc<dyn leadflow_waterfall::RateLimiter> {
+        self.providers.limiter.clone()
+    }
+
+    /// The fleet the waterfalls share limits with, when Redis is configured.
+    pub(super) fn fleet(&self) -> Option<&leadflow_fleet::Fleet> {
+        self.providers.fleet.as_ref()
+    }
+
+    /// The output it commits to.
+    pub(super) fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Enters the current slot (or the other, when the current one is
+    /// being committed), for as long as the guard lives.
+    async fn enter(&self) -> (&Slot, RwLockReadGuard<'_, ()>) {
+        let i = self.current.load(Ordering::Acquire);
+        for slot in [&self.slots[i], &self.slots[1 - i]] {
+            if let Ok(guard) = slot.gate.try_read() {
+                return (slot, guard);
+            }
+        }
+        let slot = &self.slots[i];
+        (slot, slot.gate.read().await)
+    }
+
+    /// Enriches `leads` and holds the output (and `rejects`) for the next
+    /// commit. The output batches as written.
+    pub(super) async fn enrich(
+        &self,
+        leads: RecordBatch,
+        rejects: Vec<Reject>,
+        stamp: &RunStamp,
+    ) -> Result<Vec<RecordBatch>> {
+        let (slot, _in) = self.enter().await;
+        let mut counts = OutputCounts::default();
+        let mut out = Vec::new();
+        if leads.num_rows() > 0 {
+            let mut batches = slot.engine.execute(leads)?;
+            while let Some(batch) = batches.next().await {
+                out.push(slot.engine.plan.output(&batch?, stamp, &mut counts)?);
+            }
+        }
+        let mut held = slot.held.lock().expect("held lock");
+        held.leads.extend(out.iter().cloned());
+        held.rejects.extend(rejects);
+        held.counts.merge(counts);
+        Ok(out)
+    }
+
+    /// Commits a slot every `every`, the slots in turn, until closed.
+    pub(super) async fn commit_every(self: Arc<Self>) {
+        let mut stop = self.stop_committing.subscribe();
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let i = self.current.load(Ordering::Acquire);
+            self.current.store(1 - i, Ordering::Release);
+            if let Err(e) = self.commit(i).await {
+                tracing::warn!(error = %e, "could not commit the leads served; their provider calls are committed from the usage log");
+            }
+        }
+    }
+
+    /// Stops [`Self::commit_every`] after the commit it is making.
+    pub(super) fn stop_committing(&self) {
+        let _ = self.stop_committing.send(true);
+    }
+
+    /// After the last request was answered: commits both slots, closes the
+    /// waterfalls (leases and spend go back to the fleet) and says what
+    /// was served.
+    pub(super) async fn close(&self) -> Result<ServeSummary> {
+        self.stop_committing();
+        let first = self.current.load(Ordering::Acquire);
+        let mut result = Ok(());
+        for i in [1 - first, first] {
+            if let Err(e) = self.commit(i).await {
+                tracing::warn!(error = %e, "could not commit the leads served last");
+                result = result.and(Err(e));
+            }
+        }
+        self.providers.waterfall.close().await;
+        if let Some(fleet) = &self.providers.fleet {
+            fleet.leave().await;
+        }
+        // Both logs are empty now (or left for recovery by a failed commit).
+        for slot in &self.slots {
+            if let Some(log) = slot.journal.end() {
+                log.remove();
+            }
+        }
+        result.map(|()| self.summary.lock().expect("summary lock").clone())
+    }
+
+    /// Commits what slot `i` holds, once the requests in it are answered.
+    async fn commit(&self, i: usize) -> Result<()> {
+        let slot = &self.slots[i];
+        let _all_answered = slot.gate.write().await;
+        let (ack, acked) = oneshot::channel();
+        if slot.flush.send(ack).await.is_ok() {
+            let _ = acked.await;
+        }
+        let held = std::mem::take(&mut *slot.held.lock().expect("held lock"));
+        if held.is_empty() {
+            return Ok(());
+        }
+        let log = slot
+            .journal
+            .end()
+            .ok_or_else(|| Error::Internal("serve: a slot has no usage log".into()))?;
+        let id = slot.log_id.lock().expect("log id lock").clone();
+        let written = self.write(&id, &log, held).await;
+        // The next epoch's calls go to a new log, whatever became of this one.
+        let next = new_write_id(&self.run_id);
+        slot.journal
+            .begin(UsageLog::create(&self.logs, &self.run_id, &next)?);
+        *slot.log_id.lock().expect("log id lock") = next;
+        written
+    }
+
+    /// Writes and commits one epoch as the run `id`, then removes its log;
+    /// on failure the log's calls are committed alone (or left to the next
+    /// writer into the output).
+    async fn write(&self, id: &str, log: &UsageLog, held: Held) -> Result<()> {
+        let publisher =
+            match Publisher::open_as(self.location.clone(), &self.run_id, id.into()).await {
+                Ok(publisher) => publisher,
+                Err(e) => {
+                    log.close();
+                    return Err(e);
+                }
+            };
+        let staging = publisher.staging();
+        let (rejects, usage_rows) = (held.rejects.len() as u64, held.usage.len() as u64);
+        let files = match self.write_files(&staging, id, &held).await {
+            Ok(files) => files,
+            Err(e) => {
+                publisher.abandon(Some(log)).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = publisher.commit(Vec::new(), None, &files).await {
+            log.close();
+            return Err(e);
+        }
+        log.remove();
+        held.counts.count_in_metrics();
+        telemetry::rejects(rejects);
+        let mut summary = self.summary.lock().expect("summary lock");
+        summary.leads_written += held.counts.rows;
+        summary.rejects += rejects;
+        summary.usage_rows += usage_rows;
+        summary.commits += 1;
+        Ok(())
+    }
+
+    async fn write_files(
+        &self,
+        staging: &Location,
+        id: &str,
+        held: &Held,
+    ) -> Result<Vec<WrittenFile>> {
+        let today = Utc::now().date_naive();
+        let sink =
+            |table: &str, dt: Option<&str>| ParquetSinkConfig::new(table, id.into(), dt, today);
+        let mut files = Vec::new();
+        if !held.leads.is_empty() {
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink("enriched_leads", Some("received_at")),
+                self.write_schema.clone(),
+            );
+            for batch in &held.leads {
+                writer.write(batch).await?;
+            }
+            files.extend(writer.close().await?);
+        }
+        if !held.usage.is_empty() {
+            let schema = leadflow_schemas::provider_usage_schema();
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink("provider_usage", Some("started_at")),
+                schema.clone(),
+            );
+            let mut batcher = UsageBatcher::new(schema, &self.run_id);
+            for row in &held.usage {
+                telemetry::attempt(&row.attempt);
+                batcher.append(row, &mut writer).await?;
+            }
+            batcher.flush(&mut writer).await?;
+            files.extend(writer.close().await?);
+        }
+        if !held.rejects.is_empty() {
+            let mut batcher = RejectBatcher::new(&self.run_id, Utc::now().timestamp_micros());
+            for r in &held.rejects {
+                batcher.push(r);
+            }
+            let mut writer = PartitionedWriter::new(
+                staging.clone(),
+                sink("rejects", None),
+                leadflow_schemas::reject_schema(),
+            );
+            writer.write(&batcher.finish()?).await?;
+            files.extend(writer.close().await?);
+        }
+        Ok(files)
+    }
+}
+
+/// Moves a slot's usage rows from its ledger's channel into what it holds,
+/// all of them when asked to flush.
+async fn drain(
+    mut rows: mpsc::Receiver<ProviderUsage>,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+    held: Arc<Mutex<Held>>,
+) {
+    loop {
+        tokio::select! {
+            row = rows.recv() => match row {
+                Some(row) => held.lock().expect("held lock").usage.push(row),
+                None => return,
+            },
+            ack = flushes.recv() => match ack {
+                Some(ack) => {
+                    while let Ok(row) = rows.try_recv() {
+                        held.lock().expect("held lock").usage.push(row);
+                    }
+                    let _ = ack.send(());
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// The enrichment query planned once over a `leads` table that yields, in
+/// each execution, the batch its task context carries: requests run it at
+/// once, each with its own leads.
+struct Engine {
+    plan: Plan,
+}
+
+/// The leads of one execution, in its task context's config.
+struct Leads(Mutex<Option<RecordBatch>>);
+
+impl Engine {
+    async fn new(query: &str, waterfall: Arc<Waterfall>, batch_rows: usize) -> Result<Self> {
+        let ctx = session(1, batch_rows, waterfall);
+        let schema = leadflow_schemas::lead_schema([]);
+        let partition = Arc::new(RequestLeads {
+            schema: schema.clone(),
+        });
+        ctx.register_table(
+            "leads",
+            Arc::new(StreamingTable::try_new(schema, vec![partition])?),
+        )?;
+        let plan = Plan::new(&ctx, query).await?;
+        Ok(Self { plan })
+    }
+
+    fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
+        let base = &self.plan.task_ctx;
+        let config = base
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(Leads(Mutex::new(Some(leads)))));
+        let task = TaskContext::new(
+            None,
+            base.session_id(),
+            config,
+            base.scalar_functions().clone(),
+            base.higher_order_functions().clone(),
+            base.aggregate_functions().clone(),
+            base.window_functions().clone(),
+            base.runtime_env(),
+        );
+        Ok(self.plan.physical.execute(0, Arc::new(task))?)
+    }
+}
+
+/// The `leads` table of an [`Engine`].
+struct RequestLeads {
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for RequestLeads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestLeads")
+    }
+}
+
+impl PartitionStream for RequestLeads {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let leads = ctx
+            .session_config()
+            .get_extension::<Leads>()
+            .and_then(|leads| leads.0.lock().expect("leads lock").take());
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(leads.map(Ok)),
+        ))
+    }
+}

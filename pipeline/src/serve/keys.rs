@@ -1,0 +1,113 @@
+//! API keys: `Authorization: Bearer KEY` or `X-Api-Key: KEY`, checked
+//! against the SHA-256 hashes in `[[api.keys]]`; the keys themselves are
+//! never stored. `leadflow keys new` makes one.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::problem::Problem;
+use crate::config::ApiKeyConfig;
+
+/// The config's keys by hash.
+pub(crate) struct Keys {
+    by_hash: HashMap<String, ApiKeyConfig>,
+}
+
+impl Keys {
+    pub(crate) fn new(keys: &[ApiKeyConfig]) -> Self {
+        Self {
+            by_hash: keys
+                .iter()
+                .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The key the request carries, or 401.
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&ApiKeyConfig, Problem> {
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            });
+        let given = bearer.or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        });
+        let Some(given) = given.filter(|k| !k.is_empty()) else {
+            return Err(Problem::unauthorized(
+                "no API key: send `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
+            ));
+        };
+        self.by_hash.get(&sha256_hex(given)).ok_or_else(|| {
+            Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
+        })
+    }
+}
+
+/// The hex SHA-256 of `bytes`: of a key, what `[[api.keys]] sha256` holds.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    hex(digest(&SHA256, bytes.as_ref()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh random key (`lf_` and 192 random bits in hex) and the
+/// `[[api.keys]]` block that admits it.
+pub fn new_key(name: &str, organization_id: &str) -> Result<(String, String), String> {
+    let mut bytes = [0u8; 24];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system's random number generator failed".to_string())?;
+    let key = format!("lf_{}", hex(&bytes));
+    let block = format!(
+        "[[api.keys]]\nname = {}\nsha256 = \"{}\"\norganization_id = {}\n",
+        toml_string(name),
+        sha256_hex(&key),
+        toml_string(organization_id),
+    );
+    Ok((key, block))
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_keys_block_admits_it_and_only_it() {
+        let (key, block) = new_key("crm", "acme \"inc\"").unwrap();
+        let config = crate::config::LeadflowConfig::from_toml(&format!("[api]\n{block}")).unwrap();
+        assert_eq!(config.api.keys[0].organization_id, "acme \"inc\"");
+        let keys = Keys::new(&config.api.keys);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+        assert_eq!(keys.authenticate(&headers).unwrap().name, "crm");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", key.parse().unwrap());
+        assert!(keys.authenticate(&headers).is_ok());
+        headers.insert("x-api-key", format!("{key}x").parse().unwrap());
+        assert!(keys.authenticate(&headers).is_err());
+        assert!(keys.authenticate(&HeaderMap::new()).is_err());
+        assert_ne!(new_key("crm", "acme").unwrap().0, key);
+    }
+}

@@ -1,0 +1,539 @@
+//! `leadflow serve`: the enrichment over HTTP, for the applications that
+//! cannot use a shell or Kafka (a CRM's "Find phone" button, a partner's
+//! integration).
+//!
+//! `POST /v1/lookups` enriches up to `[api] max_lookup_leads` leads with the
+//! same query, waterfall, limits, cache and budget as `run` and `stream`,
+//! and answers each in input order. What it serves lands in the same
+//! tables: the leads, their provider calls and the items that were not
+//! leads are committed to the output every `[api] commit_ms` ([`epoch`]),
+//! and every request a provider is sent is journaled first, so a kill
+//! loses no paid call (the next start commits them).
+//!
+//! Every error is an RFC 9457 problem (`application/problem+json`,
+//! [`problem`]); keys are kept as SHA-256 hashes ([`keys`]).
+
+mod epoch;
+mod idempotency;
+pub mod keys;
+mod problem;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
+use serde_json::{Value, json};
+
+use crate::config::{ApiKeyConfig, LeadflowConfig};
+use crate::engine::RunStamp;
+use crate::error::{Error, Result};
+use crate::lead::{LeadBuilder, LeadOptions};
+use crate::sinks::rejects::Reject;
+use crate::sources::kafka::decode::LeadDecoder;
+use epoch::Epochs;
+use keys::Keys;
+use leadflow_fleet::idempotency::Claimed;
+use leadflow_waterfall::RateLimiter;
+use problem::Problem;
+
+/// Everything `leadflow serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    /// Output directory or `s3://bucket/prefix`.
+    pub out: String,
+    /// The enrichment SQL, over the table `leads`.
+    pub query: String,
+    /// Written to every row it commits.
+    pub run_id: String,
+    pub providers: LeadflowConfig,
+    /// Fills a blank `country`.
+    pub default_country: Option<&'static str>,
+    /// Compacts the output's small files every quarter of this (see
+    /// [`crate::publish::compact`]); `None`: never.
+    pub compact_after: Option<std::time::Duration>,
+}
+
+/// What a server did, printed when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct ServeSummary {
+    pub requests: u64,
+    pub leads_written: u64,
+    pub rejects: u64,
+    pub usage_rows: u64,
+    pub commits: u64,
+}
+
+/// The window of `requests_per_minute`, µs.
+const MINUTE: i64 = 60_000_000;
+
+/// The columns a lookup's result carries, as (result field, output column),
+/// each when the query returns it.
+const RESULT_COLUMNS: &[(&str, &str)] = &[
+    ("lead_id", "lead_id"),
+    ("phone_e164", "phone_e164"),
+    ("phone_valid", "phone_valid"),
+    ("phone_error", "phone_error"),
+    ("found_phone_e164", "found_phone_e164"),
+    ("lookup_status", "lookup_status"),
+    ("provider", "found_by"),
+    ("cost_usd", "lookup_cost_usd"),
+    ("line_type", "line_type"),
+    ("carrier_name", "carrier_name"),
+    ("line_type_status", "line_type_status"),
+];
+
+struct App {
+    keys: Keys,
+    idempotency: idempotency::Store,
+    /// Per-key request limits: the fleet's limiter when Redis is configured.
+    limiter: Arc<dyn RateLimiter>,
+    epochs: Arc<Epochs>,
+    max_leads: usize,
+    run_id: String,
+    options: LeadOptions,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+/// Serves until `stop` resolves, then answers the requests in flight,
+/// commits what they wrote and returns.
+pub async fn serve(
+    config: ServeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServeSummary> {
+    let api = &config.providers.api;
+    let keys = Keys::new(&api.keys);
+    if keys.is_empty() {
+        return Err(Error::Usage(
+            "the config has no [[api.keys]]: `leadflow keys new NAME --org ORG` makes one".into(),
+        ));
+    }
+    let epochs = Epochs::start(&config).await?;
+    let app = Arc::new(App {
+        keys,
+        idempotency: match epochs.fleet() {
+            Some(fleet) => idempotency::Store::Fleet(fleet.idempotency()),
+            None => idempotency::Store::memory(),
+        },
+        limiter: epochs.limiter(),
+        epochs: epochs.clone(),
+        max_leads: api.max_lookup_leads,
+        run_id: config.run_id.clone(),
+        options: LeadOptions {
+            batch_size: api.max_lookup_leads,
+            default_country: config.default_country,
+        },
+        requests: Default::default(),
+    });
+    let router = Router::new()
+        .route("/v1/lookups", post(lookups))
+        .layer(axum::extract::DefaultBodyLimit::max(api.max_body_bytes))
+        .with_state(app.clone())
+        .merge(crate::telemetry::router()?)
+        .fallback(|| async { Problem::not_found() });
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
+    tracing::info!(addr = %bound, out = config.out, "leadflow serve listening on http://{bound}");
+    let committer = tokio::spawn(epochs.clone().commit_every());
+    // Each second of traffic is a commit of small files: they are compacted.
+    let (stop_compacting, stopped) = tokio::sync::watch::channel(false);
+    let compactor = config.compact_after.map(|after| {
+        tokio::spawn(crate::publish::compact::compact_every(
+            epochs.location().clone(),
+            after,
+            stopped,
+        ))
+    });
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await;
+    // Every request has been answered: what they wrote is committed now.
+    epochs.stop_committing();
+    let _ = committer.await;
+    let _ = stop_compacting.send(true);
+    if let Some(compactor) = compactor {
+        let _ = compactor.await;
+    }
+    let closed = epochs.close().await;
+    served.map_err(|e| Error::Internal(format!("the server stopped: {e}")))?;
+    let mut summary = closed?;
+    summary.requests = app.requests.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(summary)
+}
+
+/// `POST /v1/lookups`: `{"leads": [lead, …]}` → `{"results": [result, …]}`,
+/// one result per lead in input order; a lead that is not one gets an
+/// `error` in its place and the others are still answered.
+async fn lookups(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    match answer(&app, &headers, body).await {
+        Ok(answer) => answer,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Authenticates, limits, and answers a lookup request: once per
+/// `Idempotency-Key` (a retry with the same body gets the first answer,
+/// and pays nothing again).
+async fn answer(
+    app: &App,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<Response, Problem> {
+    let key = app.keys.authenticate(headers)?;
+    app.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(per_minute) = key.requests_per_minute {
+        let name = format!("api-key:{}", key.name);
+        let now = Utc::now().timestamp_micros();
+        if !app
+            .limiter
+            .try_acquire_exact(&name, per_minute, MINUTE, now)
+            .await
+        {
+            return Err(Problem::rate_limited(per_minute));
+        }
+    }
+    let body = body.map_err(Problem::from_body)?;
+    let Some(idempotency_key) = idempotency_key(headers)? else {
+        return Ok(json_response(lookup(app, key, &body).await?, false));
+    };
+    let fingerprint = keys::sha256_hex(&body);
+    let (scope, store) = (key.name.as_str(), &app.idempotency);
+    match store.claim(scope, idempotency_key, &fingerprint).await {
+        Ok(Claimed::First) => {}
+        Ok(Claimed::Running) => return Err(Problem::idempotency_key_in_use()),
+        Ok(Claimed::OtherBody) => return Err(Problem::idempotency_key_reused()),
+        Ok(Claimed::Done { status: _, body }) => return Ok(json_response(body, true)),
+        Err(e) => return Err(Problem::idempotency_unavailable(&e)),
+    }
+    match lookup(app, key, &body).await {
+        Ok(answer) => {
+            if let Err(e) = store
+                .finish(scope, idempotency_key, &fingerprint, (200, &answer))
+                .await
+            {
+                tracing::warn!(
+                    error = e,
+                    "could not keep an answer for its Idempotency-Key: a retry would run again"
+                );
+            }
+            Ok(json_response(answer, false))
+        }
+        Err(problem) => {
+            store.release(scope, idempotency_key).await;
+            Err(problem)
+        }
+    }
+}
+
+/// The request's `Idempotency-Key`, if it has one (a token or a quoted
+/// string of 1 to 255 visible characters).
+fn idempotency_key(headers: &HeaderMap) -> std::result::Result<Option<&str>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(|v| v.trim())
+        .map(|v| {
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+        })
+        .filter(|v| (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(Some).ok_or_else(|| {
+        Problem::bad_header(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)".into(),
+        )
+    })
+}
+
+/// A 200 with `body` (JSON), marked when it replays an earlier answer.
+fn json_response(body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The answer to `body`: one result per lead, in order, as JSON.
+async fn lookup(
+    app: &App,
+    key: &ApiKeyConfig,
+    body: &[u8],
+) -> std::result::Result<Vec<u8>, Problem> {
+    let leads = parse_leads(body, app.max_leads)?;
+    let started = Instant::now();
+    let mut results: Vec<Item> = vec![Item::default(); leads.len()];
+    let mut decoder = LeadDecoder::new(usize::MAX);
+    let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), app.options.clone());
+    let mut accepted = Vec::with_capacity(leads.len());
+    let mut rejects = Vec::new();
+    for (i, lead) in leads.into_iter().enumerate() {
+        let raw = lead.to_string();
+        let pushed = owned_by(lead, key).and_then(|lead| {
+            let bytes = serde_json::to_vec(&lead).expect("a JSON value serializes");
+            decoder.push(None, Some(&bytes), &mut builder)
+        });
+        match pushed {
+            Ok(()) => accepted.push(i),
+            Err(reason) => {
+                results[i] = Item::error(i, reason.clone());
+                rejects.push(Reject {
+                    source: format!("POST /v1/lookups (key {})", key.name),
+                    line: Some(i as i64 + 1),
+                    raw,
+                    reason,
+                });
+            }
+        }
+    }
+    telemetry_in(accepted.len() + rejects.len());
+    let stamp = RunStamp {
+        run_id: app.run_id.clone(),
+        at_micros: Utc::now().timestamp_micros(),
+    };
+    let leads = builder.finish().map_err(Problem::internal)?;
+    let ids = lead_ids(&leads);
+    let enriched = app
+        .epochs
+        .enrich(leads, rejects, &stamp)
+        .await
+        .map_err(Problem::internal)?;
+    fill_results(&mut results, &accepted, &ids, &enriched);
+    tracing::debug!(
+        key = key.name,
+        leads = results.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "lookups answered"
+    );
+    Ok(serde_json::to_vec(&json!({ "results": results })).expect("JSON serializes"))
+}
+
+fn telemetry_in(n: usize) {
+    crate::telemetry::leads_in(n as u64);
+}
+
+/// The body's `leads`, or the problem with it (naming line and column).
+fn parse_leads(body: &[u8], max: usize) -> std::result::Result<Vec<Value>, Problem> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        leads: Vec<Value>,
+    }
+    let request: Request = serde_json::from_slice(body).map_err(Problem::bad_json)?;
+    if request.leads.is_empty() {
+        return Err(Problem::invalid(
+            "leads",
+            "`leads` is empty: send 1 or more leads".into(),
+        ));
+    }
+    if request.leads.len() > max {
+        return Err(Problem::invalid(
+            "leads",
+            format!(
+                "{} leads in one request; at most {max} ([api] max_lookup_leads): send more as a job",
+                request.leads.len()
+            ),
+        ));
+    }
+    Ok(request.leads)
+}
+
+/// `lead` as `key` may send it: its `organization_id` is the key's (a lead
+/// naming another is refused), and its `user_tier` at most the key's
+/// `max_user_tier`.
+fn owned_by(lead: Value, key: &ApiKeyConfig) -> std::result::Result<Value, String> {
+    let Value::Object(mut lead) = lead else {
+        return Err(format!("not a JSON object but {}", kind_of(&lead)));
+    };
+    match lead.get("organization_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(org)) if *org == key.organization_id => {}
+        Some(other) => {
+            return Err(format!(
+                "organization_id {other} is not this key's organization ({:?})",
+                key.organization_id
+            ));
+        }
+    }
+    lead.insert(
+        "organization_id".into(),
+        Value::String(key.organization_id.clone()),
+    );
+    if let Some(max) = key.max_user_tier {
+        let tier = match lead.get("user_tier") {
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        if let Some(tier) = tier.filter(|&t| t > f64::from(max)) {
+            return Err(format!(
+                "user_tier {tier} is above this key's max_user_tier ({max})"
+            ));
+        }
+    }
+    Ok(Value::Object(lead))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Puts the enriched rows' results in their leads' places: in order when
+/// the query kept every lead, else by `lead_id`.
+fn fill_results(
+    results: &mut [Item],
+    accepted: &[usize],
+    ids: &[String],
+    enriched: &[RecordBatch],
+) {
+    let mut rows = Vec::new();
+    for batch in enriched {
+        for row in 0..batch.num_rows() {
+            rows.push(result_of(batch, row));
+        }
+    }
+    if rows.len() == accepted.len() {
+        for (&i, row) in accepted.iter().zip(rows) {
+            results[i] = Item::result(i, row);
+        }
+        return;
+    }
+    // The query dropped or added rows: the first row of each lead_id.
+    let mut by_id: HashMap<String, Vec<(&'static str, Value)>> = HashMap::new();
+    for row in rows {
+        if let Some((_, Value::String(id))) = row.iter().find(|(f, _)| *f == "lead_id") {
+            let id = id.clone();
+            by_id.entry(id).or_insert(row);
+        }
+    }
+    for (&i, id) in accepted.iter().zip(ids) {
+        results[i] = match by_id.get(id) {
+            Some(row) => Item::result(i, row.clone()),
+            None => Item::error(
+                i,
+                "the enrichment query returned no row for this lead".into(),
+            ),
+        };
+    }
+}
+
+/// The `lead_id` of each of `leads`' rows.
+fn lead_ids(leads: &RecordBatch) -> Vec<String> {
+    let Ok(i) = leads.schema().index_of("lead_id") else {
+        return Vec::new();
+    };
+    let column = leads.column(i);
+    (0..leads.num_rows())
+        .map(|row| match json_value(column, row) {
+            Value::String(id) => id,
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// One lead's answer: its `index` in the request, then its result's
+/// fields in [`RESULT_COLUMNS`] order, or its `error`.
+#[derive(Debug, Clone, Default)]
+struct Item {
+    index: usize,
+    fields: Vec<(&'static str, Value)>,
+}
+
+impl Item {
+    fn result(index: usize, fields: Vec<(&'static str, Value)>) -> Self {
+        Self { index, fields }
+    }
+
+    fn error(index: usize, reason: String) -> Self {
+        Self {
+            index,
+            fields: vec![("error", Value::String(reason))],
+        }
+    }
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        map.serialize_entry("index", &self.index)?;
+        for (field, value) in &self.fields {
+            map.serialize_entry(field, value)?;
+        }
+        map.end()
+    }
+}
+
+/// One output row as a lookup result ([`RESULT_COLUMNS`]).
+fn result_of(batch: &RecordBatch, row: usize) -> Vec<(&'static str, Value)> {
+    let schema = batch.schema();
+    RESULT_COLUMNS
+        .iter()
+        .filter_map(|(field, column)| {
+            let i = schema.index_of(column).ok()?;
+            Some((*field, json_value(batch.column(i), row)))
+        })
+        .collect()
+}
+
+fn json_value(array: &dyn Array, row: usize) -> Value {
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Utf8 => json!(array.as_string::<i32>().value(row)),
+        DataType::Utf8View => json!(array.as_string_view().value(row)),
+        DataType::LargeUtf8 => json!(array.as_string::<i64>().value(row)),
+        DataType::Boolean => json!(array.as_boolean().value(row)),
+        DataType::Int32 => json!(array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => json!(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Decimal128(_, scale) => {
+            let units = array.as_primitive::<Decimal128Type>().value(row);
+            json!(units as f64 / 10f64.powi(i32::from(*scale)))
+        }
+        _ => Value::String(
+            datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
+        ),
+    }
+}
