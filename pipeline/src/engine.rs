@@ -2,12 +2,16 @@
 //! with leadflow's functions, the enrichment query planned once, and what
 //! its output batches add up to. `leadflow sql` uses the same session.
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use leadflow_waterfall::Waterfall;
 
@@ -134,6 +138,91 @@ impl Plan {
         }
         counts.rows += batch.num_rows() as u64;
         conform(&out, &self.write_schema)
+    }
+}
+
+/// The enrichment query planned once over a `leads` table that yields, in
+/// each execution, the batch its task context carries: the stream runs it
+/// on each cut, `serve` on each request, many at once, with no plan and no
+/// lock per execution.
+pub(crate) struct BatchPlan {
+    pub(crate) plan: Plan,
+}
+
+/// The leads of one execution, in its task context's config.
+struct Leads(Mutex<Option<RecordBatch>>);
+
+impl BatchPlan {
+    pub(crate) async fn new(
+        query: &str,
+        waterfall: Arc<Waterfall>,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let ctx = session(1, batch_rows, waterfall);
+        let schema = leadflow_schemas::lead_schema([]);
+        let partition = Arc::new(BatchLeads {
+            schema: schema.clone(),
+        });
+        ctx.register_table(
+            "leads",
+            Arc::new(StreamingTable::try_new(schema, vec![partition])?),
+        )?;
+        let plan = Plan::new(&ctx, query).await?;
+        let partitions = plan.physical.output_partitioning().partition_count();
+        if partitions != 1 {
+            return Err(Error::Internal(format!(
+                "a batch's query plan has {partitions} output partitions, not 1"
+            )));
+        }
+        Ok(Self { plan })
+    }
+
+    /// Runs the query over `leads`.
+    pub(crate) fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
+        let base = &self.plan.task_ctx;
+        let config = base
+            .session_config()
+            .clone()
+            .with_extension(Arc::new(Leads(Mutex::new(Some(leads)))));
+        let task = TaskContext::new(
+            None,
+            base.session_id(),
+            config,
+            base.scalar_functions().clone(),
+            base.higher_order_functions().clone(),
+            base.aggregate_functions().clone(),
+            base.window_functions().clone(),
+            base.runtime_env(),
+        );
+        Ok(self.plan.physical.execute(0, Arc::new(task))?)
+    }
+}
+
+/// The `leads` table of a [`BatchPlan`].
+struct BatchLeads {
+    schema: SchemaRef,
+}
+
+impl fmt::Debug for BatchLeads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BatchLeads")
+    }
+}
+
+impl PartitionStream for BatchLeads {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let leads = ctx
+            .session_config()
+            .get_extension::<Leads>()
+            .and_then(|leads| leads.0.lock().expect("leads lock").take());
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(leads.map(Ok)),
+        ))
     }
 }
 

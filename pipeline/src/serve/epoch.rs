@@ -14,7 +14,6 @@
 //! on the output) commits; the leads answered in the last epoch and not
 //! yet committed are not in the tables then, though every call they cost is.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,16 +22,12 @@ use std::time::Duration;
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
-use leadflow_waterfall::{ProviderUsage, UsageLedger, Waterfall};
+use leadflow_waterfall::{ProviderUsage, UsageLedger};
 use tokio::sync::{RwLock, RwLockReadGuard, mpsc, oneshot, watch};
 
 use super::{ServeConfig, ServeSummary};
-use crate::engine::{OutputCounts, Plan, RunStamp, session};
+use crate::engine::{BatchPlan, OutputCounts, RunStamp};
 use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, new_write_id};
@@ -62,7 +57,7 @@ pub(super) struct Epochs {
 }
 
 struct Slot {
-    engine: Engine,
+    engine: BatchPlan,
     journal: Arc<CutJournal>,
     /// The write id of the slot's log, which names its files.
     log_id: Mutex<String>,
@@ -108,7 +103,7 @@ impl Epochs {
         let batch_rows = config.providers.api.max_lookup_leads;
         let mut slots = Vec::new();
         for ((journal, waterfall), rx) in journals.into_iter().zip(waterfalls).zip(receivers) {
-            let engine = Engine::new(&query, waterfall, batch_rows)
+            let engine = BatchPlan::new(&query, waterfall, batch_rows)
                 .await
                 .map_err(|e| config.providers.explain_query_error(e))?;
             let id = new_write_id(&config.run_id);
@@ -383,78 +378,5 @@ async fn drain(
                 None => return,
             },
         }
-    }
-}
-
-/// The enrichment query planned once over a `leads` table that yields, in
-/// each execution, the batch its task context carries: requests run it at
-/// once, each with its own leads.
-struct Engine {
-    plan: Plan,
-}
-
-/// The leads of one execution, in its task context's config.
-struct Leads(Mutex<Option<RecordBatch>>);
-
-impl Engine {
-    async fn new(query: &str, waterfall: Arc<Waterfall>, batch_rows: usize) -> Result<Self> {
-        let ctx = session(1, batch_rows, waterfall);
-        let schema = leadflow_schemas::lead_schema([]);
-        let partition = Arc::new(RequestLeads {
-            schema: schema.clone(),
-        });
-        ctx.register_table(
-            "leads",
-            Arc::new(StreamingTable::try_new(schema, vec![partition])?),
-        )?;
-        let plan = Plan::new(&ctx, query).await?;
-        Ok(Self { plan })
-    }
-
-    fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
-        let base = &self.plan.task_ctx;
-        let config = base
-            .session_config()
-            .clone()
-            .with_extension(Arc::new(Leads(Mutex::new(Some(leads)))));
-        let task = TaskContext::new(
-            None,
-            base.session_id(),
-            config,
-            base.scalar_functions().clone(),
-            base.higher_order_functions().clone(),
-            base.aggregate_functions().clone(),
-            base.window_functions().clone(),
-            base.runtime_env(),
-        );
-        Ok(self.plan.physical.execute(0, Arc::new(task))?)
-    }
-}
-
-/// The `leads` table of an [`Engine`].
-struct RequestLeads {
-    schema: SchemaRef,
-}
-
-impl fmt::Debug for RequestLeads {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RequestLeads")
-    }
-}
-
-impl PartitionStream for RequestLeads {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let leads = ctx
-            .session_config()
-            .get_extension::<Leads>()
-            .and_then(|leads| leads.0.lock().expect("leads lock").take());
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(leads.map(Ok)),
-        ))
     }
 }

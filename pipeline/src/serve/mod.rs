@@ -119,6 +119,10 @@ pub async fn serve(
             "the config has no [[api.keys]]: `leadflow keys new NAME --org ORG` makes one".into(),
         ));
     }
+    // The address first: a port in use fails before anything is started.
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     let epochs = Epochs::start(&config).await?;
     let app = Arc::new(App {
         keys,
@@ -142,9 +146,6 @@ pub async fn serve(
         .with_state(app.clone())
         .merge(crate::telemetry::router()?)
         .fallback(|| async { Problem::not_found() });
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
@@ -336,7 +337,12 @@ async fn lookup(
         ms = started.elapsed().as_millis() as u64,
         "lookups answered"
     );
-    Ok(serde_json::to_vec(&json!({ "results": results })).expect("JSON serializes"))
+    // Serialized as it is, not through a `Value`, whose maps sort their keys.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        results: &'a [Item],
+    }
+    Ok(serde_json::to_vec(&Answer { results: &results }).expect("JSON serializes"))
 }
 
 fn telemetry_in(n: usize) {

@@ -17,18 +17,11 @@ pub mod ledger;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::ExecutionPlanProperties;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
 use leadflow_sandbox::ProviderStats;
 use leadflow_waterfall::config::BudgetConfig;
@@ -37,7 +30,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::config::LeadflowConfig;
-use crate::engine::{OutputCounts, Plan, RunStamp, session};
+use crate::engine::{BatchPlan, OutputCounts, RunStamp};
 use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, compact, crash_point, relative_to};
@@ -162,7 +155,7 @@ async fn run_workers(
     let query = config.providers.enrichment_query(&config.query);
     let mut plans = Vec::with_capacity(waterfalls.len());
     for waterfall in waterfalls {
-        let plan = CutPlan::new(&query, waterfall, config.source.batch_rows).await;
+        let plan = BatchPlan::new(&query, waterfall, config.source.batch_rows).await;
         plans.push(plan.map_err(|e| config.providers.explain_query_error(e))?);
     }
     let (written_tx, written_rx) = std::sync::mpsc::channel();
@@ -262,7 +255,7 @@ impl WorkerTally {
 
 /// Runs the query over cuts and commits what they produce.
 struct Worker {
-    plan: CutPlan,
+    plan: BatchPlan,
     /// This worker's usage ledger: every call its lookups made.
     usage: mpsc::Receiver<ProviderUsage>,
     /// Where its lookups journal each request ahead of time: a usage log
@@ -411,68 +404,6 @@ impl Worker {
         tally.usage_rows += committed.usage_rows;
         tally.counts.merge(counts);
         Ok(())
-    }
-}
-
-/// The enrichment query planned once over a `leads` table that yields the
-/// cut put in its slot, executed again for every cut.
-struct CutPlan {
-    plan: Plan,
-    slot: Arc<Mutex<Option<RecordBatch>>>,
-}
-
-impl CutPlan {
-    async fn new(query: &str, waterfall: Arc<Waterfall>, batch_rows: usize) -> Result<Self> {
-        let ctx = session(1, batch_rows, waterfall);
-        let schema = leadflow_schemas::lead_schema([]);
-        let slot = Arc::new(Mutex::new(None));
-        let partition = Arc::new(CutPartition {
-            schema: schema.clone(),
-            slot: slot.clone(),
-        });
-        ctx.register_table(
-            "leads",
-            Arc::new(StreamingTable::try_new(schema, vec![partition])?),
-        )?;
-        let plan = Plan::new(&ctx, query).await?;
-        let partitions = plan.physical.output_partitioning().partition_count();
-        if partitions != 1 {
-            return Err(Error::Internal(format!(
-                "the stream's query plan has {partitions} output partitions, not 1"
-            )));
-        }
-        Ok(Self { plan, slot })
-    }
-
-    fn execute(&self, cut: RecordBatch) -> Result<SendableRecordBatchStream> {
-        *self.slot.lock().expect("cut slot") = Some(cut);
-        Ok(self.plan.physical.execute(0, self.plan.task_ctx.clone())?)
-    }
-}
-
-/// The `leads` table of a [`CutPlan`]: each execution yields the cut in the slot.
-struct CutPartition {
-    schema: SchemaRef,
-    slot: Arc<Mutex<Option<RecordBatch>>>,
-}
-
-impl fmt::Debug for CutPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CutPartition")
-    }
-}
-
-impl PartitionStream for CutPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let cut = self.slot.lock().expect("cut slot").take();
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures::stream::iter(cut.map(Ok)),
-        ))
     }
 }
 

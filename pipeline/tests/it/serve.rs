@@ -307,6 +307,35 @@ fn append(config: &Path, lines: &str) {
     std::fs::write(config, format!("{text}{lines}\n")).unwrap();
 }
 
+/// Adds `key_lines` to the key, then points the config at the test Redis
+/// under a key prefix of its own.
+fn share_redis(config: &Path, key_lines: &str) {
+    let prefix = format!(
+        "test-serve-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    append(
+        config,
+        &format!(
+            "{key_lines}\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"",
+            crate::support::redis_url()
+        ),
+    );
+}
+
+/// Two servers of `config`, each with an output of its own under `dir`.
+async fn start_two(config: &Path, dir: &Path) -> ((Child, String), (Child, String)) {
+    let mut servers = Vec::new();
+    for name in ["a", "b"] {
+        let addr = free_addr();
+        let out = dir.join(name).display().to_string();
+        servers.push((start(config, &out, &addr).await, addr));
+    }
+    let two = servers.pop().unwrap();
+    (servers.pop().unwrap(), two)
+}
+
 /// `n` requests of one lead each, spread over `addrs` in turn: the statuses.
 async fn statuses(addrs: &[&str], key: &str, n: usize) -> Vec<u16> {
     let mut got = Vec::new();
@@ -350,21 +379,8 @@ async fn a_key_past_its_requests_per_minute_gets_429_with_when_to_retry() {
 async fn two_servers_sharing_redis_admit_exactly_a_keys_limit_between_them() {
     let dir = tempfile::tempdir().unwrap();
     let (_sandbox, config, key) = config_with_a_key(dir.path(), "").await;
-    let prefix = format!(
-        "test-serve-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
-    append(
-        &config,
-        &format!(
-            "requests_per_minute = 10\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"",
-            crate::support::redis_url()
-        ),
-    );
-    let (a, b) = (free_addr(), free_addr());
-    let one = start(&config, &dir.path().join("a").display().to_string(), &a).await;
-    let two = start(&config, &dir.path().join("b").display().to_string(), &b).await;
+    share_redis(&config, "requests_per_minute = 10");
+    let ((one, a), (two, b)) = start_two(&config, dir.path()).await;
     let got = statuses(&[&a, &b], &key, 16).await;
     assert_eq!(got.iter().filter(|&&s| s == 200).count(), 10, "{got:?}");
     assert_eq!(got.iter().filter(|&&s| s == 429).count(), 6, "{got:?}");
@@ -397,27 +413,19 @@ async fn a_retry_under_its_idempotency_key_gets_the_first_answer_from_any_server
 {
     let dir = tempfile::tempdir().unwrap();
     let (sandbox, config, key) = config_with_a_key(dir.path(), "").await;
-    let prefix = format!(
-        "test-idem-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
-    append(
-        &config,
-        &format!(
-            "\n[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"",
-            crate::support::redis_url()
-        ),
-    );
-    let (a, b) = (free_addr(), free_addr());
-    let one = start(&config, &dir.path().join("a").display().to_string(), &a).await;
-    let two = start(&config, &dir.path().join("b").display().to_string(), &b).await;
+    share_redis(&config, "");
+    let ((one, a), (two, b)) = start_two(&config, dir.path()).await;
     let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
 
     let leads: Vec<Value> = (0..5).map(lead).collect();
     let body = json!({ "leads": leads }).to_string();
     let (status, replayed, first) = post_once(&a, &key, "order-1", &body).await;
     assert_eq!((status, replayed), (200, false), "{first}");
+    // Each result's index first, then its fields in a fixed order.
+    assert!(
+        first.starts_with(r#"{"results":[{"index":0,"lead_id":"L0","phone_e164":"#),
+        "{first}"
+    );
     let paid = served();
     assert!(paid >= 5, "{paid}");
     // The retry, on the other server: the same bytes, nothing paid again.
