@@ -53,6 +53,8 @@ pub(super) struct Epochs {
     /// The sandbox and the fleet the waterfalls use, alive until closed.
     providers: Providers,
     summary: Mutex<ServeSummary>,
+    /// Why the last commit that wrote failed, until one succeeds.
+    unwritable: Mutex<Option<String>>,
     stop_committing: watch::Sender<bool>,
 }
 
@@ -134,6 +136,7 @@ impl Epochs {
             write_schema,
             providers,
             summary: Mutex::new(ServeSummary::default()),
+            unwritable: Mutex::new(None),
             stop_committing: watch::channel(false).0,
         }))
     }
@@ -209,6 +212,21 @@ impl Epochs {
         }
     }
 
+    /// Why the server is not ready, if it is not: Redis, when configured,
+    /// does not answer, or the last commit could not write the output.
+    pub(super) fn not_ready(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if let Some(fleet) = &self.providers.fleet
+            && !fleet.redis().online()
+        {
+            why.push("Redis does not answer".to_string());
+        }
+        if let Some(e) = self.unwritable.lock().expect("unwritable lock").clone() {
+            why.push(format!("the output could not be written ({e})"));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
     /// Stops [`Self::commit_every`] after the commit it is making.
     pub(super) fn stop_committing(&self) {
         let _ = self.stop_committing.send(true);
@@ -258,6 +276,8 @@ impl Epochs {
             .ok_or_else(|| Error::Internal("serve: a slot has no usage log".into()))?;
         let id = slot.log_id.lock().expect("log id lock").clone();
         let written = self.write(&id, &log, held).await;
+        *self.unwritable.lock().expect("unwritable lock") =
+            written.as_ref().err().map(ToString::to_string);
         // The next epoch's calls go to a new log, whatever became of this one.
         let next = new_write_id(&self.run_id);
         slot.journal

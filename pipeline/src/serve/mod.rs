@@ -151,6 +151,21 @@ pub async fn serve(
         .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     tracing::info!(addr = %bound, out = config.out, "leadflow serve listening on http://{bound}");
     let committer = tokio::spawn(epochs.clone().commit_every());
+    // `/healthz`: ready while Redis (if configured) answers and the output
+    // takes commits.
+    let readiness = {
+        let epochs = epochs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                match epochs.not_ready() {
+                    Some(why) => crate::telemetry::not_ready(why),
+                    None => crate::telemetry::ready(),
+                }
+            }
+        })
+    };
     // Each second of traffic is a commit of small files: they are compacted.
     let (stop_compacting, stopped) = tokio::sync::watch::channel(false);
     let compactor = config.compact_after.map(|after| {
@@ -164,6 +179,7 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await;
     // Every request has been answered: what they wrote is committed now.
+    readiness.abort();
     epochs.stop_committing();
     let _ = committer.await;
     let _ = stop_compacting.send(true);

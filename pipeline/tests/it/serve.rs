@@ -34,9 +34,10 @@ async fn config_with_a_key(dir: &Path, api: &str) -> (Sandbox, std::path::PathBu
     (sandbox, path, key)
 }
 
-/// Starts `leadflow serve` and waits until it answers.
-async fn start(config: &Path, out: &str, addr: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+/// `leadflow serve` of `config` into `out` on `addr`.
+fn serve(config: &Path, out: &str, addr: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    command
         .args(["serve", "--out", out, "--addr", addr, "--config"])
         .arg(config)
         .env_remove("LEADFLOW_CONFIG")
@@ -44,9 +45,13 @@ async fn start(config: &Path, out: &str, addr: &str) -> Child {
         .env("ORION_API_KEY", "orion-test-key-0001")
         .env("ASTRA_API_KEY", "astra-test-key-0001")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    command
+}
+
+/// Starts `leadflow serve` and waits until it answers.
+async fn start(config: &Path, out: &str, addr: &str) -> Child {
+    let mut child = serve(config, out, addr).spawn().unwrap();
     let client = reqwest::Client::new();
     loop {
         if client
@@ -447,4 +452,35 @@ async fn a_retry_under_its_idempotency_key_gets_the_first_answer_from_any_server
     assert!(problem.contains("Idempotency-Key"), "{problem}");
     stop(one);
     stop(two);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_redis_does_not_answer_is_not_ready_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, _key) = config_with_a_key(dir.path(), "").await;
+    // Nothing listens there.
+    append(
+        &config,
+        &format!("\n[redis]\nurl = \"redis://{}\"", free_addr()),
+    );
+    let addr = free_addr();
+    let out = dir.path().join("out").display().to_string();
+    let mut server = serve(&config, &out, &addr).spawn().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
+            && r.status() == 503
+        {
+            break r.text().await.unwrap();
+        }
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never said it was not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(said.contains("Redis does not answer"), "{said}");
+    stop(server);
 }
