@@ -32,9 +32,9 @@ use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, new_write_id};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
-use crate::sinks::provider_usage::UsageBatcher;
-use crate::sinks::rejects::{Reject, RejectBatcher};
+use crate::sinks::rejects::Reject;
 use crate::sinks::usage_log::{self, CutJournal, UsageLog};
+use crate::sinks::write_usage_and_rejects;
 use crate::storage::{self, Location};
 use crate::telemetry;
 
@@ -343,34 +343,17 @@ impl Epochs {
             }
             files.extend(writer.close().await?);
         }
-        if !held.usage.is_empty() {
-            let schema = leadflow_schemas::provider_usage_schema();
-            let mut writer = PartitionedWriter::new(
-                staging.clone(),
-                sink("provider_usage", Some("started_at")),
-                schema.clone(),
-            );
-            let mut batcher = UsageBatcher::new(schema, &self.run_id);
-            for row in &held.usage {
-                telemetry::attempt(&row.attempt);
-                batcher.append(row, &mut writer).await?;
-            }
-            batcher.flush(&mut writer).await?;
-            files.extend(writer.close().await?);
-        }
-        if !held.rejects.is_empty() {
-            let mut batcher = RejectBatcher::new(&self.run_id, Utc::now().timestamp_micros());
-            for r in &held.rejects {
-                batcher.push(r);
-            }
-            let mut writer = PartitionedWriter::new(
-                staging.clone(),
-                sink("rejects", None),
-                leadflow_schemas::reject_schema(),
-            );
-            writer.write(&batcher.finish()?).await?;
-            files.extend(writer.close().await?);
-        }
+        files.extend(
+            write_usage_and_rejects(
+                staging,
+                sink,
+                (&self.run_id, Utc::now().timestamp_micros()),
+                &held.usage,
+                &held.rejects,
+                |_| {},
+            )
+            .await?,
+        );
         Ok(files)
     }
 }

@@ -35,9 +35,9 @@ use crate::error::{Error, Result};
 use crate::providers::Providers;
 use crate::publish::{Publisher, compact, crash_point, relative_to};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter};
-use crate::sinks::provider_usage::{LookupTally, UsageBatcher};
-use crate::sinks::rejects::RejectBatcher;
+use crate::sinks::provider_usage::LookupTally;
 use crate::sinks::usage_log::{self, CutJournal, CutOf, UsageLog};
+use crate::sinks::write_usage_and_rejects;
 use crate::sources::kafka::{Cut, CutOwner, KafkaSource, KafkaSourceConfig, SourceTally, Written};
 use crate::storage;
 use crate::telemetry;
@@ -347,35 +347,17 @@ impl Worker {
         }
         let mut files = leads.close().await?;
 
-        if !usage.is_empty() {
-            let schema = leadflow_schemas::provider_usage_schema();
-            let mut writer = PartitionedWriter::new(
-                staging.clone(),
-                sink("provider_usage", Some("started_at")),
-                schema.clone(),
-            );
-            let mut batcher = UsageBatcher::new(schema, &self.stamp.run_id);
-            for row in &usage {
-                counts.lookups.add_attempt(&row.attempt);
-                telemetry::attempt(&row.attempt);
-                batcher.append(row, &mut writer).await?;
-            }
-            batcher.flush(&mut writer).await?;
-            files.extend(writer.close().await?);
-        }
-        if !cut.rejects.is_empty() {
-            let mut batcher = RejectBatcher::new(&self.stamp.run_id, self.stamp.at_micros);
-            for r in &cut.rejects {
-                batcher.push(r);
-            }
-            let mut writer = PartitionedWriter::new(
-                staging.clone(),
-                sink("rejects", None),
-                leadflow_schemas::reject_schema(),
-            );
-            writer.write(&batcher.finish()?).await?;
-            files.extend(writer.close().await?);
-        }
+        files.extend(
+            write_usage_and_rejects(
+                &staging,
+                sink,
+                (&self.stamp.run_id, self.stamp.at_micros),
+                &usage,
+                &cut.rejects,
+                |attempt| counts.lookups.add_attempt(attempt),
+            )
+            .await?,
+        );
 
         let committed = CommittedCut {
             files: relative_to(&staging, &files)?,
