@@ -56,6 +56,12 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How often the leads and calls served are committed to the output, ms.
     pub commit_ms: u64,
+    /// Leads one `POST /v1/jobs` may carry.
+    pub max_job_leads: u64,
+    /// Lets jobs' webhooks reach loopback, private and link-local
+    /// addresses (tests, a receiver on the same network); off, such a
+    /// `webhook_url` is refused.
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +71,8 @@ impl Default for ApiConfig {
             max_lookup_leads: 100,
             max_body_bytes: 1 << 20,
             commit_ms: 1000,
+            max_job_leads: 1_000_000,
+            allow_private_webhooks: false,
         }
     }
 }
@@ -86,6 +94,10 @@ pub struct ApiKeyConfig {
     /// every server on the same Redis; past it, 429.
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
+    /// The environment variable holding the secret this key's job
+    /// webhooks are signed with (Standard Webhooks: `whsec_` and base64).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
 }
 
 impl ApiConfig {
@@ -127,6 +139,9 @@ impl ApiConfig {
         }
         if !(10..=60_000).contains(&self.commit_ms) {
             return Err("[api] commit_ms must be between 10 and 60000".into());
+        }
+        if self.max_job_leads == 0 {
+            return Err("[api] max_job_leads = 0 would refuse every job".into());
         }
         Ok(())
     }

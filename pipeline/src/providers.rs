@@ -5,10 +5,12 @@
 //! and given a placeholder key, so no real credential is ever sent to it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 
 use leadflow_fleet::{ConnectError, Fleet};
 use leadflow_sandbox::{ProviderStats, Sandbox};
+use leadflow_waterfall::config::WaterfallConfig;
 use leadflow_waterfall::{
     RateLimiter, Services, SystemClock, UsageLedger, Waterfall, client_builder,
 };
@@ -31,6 +33,47 @@ pub struct Providers {
     /// The providers' rate limiter (the fleet's, or this process's), which
     /// other limits may share: `leadflow serve`'s per-key limits.
     pub limiter: Arc<dyn RateLimiter>,
+    scope: Scope,
+}
+
+/// What every waterfall of a process shares, to build more of them.
+#[derive(Clone)]
+struct Scope {
+    config: WaterfallConfig,
+    services: Services,
+    /// The client of the sandbox's providers, when there are any.
+    h2c: Option<reqwest::Client>,
+    sandboxed: Arc<HashSet<String>>,
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("sandboxed", &self.sandboxed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scope {
+    fn waterfall(&self, ledger: UsageLedger) -> Result<Arc<Waterfall>> {
+        let mut builder = Waterfall::builder(self.config.clone())
+            .ledger(ledger)
+            .services(self.services.clone());
+        if let Some(h2c) = &self.h2c {
+            for name in self.sandboxed.iter() {
+                builder = builder.client(name, h2c.clone());
+            }
+            let sandboxed = self.sandboxed.clone();
+            builder = builder.secrets(move |provider, var| {
+                if sandboxed.contains(&provider.name) {
+                    Some(SANDBOX_KEY.to_string())
+                } else {
+                    std::env::var(var?).ok().filter(|value| !value.is_empty())
+                }
+            });
+        }
+        Ok(Arc::new(builder.build()?))
+    }
 }
 
 impl Providers {
@@ -99,36 +142,33 @@ impl Providers {
                     })?,
             )
         };
-        let build = |ledger: UsageLedger| -> Result<Arc<Waterfall>> {
-            let mut builder = Waterfall::builder(waterfall_config.clone())
-                .ledger(ledger)
-                .services(services.clone());
-            if let Some(h2c) = &h2c {
-                for name in &sandboxed {
-                    builder = builder.client(name, h2c.clone());
-                }
-                let sandboxed = sandboxed.clone();
-                builder = builder.secrets(move |provider, var| {
-                    if sandboxed.contains(&provider.name) {
-                        Some(SANDBOX_KEY.to_string())
-                    } else {
-                        std::env::var(var?).ok().filter(|value| !value.is_empty())
-                    }
-                });
-            }
-            Ok(Arc::new(builder.build()?))
+        let scope = Scope {
+            config: waterfall_config,
+            services: services.clone(),
+            h2c,
+            sandboxed: Arc::new(sandboxed),
         };
-        let waterfall = build(ledger)?;
-        let scoped = scoped.into_iter().map(&build).collect::<Result<Vec<_>>>()?;
+        let waterfall = scope.waterfall(ledger)?;
+        let scoped = scoped
+            .into_iter()
+            .map(|ledger| scope.waterfall(ledger))
+            .collect::<Result<Vec<_>>>()?;
         Ok((
             Self {
                 waterfall,
                 sandbox,
                 fleet,
                 limiter: services.limiter.clone(),
+                scope,
             },
             scoped,
         ))
+    }
+
+    /// One more waterfall over the same providers, limits, cache, breakers
+    /// and budget, reporting to `ledger`: a job `leadflow serve` runs.
+    pub fn scoped(&self, ledger: UsageLedger) -> Result<Arc<Waterfall>> {
+        self.scope.waterfall(ledger)
     }
 
     /// What the sandbox served, by provider, when there is one.

@@ -71,6 +71,26 @@ pub struct RunConfig {
     /// The nightly batch this run is (`leadflow batch`): its output replaces
     /// the batch's earlier output whatever either read.
     pub batch: Option<String>,
+    /// The job of `leadflow serve` this run is, which shares the server's
+    /// providers.
+    pub job: Option<JobContext>,
+}
+
+/// What a job of `leadflow serve` shares with the server that runs it.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The server's providers: the job's waterfall shares their limits,
+    /// cache, breakers and budget, and the server closes them.
+    pub providers: Arc<Providers>,
+    /// Read while the job runs; its `stop` cancels the job (what was read
+    /// is enriched and committed).
+    pub progress: Arc<SourceProgress>,
+    /// Leads written so far.
+    pub written: Arc<std::sync::atomic::AtomicU64>,
+    /// The job's identity as an input (`job:{id}`), in place of its file's
+    /// content: two jobs of the same bytes are two jobs, and a job run
+    /// again replaces its own output.
+    pub input_id: String,
 }
 
 /// What a run did, printed at its end.
@@ -180,8 +200,9 @@ async fn settle_dead_runs(
 pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let now = Utc::now();
+    // A job's input is kept under the output, and is input all the same.
     let source = open_source(&FileSourceConfig {
-        skip_output: Some(config.out.clone()),
+        skip_output: config.job.is_none().then(|| config.out.clone()),
         ..config.source.clone()
     })
     .await?;
@@ -208,14 +229,21 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     // day's budget: if it dies, the run that recovers its log settles it.
     let mut provider_config = config.providers.clone();
     provider_config.redis.spend_tag = Some(write_id.clone());
-    let providers = Providers::start(&provider_config, ledger)
-        .await
-        .map_err(forget_log)?;
+    let (providers, waterfall) = match &config.job {
+        None => {
+            let providers = Providers::start(&provider_config, ledger)
+                .await
+                .map_err(forget_log)?;
+            let waterfall = providers.waterfall.clone();
+            (Some(providers), waterfall)
+        }
+        Some(job) => (None, job.providers.scoped(ledger).map_err(forget_log)?),
+    };
 
     // Plan first, so bad SQL fails before anything is read or written.
     let partitions = config.partitions.max(1);
     let (lead_tx, lead_rx) = mpsc::channel(partitions * 2);
-    let plan = plan(&config, &source, partitions, lead_rx, &providers.waterfall)
+    let plan = plan(&config, &source, partitions, lead_rx, &waterfall)
         .await
         .map_err(forget_log)?;
     let counts_valid = plan.counts_valid();
@@ -224,7 +252,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
     let publisher = Publisher::open_as(location.clone(), &config.run_id, write_id)
         .await
         .map_err(forget_log)?;
-    if let Some(fleet) = &providers.fleet {
+    if let Some(fleet) = providers.as_ref().and_then(|p| p.fleet.as_ref()) {
         settle_dead_runs(fleet, &location, now).await;
     }
     let out = Outputs {
@@ -232,7 +260,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         write_id: publisher.write_id().to_string(),
         today: now.date_naive(),
     };
-    let progress = Arc::new(SourceProgress::default());
+    let progress = config
+        .job
+        .as_ref()
+        .map_or_else(Default::default, |job| job.progress.clone());
+    let written = config.job.as_ref().map(|job| job.written.clone());
     let (reject_tx, reject_rx) = mpsc::channel(1024);
     let tasks = Tasks {
         reader: spawn_reader(source, lead_tx, reject_tx, progress.clone()),
@@ -246,16 +278,18 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             REJECT_SAMPLES,
         )),
         usage: spawn_usage_writer(usage_rx, &stamp.run_id, &out),
-        writers: spawn_lead_writers(plan, &stamp, &out)?,
+        writers: spawn_lead_writers(plan, &stamp, &out, written)?,
     };
     let bar = (config.progress && std::io::stderr().is_terminal())
         .then(|| progress_bar(progress.clone()));
     let finished = tasks.finish().await;
     // Rate-limit permits leased and not used go back to the fleet, and
     // what the budget spent is booked there.
-    providers.waterfall.close().await;
-    if let Some(fleet) = &providers.fleet {
-        fleet.leave().await;
+    if let Some(providers) = &providers {
+        providers.waterfall.close().await;
+        if let Some(fleet) = &providers.fleet {
+            fleet.leave().await;
+        }
     }
     if let Some(bar) = bar {
         bar.abort();
@@ -268,6 +302,9 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
             return Err(e);
         }
     };
+    if let Some(job) = &config.job {
+        done.inputs = vec![job.input_id.clone()];
+    }
 
     publish(publisher, config.batch.clone(), &mut done).await?;
     usage_log.remove();
@@ -286,7 +323,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary> {
         usage_files: done.usage_files,
         reject_files: done.reject_files,
         inputs: input_files,
-        sandbox: providers.sandbox_stats(),
+        sandbox: providers.as_ref().and_then(Providers::sandbox_stats),
         reject_samples: done.reject_samples,
         elapsed: started.elapsed(),
         out: config.out,
@@ -422,6 +459,7 @@ fn spawn_lead_writers(
     plan: Plan,
     stamp: &RunStamp,
     out: &Outputs,
+    written: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<Vec<JoinHandle<Result<PartitionWritten>>>> {
     let streams = datafusion::physical_plan::execute_stream_partitioned(
         plan.physical.clone(),
@@ -434,7 +472,13 @@ fn spawn_lead_writers(
         .map(|(p, stream)| {
             let sink = out.sink("enriched_leads", p, Some("received_at"));
             let writer = out.writer(sink, plan.write_schema.clone());
-            tokio::spawn(write_partition(stream, writer, plan.clone(), stamp.clone()))
+            tokio::spawn(write_partition(
+                stream,
+                writer,
+                plan.clone(),
+                stamp.clone(),
+                written.clone(),
+            ))
         })
         .collect())
 }
@@ -451,6 +495,7 @@ async fn write_partition(
     mut writer: PartitionedWriter,
     plan: Arc<Plan>,
     stamp: RunStamp,
+    written: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) -> Result<PartitionWritten> {
     let mut counts = OutputCounts::default();
     while let Some(batch) = stream.next().await {
@@ -459,6 +504,12 @@ async fn write_partition(
         these.count_in_metrics();
         counts.merge(these);
         writer.write(&batch).await?;
+        if let Some(written) = &written {
+            written.fetch_add(
+                batch.num_rows() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
     }
     Ok(PartitionWritten {
         counts,

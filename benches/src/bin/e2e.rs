@@ -11,6 +11,9 @@
 //!                                        # leads as sales exports look (benches/src/export.rs)
 //!
 //!   target/release/e2e --leads 1000000 --batch     # the same input through `leadflow batch`
+//!   target/release/e2e --leads 100000 --no-phones --config benches/waterfall-0ms.toml --job
+//!                                        # the same input as a job of `leadflow serve`:
+//!                                        # POST /v1/jobs to `done`, and the server's peak RSS
 //!   target/release/e2e --leads 1000000 --config benches/waterfall-0ms.toml --report
 //!                                        # then `leadflow report` on the output, and the page
 //!                                        # opened in headless Chromium (when one is installed)
@@ -95,6 +98,9 @@ fn main() {
         .unwrap_or_else(|| bin_dir.join("leadflow"));
     let out = work.join(format!("out-{leads}"));
     let _ = std::fs::remove_dir_all(&out);
+    if args.iter().any(|a| a == "--job") {
+        return job(&leadflow, &input, &out, flag(&args, "--config"), leads);
+    }
     let mut command = Command::new(&leadflow);
     if args.iter().any(|a| a == "--batch") {
         // A batch reads a date's directory: the same file, linked into one.
@@ -136,6 +142,102 @@ fn main() {
     if args.iter().any(|a| a == "--report") {
         report(&leadflow, &out, &work);
     }
+}
+
+/// Runs `input` as a job of `leadflow serve`: from the first byte of
+/// `POST /v1/jobs` (curl streams the file) to `GET /v1/jobs/{id}` saying
+/// `done`, then the server's peak RSS (upload, run and all).
+fn job(leadflow: &Path, input: &Path, out: &Path, config: Option<&str>, leads: usize) {
+    let made = Command::new(leadflow)
+        .args(["keys", "new", "bench", "--org", "bench"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let key = String::from_utf8(made.stderr).unwrap();
+    let key = key.lines().last().unwrap().trim().to_string();
+    let text = config.map_or_else(String::new, |c| std::fs::read_to_string(c).unwrap());
+    let config = out.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[api]\nmax_job_leads = {}\n{}",
+            leads.max(1),
+            String::from_utf8(made.stdout).unwrap()
+        ),
+    )
+    .unwrap();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let mut server = Command::new(leadflow)
+        .args(["serve", "--addr", &addr, "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |args: &[&str]| -> String {
+        let got = Command::new("curl")
+            .args(["-sS", "-H", &format!("authorization: Bearer {key}")])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8(got.stdout).unwrap()
+    };
+    while !Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", &format!("http://{addr}/healthz")])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(server.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let content_type = match input.extension().and_then(|e| e.to_str()) {
+        Some("csv") => "content-type: text/csv",
+        _ => "content-type: application/x-ndjson",
+    };
+    let t = Instant::now();
+    let input = input.display().to_string();
+    let accepted = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        content_type,
+        "-T",
+        &input,
+        &format!("http://{addr}/v1/jobs"),
+    ]);
+    let uploaded = t.elapsed().as_secs_f64();
+    let job: serde_json::Value = serde_json::from_str(&accepted).expect(&accepted);
+    let id = job["id"].as_str().expect(&accepted).to_string();
+    let job = loop {
+        let got = curl(&[&format!("http://{addr}/v1/jobs/{id}")]);
+        let job: serde_json::Value = serde_json::from_str(&got).expect(&got);
+        if job["state"] != "queued" && job["state"] != "running" {
+            break job;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(job["state"], "done", "{job}");
+    // SIGTERM: the server stops, and its peak RSS is the children's.
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    let rss_mb = leadflow_benches::peak_child_rss_kb() as f64 / 1024.0;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "job: {leads} leads ({}) uploaded in {uploaded:.2}s, done in {secs:.2}s = {:.0} leads/s, \
+         {} written, serve peak RSS {rss_mb:.0} MB, {cores} cores",
+        Path::new(&input).file_name().unwrap().to_string_lossy(),
+        leads as f64 / secs,
+        job["written"]
+    );
 }
 
 /// Times `leadflow report` over a run's output, then the page in headless

@@ -15,6 +15,11 @@ pub struct Webhook {
     /// Waits between attempts: `backoff`, then twice that, and so on.
     pub backoff: Duration,
     pub timeout: Duration,
+    /// Sent with every attempt (a signature, say).
+    pub headers: Vec<(String, String)>,
+    /// The address the URL's host is reached at, resolved and checked
+    /// before: a second lookup cannot point it elsewhere.
+    pub pinned: Option<std::net::SocketAddr>,
 }
 
 impl Webhook {
@@ -24,6 +29,8 @@ impl Webhook {
             attempts: 4,
             backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            headers: Vec::new(),
+            pinned: None,
         }
     }
 
@@ -37,14 +44,26 @@ impl Webhook {
     /// Posts `message`; true when the receiver took it (2xx). Failures are
     /// logged, not returned: the batch's result is what it is either way.
     pub async fn send(&self, message: &Value) -> bool {
+        self.send_body(message.to_string()).await
+    }
+
+    /// Posts `body` (JSON) as it is; see [`Webhook::send`].
+    pub async fn send_body(&self, body: String) -> bool {
         // A redirect would re-post the message to another origin, with the
         // secret URL as its `Referer`: neither is followed nor sent.
-        let client = match reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .build()
-        {
+            .referer(false);
+        if let (Some(addr), Some(host)) = (
+            self.pinned,
+            url::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string)),
+        ) {
+            builder = builder.resolve(&host, addr);
+        }
+        let client = match builder.build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook: no HTTP client");
@@ -53,12 +72,13 @@ impl Webhook {
         };
         let mut wait = self.backoff;
         for attempt in 1..=self.attempts.max(1) {
-            let outcome = client
+            let mut request = client
                 .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(message.to_string())
-                .send()
-                .await;
+                .header(reqwest::header::CONTENT_TYPE, "application/json");
+            for (name, value) in &self.headers {
+                request = request.header(name, value);
+            }
+            let outcome = request.body(body.clone()).send().await;
             let retryable = match outcome {
                 Ok(r) if r.status().is_success() => return true,
                 Ok(r) if r.status().is_redirection() => {
@@ -100,7 +120,7 @@ impl Webhook {
         }
         tracing::warn!(
             host = self.host(),
-            "webhook not delivered; the batch's result stands"
+            "webhook not delivered; what it tells of stands"
         );
         false
     }

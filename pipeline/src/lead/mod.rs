@@ -31,6 +31,7 @@ const EMAIL: usize = lead_field_index("email");
 const COMPANY: usize = lead_field_index("company");
 const PHONE_RAW: usize = lead_field_index("phone_raw");
 const COUNTRY: usize = lead_field_index("country");
+const ORGANIZATION_ID: usize = lead_field_index("organization_id");
 const N_LEAD: usize = LEAD_FIELDS.len();
 
 /// One record's fields, by source column index.
@@ -46,6 +47,45 @@ pub struct LeadOptions {
     pub batch_size: usize,
     /// Fills a blank `country`.
     pub default_country: Option<&'static str>,
+    /// Whose leads these are, when a caller answers for them (an API key
+    /// of `leadflow serve`): every lead gets its organization.
+    pub owner: Option<Arc<Owner>>,
+}
+
+/// The organization every lead belongs to, and the highest tier a lead may
+/// claim: a lead naming another organization, or a higher tier, is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owner {
+    pub organization_id: String,
+    pub max_user_tier: Option<i32>,
+}
+
+impl Owner {
+    /// Checks `values` against the owner and puts its organization in them.
+    fn claim<'a>(
+        &'a self,
+        values: &mut [Option<&'a str>; N_LEAD],
+        tier: Option<i32>,
+    ) -> Result<(), String> {
+        if let Some(org) = values[ORGANIZATION_ID]
+            && org != self.organization_id
+        {
+            return Err(format!(
+                "organization_id {} is not this key's organization ({:?})",
+                shown(org),
+                self.organization_id
+            ));
+        }
+        if let (Some(tier), Some(max)) = (tier, self.max_user_tier)
+            && tier > max
+        {
+            return Err(format!(
+                "user_tier {tier} is above this key's max_user_tier ({max})"
+            ));
+        }
+        values[ORGANIZATION_ID] = Some(&self.organization_id);
+        Ok(())
+    }
 }
 
 /// Builds lead batches of a fixed schema, one validated record at a time.
@@ -146,6 +186,11 @@ impl LeadBuilder {
                 }
                 LeadFieldKind::Text | LeadFieldKind::Country => {}
             }
+        }
+
+        let owner = self.options.owner.clone();
+        if let Some(owner) = &owner {
+            owner.claim(&mut values, tier)?;
         }
 
         // Every check passed: append.

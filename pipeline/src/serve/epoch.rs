@@ -51,7 +51,7 @@ pub(super) struct Epochs {
     every: Duration,
     write_schema: SchemaRef,
     /// The sandbox and the fleet the waterfalls use, alive until closed.
-    providers: Providers,
+    providers: Arc<Providers>,
     summary: Mutex<ServeSummary>,
     /// Why the last commit that wrote failed, until one succeeds.
     unwritable: Mutex<Option<String>>,
@@ -134,7 +134,7 @@ impl Epochs {
             current: AtomicUsize::new(0),
             every: Duration::from_millis(config.providers.api.commit_ms),
             write_schema,
-            providers,
+            providers: Arc::new(providers),
             summary: Mutex::new(ServeSummary::default()),
             unwritable: Mutex::new(None),
             stop_committing: watch::channel(false).0,
@@ -144,6 +144,16 @@ impl Epochs {
     /// The providers' rate limiter, which per-key limits share.
     pub(super) fn limiter(&self) -> Arc<dyn leadflow_waterfall::RateLimiter> {
         self.providers.limiter.clone()
+    }
+
+    /// The providers, which jobs' waterfalls share.
+    pub(super) fn providers(&self) -> Arc<Providers> {
+        self.providers.clone()
+    }
+
+    /// The schema `enriched_leads` is written with.
+    pub(super) fn write_schema(&self) -> SchemaRef {
+        self.write_schema.clone()
     }
 
     /// The fleet the waterfalls share limits with, when Redis is configured.

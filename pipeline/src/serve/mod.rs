@@ -4,7 +4,9 @@
 //!
 //! `POST /v1/lookups` enriches up to `[api] max_lookup_leads` leads with the
 //! same query, waterfall, limits, cache and budget as `run` and `stream`,
-//! and answers each in input order. What it serves lands in the same
+//! and answers each in input order. `POST /v1/jobs` takes up to
+//! `[api] max_job_leads` as NDJSON, CSV or a JSON array, keeps them under
+//! the output and runs them as a `leadflow run` ([`jobs`]). What it serves lands in the same
 //! tables: the leads, their provider calls and the items that were not
 //! leads are committed to the output every `[api] commit_ms` ([`epoch`]),
 //! and every request a provider is sent is journaled first, so a kill
@@ -15,8 +17,11 @@
 
 mod epoch;
 mod idempotency;
+mod jobs;
 pub mod keys;
 mod problem;
+mod results;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,12 +29,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::Utc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
@@ -38,10 +43,11 @@ use serde_json::{Value, json};
 use crate::config::{ApiKeyConfig, LeadflowConfig};
 use crate::engine::RunStamp;
 use crate::error::{Error, Result};
-use crate::lead::{LeadBuilder, LeadOptions};
+use crate::lead::{LeadBuilder, LeadOptions, Owner};
 use crate::sinks::rejects::Reject;
 use crate::sources::kafka::decode::LeadDecoder;
 use epoch::Epochs;
+use jobs::{BodyFormat, Jobs};
 use keys::Keys;
 use leadflow_fleet::idempotency::Claimed;
 use leadflow_waterfall::RateLimiter;
@@ -100,6 +106,7 @@ struct App {
     /// Per-key request limits: the fleet's limiter when Redis is configured.
     limiter: Arc<dyn RateLimiter>,
     epochs: Arc<Epochs>,
+    jobs: Arc<Jobs>,
     max_leads: usize,
     run_id: String,
     options: LeadOptions,
@@ -124,6 +131,14 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     let epochs = Epochs::start(&config).await?;
+    let hooks = webhooks::Hooks::new(&api.keys, api.allow_private_webhooks)?;
+    let (jobs, queued) = Jobs::start(
+        epochs.location().clone(),
+        &config,
+        epochs.providers(),
+        hooks,
+    )
+    .await?;
     let app = Arc::new(App {
         keys,
         idempotency: match epochs.fleet() {
@@ -132,17 +147,24 @@ pub async fn serve(
         },
         limiter: epochs.limiter(),
         epochs: epochs.clone(),
+        jobs: jobs.clone(),
         max_leads: api.max_lookup_leads,
         run_id: config.run_id.clone(),
         options: LeadOptions {
             batch_size: api.max_lookup_leads,
             default_country: config.default_country,
+            owner: None,
         },
         requests: Default::default(),
     });
     let router = Router::new()
-        .route("/v1/lookups", post(lookups))
-        .layer(axum::extract::DefaultBodyLimit::max(api.max_body_bytes))
+        .route(
+            "/v1/lookups",
+            post(lookups).layer(axum::extract::DefaultBodyLimit::max(api.max_body_bytes)),
+        )
+        .route("/v1/jobs", post(post_job))
+        .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/v1/jobs/{id}/results", get(job_results))
         .with_state(app.clone())
         .merge(crate::telemetry::router()?)
         .fallback(|| async { Problem::not_found() });
@@ -151,6 +173,9 @@ pub async fn serve(
         .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     tracing::info!(addr = %bound, out = config.out, "leadflow serve listening on http://{bound}");
     let committer = tokio::spawn(epochs.clone().commit_every());
+    // Jobs run one at a time; one running at the end is run again by the
+    // next server on this output.
+    let worker = tokio::spawn(jobs.work(queued));
     // `/healthz`: ready while Redis (if configured) answers and the output
     // takes commits.
     let readiness = {
@@ -180,6 +205,7 @@ pub async fn serve(
         .await;
     // Every request has been answered: what they wrote is committed now.
     readiness.abort();
+    worker.abort();
     epochs.stop_committing();
     let _ = committer.await;
     let _ = stop_compacting.send(true);
@@ -215,6 +241,22 @@ async fn answer(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<Response, Problem> {
+    let key = admit(app, headers).await?;
+    let body = body.map_err(Problem::from_body)?;
+    let fingerprint = keys::sha256_hex(&body);
+    let answered = once(app, headers, &key.name, &fingerprint, || async {
+        Ok((200, lookup(app, key, &body).await?))
+    })
+    .await?;
+    Ok(json_response(answered))
+}
+
+/// The key a request is made with, once it is within the key's
+/// `requests_per_minute`.
+async fn admit<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+) -> std::result::Result<&'a ApiKeyConfig, Problem> {
     let key = app.keys.authenticate(headers)?;
     app.requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -229,23 +271,50 @@ async fn answer(
             return Err(Problem::rate_limited(per_minute));
         }
     }
-    let body = body.map_err(Problem::from_body)?;
-    let Some(idempotency_key) = idempotency_key(headers)? else {
-        return Ok(json_response(lookup(app, key, &body).await?, false));
+    Ok(key)
+}
+
+/// An answer: its status, its JSON body, and whether it replays an
+/// earlier one.
+struct Answered {
+    status: u16,
+    body: Vec<u8>,
+    replayed: bool,
+}
+
+/// Runs `work` once per `Idempotency-Key` of `scope` (when the request
+/// has one): a retry with the same `fingerprint` gets the first answer.
+async fn once<F, Fut>(
+    app: &App,
+    headers: &HeaderMap,
+    scope: &str,
+    fingerprint: &str,
+    work: F,
+) -> std::result::Result<Answered, Problem>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = std::result::Result<(u16, Vec<u8>), Problem>>,
+{
+    let answered = |(status, body): (u16, Vec<u8>), replayed| Answered {
+        status,
+        body,
+        replayed,
     };
-    let fingerprint = keys::sha256_hex(&body);
-    let (scope, store) = (key.name.as_str(), &app.idempotency);
-    match store.claim(scope, idempotency_key, &fingerprint).await {
+    let Some(idempotency_key) = idempotency_key(headers)? else {
+        return work().await.map(|a| answered(a, false));
+    };
+    let store = &app.idempotency;
+    match store.claim(scope, idempotency_key, fingerprint).await {
         Ok(Claimed::First) => {}
         Ok(Claimed::Running) => return Err(Problem::idempotency_key_in_use()),
         Ok(Claimed::OtherBody) => return Err(Problem::idempotency_key_reused()),
-        Ok(Claimed::Done { status: _, body }) => return Ok(json_response(body, true)),
+        Ok(Claimed::Done { status, body }) => return Ok(answered((status, body), true)),
         Err(e) => return Err(Problem::idempotency_unavailable(&e)),
     }
-    match lookup(app, key, &body).await {
-        Ok(answer) => {
+    match work().await {
+        Ok((status, body)) => {
             if let Err(e) = store
-                .finish(scope, idempotency_key, &fingerprint, (200, &answer))
+                .finish(scope, idempotency_key, fingerprint, (status, &body))
                 .await
             {
                 tracing::warn!(
@@ -253,7 +322,7 @@ async fn answer(
                     "could not keep an answer for its Idempotency-Key: a retry would run again"
                 );
             }
-            Ok(json_response(answer, false))
+            Ok(answered((status, body), false))
         }
         Err(problem) => {
             store.release(scope, idempotency_key).await;
@@ -286,18 +355,19 @@ fn idempotency_key(headers: &HeaderMap) -> std::result::Result<Option<&str>, Pro
     })
 }
 
-/// A 200 with `body` (JSON), marked when it replays an earlier answer.
-fn json_response(body: Vec<u8>, replayed: bool) -> Response {
+/// An answer as JSON, marked when it replays an earlier one.
+fn json_response(answered: Answered) -> Response {
+    let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::OK);
     let mut response = (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answered.body,
     )
         .into_response();
-    if replayed {
-        response.headers_mut().insert(
-            "idempotent-replayed",
-            axum::http::HeaderValue::from_static("true"),
-        );
+    if answered.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
 }
@@ -312,23 +382,26 @@ async fn lookup(
     let started = Instant::now();
     let mut results: Vec<Item> = vec![Item::default(); leads.len()];
     let mut decoder = LeadDecoder::new(usize::MAX);
-    let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), app.options.clone());
+    let options = LeadOptions {
+        owner: Some(Arc::new(Owner {
+            organization_id: key.organization_id.clone(),
+            max_user_tier: key.max_user_tier,
+        })),
+        ..app.options.clone()
+    };
+    let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), options);
     let mut accepted = Vec::with_capacity(leads.len());
     let mut rejects = Vec::new();
     for (i, lead) in leads.into_iter().enumerate() {
-        let raw = lead.to_string();
-        let pushed = owned_by(lead, key).and_then(|lead| {
-            let bytes = serde_json::to_vec(&lead).expect("a JSON value serializes");
-            decoder.push(None, Some(&bytes), &mut builder)
-        });
-        match pushed {
+        let raw = serde_json::to_vec(&lead).expect("a JSON value serializes");
+        match decoder.push(None, Some(&raw), &mut builder) {
             Ok(()) => accepted.push(i),
             Err(reason) => {
                 results[i] = Item::error(i, reason.clone());
                 rejects.push(Reject {
                     source: format!("POST /v1/lookups (key {})", key.name),
                     line: Some(i as i64 + 1),
-                    raw,
+                    raw: String::from_utf8(raw).expect("serde_json writes UTF-8"),
                     reason,
                 });
             }
@@ -389,53 +462,6 @@ fn parse_leads(body: &[u8], max: usize) -> std::result::Result<Vec<Value>, Probl
         ));
     }
     Ok(request.leads)
-}
-
-/// `lead` as `key` may send it: its `organization_id` is the key's (a lead
-/// naming another is refused), and its `user_tier` at most the key's
-/// `max_user_tier`.
-fn owned_by(lead: Value, key: &ApiKeyConfig) -> std::result::Result<Value, String> {
-    let Value::Object(mut lead) = lead else {
-        return Err(format!("not a JSON object but {}", kind_of(&lead)));
-    };
-    match lead.get("organization_id") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(org)) if *org == key.organization_id => {}
-        Some(other) => {
-            return Err(format!(
-                "organization_id {other} is not this key's organization ({:?})",
-                key.organization_id
-            ));
-        }
-    }
-    lead.insert(
-        "organization_id".into(),
-        Value::String(key.organization_id.clone()),
-    );
-    if let Some(max) = key.max_user_tier {
-        let tier = match lead.get("user_tier") {
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        if let Some(tier) = tier.filter(|&t| t > f64::from(max)) {
-            return Err(format!(
-                "user_tier {tier} is above this key's max_user_tier ({max})"
-            ));
-        }
-    }
-    Ok(Value::Object(lead))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Puts the enriched rows' results in their leads' places: in order when
@@ -557,5 +583,204 @@ fn json_value(array: &dyn Array, row: usize) -> Value {
         _ => Value::String(
             datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
         ),
+    }
+}
+
+/// `POST /v1/jobs[?webhook_url=URL]`: the body (NDJSON, CSV or a JSON
+/// array of leads, by `Content-Type`) is kept under the output, then
+/// `202 Accepted` with the job and `Location: /v1/jobs/{id}`.
+async fn post_job(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Response {
+    match create_job(&app, &headers, query.as_deref(), body).await {
+        Ok(answered) => job_accepted(answered),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+async fn create_job(
+    app: &App,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> std::result::Result<Answered, Problem> {
+    let key = admit(app, headers).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = BodyFormat::of(content_type)?;
+    let webhook_url = webhook_url(query)?;
+    if let Some(url) = &webhook_url {
+        app.jobs
+            .hooks()
+            .check(&key.name, url)
+            .await
+            .map_err(|e| Problem::invalid("webhook_url", format!("webhook_url: {e}")))?;
+    }
+    // Checked before the body is read: a bad header costs no upload.
+    idempotency_key(headers)?;
+    let id = jobs::new_id();
+    let (stored, leads, body_sha) = match app.jobs.upload(&id, format, body).await {
+        Ok(uploaded) => uploaded,
+        Err(problem) => {
+            app.jobs.forget_upload(&id).await;
+            return Err(problem);
+        }
+    };
+    // The same request: the same body, as the same type, to the same hook.
+    let fingerprint = keys::sha256_hex(
+        format!(
+            "{body_sha}\n{}\n{}",
+            content_type.unwrap_or(""),
+            query.unwrap_or("")
+        )
+        .as_bytes(),
+    );
+    let scope = format!("{}:jobs", key.name);
+    let answered = once(app, headers, &scope, &fingerprint, || async {
+        let record = app
+            .jobs
+            .create(&id, key, stored, leads, webhook_url)
+            .await
+            .map_err(Problem::internal)?;
+        let view = app.jobs.view_of(record);
+        Ok((202, serde_json::to_vec(&view).expect("JSON serializes")))
+    })
+    .await;
+    if !matches!(&answered, Ok(a) if !a.replayed) {
+        // Replayed or refused: this upload is no job.
+        app.jobs.forget_upload(&id).await;
+    }
+    answered
+}
+
+/// The `webhook_url` of a job's query string, the only parameter it takes.
+fn webhook_url(query: Option<&str>) -> std::result::Result<Option<String>, Problem> {
+    let mut webhook = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name != "webhook_url" {
+            return Err(Problem::invalid(
+                &name,
+                format!("`{name}` is not a parameter of POST /v1/jobs (it takes webhook_url)"),
+            ));
+        }
+        let parsed = url::Url::parse(&value).map_err(|e| {
+            Problem::invalid("webhook_url", format!("webhook_url is not a URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(Problem::invalid(
+                "webhook_url",
+                "webhook_url must be an http:// or https:// URL with a host".into(),
+            ));
+        }
+        webhook = Some(value.into_owned());
+    }
+    Ok(webhook)
+}
+
+/// A job's `202 Accepted` (or its replay), pointing at where it is watched.
+fn job_accepted(answered: Answered) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        id: String,
+    }
+    let location = serde_json::from_slice::<Created>(&answered.body)
+        .ok()
+        .and_then(|c| HeaderValue::from_str(&format!("/v1/jobs/{}", c.id)).ok());
+    let mut response = json_response(answered);
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// `GET /v1/jobs/{id}`: the job's state, counts and progress; while it
+/// runs, `Retry-After` says when to look again.
+async fn get_job(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewed = async {
+        let key = admit(&app, &headers).await?;
+        app.jobs
+            .view(&id, &key.organization_id)
+            .await
+            .map_err(Problem::internal)?
+            .ok_or_else(Problem::no_such_job)
+    };
+    match viewed.await {
+        Ok(view) => job_response(StatusCode::OK, &view),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `DELETE /v1/jobs/{id}`: cancels the job; what it ran is kept and billed.
+async fn delete_job(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let canceled = async {
+        let key = admit(&app, &headers).await?;
+        app.jobs
+            .cancel(&id, &key.organization_id)
+            .await
+            .map_err(Problem::internal)?
+            .ok_or_else(Problem::no_such_job)
+    };
+    match canceled.await {
+        // Still running: it stops reading, commits what it read, then ends.
+        Ok(view) if !view.ended() => job_response(StatusCode::ACCEPTED, &view),
+        Ok(view) => job_response(StatusCode::OK, &view),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+fn job_response(status: StatusCode, view: &jobs::JobView) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(view).expect("JSON serializes"),
+    )
+        .into_response();
+    if !view.ended() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    response
+}
+
+/// `GET /v1/jobs/{id}/results?format=ndjson|csv|parquet`: the job's
+/// enriched leads, streamed a batch at a time.
+async fn job_results(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let streamed = async {
+        let key = admit(&app, &headers).await?;
+        let format = results::Format::of(query.as_deref())?;
+        let files = app
+            .jobs
+            .results(&id, &key.organization_id)
+            .await?
+            .ok_or_else(Problem::no_such_job)?;
+        let batches = app.jobs.batches(files);
+        Ok::<_, Problem>(results::response(
+            &id,
+            format,
+            batches,
+            app.epochs.write_schema(),
+        ))
+    };
+    match streamed.await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
     }
 }

@@ -128,7 +128,17 @@ impl Problem {
             StatusCode::NOT_FOUND,
             "not-found",
             "No such resource",
-            "no such path: see /v1/lookups".into(),
+            "no such resource: this server serves /v1/lookups and /v1/jobs".into(),
+        )
+    }
+
+    /// A job that is not there, or is another organization's.
+    pub(crate) fn no_such_job() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such job",
+            "no job of this key's organization has this id".into(),
         )
     }
 
@@ -173,6 +183,61 @@ impl Problem {
             "The body could not be read",
             detail,
         )
+    }
+
+    /// A job's body of a type no job takes.
+    pub(crate) fn unsupported_media_type(detail: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "The body's Content-Type is not one this endpoint takes",
+            detail.into(),
+        )
+        .with("header", json!("Content-Type"))
+    }
+
+    /// The body stopped arriving (the client hung up, or sent it wrong).
+    pub(crate) fn bad_body(why: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "The body could not be read",
+            format!("the body could not be read: {why}"),
+        )
+    }
+
+    /// A job's JSON array body that is not one array.
+    pub(crate) fn bad_job_body(why: String) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "The body is not the JSON this endpoint takes",
+            why,
+        )
+    }
+
+    /// A job of more leads than `[api] max_job_leads`.
+    pub(crate) fn too_many_leads(max: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-leads",
+            "The job has more leads than this server takes",
+            format!("a job holds at most {max} leads ([api] max_job_leads): split it"),
+        )
+    }
+
+    /// The results of a job that has not ended.
+    pub(crate) fn job_not_ended(id: &str) -> Self {
+        let mut problem = Self::new(
+            StatusCode::CONFLICT,
+            "job-not-ended",
+            "The job has not ended",
+            format!(
+                "job {id} is still queued or running: its results are ready when GET /v1/jobs/{id} says `done`"
+            ),
+        );
+        problem.headers = vec![(header::RETRY_AFTER, HeaderValue::from_static("2"))];
+        problem
     }
 
     /// Ours, not the caller's: logged with what went wrong, which the

@@ -18,11 +18,18 @@ pub struct SourceProgress {
     pub unknown_countries: AtomicU64,
     /// NDJSON values under keys first seen after the lines that fix the columns.
     pub unkept_values: AtomicU64,
+    /// Set to stop reading: the leads read so far are the whole input (a
+    /// canceled job of `leadflow serve`), the rest is not read.
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
 impl SourceProgress {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

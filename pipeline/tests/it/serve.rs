@@ -14,8 +14,17 @@ use crate::support::{TWO_SANDBOX_PROVIDERS, free_addr, query, rows};
 /// A config with the sandbox's providers and one key of organization
 /// `acme`; returns the sandbox, the config's path and the key.
 async fn config_with_a_key(dir: &Path, api: &str) -> (Sandbox, std::path::PathBuf, String) {
+    config_with_latency(dir, api, 0).await
+}
+
+/// [`config_with_a_key`] with providers that take `latency_ms` to answer.
+async fn config_with_latency(
+    dir: &Path,
+    api: &str,
+    latency_ms: u64,
+) -> (Sandbox, std::path::PathBuf, String) {
     let (sandbox, text) = Sandbox::start_for_config(
-        &TWO_SANDBOX_PROVIDERS.replace("latency_ms = 100", "latency_ms = 0"),
+        &TWO_SANDBOX_PROVIDERS.replace("latency_ms = 100", &format!("latency_ms = {latency_ms}")),
     )
     .await
     .unwrap();
@@ -34,6 +43,9 @@ async fn config_with_a_key(dir: &Path, api: &str) -> (Sandbox, std::path::PathBu
     (sandbox, path, key)
 }
 
+/// The secret the tests' keys sign their webhooks with (Standard Webhooks).
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// `leadflow serve` of `config` into `out` on `addr`.
 fn serve(config: &Path, out: &str, addr: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
@@ -44,6 +56,7 @@ fn serve(config: &Path, out: &str, addr: &str) -> Command {
         .env_remove("REDIS_URL")
         .env("ORION_API_KEY", "orion-test-key-0001")
         .env("ASTRA_API_KEY", "astra-test-key-0001")
+        .env("LEADFLOW_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
@@ -482,5 +495,403 @@ async fn a_server_whose_redis_does_not_answer_is_not_ready_and_says_why() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(said.contains("Redis does not answer"), "{said}");
+    stop(server);
+}
+
+/// Adds a key of `organization` named `name` to the config: the key.
+fn add_key(config: &Path, name: &str, organization: &str) -> String {
+    let made = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["keys", "new", name, "--org", organization])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    append(config, &String::from_utf8(made.stdout).unwrap());
+    let key = String::from_utf8(made.stderr).unwrap();
+    key.lines().last().unwrap().trim().to_string()
+}
+
+/// Sends `method path` with `key` (and `body` as `content_type`): the response.
+async fn call(
+    method: reqwest::Method,
+    addr: &str,
+    path: &str,
+    key: &str,
+    body: Option<(&str, String)>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {key}"));
+    if let Some((content_type, body)) = body {
+        request = request.header("content-type", content_type).body(body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Polls job `id` until it has ended: its last state.
+async fn until_ended(addr: &str, key: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = call(
+            reqwest::Method::GET,
+            addr,
+            &format!("/v1/jobs/{id}"),
+            key,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        let running = response.headers().contains_key("retry-after");
+        let job: Value = json_of(response).await;
+        let state = job["state"].as_str().unwrap().to_string();
+        if ["done", "failed", "canceled"].contains(&state.as_str()) {
+            assert!(!running, "{job}");
+            return job;
+        }
+        assert!(running, "{job}");
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// NDJSON of leads `range`.
+fn ndjson(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("{}\n", lead(i))).collect()
+}
+
+/// The `lead_id`s of an NDJSON body, sorted.
+fn lead_ids_of(ndjson: &str) -> Vec<String> {
+    let mut ids: Vec<String> = ndjson
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            row["lead_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_to_its_results_in_every_format_and_only_its_organization_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, key) = config_with_a_key(dir.path(), "max_job_leads = 60").await;
+    let other = add_key(&config, "partner", "globex");
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+    let post_job = |body: String, content_type: &'static str| {
+        let (addr, key) = (addr.clone(), key.clone());
+        async move {
+            call(
+                reqwest::Method::POST,
+                &addr,
+                "/v1/jobs",
+                &key,
+                Some((content_type, body)),
+            )
+            .await
+        }
+    };
+
+    // 50 leads and two lines that are not leads.
+    let body = format!("{}not json\n[1, 2]\n", ndjson(0..50));
+    let accepted = post_job(body, "application/x-ndjson").await;
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = json_of(accepted).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(
+        (job["state"].as_str(), job["leads"].as_u64()),
+        (Some("queued"), Some(52))
+    );
+
+    let job = until_ended(&addr, &key, &id).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        (&job["read"], &job["written"], &job["rejected"]),
+        (&json!(52), &json!(50), &json!(2)),
+        "{job}"
+    );
+    assert_eq!(job["looked_up"], json!(50), "{job}");
+
+    let results = |format: &'static str| {
+        let (addr, key, id) = (addr.clone(), key.clone(), id.clone());
+        async move {
+            let path = format!("/v1/jobs/{id}/results?format={format}");
+            let response = call(reqwest::Method::GET, &addr, &path, &key, None).await;
+            assert_eq!(response.status(), 200, "{format}");
+            response.bytes().await.unwrap()
+        }
+    };
+    let lines = String::from_utf8(results("ndjson").await.to_vec()).unwrap();
+    let want: Vec<String> = {
+        let mut ids: Vec<String> = (0..50).map(|i| format!("L{i}")).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(lead_ids_of(&lines), want);
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains("\"organization_id\":\"acme\""))
+    );
+    let csv = String::from_utf8(results("csv").await.to_vec()).unwrap();
+    assert_eq!(csv.lines().count(), 51, "a header and 50 rows");
+    assert!(csv.starts_with("lead_id,"), "{}", &csv[..80]);
+    let parquet = results("parquet").await;
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
+    let file = dir.path().join("results.parquet");
+    std::fs::write(&file, &parquet).unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet("r", file.display().to_string(), Default::default())
+        .await
+        .unwrap();
+    let got = ctx
+        .sql("select count(distinct lead_id) from r")
+        .await
+        .unwrap();
+    assert_eq!(rows(&got.collect().await.unwrap()), [["50"]]);
+
+    // Committed as one run named by the job.
+    let got = rows(
+        &query(
+            &out,
+            &format!(
+                "select count(*), count(distinct lead_id) from enriched_leads where run_id = '{id}'"
+            ),
+        )
+        .await,
+    );
+    assert_eq!(got, [["50", "50"]]);
+
+    // Another organization's key: no such job.
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/jobs/{id}")),
+        (reqwest::Method::GET, format!("/v1/jobs/{id}/results")),
+        (reqwest::Method::DELETE, format!("/v1/jobs/{id}")),
+    ] {
+        let response = call(method, &addr, &path, &other, None).await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
+
+    // A JSON array of leads; a body of another type; too many leads.
+    let array = json!([lead(100), lead(101), lead(102)]).to_string();
+    let accepted = post_job(array, "application/json").await;
+    assert_eq!(accepted.status(), 202);
+    let id: String = json_of(accepted).await["id"].as_str().unwrap().into();
+    let job = until_ended(&addr, &key, &id).await;
+    assert_eq!(
+        (&job["state"], &job["written"]),
+        (&json!("done"), &json!(3)),
+        "{job}"
+    );
+    let refused = post_job("<leads/>".into(), "application/xml").await;
+    assert_eq!(refused.status(), 415);
+    let refused = post_job(ndjson(0..61), "application/x-ndjson").await;
+    assert_eq!(refused.status(), 413);
+    let problem: Value = json_of(refused).await;
+    assert_eq!(problem["type"], "/problems/too-many-leads", "{problem}");
+    // Nothing is left of refused uploads.
+    let jobs = std::fs::read_dir(Path::new(&out).join("_leadflow/jobs"))
+        .unwrap()
+        .count();
+    assert_eq!(jobs, 2);
+    stop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_run_is_finished_by_the_next_server_each_lead_once_and_no_call_paid_twice()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, config, key) = config_with_latency(dir.path(), "", 10).await;
+    share_redis(&config, "");
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let mut server = start(&config, &out, &addr).await;
+    let served = || -> u64 { sandbox.stats().values().map(|s| s.requests).sum() };
+    let n = 3000;
+    let accepted = call(
+        reqwest::Method::POST,
+        &addr,
+        "/v1/jobs",
+        &key,
+        Some(("application/x-ndjson", ndjson(0..n))),
+    )
+    .await;
+    assert_eq!(accepted.status(), 202);
+    let id: String = json_of(accepted).await["id"].as_str().unwrap().into();
+    // Killed once the providers have served part of it.
+    while served() < 300 {
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    let before = served();
+    assert!(
+        before < 2 * n as u64,
+        "the job ended before the kill: {before}"
+    );
+
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+    let job = until_ended(&addr, &key, &id).await;
+    assert_eq!(
+        (&job["state"], &job["written"]),
+        (&json!("done"), &json!(n)),
+        "{job}"
+    );
+    assert_eq!(job["attempts"], 2, "run again after the kill: {job}");
+    let path = format!("/v1/jobs/{id}/results");
+    let response = call(reqwest::Method::GET, &addr, &path, &key, None).await;
+    let lines = response.text().await.unwrap();
+    let ids = lead_ids_of(&lines);
+    let mut want: Vec<String> = (0..n).map(|i| format!("L{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "every lead once in the results");
+    stop(server);
+
+    let got = rows(
+        &query(
+            &out,
+            &format!(
+                "select count(*), count(distinct lead_id) from enriched_leads where run_id = '{id}'"
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        got,
+        [[n.to_string(), n.to_string()]],
+        "every lead once in the output"
+    );
+    // Every request the providers served is a row; no provider answered
+    // a lead twice (the first server's answers came from the cache).
+    let got = rows(
+        &query(
+            &out,
+            "select count(*) from provider_usage where attempt > 0",
+        )
+        .await,
+    );
+    assert_eq!(got, [[served().to_string()]]);
+    let got = rows(
+        &query(
+            &out,
+            "select count(*) from (select lead_id, provider from provider_usage \
+             where attempt > 0 and outcome in ('hit', 'miss') \
+             group by lead_id, provider having count(*) > 1)",
+        )
+        .await,
+    );
+    assert_eq!(got, [["0"]], "a lead paid twice");
+}
+
+/// A webhook receiver on loopback: its URL, and each post's headers and body.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_end_is_posted_to_its_webhook_signed_and_a_private_target_is_refused() {
+    use base64::Engine;
+    let (hook, mut posts) = webhook_receiver().await;
+    let secret_line = "webhook_secret_env = \"LEADFLOW_TEST_WEBHOOK_SECRET\"";
+
+    // Private targets refused (the default), before anything is uploaded.
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, key) = config_with_a_key(dir.path(), "").await;
+    append(&config, secret_line);
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+    let path = format!("/v1/jobs?webhook_url={hook}");
+    let refused = call(
+        reqwest::Method::POST,
+        &addr,
+        &path,
+        &key,
+        Some(("application/x-ndjson", ndjson(0..3))),
+    )
+    .await;
+    assert_eq!(refused.status(), 422);
+    let problem = json_of(refused).await;
+    assert_eq!(problem["field"], "webhook_url", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "{problem}"
+    );
+    assert!(!Path::new(&out).join("_leadflow/jobs").exists());
+    stop(server);
+
+    // Allowed: the job's end, signed.
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, key) =
+        config_with_a_key(dir.path(), "allow_private_webhooks = true").await;
+    append(&config, secret_line);
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+    let accepted = call(
+        reqwest::Method::POST,
+        &addr,
+        &path,
+        &key,
+        Some(("application/x-ndjson", ndjson(0..3))),
+    )
+    .await;
+    assert_eq!(accepted.status(), 202);
+    let id = json_of(accepted).await["id"].as_str().unwrap().to_string();
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(60), posts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(WEBHOOK_SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let signed = format!(
+        "{}.{}.{body}",
+        header("webhook-id"),
+        header("webhook-timestamp")
+    );
+    let mac = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        signed.as_bytes(),
+    );
+    let want = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.as_ref())
+    );
+    assert_eq!(header("webhook-signature"), want);
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "job.done", "{event}");
+    assert_eq!(
+        (&event["data"]["id"], &event["data"]["written"]),
+        (&json!(id), &json!(3))
+    );
     stop(server);
 }

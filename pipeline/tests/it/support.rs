@@ -18,6 +18,7 @@ pub(crate) fn config(input: &str, out: &str) -> RunConfig {
             options: LeadOptions {
                 batch_size: 64,
                 default_country: None,
+                owner: None,
             },
             skip_output: None,
         },
@@ -28,6 +29,7 @@ pub(crate) fn config(input: &str, out: &str) -> RunConfig {
         progress: false,
         providers: Default::default(),
         batch: None,
+        job: None,
     }
 }
 

@@ -249,6 +249,7 @@ impl LeadFileArgs {
             options: LeadOptions {
                 batch_size,
                 default_country: default_country(self.default_country.as_deref())?,
+                owner: None,
             },
             skip_output: None,
         })

@@ -165,6 +165,7 @@ pub(crate) fn run_config(args: RunArgs, prefix: &str) -> anyhow::Result<RunConfi
         progress: !args.no_progress,
         providers: with_redis(load_config(args.config.as_deref())?, args.redis),
         batch: None,
+        job: None,
     })
 }
 

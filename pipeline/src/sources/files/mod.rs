@@ -263,6 +263,9 @@ impl BatchSink {
     }
 
     pub(crate) fn flush(&mut self, builder: &mut LeadBuilder) -> Result<()> {
+        if self.progress.stopped() {
+            self.closed = true;
+        }
         if builder.is_empty() || self.closed {
             return Ok(());
         }

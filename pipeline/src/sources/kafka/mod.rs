@@ -156,6 +156,7 @@ impl KafkaSource {
             options: LeadOptions {
                 batch_size: config.batch_rows,
                 default_country: config.default_country,
+                owner: None,
             },
             partitions: HashMap::new(),
             to_commit: BTreeMap::new(),
