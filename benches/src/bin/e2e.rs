@@ -14,6 +14,7 @@
 //!   target/release/e2e --leads 100000 --no-phones --config benches/waterfall-0ms.toml --job
 //!                                        # the same input as a job of `leadflow serve`:
 //!                                        # POST /v1/jobs to `done`, and the server's peak RSS
+//!                                        # (`--ndjson`: the leads sent as NDJSON)
 //!   target/release/e2e --leads 1000000 --config benches/waterfall-0ms.toml --report
 //!                                        # then `leadflow report` on the output, and the page
 //!                                        # opened in headless Chromium (when one is installed)
@@ -99,7 +100,15 @@ fn main() {
     let out = work.join(format!("out-{leads}"));
     let _ = std::fs::remove_dir_all(&out);
     if args.iter().any(|a| a == "--job") {
-        return job(&leadflow, &input, &out, flag(&args, "--config"), leads);
+        let ndjson = args.iter().any(|a| a == "--ndjson");
+        return job(
+            &leadflow,
+            &input,
+            &out,
+            flag(&args, "--config"),
+            leads,
+            ndjson,
+        );
     }
     let mut command = Command::new(&leadflow);
     if args.iter().any(|a| a == "--batch") {
@@ -147,7 +156,17 @@ fn main() {
 /// Runs `input` as a job of `leadflow serve`: from the first byte of
 /// `POST /v1/jobs` (curl streams the file) to `GET /v1/jobs/{id}` saying
 /// `done`, then the server's peak RSS (upload, run and all).
-fn job(leadflow: &Path, input: &Path, out: &Path, config: Option<&str>, leads: usize) {
+fn job(
+    leadflow: &Path,
+    input: &Path,
+    out: &Path,
+    config: Option<&str>,
+    leads: usize,
+    ndjson: bool,
+) {
+    // The leads as the key's organization sends them: a lead naming
+    // another organization would be refused.
+    let input = &owned_by_bench(input, ndjson);
     let made = Command::new(leadflow)
         .args(["keys", "new", "bench", "--org", "bench"])
         .output()
@@ -211,6 +230,15 @@ fn job(leadflow: &Path, input: &Path, out: &Path, config: Option<&str>, leads: u
         &format!("http://{addr}/v1/jobs"),
     ]);
     let uploaded = t.elapsed().as_secs_f64();
+    // The server's peak RSS so far: the upload's (and the job's first moments).
+    let upload_rss = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0);
     let job: serde_json::Value = serde_json::from_str(&accepted).expect(&accepted);
     let id = job["id"].as_str().expect(&accepted).to_string();
     let job = loop {
@@ -232,12 +260,60 @@ fn job(leadflow: &Path, input: &Path, out: &Path, config: Option<&str>, leads: u
     let rss_mb = leadflow_benches::peak_child_rss_kb() as f64 / 1024.0;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "job: {leads} leads ({}) uploaded in {uploaded:.2}s, done in {secs:.2}s = {:.0} leads/s, \
-         {} written, serve peak RSS {rss_mb:.0} MB, {cores} cores",
+        "job: {leads} leads ({}) uploaded in {uploaded:.2}s (peak RSS {upload_rss:.0} MB), done in \
+         {secs:.2}s = {:.0} leads/s, {} written, serve peak RSS {rss_mb:.0} MB, {cores} cores",
         Path::new(&input).file_name().unwrap().to_string_lossy(),
         leads as f64 / secs,
         job["written"]
     );
+}
+
+/// A copy of the CSV `input` whose `organization_id` is `bench`'s, as
+/// CSV or NDJSON.
+fn owned_by_bench(input: &Path, ndjson: bool) -> PathBuf {
+    let owned = input.with_extension(if ndjson {
+        "bench-org.ndjson"
+    } else {
+        "bench-org.csv"
+    });
+    if owned.exists() {
+        return owned;
+    }
+    let mut reader = csv::Reader::from_path(input).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let org = headers.iter().position(|h| h == "organization_id");
+    let file = BufWriter::new(std::fs::File::create(&owned).unwrap());
+    let records = reader.records().map(|record| {
+        let record = record.unwrap();
+        let fields: Vec<String> = record
+            .iter()
+            .enumerate()
+            .map(|(i, f)| if Some(i) == org { "bench" } else { f }.to_string())
+            .collect();
+        fields
+    });
+    if ndjson {
+        let mut out = file;
+        for fields in records {
+            let object: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .zip(fields)
+                .filter(|(_, f)| !f.is_empty())
+                .map(|(h, f)| (h.to_string(), serde_json::Value::from(f)))
+                .collect();
+            serde_json::to_writer(&mut out, &object).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        out.flush().unwrap();
+    } else {
+        let mut writer = csv::Writer::from_writer(file);
+        writer.write_record(&headers).unwrap();
+        for fields in records {
+            writer.write_record(&fields).unwrap();
+        }
+        writer.flush().unwrap();
+    }
+    owned
 }
 
 /// Times `leadflow report` over a run's output, then the page in headless
