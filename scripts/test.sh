@@ -68,3 +68,6 @@ python3 scripts/run_notebook.py examples/analyze.ipynb "$readers_out"
 rm -rf "$readers_out"
 
 cargo test --release --workspace "$@"
+
+# leadflow serve against its OpenAPI document, with schemathesis (PyPI).
+scripts/check_openapi.sh "${CARGO_TARGET_DIR:-target}/release/leadflow"

@@ -47,7 +47,7 @@ const JOBS_DIR: &str = "_leadflow/jobs";
 /// Leads per batch of a job's run, as `leadflow run`'s default.
 const JOB_BATCH_ROWS: usize = 8192;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum JobState {
     Queued,
@@ -73,8 +73,9 @@ impl JobState {
     }
 }
 
-/// What a job's leads came to.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+/// What a job's leads came to (`looked_up`, `found` and `spend_usd` once
+/// it ended).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub(super) struct Counts {
     /// Records read from the body.
     pub read: u64,
@@ -118,7 +119,7 @@ pub(super) struct JobRecord {
 }
 
 /// A job as `GET /v1/jobs/{id}` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct JobView {
     id: String,
     state: JobState,
@@ -127,8 +128,11 @@ pub(super) struct JobView {
     progress: f64,
     #[serde(flatten)]
     counts: Counts,
+    #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     started_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     finished_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,

@@ -19,6 +19,7 @@ mod epoch;
 mod idempotency;
 mod jobs;
 pub mod keys;
+mod openapi;
 mod problem;
 mod results;
 mod webhooks;
@@ -111,6 +112,8 @@ struct App {
     run_id: String,
     options: LeadOptions,
     requests: std::sync::atomic::AtomicU64,
+    /// `GET /openapi.json`.
+    openapi: Bytes,
 }
 
 /// Serves until `stop` resolves, then answers the requests in flight,
@@ -156,6 +159,7 @@ pub async fn serve(
             owner: None,
         },
         requests: Default::default(),
+        openapi: openapi::document(api).into(),
     });
     let router = Router::new()
         .route(
@@ -165,6 +169,7 @@ pub async fn serve(
         .route("/v1/jobs", post(post_job))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/openapi.json", get(openapi_json))
         .with_state(app.clone())
         .merge(crate::telemetry::router()?)
         .fallback(|| async { Problem::not_found() });
@@ -222,6 +227,18 @@ pub async fn serve(
 /// `POST /v1/lookups`: `{"leads": [lead, …]}` → `{"results": [result, …]}`,
 /// one result per lead in input order; a lead that is not one gets an
 /// `error` in its place and the others are still answered.
+#[utoipa::path(
+    post,
+    path = "/v1/lookups",
+    tag = "lookups",
+    request_body(content = openapi::LookupRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer (kept a day) and pays nothing again"),
+    ),
+    responses(
+        (status = 200, description = "One result per lead, in input order", body = openapi::LookupAnswer),
+    )
+)]
 async fn lookups(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -586,9 +603,35 @@ fn json_value(array: &dyn Array, row: usize) -> Value {
     }
 }
 
+/// `GET /openapi.json`: this API as an OpenAPI 3.1 document.
+async fn openapi_json(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi.clone(),
+    )
+        .into_response()
+}
+
 /// `POST /v1/jobs[?webhook_url=URL]`: the body (NDJSON, CSV or a JSON
 /// array of leads, by `Content-Type`) is kept under the output, then
 /// `202 Accepted` with the job and `Location: /v1/jobs/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(
+        description = "The leads: a JSON array of lead objects, NDJSON (one lead object a line) or CSV with a header",
+        content(("application/json"), (String = "application/x-ndjson"), (String = "text/csv"))
+    ),
+    params(
+        ("webhook_url" = Option<String>, Query, description = "Where the job's end is posted, signed per Standard Webhooks"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the same job"),
+    ),
+    responses(
+        (status = 202, description = "Kept under the output and queued", body = jobs::JobView,
+         headers(("Location" = String, description = "/v1/jobs/{id}"))),
+    )
+)]
 async fn post_job(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -699,6 +742,15 @@ fn job_accepted(answered: Answered) -> Response {
 
 /// `GET /v1/jobs/{id}`: the job's state, counts and progress; while it
 /// runs, `Retry-After` says when to look again.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`job_…`)")),
+    responses(
+        (status = 200, description = "The job; `Retry-After` while it is queued or running", body = jobs::JobView),
+    )
+)]
 async fn get_job(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -719,6 +771,16 @@ async fn get_job(
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels the job; what it ran is kept and billed.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (`job_…`)")),
+    responses(
+        (status = 200, description = "The job, ended (canceled now, or ended before)", body = jobs::JobView),
+        (status = 202, description = "The running job stops reading; what it read is enriched and committed", body = jobs::JobView),
+    )
+)]
 async fn delete_job(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -757,6 +819,19 @@ fn job_response(status: StatusCode, view: &jobs::JobView) -> Response {
 
 /// `GET /v1/jobs/{id}/results?format=ndjson|csv|parquet`: the job's
 /// enriched leads, streamed a batch at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/results",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id (`job_…`)"),
+        ("format" = Option<String>, Query, description = "`ndjson` (the default), `csv` or `parquet`"),
+    ),
+    responses(
+        (status = 200, description = "The job's enriched leads",
+         content((String = "application/x-ndjson"), (String = "text/csv"), (Vec<u8> = "application/vnd.apache.parquet"))),
+    )
+)]
 async fn job_results(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

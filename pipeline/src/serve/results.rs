@@ -52,7 +52,7 @@ impl Format {
     fn content_type(self) -> &'static str {
         match self {
             Self::Ndjson => "application/x-ndjson",
-            Self::Csv => "text/csv; charset=utf-8",
+            Self::Csv => "text/csv",
             Self::Parquet => "application/vnd.apache.parquet",
         }
     }
