@@ -62,6 +62,19 @@ pub struct ApiConfig {
     /// addresses (tests, a receiver on the same network); off, such a
     /// `webhook_url` is refused.
     pub allow_private_webhooks: bool,
+    /// Who may watch the console (`GET /`) and its events: `"key"` (any
+    /// key, which sees its organization's jobs) or `"open"` (anyone, every
+    /// organization's jobs).
+    pub console: ConsoleAccess,
+}
+
+/// `[api] console`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleAccess {
+    #[default]
+    Key,
+    Open,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +86,7 @@ impl Default for ApiConfig {
             commit_ms: 1000,
             max_job_leads: 1_000_000,
             allow_private_webhooks: false,
+            console: ConsoleAccess::Key,
         }
     }
 }

@@ -36,6 +36,91 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 ];
 
+/// What the last minutes did, second by second, for `leadflow serve`'s
+/// console: kept only once [`keep_recent`] is called (a run keeps none).
+static RECENT: Mutex<Recent> = Mutex::new(Recent {
+    on: false,
+    seconds: std::collections::VecDeque::new(),
+});
+
+/// Seconds [`RECENT`] keeps.
+pub const RECENT_SECS: i64 = 300;
+
+struct Recent {
+    on: bool,
+    /// (unix second, what it did), oldest first.
+    seconds: std::collections::VecDeque<(i64, Second)>,
+}
+
+#[derive(Default)]
+struct Second {
+    leads: u64,
+    providers: std::collections::BTreeMap<String, ProviderRecent>,
+}
+
+/// One provider's calls over the last minutes.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProviderRecent {
+    /// Requests sent.
+    pub calls: u64,
+    pub hits: u64,
+    /// Errors and timeouts.
+    pub errors: u64,
+    /// Skipped for its hourly limit.
+    pub rate_limited: u64,
+    pub spend_micros: i64,
+}
+
+impl Recent {
+    /// The bucket of the second now, the ones older than the window gone.
+    fn now(&mut self) -> Option<&mut Second> {
+        if !self.on {
+            return None;
+        }
+        let now = chrono::Utc::now().timestamp();
+        while self
+            .seconds
+            .front()
+            .is_some_and(|(at, _)| *at <= now - RECENT_SECS)
+        {
+            self.seconds.pop_front();
+        }
+        if self.seconds.back().is_none_or(|(at, _)| *at != now) {
+            self.seconds.push_back((now, Second::default()));
+        }
+        self.seconds.back_mut().map(|(_, second)| second)
+    }
+}
+
+/// Starts keeping what the last minutes did ([`recent`]).
+pub fn keep_recent() {
+    RECENT.lock().expect("recent").on = true;
+}
+
+/// Over the last [`RECENT_SECS`]: leads written a second (over the last
+/// 10 s), and each provider's calls.
+pub fn recent() -> (f64, std::collections::BTreeMap<String, ProviderRecent>) {
+    let mut recent = RECENT.lock().expect("recent");
+    let now = chrono::Utc::now().timestamp();
+    let _ = recent.now();
+    let mut providers = std::collections::BTreeMap::<String, ProviderRecent>::new();
+    let mut leads = 0;
+    for (at, second) in &recent.seconds {
+        if *at > now - 10 {
+            leads += second.leads;
+        }
+        for (name, p) in &second.providers {
+            let sum = providers.entry(name.clone()).or_default();
+            sum.calls += p.calls;
+            sum.hits += p.hits;
+            sum.errors += p.errors;
+            sum.rate_limited += p.rate_limited;
+            sum.spend_micros += p.spend_micros;
+        }
+    }
+    (leads as f64 / 10.0, providers)
+}
+
 /// Messages (or file records) read.
 pub fn leads_in(n: u64) {
     counter!("leadflow_leads_in_total").increment(n);
@@ -44,6 +129,9 @@ pub fn leads_in(n: u64) {
 /// Enriched leads written.
 pub fn leads_out(n: u64) {
     counter!("leadflow_leads_out_total").increment(n);
+    if let Some(second) = RECENT.lock().expect("recent").now() {
+        second.leads += n;
+    }
 }
 
 /// Records that could not be leads, written to `rejects`.
@@ -72,6 +160,14 @@ pub fn attempt(a: &Attempt) {
     }
     if a.outcome == Outcome::RateLimited {
         counter!("leadflow_rate_limited_total", "provider" => provider.clone()).increment(1);
+    }
+    if let Some(second) = RECENT.lock().expect("recent").now() {
+        let p = second.providers.entry(provider.clone()).or_default();
+        p.calls += u64::from(a.attempt > 0);
+        p.hits += u64::from(a.outcome == Outcome::Hit);
+        p.errors += u64::from(matches!(a.outcome, Outcome::Error | Outcome::Timeout));
+        p.rate_limited += u64::from(a.outcome == Outcome::RateLimited);
+        p.spend_micros += a.cost_micros;
     }
     if a.attempt > 0 {
         histogram!("leadflow_lookup_seconds", "provider" => provider)

@@ -14,7 +14,7 @@
 //! cache (shared through Redis when configured), and every call either
 //! run sent is a `provider_usage` row.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -141,6 +141,14 @@ pub(super) struct JobView {
     results: String,
 }
 
+/// A job in flight, as the console shows it.
+#[derive(Debug, Serialize)]
+pub(super) struct InFlight {
+    organization_id: String,
+    #[serde(flatten)]
+    job: JobView,
+}
+
 impl JobView {
     pub(super) fn ended(&self) -> bool {
         self.state.ended()
@@ -204,6 +212,8 @@ pub(super) struct Jobs {
     leases: Mutex<HashMap<String, Lease>>,
     /// One change to a `job.json` at a time.
     records: tokio::sync::Mutex<()>,
+    /// The jobs this server holds that have not ended, for the console.
+    active: Mutex<BTreeMap<String, JobRecord>>,
     hooks: Arc<Hooks>,
 }
 
@@ -227,6 +237,7 @@ impl Jobs {
             live: Mutex::default(),
             leases: Mutex::default(),
             records: tokio::sync::Mutex::new(()),
+            active: Mutex::default(),
             hooks: Arc::new(hooks),
         });
         jobs.resume().await?;
@@ -256,6 +267,7 @@ impl Jobs {
                 continue; // its server lives
             };
             self.leases.lock().expect("leases lock").insert(id, lease);
+            self.note(&record);
             unfinished.push(record);
         }
         unfinished.sort_by_key(|r| r.created_at);
@@ -314,7 +326,39 @@ impl Jobs {
             .ok_or_else(|| Error::Internal(format!("job {id}: its job.json is gone")))?;
         change(&mut record);
         self.write(&record).await?;
+        self.note(&record);
         Ok(record)
+    }
+
+    /// Keeps the console's list of jobs in flight up to date.
+    fn note(&self, record: &JobRecord) {
+        let mut active = self.active.lock().expect("active lock");
+        if record.state.ended() {
+            active.remove(&record.id);
+        } else {
+            active.insert(record.id.clone(), record.clone());
+        }
+    }
+
+    /// The jobs this server holds that have not ended, of `organization`
+    /// (every organization's with `None`), oldest first.
+    pub(super) fn in_flight(&self, organization: Option<&str>) -> Vec<InFlight> {
+        let mut records: Vec<JobRecord> = self
+            .active
+            .lock()
+            .expect("active lock")
+            .values()
+            .filter(|r| organization.is_none_or(|o| r.organization_id == o))
+            .cloned()
+            .collect();
+        records.sort_by_key(|r| r.created_at);
+        records
+            .into_iter()
+            .map(|record| InFlight {
+                organization_id: record.organization_id.clone(),
+                job: self.view_of(record),
+            })
+            .collect()
     }
 
     /// Keeps `body` under the output as job `id`'s input: (its format,
@@ -416,6 +460,7 @@ impl Jobs {
             attempts: 0,
         };
         self.write(&record).await?;
+        self.note(&record);
         self.leases
             .lock()
             .expect("leases lock")

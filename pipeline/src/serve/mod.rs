@@ -41,7 +41,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
 use serde_json::{Value, json};
 
-use crate::config::{ApiKeyConfig, LeadflowConfig};
+use crate::config::{ApiKeyConfig, ConsoleAccess, LeadflowConfig};
 use crate::engine::RunStamp;
 use crate::error::{Error, Result};
 use crate::lead::{LeadBuilder, LeadOptions, Owner};
@@ -114,6 +114,11 @@ struct App {
     requests: std::sync::atomic::AtomicU64,
     /// `GET /openapi.json`.
     openapi: Bytes,
+    /// `GET /`.
+    console: Bytes,
+    open_console: bool,
+    /// Set once the server stops: the console's event streams end.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves until `stop` resolves, then answers the requests in flight,
@@ -134,6 +139,13 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Usage(format!("--addr {}: {e}", config.addr)))?;
     let epochs = Epochs::start(&config).await?;
+    // Streams that never end by themselves (the console's events) end
+    // when the server stops, so its graceful shutdown can finish.
+    let (stop_streams, stopping) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        stop.await;
+        let _ = stop_streams.send(true);
+    };
     let hooks = webhooks::Hooks::new(&api.keys, api.allow_private_webhooks)?;
     let (jobs, queued) = Jobs::start(
         epochs.location().clone(),
@@ -160,7 +172,11 @@ pub async fn serve(
         },
         requests: Default::default(),
         openapi: openapi::document(api).into(),
+        console: console_page(api.console).into(),
+        open_console: api.console == ConsoleAccess::Open,
+        stopping: stopping.clone(),
     });
+    crate::telemetry::keep_recent();
     let router = Router::new()
         .route(
             "/v1/lookups",
@@ -170,6 +186,8 @@ pub async fn serve(
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/results", get(job_results))
         .route("/openapi.json", get(openapi_json))
+        .route("/", get(console))
+        .route("/v1/events", get(events))
         .with_state(app.clone())
         .merge(crate::telemetry::router()?)
         .fallback(|| async { Problem::not_found() });
@@ -608,6 +626,102 @@ async fn openapi_json(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         app.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// The console's page, self-contained (no script, style or font from
+/// elsewhere), told whether it needs a key.
+fn console_page(access: ConsoleAccess) -> String {
+    let access = match access {
+        ConsoleAccess::Open => "open",
+        ConsoleAccess::Key => "key",
+    };
+    include_str!("console.html").replace("{{ACCESS}}", access)
+}
+
+/// `GET /`: the live console, for the people watching.
+async fn console(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ),
+        ],
+        app.console.clone(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/events`: Server-Sent Events, one a second, each what the
+/// console shows: the jobs in flight (the key's organization's, or every
+/// one's on an open console) and the last minutes' leads and calls.
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let organization = if app.open_console {
+        None
+    } else {
+        match app.keys.authenticate(&headers) {
+            Ok(key) => Some(key.organization_id.clone()),
+            Err(problem) => return problem.into_response(),
+        }
+    };
+    #[derive(serde::Serialize)]
+    struct Snapshot {
+        organization: Option<String>,
+        jobs: Vec<jobs::InFlight>,
+        leads_per_second: f64,
+        window_secs: i64,
+        providers: Vec<ProviderNow>,
+    }
+    #[derive(serde::Serialize)]
+    struct ProviderNow {
+        provider: String,
+        #[serde(flatten)]
+        recent: crate::telemetry::ProviderRecent,
+    }
+    let snapshot = move |app: &App| {
+        let (leads_per_second, providers) = crate::telemetry::recent();
+        let snapshot = Snapshot {
+            jobs: app.jobs.in_flight(organization.as_deref()),
+            organization: organization.clone(),
+            leads_per_second,
+            window_secs: crate::telemetry::RECENT_SECS,
+            providers: providers
+                .into_iter()
+                .map(|(provider, recent)| ProviderNow { provider, recent })
+                .collect(),
+        };
+        let json = serde_json::to_string(&snapshot).expect("JSON serializes");
+        Bytes::from(format!("data: {json}\n\n"))
+    };
+    let stopping = app.stopping.clone();
+    let stream = futures::stream::unfold((app, true), move |(app, first)| {
+        let snapshot = snapshot.clone();
+        let mut stopping = stopping.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stopping.wait_for(|s| *s) => return None,
+                }
+            }
+            if *stopping.borrow() {
+                return None;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(snapshot(&app)),
+                (app, false),
+            ))
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
     )
         .into_response()
 }

@@ -670,6 +670,15 @@ async fn a_job_runs_to_its_results_in_every_format_and_only_its_organization_see
     );
     assert_eq!(got, [["50", "50"]]);
 
+    // The console asks for a key (its events without one: 401).
+    let page = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("data-access=\"key\""));
+    let events = reqwest::get(format!("http://{addr}/v1/events"))
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 401);
+
     // Another organization's key: no such job.
     for (method, path) in [
         (reqwest::Method::GET, format!("/v1/jobs/{id}")),
@@ -893,5 +902,71 @@ async fn a_jobs_end_is_posted_to_its_webhook_signed_and_a_private_target_is_refu
         (&event["data"]["id"], &event["data"]["written"]),
         (&json!(id), &json!(3))
     );
+    stop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_running_jobs_counters_change_and_no_data_as_markup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, _key) = config_with_latency(dir.path(), "console = \"open\"", 20).await;
+    // An organization whose name is markup: shown as text, never run.
+    let organization = "<img src=x onerror=alert(1)>";
+    let key = add_key(&config, "evil", organization);
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+    let accepted = call(
+        reqwest::Method::POST,
+        &addr,
+        "/v1/jobs",
+        &key,
+        Some(("application/x-ndjson", ndjson(0..4000))),
+    )
+    .await;
+    assert_eq!(accepted.status(), 202);
+    let id = json_of(accepted).await["id"].as_str().unwrap().to_string();
+
+    // Headless Chromium watches the page for 4 s while the job runs.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/watch_page.py");
+    let page = format!("http://{addr}/");
+    let watched = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(page)
+            .args(["4", "JSON.stringify(document.body.dataset)", "0.5"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    let watched: Value = serde_json::from_slice(&watched.stdout).unwrap();
+    let samples: Vec<Value> = watched["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::from_str(s.as_str().unwrap()).unwrap())
+        .collect();
+    let last = samples.last().unwrap();
+    let number = |v: &Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    assert!(number(&last["updates"]) >= 3, "{samples:?}");
+    assert!(
+        number(&last["changes"]) >= 1,
+        "the job's counters never changed: {samples:?}"
+    );
+    assert_eq!(watched["console"], json!([]), "{}", watched["console"]);
+    assert_eq!(
+        watched["exceptions"],
+        json!([]),
+        "{}",
+        watched["exceptions"]
+    );
+    let html = watched["html"].as_str().unwrap();
+    assert!(html.contains(&id), "the job is shown");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "as text"
+    );
+    assert!(!html.contains("<img"), "never as markup");
     stop(server);
 }
