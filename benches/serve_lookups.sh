@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One cached lead through `leadflow serve`'s POST /v1/lookups against a bare
+# axum handler answering the same JSON (benches/src/bin/bare_axum.rs), side
+# by side with wrk (Debian's package): throughput at 16 connections, then
+# latency at about 2,000 requests/s (16 connections, each pacing 7 ms).
+#
+#   cargo build --release -p leadflow-pipeline -p leadflow-benches
+#   benches/serve_lookups.sh [PATH_TO_LEADFLOW]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin="${CARGO_TARGET_DIR:-target}/release"
+leadflow="${1:-$bin/leadflow}"
+command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }
+wait_up() { for _ in $(seq 1 200); do curl -s -o /dev/null "http://$1/" && return 0; sleep 0.05; done; echo "$1 did not start" >&2; exit 1; }
+
+# The sandbox providers answering at once, limits that never bind.
+cp benches/waterfall-0ms.toml "$work/leadflow.toml"
+"$leadflow" keys new bench --org bench >>"$work/leadflow.toml" 2>"$work/key"
+export LEADFLOW_BENCH_KEY=$(tail -n 1 "$work/key")
+export LEADFLOW_BENCH_BODY='{"leads":[{"lead_id":"L1","full_name":"Ada Lovelace","email":"ada@example.com","company_website":"example.com","country":"GB"}]}'
+serve_addr="127.0.0.1:$(port)"
+env -u REDIS_URL "$leadflow" serve --config "$work/leadflow.toml" --out "$work/out" --addr "$serve_addr" 2>"$work/serve.log" &
+pids+=($!)
+wait_up "$serve_addr"
+# The first answer looks the lead up; every later one is the cache's.
+curl -s "http://$serve_addr/v1/lookups" -H "authorization: Bearer $LEADFLOW_BENCH_KEY" -d "$LEADFLOW_BENCH_BODY" >/dev/null
+curl -s "http://$serve_addr/v1/lookups" -H "authorization: Bearer $LEADFLOW_BENCH_KEY" -d "$LEADFLOW_BENCH_BODY" >"$work/answer.json"
+bare_addr="127.0.0.1:$(port)"
+"$bin/bare_axum" "$bare_addr" "$work/answer.json" &
+pids+=($!)
+wait_up "$bare_addr"
+
+echo "cores: $(nproc); answer: $(cat "$work/answer.json")"
+for target in "bare axum:$bare_addr" "leadflow serve:$serve_addr"; do
+  name=${target%%:*}; addr=${target#*:}
+  # SERVE_ONLY=1: leadflow serve alone (comparing two of its builds).
+  [ -n "${SERVE_ONLY:-}" ] && [ "$name" = "bare axum" ] && continue
+  echo "== $name, 16 connections, 10 s"
+  wrk -t2 -c16 -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
+  echo "== $name, about 2,000 requests/s, 10 s"
+  LEADFLOW_BENCH_DELAY_MS=7 wrk -t2 -c16 -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
+done
