@@ -563,6 +563,14 @@ fn ndjson(range: std::ops::Range<usize>) -> String {
     range.map(|i| format!("{}\n", lead(i))).collect()
 }
 
+/// The rows and distinct leads job `id` committed to `out`'s `enriched_leads`.
+async fn job_leads_in(out: &str, id: &str) -> Vec<Vec<String>> {
+    let sql = format!(
+        "select count(*), count(distinct lead_id) from enriched_leads where run_id = '{id}'"
+    );
+    rows(&query(out, &sql).await)
+}
+
 /// The `lead_id`s of an NDJSON body, sorted.
 fn lead_ids_of(ndjson: &str) -> Vec<String> {
     let mut ids: Vec<String> = ndjson
@@ -659,15 +667,7 @@ async fn a_job_runs_to_its_results_in_every_format_and_only_its_organization_see
     assert_eq!(rows(&got.collect().await.unwrap()), [["50"]]);
 
     // Committed as one run named by the job.
-    let got = rows(
-        &query(
-            &out,
-            &format!(
-                "select count(*), count(distinct lead_id) from enriched_leads where run_id = '{id}'"
-            ),
-        )
-        .await,
-    );
+    let got = job_leads_in(&out, &id).await;
     assert_eq!(got, [["50", "50"]]);
 
     // The console asks for a key (its events without one: 401).
@@ -766,15 +766,7 @@ async fn a_job_killed_mid_run_is_finished_by_the_next_server_each_lead_once_and_
     assert_eq!(ids, want, "every lead once in the results");
     stop(server);
 
-    let got = rows(
-        &query(
-            &out,
-            &format!(
-                "select count(*), count(distinct lead_id) from enriched_leads where run_id = '{id}'"
-            ),
-        )
-        .await,
-    );
+    let got = job_leads_in(&out, &id).await;
     assert_eq!(
         got,
         [[n.to_string(), n.to_string()]],
@@ -824,28 +816,45 @@ async fn webhook_receiver() -> (
     (url, rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jobs_end_is_posted_to_its_webhook_signed_and_a_private_target_is_refused() {
-    use base64::Engine;
-    let (hook, mut posts) = webhook_receiver().await;
-    let secret_line = "webhook_secret_env = \"LEADFLOW_TEST_WEBHOOK_SECRET\"";
-
-    // Private targets refused (the default), before anything is uploaded.
+/// A server of a key whose webhooks are signed, under `api`, and a job of
+/// three leads posted to it with `hook` as its webhook: (its directory and
+/// providers, the server, its output, the answer).
+async fn post_with_webhook(
+    api: &str,
+    hook: &str,
+) -> (
+    (tempfile::TempDir, Sandbox),
+    Child,
+    String,
+    reqwest::Response,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, config, key) = config_with_a_key(dir.path(), "").await;
-    append(&config, secret_line);
+    let (sandbox, config, key) = config_with_a_key(dir.path(), api).await;
+    append(
+        &config,
+        "webhook_secret_env = \"LEADFLOW_TEST_WEBHOOK_SECRET\"",
+    );
     let out = dir.path().join("out").display().to_string();
     let addr = free_addr();
     let server = start(&config, &out, &addr).await;
-    let path = format!("/v1/jobs?webhook_url={hook}");
-    let refused = call(
+    let answer = call(
         reqwest::Method::POST,
         &addr,
-        &path,
+        &format!("/v1/jobs?webhook_url={hook}"),
         &key,
         Some(("application/x-ndjson", ndjson(0..3))),
     )
     .await;
+    ((dir, sandbox), server, out, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_end_is_posted_to_its_webhook_signed_and_a_private_target_is_refused() {
+    use base64::Engine;
+    let (hook, mut posts) = webhook_receiver().await;
+
+    // Private targets refused (the default), before anything is uploaded.
+    let (dir, server, out, refused) = post_with_webhook("", &hook).await;
     assert_eq!(refused.status(), 422);
     let problem = json_of(refused).await;
     assert_eq!(problem["field"], "webhook_url", "{problem}");
@@ -855,23 +864,11 @@ async fn a_jobs_end_is_posted_to_its_webhook_signed_and_a_private_target_is_refu
     );
     assert!(!Path::new(&out).join("_leadflow/jobs").exists());
     stop(server);
+    drop(dir);
 
     // Allowed: the job's end, signed.
-    let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, config, key) =
-        config_with_a_key(dir.path(), "allow_private_webhooks = true").await;
-    append(&config, secret_line);
-    let out = dir.path().join("out").display().to_string();
-    let addr = free_addr();
-    let server = start(&config, &out, &addr).await;
-    let accepted = call(
-        reqwest::Method::POST,
-        &addr,
-        &path,
-        &key,
-        Some(("application/x-ndjson", ndjson(0..3))),
-    )
-    .await;
+    let (_dir, server, _out, accepted) =
+        post_with_webhook("allow_private_webhooks = true", &hook).await;
     assert_eq!(accepted.status(), 202);
     let id = json_of(accepted).await["id"].as_str().unwrap().to_string();
     let (headers, body) = tokio::time::timeout(Duration::from_secs(60), posts.recv())
