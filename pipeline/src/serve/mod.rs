@@ -418,6 +418,8 @@ async fn lookup(
     let mut results: Vec<Item> = vec![Item::default(); leads.len()];
     let mut decoder = LeadDecoder::new(usize::MAX);
     let options = LeadOptions {
+        // Buffers for this request's leads, not for the most a request may hold.
+        batch_size: leads.len(),
         owner: Some(Arc::new(Owner {
             organization_id: key.organization_id.clone(),
             max_user_tier: key.max_user_tier,
