@@ -39,15 +39,17 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// What the last minutes did, second by second, for `leadflow serve`'s
 /// console: kept only once [`keep_recent`] is called (a run keeps none).
 static RECENT: Mutex<Recent> = Mutex::new(Recent {
-    on: false,
     seconds: std::collections::VecDeque::new(),
 });
+
+/// Whether [`RECENT`] is kept: read before its lock, so the calls and
+/// batches of a run that keeps none take no lock.
+static KEEP_RECENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Seconds [`RECENT`] keeps.
 pub const RECENT_SECS: i64 = 300;
 
 struct Recent {
-    on: bool,
     /// (unix second, what it did), oldest first.
     seconds: std::collections::VecDeque<(i64, Second)>,
 }
@@ -73,10 +75,7 @@ pub struct ProviderRecent {
 
 impl Recent {
     /// The bucket of the second now, the ones older than the window gone.
-    fn now(&mut self) -> Option<&mut Second> {
-        if !self.on {
-            return None;
-        }
+    fn now(&mut self) -> &mut Second {
         let now = chrono::Utc::now().timestamp();
         while self
             .seconds
@@ -88,13 +87,20 @@ impl Recent {
         if self.seconds.back().is_none_or(|(at, _)| *at != now) {
             self.seconds.push_back((now, Second::default()));
         }
-        self.seconds.back_mut().map(|(_, second)| second)
+        &mut self.seconds.back_mut().expect("just pushed").1
     }
+}
+
+/// [`RECENT`], locked, when it is kept.
+fn recent_kept() -> Option<std::sync::MutexGuard<'static, Recent>> {
+    KEEP_RECENT
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then(|| RECENT.lock().expect("recent"))
 }
 
 /// Starts keeping what the last minutes did ([`recent`]).
 pub fn keep_recent() {
-    RECENT.lock().expect("recent").on = true;
+    KEEP_RECENT.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Over the last [`RECENT_SECS`]: leads written a second (over the last
@@ -129,8 +135,8 @@ pub fn leads_in(n: u64) {
 /// Enriched leads written.
 pub fn leads_out(n: u64) {
     counter!("leadflow_leads_out_total").increment(n);
-    if let Some(second) = RECENT.lock().expect("recent").now() {
-        second.leads += n;
+    if let Some(mut recent) = recent_kept() {
+        recent.now().leads += n;
     }
 }
 
@@ -161,8 +167,8 @@ pub fn attempt(a: &Attempt) {
     if a.outcome == Outcome::RateLimited {
         counter!("leadflow_rate_limited_total", "provider" => provider.clone()).increment(1);
     }
-    if let Some(second) = RECENT.lock().expect("recent").now() {
-        let p = second.providers.entry(provider.clone()).or_default();
+    if let Some(mut recent) = recent_kept() {
+        let p = recent.now().providers.entry(provider.clone()).or_default();
         p.calls += u64::from(a.attempt > 0);
         p.hits += u64::from(a.outcome == Outcome::Hit);
         p.errors += u64::from(matches!(a.outcome, Outcome::Error | Outcome::Timeout));

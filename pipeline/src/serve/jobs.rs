@@ -431,7 +431,7 @@ impl Jobs {
         }
         upload.finish().await.map_err(store_error)?;
         let sha = sha.finish();
-        Ok((extension, leads, hex(sha.as_ref())))
+        Ok((extension, leads, super::keys::hex(sha.as_ref())))
     }
 
     /// Records job `id` (its body uploaded) as queued, and queues it.
@@ -772,12 +772,8 @@ fn lease_id(id: &str) -> String {
 
 /// A fresh job id: `job_` and 24 hex digits.
 pub(super) fn new_id() -> String {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let mut bytes = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system's random source");
-    format!("job_{}", hex(&bytes))
+    let random = super::keys::random_hex::<12>().expect("the system's random source");
+    format!("job_{random}")
 }
 
 /// Whether `id` could be a job id (anything else is never looked up: it
@@ -785,10 +781,6 @@ pub(super) fn new_id() -> String {
 fn valid_id(id: &str) -> bool {
     id.strip_prefix("job_")
         .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn counts_of(summary: &crate::run::RunSummary) -> Counts {

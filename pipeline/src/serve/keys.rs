@@ -63,18 +63,23 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     hex(digest(&SHA256, bytes.as_ref()).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `N` bytes from the system's random source, in hex.
+pub(super) fn random_hex<const N: usize>() -> Result<String, String> {
+    let mut bytes = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system's random number generator failed".to_string())?;
+    Ok(hex(&bytes))
 }
 
 /// A fresh random key (`lf_` and 192 random bits in hex) and the
 /// `[[api.keys]]` block that admits it.
 pub fn new_key(name: &str, organization_id: &str) -> Result<(String, String), String> {
-    let mut bytes = [0u8; 24];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| "the system's random number generator failed".to_string())?;
-    let key = format!("lf_{}", hex(&bytes));
+    let key = format!("lf_{}", random_hex::<24>()?);
     let block = format!(
         "[[api.keys]]\nname = {}\nsha256 = \"{}\"\norganization_id = {}\n",
         toml_string(name),

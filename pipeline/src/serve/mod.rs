@@ -819,13 +819,7 @@ async fn create_job(
 /// The `webhook_url` of a job's query string, the only parameter it takes.
 fn webhook_url(query: Option<&str>) -> std::result::Result<Option<String>, Problem> {
     let mut webhook = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if name != "webhook_url" {
-            return Err(Problem::invalid(
-                &name,
-                format!("`{name}` is not a parameter of POST /v1/jobs (it takes webhook_url)"),
-            ));
-        }
+    for value in only_parameter(query, "webhook_url", "POST /v1/jobs (it takes")? {
         let parsed = url::Url::parse(&value).map_err(|e| {
             Problem::invalid("webhook_url", format!("webhook_url is not a URL: {e}"))
         })?;
@@ -835,9 +829,30 @@ fn webhook_url(query: Option<&str>) -> std::result::Result<Option<String>, Probl
                 "webhook_url must be an http:// or https:// URL with a host".into(),
             ));
         }
-        webhook = Some(value.into_owned());
+        webhook = Some(value);
     }
     Ok(webhook)
+}
+
+/// Each value of `name`, the one parameter `query` may hold; any other
+/// parameter is refused, naming what takes it (`of`, then `name`).
+fn only_parameter(
+    query: Option<&str>,
+    name: &str,
+    of: &str,
+) -> std::result::Result<Vec<String>, Problem> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(given, value)| {
+            if given == name {
+                Ok(value.into_owned())
+            } else {
+                Err(Problem::invalid(
+                    &given,
+                    format!("`{given}` is not a parameter of {of} {name})"),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// A job's `202 Accepted` (or its replay), pointing at where it is watched.

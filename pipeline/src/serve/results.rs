@@ -27,14 +27,8 @@ impl Format {
     /// The `format` of a results query string (NDJSON when there is none).
     pub(super) fn of(query: Option<&str>) -> std::result::Result<Self, Problem> {
         let mut format = Self::Ndjson;
-        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            if name != "format" {
-                return Err(Problem::invalid(
-                    &name,
-                    format!("`{name}` is not a parameter of a job's results (they take format)"),
-                ));
-            }
-            format = match &*value {
+        for value in super::only_parameter(query, "format", "a job's results (they take")? {
+            format = match value.as_str() {
                 "ndjson" => Self::Ndjson,
                 "csv" => Self::Csv,
                 "parquet" => Self::Parquet,

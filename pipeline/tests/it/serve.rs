@@ -28,8 +28,16 @@ async fn config_with_latency(
     )
     .await
     .unwrap();
+    let (key, block) = new_key("crm", "acme");
+    let path = dir.join("leadflow.toml");
+    std::fs::write(&path, format!("{text}\n[api]\n{api}\n{block}")).unwrap();
+    (sandbox, path, key)
+}
+
+/// `leadflow keys new NAME --org ORGANIZATION`: the key and its block.
+fn new_key(name: &str, organization: &str) -> (String, String) {
     let made = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["keys", "new", "crm", "--org", "acme"])
+        .args(["keys", "new", name, "--org", organization])
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
@@ -38,9 +46,7 @@ async fn config_with_latency(
     assert!(key.starts_with("lf_"), "{key}");
     let block = String::from_utf8(made.stdout).unwrap();
     assert!(!block.contains(&key), "the block holds only the hash");
-    let path = dir.join("leadflow.toml");
-    std::fs::write(&path, format!("{text}\n[api]\n{api}\n{block}")).unwrap();
-    (sandbox, path, key)
+    (key, block)
 }
 
 /// The secret the tests' keys sign their webhooks with (Standard Webhooks).
@@ -500,14 +506,9 @@ async fn a_server_whose_redis_does_not_answer_is_not_ready_and_says_why() {
 
 /// Adds a key of `organization` named `name` to the config: the key.
 fn add_key(config: &Path, name: &str, organization: &str) -> String {
-    let made = Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .args(["keys", "new", name, "--org", organization])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    append(config, &String::from_utf8(made.stdout).unwrap());
-    let key = String::from_utf8(made.stderr).unwrap();
-    key.lines().last().unwrap().trim().to_string()
+    let (key, block) = new_key(name, organization);
+    append(config, &block);
+    key
 }
 
 /// Sends `method path` with `key` (and `body` as `content_type`): the response.
