@@ -12,10 +12,12 @@ mod automata;
 pub mod corpus;
 mod countries_table;
 mod country;
+mod email_kind;
 mod info;
 mod meta;
 
 pub use country::resolve_country;
+pub use email_kind::EmailKind;
 pub use info::{
     PhoneError, PhoneInfo, PhoneParser, PhoneType, example_number_e164, parse_region,
     reference_info,

@@ -2,7 +2,7 @@
 //! numbers that are valid for the lead's country.
 
 use leadflow_phone::{
-    PhoneInfo, PhoneParser, PhoneType, Region, example_number_e164, parse_region,
+    EmailKind, PhoneInfo, PhoneParser, PhoneType, Region, example_number_e164, parse_region,
 };
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -16,13 +16,15 @@ const INVALID_NUMBER: &str = "+1 555 0100";
 pub struct LeadKey {
     identity: String,
     region: Region,
+    email_kind: EmailKind,
 }
 
 impl LeadKey {
     /// `country` (ISO alpha-2) when the contract sends one; otherwise the
-    /// country is read from the email's or domain's top-level domain, and
-    /// defaults to the US.
+    /// country is read from the email's or domain's top-level domain (the
+    /// domain's first for a free-mail address), and defaults to the US.
     pub fn new(email: &str, name: &str, domain: &str, country: Option<&str>) -> Self {
+        let email_kind = EmailKind::of(email);
         let email = email.trim().to_lowercase();
         let identity = if email.is_empty() {
             format!(
@@ -43,12 +45,22 @@ impl LeadKey {
             (tld.len() == 2).then(|| parse_region(tld)).flatten()
         };
         let host = identity.rsplit('@').next().unwrap_or("");
+        // A free-mail address (gmail.com) says nothing of where its owner
+        // is; the company's domain does.
+        let (first, then) = match email_kind {
+            EmailKind::Free => (domain.trim(), host),
+            _ => (host, domain.trim()),
+        };
         let region = country
             .and_then(parse_region)
-            .or_else(|| from_tld(host))
-            .or_else(|| from_tld(domain.trim()))
+            .or_else(|| from_tld(first))
+            .or_else(|| from_tld(then))
             .unwrap_or(Region::US);
-        Self { identity, region }
+        Self {
+            email_kind,
+            identity,
+            region,
+        }
     }
 }
 
@@ -71,9 +83,22 @@ pub(crate) fn chance(provider: &str, what: &str, n: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
-pub(crate) fn verdict(settings: &Settings, provider: &str, lead: &LeadKey) -> Verdict {
+impl LeadKey {
+    /// The country and email kind the sandbox's hit rates are set by.
+    pub(crate) fn segment(&self) -> (String, EmailKind) {
+        (self.region.as_region_str().to_string(), self.email_kind)
+    }
+}
+
+/// `hit_rate`: the chance this provider finds this lead's phone.
+pub(crate) fn verdict(
+    settings: &Settings,
+    hit_rate: f64,
+    provider: &str,
+    lead: &LeadKey,
+) -> Verdict {
     let seed = xxh3_64_with_seed(lead.identity.as_bytes(), 0x1ead);
-    if chance(provider, "hit", seed) >= settings.hit_rate {
+    if chance(provider, "hit", seed) >= hit_rate {
         return Verdict::Miss;
     }
     if chance(provider, "invalid", seed) < settings.invalid_rate {
@@ -188,7 +213,7 @@ mod tests {
                 region: r,
                 valid,
                 ..
-            } = verdict(&settings, "orion", &lead)
+            } = verdict(&settings, 1.0, "orion", &lead)
             else {
                 panic!("hit_rate 1 must hit");
             };
@@ -209,7 +234,12 @@ mod tests {
         let hits = |p: &str| {
             leads
                 .iter()
-                .map(|l| matches!(verdict(&settings, p, l), Verdict::Hit { .. }))
+                .map(|l| {
+                    matches!(
+                        verdict(&settings, settings.hit_rate, p, l),
+                        Verdict::Hit { .. }
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         let a = hits("orion");
@@ -217,6 +247,60 @@ mod tests {
         let rate = a.iter().filter(|h| **h).count() as f64 / a.len() as f64;
         assert!((0.45..0.55).contains(&rate), "hit rate {rate}");
         assert_ne!(a, hits("astra"), "providers differ");
+    }
+
+    #[test]
+    fn hit_rates_follow_the_country_and_the_email_kind() {
+        let config: SandboxConfig = toml::from_str(
+            r#"
+            hit_rate = 0.5
+            hit_rate_by_country = { de = 0.1 }
+            email_kind_factor = { free = 0.2 }
+            [providers.orion]
+            hit_rate_by_country = { US = 0.8 }
+            [providers.astra]
+            hit_rate = 0.3
+            email_kind_factor = { corporate = 0.5 }
+            "#,
+        )
+        .unwrap();
+        let rate = |provider: &str, email: &str| {
+            let settings = config.provider(provider);
+            let hits = (0..4000)
+                .filter(|i| {
+                    let lead = LeadKey::new(&email.replace('#', &i.to_string()), "", "", None);
+                    let (country, kind) = lead.segment();
+                    let p = config.hit_rate(provider, &country, kind);
+                    matches!(verdict(&settings, p, provider, &lead), Verdict::Hit { .. })
+                })
+                .count();
+            hits as f64 / 4000.0
+        };
+        for (provider, email, want) in [
+            ("orion", "p#@acme.com", 0.8),
+            ("orion", "p#@gmail.com", 0.8 * 0.2),
+            ("orion", "p#@web.de", 0.1 * 0.2),
+            ("orion", "p#@acme.de", 0.1),
+            ("orion", "p#@acme.fr", 0.5),
+            ("astra", "p#@acme.com", 0.3 * 0.5),
+            ("astra", "p#@acme.de", 0.3 * 0.5),
+            ("astra", "p#@gmail.com", 0.3),
+            ("nimbus", "p#@gmail.com", 0.5 * 0.2),
+        ] {
+            let got = rate(provider, email);
+            assert!(
+                (got - want).abs() < 0.03,
+                "{provider} {email}: {got} vs {want}"
+            );
+        }
+        // A free-mail address is placed by its company's domain.
+        let free = LeadKey::new("ana@gmail.com", "", "acme.de", None);
+        assert_eq!(free.segment(), ("DE".to_string(), EmailKind::Free));
+        let corporate = LeadKey::new("ana@acme.fr", "", "acme.de", None);
+        assert_eq!(
+            corporate.segment(),
+            ("FR".to_string(), EmailKind::Corporate)
+        );
     }
 
     #[test]

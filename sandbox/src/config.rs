@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use leadflow_phone::EmailKind;
 use serde::{Deserialize, Serialize};
 
 macro_rules! settings {
@@ -13,6 +14,12 @@ macro_rules! settings {
         #[serde(default, deny_unknown_fields)]
         pub struct SandboxConfig {
             $($(#[doc = $doc])* pub $name: $ty,)*
+            /// The hit rate for leads of these countries (ISO alpha-2, the
+            /// country the contract sends, else the email's or domain's
+            /// top-level domain, else US); others use `hit_rate`.
+            pub hit_rate_by_country: BTreeMap<String, f64>,
+            /// A factor on the hit rate by the lead's email kind.
+            pub email_kind_factor: EmailKindFactor,
             /// Settings for one provider (by its configured name), overriding the above.
             pub providers: BTreeMap<String, SandboxProvider>,
         }
@@ -21,6 +28,8 @@ macro_rules! settings {
             fn default() -> Self {
                 Self {
                     $($name: $default,)*
+                    hit_rate_by_country: BTreeMap::new(),
+                    email_kind_factor: EmailKindFactor::default(),
                     providers: BTreeMap::new(),
                 }
             }
@@ -32,6 +41,11 @@ macro_rules! settings {
         #[serde(default, deny_unknown_fields)]
         pub struct SandboxProvider {
             $($(#[doc = $doc])* pub $name: Option<$ty>,)*
+            /// This provider's rates by country; countries not listed use
+            /// its `hit_rate` when set, else `[sandbox]`'s rates.
+            pub hit_rate_by_country: Option<BTreeMap<String, f64>>,
+            /// This provider's factors by email kind, in place of `[sandbox]`'s.
+            pub email_kind_factor: Option<EmailKindFactor>,
         }
 
         /// The settings in force for one provider.
@@ -41,6 +55,29 @@ macro_rules! settings {
         }
 
         impl SandboxConfig {
+            /// The share of leads of `country` with an email of `kind` that
+            /// provider `name` finds a phone for: its country's rate times
+            /// its kind's factor; the provider's own settings first.
+            pub(crate) fn hit_rate(&self, name: &str, country: &str, kind: EmailKind) -> f64 {
+                let p = self.providers.get(name);
+                // Countries as written in the config, any case.
+                let of = |rates: &BTreeMap<String, f64>| {
+                    rates
+                        .iter()
+                        .find(|(c, _)| c.eq_ignore_ascii_case(country))
+                        .map(|(_, rate)| *rate)
+                };
+                let own = p.and_then(|p| of(p.hit_rate_by_country.as_ref()?));
+                let rate = own
+                    .or(p.and_then(|p| p.hit_rate))
+                    .or_else(|| of(&self.hit_rate_by_country))
+                    .unwrap_or(self.hit_rate);
+                let factor = p
+                    .and_then(|p| p.email_kind_factor.as_ref())
+                    .unwrap_or(&self.email_kind_factor);
+                rate * factor.of(kind)
+            }
+
             pub(crate) fn provider(&self, name: &str) -> Settings {
                 let p = self.providers.get(name);
                 Settings {
@@ -49,6 +86,39 @@ macro_rules! settings {
             }
         }
     };
+}
+
+/// `email_kind_factor = { free = 0.1, corporate = 1.0, none = 0.5 }`:
+/// factors on a provider's hit rate by the kind of the lead's email.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailKindFactor {
+    /// A free-mail address (gmail.com, web.de, …).
+    pub free: f64,
+    /// Any other domain.
+    pub corporate: f64,
+    /// No email.
+    pub none: f64,
+}
+
+impl Default for EmailKindFactor {
+    fn default() -> Self {
+        Self {
+            free: 1.0,
+            corporate: 1.0,
+            none: 1.0,
+        }
+    }
+}
+
+impl EmailKindFactor {
+    fn of(&self, kind: EmailKind) -> f64 {
+        match kind {
+            EmailKind::Free => self.free,
+            EmailKind::Corporate => self.corporate,
+            EmailKind::None => self.none,
+        }
+    }
 }
 
 settings! {

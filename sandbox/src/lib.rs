@@ -214,7 +214,9 @@ impl Shared {
     }
 
     fn verdict(&self, provider: &str, lead: &LeadKey) -> Verdict {
-        let verdict = answers::verdict(&self.config.provider(provider), provider, lead);
+        let (country, kind) = lead.segment();
+        let hit_rate = self.config.hit_rate(provider, &country, kind);
+        let verdict = answers::verdict(&self.config.provider(provider), hit_rate, provider, lead);
         self.count(provider, |s| match verdict {
             Verdict::Hit { valid: true, .. } => s.hits += 1,
             Verdict::Hit { valid: false, .. } => s.invalid += 1,
