@@ -38,5 +38,6 @@ SELECT
     f['status']     AS lookup_status,
     f['cost_usd']   AS lookup_cost_usd,
     CAST(array_length(f['attempts']) AS INT) AS lookup_attempts,
-    f['latency_ms'] AS lookup_latency_ms
+    f['latency_ms'] AS lookup_latency_ms,
+    f['policy']     AS policy
 FROM found

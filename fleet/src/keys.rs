@@ -12,6 +12,7 @@
 //! | `P:{budget}:day:YYYY-MM-DD` | hash | `spent`, `reserved`, `org:ID:spent`, `org:ID:reserved` (µUSD) |
 //! | `P:answer:{LEAD}:NAME` | string | `f +E164` (found) or `n` (none), with the cache TTL |
 //! | `P:asking:{LEAD}:NAME` | string | the worker asking NAME about LEAD now, for a few seconds |
+//! | `P:{learned}:evidence` | hash | `NAME\tLEVEL\tcalls` and `…\thits`: the adaptive order's evidence, pooled by every worker |
 //! | `P:workers` | zset | worker id → µs of its last heartbeat |
 //! | `P:idem:{SCOPE}:KEY` | string | `leadflow serve`'s idempotency key: `r FP` while its request runs, then `d FP STATUS` and the answer |
 //!
@@ -68,6 +69,11 @@ impl Keys {
     /// Who is asking `provider` about the lead `key` right now.
     pub fn asking(&self, key: CacheKey, provider: &str) -> String {
         format!("{}:asking:{{{:032x}}}:{provider}", self.prefix, key.0)
+    }
+
+    /// The adaptive order's evidence, pooled by the fleet.
+    pub fn learned(&self) -> String {
+        format!("{}:{{learned}}:evidence", self.prefix)
     }
 
     /// Live workers and their last heartbeat.

@@ -26,17 +26,21 @@ mod config;
 mod conn;
 pub mod idempotency;
 pub mod keys;
+pub mod learned;
 pub mod limiter;
 mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_waterfall::{Clock, Services, WaterfallConfig};
+use leadflow_waterfall::{Clock, Learned, Services, WaterfallConfig};
 
 pub use config::RedisConfig;
 pub use conn::{ConnectError, Redis, redacted};
 pub use status::{ProviderStatus, Status};
+
+/// How often a worker pools the adaptive order's evidence with the fleet.
+pub const POOL_EVIDENCE_EVERY: Duration = Duration::from_secs(2);
 
 /// This process as one worker of the fleet: its Redis, its id, and the
 /// heartbeat that tells the others it is alive.
@@ -102,7 +106,22 @@ impl Fleet {
                 budget.start_handing_back();
                 budget
             },
+            learned: {
+                let learned = Arc::new(Learned::new(waterfall));
+                if waterfall.order.order == leadflow_waterfall::config::Order::Adaptive {
+                    learned.share(
+                        Arc::new(learned::RedisEvidence::new(self.redis.clone())),
+                        POOL_EVIDENCE_EVERY,
+                    );
+                }
+                learned
+            },
         }
+    }
+
+    /// The fleet's pool of the adaptive order's evidence.
+    pub fn evidence_store(&self) -> Arc<dyn leadflow_waterfall::EvidenceStore> {
+        Arc::new(learned::RedisEvidence::new(self.redis.clone()))
     }
 
     /// A lookup cache in this fleet's Redis, keeping up to `max_entries`

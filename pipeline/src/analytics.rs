@@ -27,6 +27,7 @@ pub const QUERIES: &[AnalyticsQuery] = shipped![
     "provider_scorecard",
     "coverage",
     "spend",
+    "policy_compare",
     "line_types",
     "carriers",
     "rejects",

@@ -9,7 +9,7 @@ use leadflow_fleet::RedisConfig;
 use leadflow_sandbox::SandboxConfig;
 use leadflow_waterfall::WaterfallConfig;
 use leadflow_waterfall::config::{
-    BreakerConfig, BudgetConfig, CacheConfig, LookupConfig, ProviderConfig,
+    BreakerConfig, BudgetConfig, CacheConfig, LookupConfig, OrderConfig, ProviderConfig,
 };
 use serde::Deserialize;
 
@@ -30,6 +30,8 @@ pub struct LeadflowConfig {
     pub breaker: BreakerConfig,
     /// Caps on spend.
     pub budget: BudgetConfig,
+    /// The order providers are asked in: by priority, or adaptive.
+    pub waterfall: OrderConfig,
     /// How the provider sandbox answers (for providers with `base_url = "sandbox"`).
     pub sandbox: SandboxConfig,
     /// Where limits, cache, breakers and budget are shared with other
@@ -254,6 +256,7 @@ impl LeadflowConfig {
             cache: self.cache.clone(),
             breaker: self.breaker.clone(),
             budget: self.budget.clone(),
+            order: self.waterfall.clone(),
             providers,
         }
     }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod lead;
+pub mod learn;
 pub mod produce;
 pub mod providers;
 pub mod publish;

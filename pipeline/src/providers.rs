@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use leadflow_fleet::{ConnectError, Fleet};
 use leadflow_sandbox::{ProviderStats, Sandbox};
-use leadflow_waterfall::config::WaterfallConfig;
+use leadflow_waterfall::config::{Order, WaterfallConfig};
 use leadflow_waterfall::{
     RateLimiter, Services, SystemClock, UsageLedger, Waterfall, client_builder,
 };
@@ -124,6 +124,24 @@ impl Providers {
             Some(fleet) => fleet.services(&waterfall_config, Arc::new(SystemClock)),
             None => Services::in_memory(&waterfall_config, Arc::new(SystemClock)),
         };
+        if waterfall_config.order.order == Order::Adaptive
+            && let Some(history) = &waterfall_config.order.history
+        {
+            let counts = crate::learn::learn_history(history, &services.learned).await?;
+            if counts.calls == 0 {
+                tracing::warn!(
+                    history = %history,
+                    "[waterfall] history holds no answered provider calls: the adaptive order starts from its priors"
+                );
+            }
+            tracing::info!(
+                history = %history,
+                calls = counts.calls,
+                hits = counts.hits,
+                groups = counts.groups,
+                "the adaptive order learned from history"
+            );
+        }
         let sandboxed: HashSet<String> = config
             .providers
             .iter()

@@ -91,6 +91,10 @@ pub async fn context(
                 if table == "enriched_leads" {
                     df = with_line_type_columns(df)?;
                 }
+                if table != "rejects" {
+                    // Outputs written before the adaptive order have no policy.
+                    df = with_text_columns(df, &["policy"])?;
+                }
                 df.into_view()
             };
             ctx.register_table(table, provider)?;
@@ -183,12 +187,18 @@ async fn refuse_strangers(location: &storage::Location, data: &str) -> Result<()
 /// `[line_type]` on: leads of runs without it read as NULL, NULL and
 /// `not_run` (those written before `line_type_status` existed as `found`
 /// when they have a line type).
-fn with_line_type_columns(mut df: DataFrame) -> Result<DataFrame> {
-    for column in ["line_type", "carrier_name", "line_type_status"] {
+/// `df` with each of `columns` it lacks added as NULL text.
+fn with_text_columns(mut df: DataFrame, columns: &[&str]) -> Result<DataFrame> {
+    for &column in columns {
         if df.schema().field_with_unqualified_name(column).is_err() {
             df = df.with_column(column, cast(lit(ScalarValue::Null), DataType::Utf8))?;
         }
     }
+    Ok(df)
+}
+
+fn with_line_type_columns(df: DataFrame) -> Result<DataFrame> {
+    let df = with_text_columns(df, &["line_type", "carrier_name", "line_type_status"])?;
     let status = coalesce(vec![
         col("line_type_status"),
         when(col("line_type").is_not_null(), lit("found")).otherwise(lit("not_run"))?,

@@ -189,6 +189,7 @@ pub fn enrichment_fields() -> Vec<Field> {
         Field::new("lookup_cost_usd", MONEY, true),
         Field::new("lookup_attempts", DataType::Int32, true),
         Field::new("lookup_latency_ms", DataType::Int64, true),
+        Field::new("policy", DataType::Utf8, true),
         Field::new("run_id", DataType::Utf8, true),
         Field::new("enriched_at", timestamp(), true),
     ]
@@ -205,6 +206,7 @@ pub fn attempt_fields() -> Fields {
         Field::new("latency_ms", DataType::Int64, false),
         Field::new("started_at", timestamp(), false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("policy", DataType::Utf8, true),
     ])
 }
 
@@ -224,6 +226,7 @@ pub fn find_phone_fields() -> Fields {
             ))),
             false,
         ),
+        Field::new("policy", DataType::Utf8, true),
     ])
 }
 

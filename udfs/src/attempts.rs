@@ -26,6 +26,7 @@ pub struct AttemptColumns {
     latency: Int64Builder,
     started_at: TimestampMicrosecondBuilder,
     error: StringBuilder,
+    policy: StringBuilder,
 }
 
 impl AttemptColumns {
@@ -40,6 +41,7 @@ impl AttemptColumns {
             latency: Int64Builder::with_capacity(n),
             started_at: TimestampMicrosecondBuilder::with_capacity(n),
             error: StringBuilder::new(),
+            policy: StringBuilder::with_capacity(n, n * 8),
         }
     }
 
@@ -52,6 +54,7 @@ impl AttemptColumns {
         self.latency.append_value(a.latency_ms);
         self.started_at.append_value(a.started_at);
         self.error.append_option(a.error.as_deref());
+        self.policy.append_option(a.policy.map(|p| p.as_str()));
     }
 
     /// The columns, as the struct of [`leadflow_schemas::attempt_fields`].
@@ -69,6 +72,7 @@ impl AttemptColumns {
                     .with_timezone(leadflow_schemas::UTC),
             ),
             Arc::new(self.error.finish()),
+            Arc::new(self.policy.finish()),
         ];
         let fields = leadflow_schemas::attempt_fields();
         debug_assert_eq!(fields.len(), columns.len());

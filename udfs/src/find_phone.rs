@@ -91,13 +91,15 @@ impl FindPhone {
 pub(crate) static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         crate::DOC_SECTION,
-        "Finds a phone for each lead by asking the configured providers in priority order; \
+        "Finds a phone for each lead by asking the configured providers in order (by priority, \
+         or by expected cost to a hit under `[waterfall] order = \"adaptive\"`); \
          the first valid number wins and later providers are not called. Returns \
          `phone_e164`, `provider`, `status` (found, not_found, cached, skipped_has_phone, \
-         skipped_tier, rate_limited, budget_exhausted, error, or not_run when no provider \
-         is configured), `cost_usd`, `latency_ms` and `attempts` (one struct per provider \
-         call or skip: provider, attempt, outcome, http_status, cost_usd, latency_ms, \
-         started_at, error). Every call and skip is also written to `provider_usage` \
+         skipped_tier, skipped_value, rate_limited, budget_exhausted, error, or not_run when \
+         no provider is configured), `cost_usd`, `latency_ms`, `attempts` (one struct per \
+         provider call or skip: provider, attempt, outcome, http_status, cost_usd, \
+         latency_ms, started_at, error, policy) and `policy` (the order the providers \
+         were asked in: priority, or adaptive under `[waterfall] order = \"adaptive\"`). Every call and skip is also written to `provider_usage` \
          by the run, whatever the query selects, under the lead's `lead_id` and \
          `organization_id` when they are passed. Rows are looked up concurrently; \
          identical leads in a batch are looked up once; the cache is consulted first. \
@@ -282,6 +284,7 @@ struct FindPhoneBuilder {
     latency: Int64Builder,
     offsets: Vec<i32>,
     attempts: AttemptColumns,
+    policy: StringBuilder,
 }
 
 impl FindPhoneBuilder {
@@ -298,6 +301,7 @@ impl FindPhoneBuilder {
                 o
             },
             attempts: AttemptColumns::new(n),
+            policy: StringBuilder::with_capacity(n, n * 8),
         }
     }
 
@@ -312,6 +316,7 @@ impl FindPhoneBuilder {
         }
         let last = *self.offsets.last().expect("starts with 0");
         self.offsets.push(last + lookup.attempts.len() as i32);
+        self.policy.append_option(lookup.policy.map(|p| p.as_str()));
     }
 
     fn finish(mut self, fields: &Fields) -> Result<ArrayRef> {
@@ -331,6 +336,7 @@ impl FindPhoneBuilder {
             Arc::new(money(self.cost.finish())?),
             Arc::new(self.latency.finish()),
             Arc::new(attempts),
+            Arc::new(self.policy.finish()),
         ];
         Ok(Arc::new(StructArray::try_new(
             fields.clone(),

@@ -200,13 +200,25 @@ impl WaterfallBuilder {
             Some(services) => services,
             None => Services::in_memory(&config, Arc::new(SystemClock)),
         };
-        let finder_names = finders
+        let finder_names: Vec<Arc<str>> = finders
             .iter()
             .filter(|s| s.config.enabled)
             .map(|s| s.name.clone())
             .collect();
+        let learn_index = finder_names
+            .iter()
+            .map(|name| {
+                services.learned.index_of(name).ok_or_else(|| {
+                    Error::Config(format!(
+                        "provider `{name}` is not in the config the shared services were made for"
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Waterfall {
             finder_names,
+            learn_index,
+            order: config.order,
             asking: Default::default(),
             finders,
             describers,

@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::build::Slot;
 use crate::clock::Micros;
-use crate::lookup::{Attempt, Outcome};
+use crate::lookup::{Attempt, Outcome, Policy};
 use crate::usage::{LeadRef, Sending};
 use crate::waterfall::{MS, Waterfall};
 
@@ -48,6 +48,8 @@ pub(crate) enum Called<R> {
 pub(crate) struct Calls<'a> {
     pub waterfall: &'a Waterfall,
     pub lead: &'a LeadRef,
+    /// The order the lead's providers are asked in, written on each attempt.
+    pub policy: Option<Policy>,
     pub deadline: Micros,
     /// Spreads the backoff of different leads apart.
     pub jitter_seed: u64,
@@ -84,7 +86,8 @@ impl Calls<'_> {
 
     /// A provider passed over without a call.
     pub(crate) async fn skip(&mut self, name: &Arc<str>, outcome: Outcome, note: Option<&str>) {
-        let mut attempt = Attempt::skip(name, outcome, self.waterfall.services.clock.now());
+        let now = self.waterfall.services.clock.now();
+        let mut attempt = Attempt::skip(name, outcome, now, self.policy);
         attempt.error = note.map(str::to_string);
         self.record(attempt, None).await;
     }
@@ -143,6 +146,7 @@ impl Calls<'_> {
                 provider: &slot.name,
                 attempt,
                 started_at: now,
+                policy: self.policy,
             });
             let sent = send(
                 ask.request(&slot.http),
@@ -159,6 +163,7 @@ impl Calls<'_> {
                 latency_ms: (ended - now) / MS,
                 started_at: now,
                 error: None,
+                policy: self.policy,
             };
             // How long to wait before the next try, if one may help.
             let retry_in: Option<Micros>;

@@ -21,8 +21,75 @@ pub struct WaterfallConfig {
     pub breaker: BreakerConfig,
     /// Caps on spend.
     pub budget: BudgetConfig,
+    /// The order providers are asked in.
+    #[serde(rename = "waterfall")]
+    pub order: OrderConfig,
     /// The providers, tried by `priority` (lowest first).
     pub providers: Vec<ProviderConfig>,
+}
+
+/// `[waterfall]`: the order each lead's providers are asked in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderConfig {
+    /// `"priority"`: by each provider's `priority`. `"adaptive"`: per lead,
+    /// by expected cost to a hit, `cost_per_call / P(hit | segment) +
+    /// cost_per_hit`, with P learned from history and as the run goes.
+    pub order: Order,
+    /// What a segment is made of: `country`, `email_kind` (free-mail,
+    /// corporate, none), `user_tier`.
+    pub segment_by: Vec<SegmentField>,
+    /// Earlier outputs (a directory or `s3://…`) whose `provider_usage` and
+    /// `enriched_leads` teach the estimates at start.
+    pub history: Option<String>,
+    /// Share of leads, 0–1, whose order samples the estimates (Thompson
+    /// sampling) instead of using their means, so a provider that was bad
+    /// before gets a chance to show it changed.
+    pub explore_share: f64,
+    /// Share of leads, 0–1, kept on the `priority` order to measure the
+    /// saving (chosen by a hash of `lead_id`: the same leads on every rerun).
+    pub ab_share: f64,
+    /// A provider whose expected cost per hit for a lead is above this (USD)
+    /// is not called for it (`skipped_value`).
+    pub value_of_found_phone_usd: Option<f64>,
+}
+
+impl Default for OrderConfig {
+    fn default() -> Self {
+        Self {
+            order: Order::Priority,
+            segment_by: vec![
+                SegmentField::Country,
+                SegmentField::EmailKind,
+                SegmentField::UserTier,
+            ],
+            history: None,
+            explore_share: 0.05,
+            ab_share: 0.0,
+            value_of_found_phone_usd: None,
+        }
+    }
+}
+
+/// `[waterfall] order`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    #[default]
+    Priority,
+    Adaptive,
+}
+
+/// A lead property segments are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentField {
+    /// The lead's `country`.
+    Country,
+    /// Free-mail, corporate or no email.
+    EmailKind,
+    /// The lead's `user_tier`.
+    UserTier,
 }
 
 /// `[lookup]`: how each lead's waterfall runs.
@@ -295,6 +362,7 @@ impl WaterfallConfig {
                 return bad(format!("{key} must be a number from 0 to {MAX_USD}"));
             }
         }
+        self.order.check()?;
         let mut names = std::collections::BTreeSet::new();
         for p in &self.providers {
             let at = format!("provider `{}`", p.name);
@@ -367,6 +435,54 @@ fn within(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
         Err(Error::Config(format!(
             "{key} = {value} is out of range: it must be from {min} to {max}"
         )))
+    }
+}
+
+impl OrderConfig {
+    fn check(&self) -> Result<()> {
+        let bad = |msg: &str| Err(Error::Config(format!("[waterfall] {msg}")));
+        for (key, v) in [
+            ("explore_share", self.explore_share),
+            ("ab_share", self.ab_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(&format!("{key} = {v} must be a share from 0 to 1"));
+            }
+        }
+        if self
+            .value_of_found_phone_usd
+            .is_some_and(|v| !(0.0..=MAX_USD).contains(&v))
+        {
+            return bad(&format!(
+                "value_of_found_phone_usd must be a number from 0 to {MAX_USD}"
+            ));
+        }
+        let mut fields = self.segment_by.clone();
+        fields.sort_by_key(|f| *f as u8);
+        fields.dedup();
+        if fields.len() != self.segment_by.len() {
+            return bad("segment_by names a field twice");
+        }
+        if self.order == Order::Priority {
+            // Settings that only the adaptive order reads would be silently
+            // ignored: a saving the operator expects and does not get.
+            for (key, set) in [
+                ("ab_share", self.ab_share > 0.0),
+                ("history", self.history.is_some()),
+                (
+                    "value_of_found_phone_usd",
+                    self.value_of_found_phone_usd.is_some(),
+                ),
+            ] {
+                if set {
+                    return bad(&format!(
+                        "{key} is set, but order = \"priority\" never reads it; \
+                         set order = \"adaptive\" or remove {key}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

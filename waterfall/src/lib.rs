@@ -12,6 +12,7 @@
 //! Where a provider lives is the assembling process's business: it hands
 //! [`Waterfall::builder`] the config, the clients and the credentials.
 
+pub mod adaptive;
 pub mod breaker;
 pub mod budget;
 mod build;
@@ -28,6 +29,7 @@ mod template;
 mod usage;
 mod waterfall;
 
+pub use adaptive::{Evidence, EvidenceStore, Learned, Tally};
 pub use breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 pub use budget::{Budget, InMemoryBudget, Org, Reservation};
 pub use build::{Secrets, WaterfallBuilder, client_builder};
@@ -35,8 +37,8 @@ pub use cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswe
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::{ProviderConfig, ProviderKind, WaterfallConfig};
 pub use error::{Error, Result};
-pub use lookup::{Attempt, LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome};
+pub use lookup::{Attempt, LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome, Policy};
 pub use provider::{Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Secret};
 pub use rate_limit::{InMemoryRateLimiter, RateLimiter};
 pub use usage::{LeadRef, ProviderUsage, Sending, UsageJournal, UsageLedger};
-pub use waterfall::{Services, Waterfall};
+pub use waterfall::{Estimate, ExplainedProvider, Explanation, Services, Waterfall};

@@ -14,6 +14,9 @@ pub enum LookupStatus {
     Cached,
     SkippedHasPhone,
     SkippedTier,
+    /// The adaptive order expected every provider to cost more per hit
+    /// than `value_of_found_phone_usd`: none was called.
+    SkippedValue,
     RateLimited,
     BudgetExhausted,
     Error,
@@ -29,6 +32,7 @@ impl LookupStatus {
             LookupStatus::Cached => "cached",
             LookupStatus::SkippedHasPhone => "skipped_has_phone",
             LookupStatus::SkippedTier => "skipped_tier",
+            LookupStatus::SkippedValue => "skipped_value",
             LookupStatus::RateLimited => "rate_limited",
             LookupStatus::BudgetExhausted => "budget_exhausted",
             LookupStatus::Error => "error",
@@ -47,6 +51,9 @@ pub enum Outcome {
     RateLimited,
     CircuitOpen,
     SkippedTier,
+    /// Not asked: the adaptive order expected it to cost more per hit than
+    /// a found phone is worth (`value_of_found_phone_usd`).
+    SkippedValue,
     /// Not asked: the budget was spent.
     BudgetExhausted,
     /// A request was sent and its answer never recorded: the process
@@ -64,6 +71,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::CircuitOpen => "circuit_open",
             Outcome::SkippedTier => "skipped_tier",
+            Outcome::SkippedValue => "skipped_value",
             Outcome::BudgetExhausted => "budget_exhausted",
             Outcome::Unknown => "unknown",
         }
@@ -79,6 +87,7 @@ impl Outcome {
             Outcome::RateLimited,
             Outcome::CircuitOpen,
             Outcome::SkippedTier,
+            Outcome::SkippedValue,
             Outcome::BudgetExhausted,
             Outcome::Unknown,
         ]
@@ -102,11 +111,18 @@ pub struct Attempt {
     pub latency_ms: i64,
     pub started_at: Micros,
     pub error: Option<String>,
+    /// The order the lead's providers were asked in.
+    pub policy: Option<Policy>,
 }
 
 impl Attempt {
     /// A provider passed over without a call.
-    pub(crate) fn skip(provider: &Arc<str>, outcome: Outcome, now: Micros) -> Self {
+    pub(crate) fn skip(
+        provider: &Arc<str>,
+        outcome: Outcome,
+        now: Micros,
+        policy: Option<Policy>,
+    ) -> Self {
         Self {
             provider: provider.clone(),
             attempt: 0,
@@ -116,6 +132,7 @@ impl Attempt {
             latency_ms: 0,
             started_at: now,
             error: None,
+            policy,
         }
     }
 
@@ -135,6 +152,9 @@ pub struct Lookup {
     pub cost_micros: i64,
     pub latency_ms: i64,
     pub attempts: Vec<Attempt>,
+    /// The order the providers were asked in; `None` when the lookup never
+    /// came to ordering them (no provider, a valid phone of its own).
+    pub policy: Option<Policy>,
 }
 
 impl Lookup {
@@ -146,6 +166,7 @@ impl Lookup {
             cost_micros: 0,
             latency_ms: 0,
             attempts: Vec::new(),
+            policy: None,
         }
     }
 
@@ -166,7 +187,34 @@ impl Lookup {
             cost_micros: 0,
             latency_ms: 0,
             attempts: Vec::new(),
+            policy: self.policy,
         }
+    }
+}
+
+/// Which order a lead's providers were asked in: the `policy` column of
+/// `enriched_leads` and `provider_usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// By the providers' `priority`.
+    Priority,
+    /// By expected cost to a hit in the lead's segment.
+    Adaptive,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Priority => "priority",
+            Policy::Adaptive => "adaptive",
+        }
+    }
+
+    /// The policy named `s` (as [`Policy::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Policy> {
+        [Policy::Priority, Policy::Adaptive]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 }
 

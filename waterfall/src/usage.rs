@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::clock::Micros;
-use crate::lookup::Attempt;
+use crate::lookup::{Attempt, Policy};
 
 /// Whose lookup an attempt was made for: written beside it on every usage
 /// row. Never sent to a provider.
@@ -33,6 +33,7 @@ pub struct Sending<'a> {
     pub provider: &'a str,
     pub attempt: i32,
     pub started_at: Micros,
+    pub policy: Option<Policy>,
 }
 
 /// A durable record of usage kept ahead of the ledger's owner, so a process

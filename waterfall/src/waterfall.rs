@@ -11,14 +11,17 @@ use leadflow_phone::{PhoneInfo, PhoneParser, parse_region};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use tokio::sync::{Semaphore, watch};
 
+use crate::adaptive::{
+    Dice, Draw, Evidence, Learned, Segment, expected_cost_per_hit, order_by_index,
+};
 use crate::breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 use crate::budget::{Budget, InMemoryBudget};
 use crate::build::{Slot, WaterfallBuilder};
 use crate::cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswer};
 use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
-use crate::config::{CacheConfig, LookupConfig, WaterfallConfig};
-use crate::lookup::{LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome};
+use crate::config::{CacheConfig, LookupConfig, Order, OrderConfig, WaterfallConfig, dollars};
+use crate::lookup::{LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome, Policy};
 use crate::provider::{
     Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Redactor,
 };
@@ -35,6 +38,8 @@ pub struct Services {
     pub cache: Arc<dyn LookupCache>,
     pub breaker: Arc<dyn CircuitBreaker>,
     pub budget: Arc<dyn Budget>,
+    /// The providers' hit rates by segment, for the adaptive order.
+    pub learned: Arc<Learned>,
 }
 
 impl Services {
@@ -46,6 +51,7 @@ impl Services {
             cache: Arc::new(InMemoryLookupCache::new(config.cache.max_entries)),
             breaker: Arc::new(InMemoryCircuitBreaker::new(&config.breaker)),
             budget: Arc::new(InMemoryBudget::new(&config.budget)),
+            learned: Arc::new(Learned::new(config)),
         }
     }
 }
@@ -66,6 +72,10 @@ pub struct Waterfall {
     pub(crate) redact: Redactor,
     /// Names of the enabled phone finders, in waterfall order.
     pub(crate) finder_names: Vec<Arc<str>>,
+    /// How each lead's providers are ordered.
+    pub(crate) order: OrderConfig,
+    /// Where each enabled finder's evidence is kept in `services.learned`.
+    pub(crate) learn_index: Vec<usize>,
     /// Questions (lead, provider) being asked in this process right now;
     /// a second lookup of one waits for the first's answer.
     pub(crate) asking: Mutex<HashMap<Question, watch::Receiver<()>>>,
@@ -96,6 +106,7 @@ struct Tally {
     error: bool,
     rate_limited: bool,
     tier: bool,
+    value: bool,
     budget: bool,
 }
 
@@ -110,6 +121,7 @@ impl Tally {
                 (self.miss, LookupStatus::NotFound),
                 (self.error, LookupStatus::Error),
                 (self.rate_limited, LookupStatus::RateLimited),
+                (self.value, LookupStatus::SkippedValue),
                 (self.tier, LookupStatus::SkippedTier),
             ],
             LookupStatus::NotFound,
@@ -146,10 +158,12 @@ impl Waterfall {
 
     /// Ends the waterfall's use of shared state: a shared rate limiter hands
     /// back the permits it holds and has not used, a shared budget books
-    /// what it spent and hands back the rest.
+    /// what it spent and hands back the rest, and what the adaptive order
+    /// learned joins the fleet's pool.
     pub async fn close(&self) {
         self.services.limiter.close().await;
         self.services.budget.close().await;
+        self.services.learned.exchange().await;
     }
 
     /// Runs the waterfall for one lead, reporting every call and skip to the
@@ -167,6 +181,7 @@ impl Waterfall {
             return Lookup::ended(LookupStatus::NotFound);
         };
         let clock = &*self.services.clock;
+        let draw = self.draw(owner, || key);
         // What each provider already answered about this lead: a phone one
         // of them found ends the lookup; one that had none is not asked again.
         let remembered = if self.cache.enabled {
@@ -182,6 +197,7 @@ impl Waterfall {
                 let mut lookup = Lookup::ended(LookupStatus::Cached);
                 lookup.phone_e164 = Some(phone.to_string());
                 lookup.provider = Some(name.clone());
+                lookup.policy = Some(draw.policy);
                 return lookup;
             }
         }
@@ -189,9 +205,11 @@ impl Waterfall {
         // Only a lead that will call a provider waits for a place.
         let _permit = self.in_flight.acquire().await.expect("never closed");
         let started = clock.now();
+        let plan = self.plan(lead, draw);
         let mut calls = Calls {
             waterfall: self,
             lead: owner,
+            policy: Some(plan.policy),
             deadline: started.saturating_add(self.lookup.deadline_ms as i64 * MS),
             jitter_seed: key.0 as u64,
             attempts: Vec::new(),
@@ -201,8 +219,9 @@ impl Waterfall {
         let mut found = None;
         // Whether an answer came from the cache, and whether one was paid for.
         let (mut remembered_any, mut asked_any) = (false, false);
-        let finders = self.finders.iter().filter(|s| s.config.enabled);
-        for (slot, answer) in finders.zip(remembered) {
+        let finders: Vec<_> = self.finders.iter().filter(|s| s.config.enabled).collect();
+        for &at in &plan.order {
+            let (slot, answer) = (finders[at], &remembered[at]);
             if answer.is_some() {
                 tally.miss = true;
                 remembered_any = true;
@@ -211,6 +230,13 @@ impl Waterfall {
             if lead.user_tier.unwrap_or(0) < slot.config.min_user_tier {
                 calls.skip(&slot.name, Outcome::SkippedTier, None).await;
                 tally.tier = true;
+                continue;
+            }
+            if let Some(why) = plan.over_value(self, at) {
+                calls
+                    .skip(&slot.name, Outcome::SkippedValue, Some(&why))
+                    .await;
+                tally.value = true;
                 continue;
             }
             let asking = if self.cache.enabled {
@@ -259,6 +285,11 @@ impl Waterfall {
             };
             self.settle(key, &slot.name, asking, answer).await;
             calls.record_answer().await;
+            if let (Some(segment), Called::Answered(reply)) = (&plan.segment, &called) {
+                self.services
+                    .learned
+                    .record(self.learn_index[at], segment, reply.is_some());
+            }
             match called {
                 Called::Answered(Some(e164)) => {
                     found = Some((e164, slot.name.clone()));
@@ -294,7 +325,137 @@ impl Waterfall {
             cost_micros: attempts.iter().map(|a| a.cost_micros).sum(),
             latency_ms: (clock.now() - started) / MS,
             attempts,
+            policy: Some(plan.policy),
         }
+    }
+
+    /// The lead's side of the A/B split and whether it explores: by its
+    /// `lead_id`, else by what identifies it to providers.
+    fn draw(&self, owner: &LeadRef, key: impl FnOnce() -> CacheKey) -> Draw {
+        match owner.lead_id.as_deref() {
+            Some(id) => Draw::of(&self.order, id.as_bytes()),
+            None => Draw::of(&self.order, &key().0.to_le_bytes()),
+        }
+    }
+
+    /// The order `lead`'s enabled providers are asked in, under `draw`'s policy.
+    fn plan(&self, lead: &LeadQuery, draw: Draw) -> Plan {
+        let n = self.learn_index.len();
+        // Learned from every answered call under the adaptive config, the
+        // A/B's priority half included.
+        let segment =
+            (self.order.order == Order::Adaptive).then(|| self.services.learned.segment(lead));
+        let (Policy::Adaptive, Some(segment_of)) = (draw.policy, &segment) else {
+            return Plan {
+                policy: draw.policy,
+                order: (0..n).collect(),
+                estimates: Vec::new(),
+                segment,
+                explored: false,
+            };
+        };
+        let mut posteriors = Vec::with_capacity(n);
+        self.services
+            .learned
+            .posteriors(&self.learn_index, segment_of, &mut posteriors);
+        let mut dice = draw.explore.map(Dice::new);
+        let finders = self.finders.iter().filter(|s| s.config.enabled);
+        let estimates: Vec<Estimate> = finders
+            .zip(&posteriors)
+            .map(|(slot, &(alpha, beta))| {
+                let p_hit = match &mut dice {
+                    Some(dice) => dice.beta(alpha, beta),
+                    None => alpha / (alpha + beta),
+                };
+                Estimate {
+                    p_hit,
+                    cost_per_hit_micros: expected_cost_per_hit(
+                        slot.cost_per_call as f64,
+                        slot.cost_per_hit as f64,
+                        p_hit,
+                    ),
+                }
+            })
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        order_by_index(n, |i| estimates[i].cost_per_hit_micros, &mut order);
+        Plan {
+            policy: draw.policy,
+            order,
+            estimates,
+            segment,
+            explored: dice.is_some(),
+        }
+    }
+
+    /// How the waterfall would ask for `lead`'s phone now, and why: the
+    /// order, each provider's estimate and evidence, and what it would pass
+    /// over before any call (tier, value). Limits, breakers and the budget
+    /// are consulted only when a call is about to be made.
+    pub fn explain(&self, lead: &LeadQuery, owner: &LeadRef) -> Explanation {
+        let draw = self.draw(owner, || lead.cache_key().unwrap_or(CacheKey(0)));
+        let plan = self.plan(lead, draw);
+        let finders: Vec<_> = self.finders.iter().filter(|s| s.config.enabled).collect();
+        let learned = &self.services.learned;
+        let mut steps: Vec<ExplainedProvider> = plan
+            .order
+            .iter()
+            .map(|&at| {
+                let slot = finders[at];
+                let skip = if lead.user_tier.unwrap_or(0) < slot.config.min_user_tier {
+                    Some(format!(
+                        "skipped_tier: the lead's user_tier {} is below min_user_tier {}",
+                        lead.user_tier.unwrap_or(0),
+                        slot.config.min_user_tier
+                    ))
+                } else {
+                    plan.over_value(self, at)
+                        .map(|why| format!("skipped_value: {why}"))
+                };
+                ExplainedProvider {
+                    provider: slot.name.clone(),
+                    priority: slot.config.priority,
+                    cost_per_call_usd: slot.config.cost_per_call_usd,
+                    cost_per_hit_usd: slot.config.cost_per_hit_usd,
+                    estimate: plan.estimates.get(at).copied(),
+                    evidence: plan
+                        .segment
+                        .as_ref()
+                        .map(|s| learned.evidence(&slot.name, s))
+                        .unwrap_or_default(),
+                    skip,
+                }
+            })
+            .collect();
+        steps.extend(
+            self.finders
+                .iter()
+                .filter(|s| !s.config.enabled)
+                .map(|slot| ExplainedProvider {
+                    provider: slot.name.clone(),
+                    priority: slot.config.priority,
+                    cost_per_call_usd: slot.config.cost_per_call_usd,
+                    cost_per_hit_usd: slot.config.cost_per_hit_usd,
+                    estimate: None,
+                    evidence: Vec::new(),
+                    skip: Some("disabled: enabled = false".into()),
+                }),
+        );
+        Explanation {
+            policy: plan.policy,
+            segment: plan.segment.map(|s| s.name().to_string()),
+            explored: plan.explored,
+            providers: steps,
+        }
+    }
+
+    /// The order alone, as [`Waterfall::find`] computes it for `lead`:
+    /// the providers' names in asking order. What a benchmark times.
+    pub fn order_of(&self, lead: &LeadQuery, owner: &LeadRef) -> (Policy, Vec<&str>) {
+        let draw = self.draw(owner, || lead.cache_key().unwrap_or(CacheKey(0)));
+        let plan = self.plan(lead, draw);
+        let names = plan.order.iter().map(|&at| &*self.finder_names[at]);
+        (plan.policy, names.collect())
     }
 
     /// Takes the right to ask `slot`'s provider about the lead, or, when
@@ -416,6 +577,7 @@ impl Waterfall {
         let mut calls = Calls {
             waterfall: self,
             lead: owner,
+            policy: None,
             deadline: clock
                 .now()
                 .saturating_add(self.lookup.deadline_ms as i64 * MS),
@@ -493,6 +655,82 @@ impl Waterfall {
             attempts: calls.attempts,
         }
     }
+}
+
+/// How one lead's enabled providers will be asked.
+#[derive(Debug)]
+struct Plan {
+    policy: Policy,
+    /// Positions among the enabled finders, in asking order.
+    order: Vec<usize>,
+    /// Per enabled finder, what the adaptive order read; empty under the
+    /// priority order.
+    estimates: Vec<Estimate>,
+    /// The lead's segment, when the adaptive order learns from its calls.
+    segment: Option<Segment>,
+    /// Whether the estimates were sampled (the lead explores).
+    explored: bool,
+}
+
+impl Plan {
+    /// Why the enabled finder at `at` is not worth calling for this lead:
+    /// its expected cost per hit is above `value_of_found_phone_usd`.
+    fn over_value(&self, waterfall: &Waterfall, at: usize) -> Option<String> {
+        let value = waterfall.order.value_of_found_phone_usd?;
+        let e = self.estimates.get(at)?;
+        (e.cost_per_hit_micros > value * 1e6).then(|| {
+            format!(
+                "expected cost per hit {} (P(hit) {:.3}) is above value_of_found_phone_usd {}",
+                shown_micros(e.cost_per_hit_micros),
+                e.p_hit,
+                dollars((value * 1e6).round() as i64)
+            )
+        })
+    }
+}
+
+fn shown_micros(micros: f64) -> String {
+    if micros.is_finite() {
+        dollars(micros.round() as i64)
+    } else {
+        "unbounded".into()
+    }
+}
+
+/// The adaptive order's reading of one provider for one lead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// P(hit | the lead's segment): the posterior mean, or a draw from the
+    /// posterior when the lead explores.
+    pub p_hit: f64,
+    /// `cost_per_call / p_hit + cost_per_hit`, µUSD: what the order sorts by.
+    pub cost_per_hit_micros: f64,
+}
+
+/// [`Waterfall::explain`]'s answer.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub policy: Policy,
+    /// The lead's segment, under the adaptive config.
+    pub segment: Option<String>,
+    /// Whether the estimates are draws (the lead is one of `explore_share`).
+    pub explored: bool,
+    /// The enabled providers in asking order, then the disabled ones.
+    pub providers: Vec<ExplainedProvider>,
+}
+
+/// One provider in an [`Explanation`].
+#[derive(Debug, Clone)]
+pub struct ExplainedProvider {
+    pub provider: Arc<str>,
+    pub priority: i32,
+    pub cost_per_call_usd: f64,
+    pub cost_per_hit_usd: f64,
+    pub estimate: Option<Estimate>,
+    /// Calls and hits at each level of the segment, broadest first.
+    pub evidence: Vec<(String, Evidence)>,
+    /// Why it would not be called, when it would not.
+    pub skip: Option<String>,
 }
 
 /// What a number's line-type attempts so far add up to.

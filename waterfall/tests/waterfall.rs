@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use leadflow_sandbox::Sandbox;
 use leadflow_waterfall::{
-    Attempt, Error, LeadQuery, LeadRef, LineTypeStatus, Lookup, LookupStatus, ManualClock, Outcome,
-    OwnPhone, ProviderUsage, Services, UsageLedger, Waterfall, WaterfallConfig,
+    Attempt, Error, Evidence, LeadQuery, LeadRef, LineTypeStatus, Lookup, LookupStatus,
+    ManualClock, Outcome, OwnPhone, Policy, ProviderUsage, Services, UsageLedger, Waterfall,
+    WaterfallConfig,
 };
 use tokio::sync::mpsc;
 
@@ -57,6 +58,7 @@ miss_equals = "not_found"
 /// a manual clock, reporting to a ledger the test can read.
 struct Harness {
     waterfall: Waterfall,
+    services: Services,
     sandbox: Sandbox,
     ledger: Mutex<mpsc::Receiver<ProviderUsage>>,
 }
@@ -95,13 +97,14 @@ async fn start(toml: &str) -> (Harness, ManualClock) {
     let services = Services::in_memory(&config, Arc::new(clock.clone()));
     let (ledger, rows) = UsageLedger::channel(100_000);
     let waterfall = Waterfall::builder(config)
-        .services(services)
+        .services(services.clone())
         .secrets(|_, _| Some("sandbox-key".into()))
         .ledger(ledger)
         .build()
         .expect("waterfall starts");
     let harness = Harness {
         waterfall,
+        services,
         sandbox,
         ledger: Mutex::new(rows),
     };
@@ -857,4 +860,203 @@ async fn a_credential_shorter_than_8_characters_is_refused() {
         "{err}"
     );
     keyed_waterfall("http://127.0.0.1:9", "12345678").unwrap();
+}
+
+/// A lead of `country` (its company's domain under the country's TLD).
+fn lead_in(i: usize, country: &str) -> LeadQuery {
+    let tld = if country == "US" {
+        "com".to_string()
+    } else {
+        country.to_lowercase()
+    };
+    LeadQuery {
+        email: format!("person{i}@firm{}.{tld}", i % 11),
+        full_name: format!("Person {i}"),
+        company_website: format!("firm{}.{tld}", i % 11),
+        country: Some(country.into()),
+        user_tier: Some(1),
+        own_phone: OwnPhone::None,
+    }
+}
+
+#[tokio::test]
+async fn the_adaptive_order_learns_each_segments_rate_online_and_asks_the_cheapest_first() {
+    // Same price; orion is strong in the US, astra in Germany. Nothing is
+    // known at start: the run has to learn it.
+    let toml = format!(
+        "[waterfall]\norder = \"adaptive\"\nexplore_share = 0.1\n{}{}\
+         [sandbox.providers.orion]\nhit_rate_by_country = {{ US = 0.7, DE = 0.1 }}\n\
+         [sandbox.providers.astra]\nhit_rate_by_country = {{ US = 0.1, DE = 0.7 }}\n",
+        provider(
+            "orion",
+            "orion",
+            1,
+            "cost_per_call_usd = 0.05\ncost_per_hit_usd = 0"
+        ),
+        provider(
+            "astra",
+            "astra",
+            2,
+            "cost_per_call_usd = 0.05\ncost_per_hit_usd = 0"
+        ),
+    );
+    let (w, _) = start(&toml).await;
+    let mut firsts = Vec::new();
+    for i in 0..1200 {
+        let country = if i % 2 == 0 { "DE" } else { "US" };
+        let l = w.find(&lead_in(i, country)).await;
+        assert_eq!(l.policy, Some(Policy::Adaptive));
+        assert!(
+            l.attempts
+                .iter()
+                .all(|a| a.policy == Some(Policy::Adaptive))
+        );
+        firsts.push((country, l.attempts.first().map(|a| a.provider.to_string())));
+    }
+    // The estimates converge on the sandbox's rates.
+    for (country, provider, rate) in [
+        ("DE", "astra", 0.7),
+        ("DE", "orion", 0.1),
+        ("US", "orion", 0.7),
+        ("US", "astra", 0.1),
+    ] {
+        let explained = w.explain(&lead_in(1, country), &LeadRef::default());
+        let p = explained
+            .providers
+            .iter()
+            .find(|p| &*p.provider == provider)
+            .unwrap();
+        let got = p.estimate.unwrap().p_hit;
+        assert!(
+            (got - rate).abs() < 0.1,
+            "{country} {provider}: {got} vs {rate}"
+        );
+        let best = if country == "DE" { "astra" } else { "orion" };
+        assert_eq!(&*explained.providers[0].provider, best);
+    }
+    // Once learned, each country's strong provider is asked first (all
+    // but the exploring tenth, whose draws may still disagree).
+    let late = &firsts[600..];
+    let right = late
+        .iter()
+        .filter(|(c, p)| p.as_deref() == Some(if *c == "DE" { "astra" } else { "orion" }))
+        .count();
+    assert!(right * 100 >= late.len() * 85, "{right} of {}", late.len());
+}
+
+#[tokio::test]
+async fn the_adaptive_order_never_calls_what_tier_limit_breaker_or_budget_forbid() {
+    // History says premium, limited and broken are by far the best; each
+    // is forbidden by something the adaptive order must respect.
+    let toml = format!(
+        "[waterfall]\norder = \"adaptive\"\nexplore_share = 0.5\n\
+         [breaker]\nfailures = 2\nwindow_secs = 3600\ncooldown_secs = 3600\n\
+         [budget]\nper_run_usd = 2.0\n{}{}{}{}\
+         [sandbox]\nhit_rate = 0.0\n[sandbox.providers.broken]\nerror_rate = 1.0\n",
+        provider(
+            "premium",
+            "orion",
+            1,
+            "min_user_tier = 3\ncost_per_call_usd = 0.001\ncost_per_hit_usd = 0"
+        ),
+        provider(
+            "limited",
+            "astra",
+            2,
+            "max_requests_per_hour = 2\ncost_per_call_usd = 0.001\ncost_per_hit_usd = 0"
+        ),
+        provider(
+            "broken",
+            "nimbus",
+            3,
+            "retries = 0\ncost_per_call_usd = 0.001\ncost_per_hit_usd = 0"
+        ),
+        provider(
+            "plain",
+            "orion",
+            4,
+            "cost_per_call_usd = 0.05\ncost_per_hit_usd = 0"
+        ),
+    );
+    let (w, _) = start(&toml).await;
+    for provider in ["premium", "limited", "broken"] {
+        w.services.learned.add_history(
+            provider,
+            &lead_in(0, "DE"),
+            Evidence {
+                calls: 1000,
+                hits: 990,
+            },
+        );
+    }
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        statuses.push(w.find(&lead_in(i, "DE")).await.status);
+    }
+    assert_eq!(
+        requests(&w, "premium"),
+        0,
+        "user_tier 1 is below its min_user_tier"
+    );
+    assert_eq!(requests(&w, "limited"), 2, "two calls an hour");
+    assert_eq!(
+        requests(&w, "broken"),
+        2,
+        "its circuit opened after two failures"
+    );
+    // Spend stops at the budget: 0.05 a call to plain fits 2.0 about 40 times.
+    assert!(requests(&w, "plain") <= 40, "{}", requests(&w, "plain"));
+    assert!(
+        statuses.contains(&LookupStatus::BudgetExhausted),
+        "{statuses:?}"
+    );
+    let spent: i64 = w.usage().iter().map(|u| u.attempt.cost_micros).sum();
+    assert!(spent <= 2_000_000, "{spent} µUSD");
+}
+
+#[tokio::test]
+async fn a_provider_expected_to_cost_more_per_hit_than_a_phone_is_worth_is_skipped_with_a_row() {
+    let toml = format!(
+        "[waterfall]\norder = \"adaptive\"\nexplore_share = 0.0\nvalue_of_found_phone_usd = 0.5\n{}{}\
+         [sandbox]\nhit_rate = 0.0\n",
+        provider(
+            "dear",
+            "orion",
+            1,
+            "cost_per_call_usd = 0.2\ncost_per_hit_usd = 0"
+        ),
+        provider(
+            "cheap",
+            "astra",
+            2,
+            "cost_per_call_usd = 0.01\ncost_per_hit_usd = 0"
+        ),
+    );
+    let (w, _) = start(&toml).await;
+    // dear hits 10% in Germany: 0.2 / 0.1 = $2 a hit, over the $0.50 a phone is worth.
+    w.services.learned.add_history(
+        "dear",
+        &lead_in(0, "DE"),
+        Evidence {
+            calls: 1000,
+            hits: 100,
+        },
+    );
+    let l = w.find(&lead_in(1, "DE")).await;
+    let rows: Vec<(&str, Outcome, i32)> = l
+        .attempts
+        .iter()
+        .map(|a| (&*a.provider, a.outcome, a.attempt))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("cheap", Outcome::Miss, 1),
+            ("dear", Outcome::SkippedValue, 0)
+        ]
+    );
+    let why = l.attempts[1].error.as_deref().unwrap();
+    assert!(why.contains("value_of_found_phone_usd"), "{why}");
+    assert_eq!(l.status, LookupStatus::NotFound);
+    assert_eq!(requests(&w, "dear"), 0);
 }

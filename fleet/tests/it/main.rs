@@ -3,6 +3,7 @@
 //! outage tests start (and kill) a `redis-server` of their own.
 
 mod breaker_budget;
+mod learned;
 mod limiter;
 mod lookups;
 mod outage;

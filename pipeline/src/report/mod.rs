@@ -15,10 +15,11 @@ const CSS: &str = include_str!("report.css");
 const SCRIPT: &str = include_str!("report.js");
 
 /// The queries the page draws (`spend` is for billing, by organization).
-const DRAWN: [&str; 7] = [
+const DRAWN: [&str; 8] = [
     "summary",
     "funnel",
     "provider_scorecard",
+    "policy_compare",
     "coverage",
     "line_types",
     "carriers",

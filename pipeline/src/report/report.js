@@ -75,6 +75,15 @@
     card.appendChild(el("div", { class: "value" }, f(num(s[key]))));
     cardBox.appendChild(card);
   }
+  // The adaptive order's saving, when the output holds an A/B split.
+  const adaptive = q.policy_compare.find((r) => r.policy === "adaptive");
+  if (adaptive && num(adaptive.cost_per_found_vs_priority) !== null) {
+    const card = el("div", { class: "card", "data-field": "cost_per_found_vs_priority" });
+    card.appendChild(el("div", { class: "label" }, "Adaptive order, per found phone vs priority"));
+    const change = num(adaptive.cost_per_found_vs_priority);
+    card.appendChild(el("div", { class: "value" }, (change > 0 ? "+" : "") + fmt.pct(change)));
+    cardBox.appendChild(card);
+  }
 
   // Horizontal bars: one per row, labelled, with its value at the end.
   function bars(name, rows, label, value, format, note) {
@@ -189,6 +198,19 @@
     ["p95_latency_ms", "p95", fmt.ms],
     ["spend_usd", "Spend", fmt.usd],
     ["cost_per_found_usd", "Per found phone", fmt.usd],
+  ]);
+  table("policy_compare", q.policy_compare, [
+    ["policy", "Order", fmt.text],
+    ["leads_looked_up", "Leads", fmt.int],
+    ["found", "Found", fmt.int],
+    ["found_rate", "Found rate", fmt.pct],
+    ["found_rate_low", "95% low", fmt.pct],
+    ["found_rate_high", "95% high", fmt.pct],
+    ["spend_usd", "Spend", fmt.usd],
+    ["cost_per_found_usd", "Per found phone", fmt.usd],
+    ["cost_per_found_low", "95% low", fmt.usd],
+    ["cost_per_found_high", "95% high", fmt.usd],
+    ["cost_per_found_vs_priority", "vs priority", fmt.pct],
   ]);
   lines("spend", q.provider_scorecard, "provider", "day", "spend_usd", fmt.usd, fmt.usdTick);
   lines("hit_rate", q.provider_scorecard, "provider", "day", "hit_rate", fmt.pct, fmt.pct);

@@ -99,6 +99,7 @@ const RESULT_COLUMNS: &[(&str, &str)] = &[
     ("line_type", "line_type"),
     ("carrier_name", "carrier_name"),
     ("line_type_status", "line_type_status"),
+    ("policy", "policy"),
 ];
 
 struct App {

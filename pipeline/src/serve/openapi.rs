@@ -87,7 +87,7 @@ pub(super) struct LookupResult {
     phone_error: Option<String>,
     found_phone_e164: Option<String>,
     /// `found`, `not_found`, `cached`, `skipped_has_phone`, `skipped_tier`,
-    /// `rate_limited`, `budget_exhausted`, `error` or `not_run`.
+    /// `skipped_value`, `rate_limited`, `budget_exhausted`, `error` or `not_run`.
     lookup_status: Option<String>,
     /// The provider that found the phone.
     provider: Option<String>,
@@ -95,6 +95,8 @@ pub(super) struct LookupResult {
     line_type: Option<String>,
     carrier_name: Option<String>,
     line_type_status: Option<String>,
+    /// The order the providers were asked in: `priority` or `adaptive`.
+    policy: Option<String>,
     /// Why the item is not a lead (then it has no other field).
     error: Option<String>,
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use leadflow_waterfall::{Attempt, LeadRef, Outcome, ProviderUsage, Sending, UsageJournal};
+use leadflow_waterfall::{Attempt, LeadRef, Outcome, Policy, ProviderUsage, Sending, UsageJournal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -60,6 +60,10 @@ enum Entry<'a> {
         started_at: i64,
         lead_id: Option<Cow<'a, str>>,
         organization_id: Option<Cow<'a, str>>,
+        /// The order the lead's providers were asked in (absent in logs
+        /// written before there was a choice).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Cow<'a, str>>,
     },
     /// A finished call (`ticket` of its request) or a skip.
     Row {
@@ -74,6 +78,10 @@ enum Entry<'a> {
         error: Option<Cow<'a, str>>,
         lead_id: Option<Cow<'a, str>>,
         organization_id: Option<Cow<'a, str>>,
+        /// The order the lead's providers were asked in (absent in logs
+        /// written before there was a choice).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Cow<'a, str>>,
     },
 }
 
@@ -219,6 +227,7 @@ impl UsageJournal for UsageLog {
             started_at: request.started_at,
             lead_id: request.lead.lead_id.as_deref().map(Cow::Borrowed),
             organization_id: request.lead.organization_id.as_deref().map(Cow::Borrowed),
+            policy: request.policy.map(|p| p.as_str().into()),
         });
         ticket
     }
@@ -237,6 +246,7 @@ impl UsageJournal for UsageLog {
             error: a.error.as_deref().map(Cow::Borrowed),
             lead_id: usage.lead.lead_id.as_deref().map(Cow::Borrowed),
             organization_id: usage.lead.organization_id.as_deref().map(Cow::Borrowed),
+            policy: a.policy.map(|p| p.as_str().into()),
         });
     }
 }
@@ -415,6 +425,7 @@ impl LogReader {
                     started_at,
                     lead_id,
                     organization_id,
+                    policy,
                 }) => {
                     let unanswered = Attempt {
                         provider: provider.as_ref().into(),
@@ -425,6 +436,7 @@ impl LogReader {
                         latency_ms: 0,
                         started_at,
                         error: Some(UNANSWERED.into()),
+                        policy: policy.as_deref().and_then(Policy::parse),
                     };
                     self.pending
                         .insert(ticket, usage(lead_id, organization_id, unanswered));
@@ -441,6 +453,7 @@ impl LogReader {
                     error,
                     lead_id,
                     organization_id,
+                    policy,
                 }) => {
                     if let Some(ticket) = ticket {
                         self.pending.remove(&ticket);
@@ -460,6 +473,7 @@ impl LogReader {
                         latency_ms,
                         started_at,
                         error: error.map(Cow::into_owned),
+                        policy: policy.as_deref().and_then(Policy::parse),
                     };
                     rows.push(usage(lead_id, organization_id, ended));
                     self.counts.rows += 1;

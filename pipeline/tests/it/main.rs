@@ -1,5 +1,6 @@
 //! Integration tests of the pipeline, in one binary so the build links once.
 
+mod adaptive;
 mod analytics;
 mod batch;
 mod closed_streams;

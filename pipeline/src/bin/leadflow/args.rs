@@ -141,6 +141,26 @@ pub(crate) enum Command {
         #[arg(long, env = "LEADFLOW_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Show the order a lead's providers would be asked in, each one's estimate and evidence, and why any is skipped.
+    #[command(
+        after_help = "Example:\n  leadflow explain --config leadflow.toml --history out \\\n    \
+        --lead '{\"lead_id\":\"l-1\",\"email\":\"ana@gmail.com\",\"country\":\"DE\",\"user_tier\":2}'\n\n\
+        Under [waterfall] order = \"adaptive\" each provider's P(hit) is the posterior mean for the lead's\n\
+        segment (a draw from it for the share of leads that explore), learned from --history (or the\n\
+        config's [waterfall] history) and, with [redis] url, the fleet's pooled evidence. Evidence is\n\
+        hits/calls at each level: * (overall), country:XX, then the segment itself. Nothing is called."
+    )]
+    Explain {
+        /// The leadflow config whose providers and [waterfall] table to use.
+        #[arg(short, long, env = "LEADFLOW_CONFIG")]
+        config: PathBuf,
+        /// Earlier outputs (a directory or s3:// prefix) to learn from, in place of [waterfall] history.
+        #[arg(long, value_name = "DIR")]
+        history: Option<String>,
+        /// The lead, as a JSON object with the lead schema's fields (email, country, user_tier, lead_id, …).
+        #[arg(long, value_name = "JSON")]
+        lead: String,
+    },
     /// Print a schema: the JSON Schema of a Kafka lead message, or an Arrow schema.
     Schema {
         #[arg(value_enum)]

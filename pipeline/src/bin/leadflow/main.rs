@@ -3,6 +3,7 @@
 //! codes, the error line).
 
 use clap::Parser;
+use leadflow_pipeline::config::LeadflowConfig;
 use leadflow_pipeline::error::Fault;
 use leadflow_pipeline::sql;
 
@@ -165,6 +166,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Sandbox { port, host, config } => sandbox(host, port, config).await,
             Command::Status { config, redis } => status(&config, redis).await,
+            Command::Explain {
+                config,
+                history,
+                lead,
+            } => {
+                let config = LeadflowConfig::load(&config)?;
+                let text =
+                    leadflow_pipeline::learn::explain(&config, history.as_deref(), &lead).await?;
+                out!("{text}");
+                Ok(())
+            }
             Command::Schema { which } => {
                 match which {
                     SchemaName::LeadJson => {
