@@ -328,11 +328,16 @@ impl Redis {
 
     /// Runs a pipeline in one round trip; `None` when Redis is offline or it fails.
     pub(crate) async fn pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Option<T> {
+        self.try_pipe(pipe).await.ok()
+    }
+
+    /// Runs a pipeline in one round trip, saying why it did not go through.
+    pub(crate) async fn try_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Failed> {
         if !self.online() {
-            return None;
+            return Err(Failed::NotApplied);
         }
         let result = pipe.query_async(&mut self.conn.clone()).await;
-        self.answered(result).ok()
+        self.answered(result)
     }
 
     /// Runs a script with `keys` and `args`; `None` when it did not go through.

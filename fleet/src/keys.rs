@@ -13,6 +13,7 @@
 //! | `P:answer:{LEAD}:NAME` | string | `f +E164` (found) or `n` (none), with the cache TTL |
 //! | `P:asking:{LEAD}:NAME` | string | the worker asking NAME about LEAD now, for a few seconds |
 //! | `P:{learned}:evidence` | hash | `NAME\tLEVEL\tcalls` and `…\thits`: the adaptive order's evidence, pooled by every worker |
+//! | `P:{learned}:seeded` | string | the worker that added `[waterfall] history` to the pool (with a TTL until it is done) |
 //! | `P:workers` | zset | worker id → µs of its last heartbeat |
 //! | `P:idem:{SCOPE}:KEY` | string | `leadflow serve`'s idempotency key: `r FP` while its request runs, then `d FP STATUS` and the answer |
 //!
@@ -74,6 +75,12 @@ impl Keys {
     /// The adaptive order's evidence, pooled by the fleet.
     pub fn learned(&self) -> String {
         format!("{}:{{learned}}:evidence", self.prefix)
+    }
+
+    /// Who seeded the pool from `[waterfall] history` (expires unless the
+    /// seeding worker finished).
+    pub fn learned_seeded(&self) -> String {
+        format!("{}:{{learned}}:seeded", self.prefix)
     }
 
     /// Live workers and their last heartbeat.

@@ -1,19 +1,29 @@
 //! The adaptive order's evidence, pooled by the fleet: every worker adds
 //! the calls and hits it learned to one Redis hash and reads the whole pool
 //! back, in one `MULTI` round trip ([`RedisEvidence`]), every few seconds.
-//! So workers order leads by what all of them have seen. Counts, not money:
-//! an exchange whose answer is lost is sent again, and may count twice.
+//! So workers order leads by what all of them have seen.
+//!
+//! The pool is the fleet's memory: `[waterfall] history` is added to it
+//! once, by the first worker to claim `P:{learned}:seeded`, so evidence is
+//! never counted twice by workers that each read the same history.
+//! Counts, not money: an exchange whose answer is lost is sent again, and
+//! may count twice; one Redis refuses (a foreign value under the key) is
+//! dropped.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use leadflow_waterfall::{Evidence, EvidenceStore, Tally};
+use leadflow_waterfall::{Evidence, EvidenceStore, ExchangeFailed, Tally};
 
-use crate::conn::Redis;
+use crate::conn::{Failed, Redis};
 
 /// Separates a field's parts: provider names are letters, digits, `_` and
 /// `-`, and levels are made of countries (two letters), email kinds and tiers.
 const SEP: char = '\t';
+
+/// How long a worker seeding the pool from history holds the claim before
+/// it is taken as dead (it makes the claim lasting once seeded).
+const SEEDING_SECS: u64 = 600;
 
 /// The fleet's pool of evidence, in `P:{learned}:evidence`.
 #[derive(Debug)]
@@ -28,7 +38,7 @@ impl RedisEvidence {
 }
 
 impl EvidenceStore for RedisEvidence {
-    fn exchange(&self, deltas: Vec<Tally>) -> BoxFuture<'_, Result<Vec<Tally>, String>> {
+    fn exchange(&self, deltas: Vec<Tally>) -> BoxFuture<'_, Result<Vec<Tally>, ExchangeFailed>> {
         Box::pin(async move {
             let key = self.redis.keys().learned();
             let mut pipe = redis::pipe();
@@ -39,22 +49,56 @@ impl EvidenceStore for RedisEvidence {
                 pipe.hincr(&key, field("hits"), t.evidence.hits).ignore();
             }
             pipe.hgetall(&key);
-            let (pool,): (Vec<(String, u64)>,) = self
-                .redis
-                .pipe(&pipe)
-                .await
-                .ok_or_else(|| "Redis did not answer".to_string())?;
-            Ok(tallies(pool))
+            // Read as text: a value that is not a count is passed over,
+            // never an error that would take this worker's Redis offline.
+            match self.redis.try_pipe::<(Vec<(String, String)>,)>(&pipe).await {
+                Ok((pool,)) => Ok(tallies(pool)),
+                Err(Failed::Refused(why)) => Err(ExchangeFailed {
+                    reason: format!("Redis refused the pool {key}: {why}"),
+                    may_retry: false,
+                }),
+                Err(_) => Err(ExchangeFailed {
+                    reason: "Redis did not answer".into(),
+                    may_retry: true,
+                }),
+            }
+        })
+    }
+
+    fn claim_seeding(&self) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.redis.keys().learned_seeded())
+                .arg(self.redis.worker())
+                .arg("NX")
+                .arg("EX")
+                .arg(SEEDING_SECS);
+            match self.redis.try_query::<Option<String>>(&cmd).await {
+                Ok(set) => Ok(set.is_some()),
+                Err(Failed::Refused(why)) => Err(why),
+                Err(_) => Err("Redis did not answer".into()),
+            }
+        })
+    }
+
+    fn seeded(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("PERSIST");
+            cmd.arg(self.redis.keys().learned_seeded());
+            if let Err(Failed::Refused(why)) = self.redis.try_query::<i64>(&cmd).await {
+                tracing::warn!(error = %why, "could not mark the adaptive order's pool as seeded");
+            }
         })
     }
 }
 
 /// The hash's fields as tallies; fields it cannot read are passed over.
-fn tallies(pool: Vec<(String, u64)>) -> Vec<Tally> {
+fn tallies(pool: Vec<(String, String)>) -> Vec<Tally> {
     let mut out: std::collections::HashMap<(String, String), Evidence> = Default::default();
     for (field, n) in pool {
         let mut parts = field.splitn(3, SEP);
-        let (Some(provider), Some(level), Some(part)) = (parts.next(), parts.next(), parts.next())
+        let (Some(provider), Some(level), Some(part), Ok(n)) =
+            (parts.next(), parts.next(), parts.next(), n.parse::<u64>())
         else {
             continue;
         };
@@ -74,4 +118,25 @@ fn tallies(pool: Vec<(String, u64)>) -> Vec<Tally> {
             evidence,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_that_are_not_counts_are_passed_over() {
+        let pool = vec![
+            ("orion\t*\tcalls".to_string(), "10".to_string()),
+            ("orion\t*\thits".to_string(), "4".to_string()),
+            ("orion\t*\thits-ish".to_string(), "4".to_string()),
+            ("astra\t*\tcalls".to_string(), "-3".to_string()),
+            ("astra\t*\thits".to_string(), "many".to_string()),
+            ("no separators".to_string(), "1".to_string()),
+        ];
+        let t = tallies(pool);
+        assert_eq!(t.len(), 1, "astra's junk is passed over: {t:?}");
+        assert_eq!(t[0].provider, "orion");
+        assert_eq!(t[0].evidence, Evidence { calls: 10, hits: 4 });
+    }
 }

@@ -191,6 +191,7 @@ impl LeadflowConfig {
             .waterfall(|name| format!("http://127.0.0.1/{name}"))
             .check()?;
         config.redis.check().map_err(Error::Usage)?;
+        config.sandbox.check().map_err(Error::Usage)?;
         config.api.check().map_err(Error::Usage)?;
         if config.line_type.enabled && config.providers.iter().all(|p| p.kind.finds_phones()) {
             return Err(Error::Usage(
@@ -303,6 +304,18 @@ mod tests {
     fn a_typo_is_named_in_every_section() {
         for (text, key) in [
             ("[sandbox]\nhit_rat = 0.5", "hit_rat"),
+            (
+                "[sandbox]\nhit_rate_by_country = { Germany = 0.5 }",
+                "Germany",
+            ),
+            (
+                "[sandbox.providers.orion]\nhit_rate_by_country = { DE = 1.5 }",
+                "hit_rate_by_country.DE",
+            ),
+            (
+                "[sandbox]\nemail_kind_factor = { free = -1 }",
+                "email_kind_factor.free",
+            ),
             ("[lookup]\nconcurency = 4", "concurency"),
             ("colour = 1", "colour"),
         ] {

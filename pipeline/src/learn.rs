@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use leadflow_waterfall::config::dollars;
-use leadflow_waterfall::{Evidence, Explanation, LeadQuery, Learned};
+use leadflow_waterfall::{Evidence, Explanation, LeadQuery, Learned, Seeding};
 
 use crate::error::{Error, Result};
 
@@ -18,13 +18,16 @@ use crate::error::{Error, Result};
 /// wrote it.
 const HISTORY: &str = "
 WITH leads AS (
-    SELECT DISTINCT lead_id,
-           country,
-           CASE WHEN strpos(email, '@') > 0
-                THEN lower(substr(email, strpos(email, '@') + 1)) END AS email_domain,
-           CAST(user_tier AS BIGINT) AS user_tier
+    -- One row per lead, however many runs wrote it (and with whatever
+    -- changes): a call is counted once.
+    SELECT lead_id,
+           max(country) AS country,
+           max(CASE WHEN strpos(email, '@') > 0
+                    THEN lower(substr(email, strpos(email, '@') + 1)) END) AS email_domain,
+           max(CAST(user_tier AS BIGINT)) AS user_tier
     FROM enriched_leads
     WHERE lead_id IS NOT NULL
+    GROUP BY lead_id
 )
 SELECT u.provider,
        l.country,
@@ -46,8 +49,9 @@ pub struct HistoryCounts {
     pub groups: u64,
 }
 
-/// Adds the answered calls of the output at `history` to `learned`.
-pub async fn learn_history(history: &str, learned: &Learned) -> Result<HistoryCounts> {
+/// Adds the answered calls of the output at `history` to `learned`, where
+/// `to` says (this process, or the fleet's pool).
+pub async fn learn_history(history: &str, learned: &Learned, to: Seeding) -> Result<HistoryCounts> {
     let at = |e: Error| Error::Usage(format!("[waterfall] history = {history:?}: {e}"));
     let (ctx, _) = crate::sql::context(Some(history), &[]).await.map_err(at)?;
     let batches = async { ctx.sql(HISTORY).await?.collect().await }
@@ -85,7 +89,7 @@ pub async fn learn_history(history: &str, learned: &Learned) -> Result<HistoryCo
                 calls: calls.value(row).max(0) as u64,
                 hits: hits.value(row).max(0) as u64,
             };
-            learned.add_history(provider.value(row), &lead, evidence);
+            learned.add_evidence(to, provider.value(row), &lead, evidence);
             counts.calls += evidence.calls;
             counts.hits += evidence.hits;
             counts.groups += 1;
@@ -234,30 +238,38 @@ pub async fn explain(
         .secrets(|_, _| Some("explain-calls-nobody".into()))
         .build()?;
     let mut out = String::new();
+    // The fleet's pool first: when it holds evidence, it holds the history
+    // its first worker added, which is not counted again.
+    let mut pooled = 0;
+    if let Some(url) = &config.redis.url {
+        let fleet = leadflow_fleet::Fleet::observe(url, config.redis.clone())
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        services.learned.pool_with(fleet.evidence_store());
+        pooled = services.learned.exchange().await;
+        let _ = writeln!(
+            out,
+            "the fleet's pooled evidence in Redis at {}: {pooled} provider-level counts",
+            leadflow_fleet::redacted(url)
+        );
+    }
     match history.or(waterfall_config.order.history.as_deref()) {
+        Some(history) if pooled > 0 => {
+            let _ = writeln!(
+                out,
+                "{history} not read: the fleet's pool holds its history"
+            );
+        }
         Some(history) => {
-            let counts = learn_history(history, &services.learned).await?;
+            let counts = learn_history(history, &services.learned, Seeding::Local).await?;
             let _ = writeln!(
                 out,
                 "learned from {history}: {} answered calls, {} hits, in {} provider-segment groups",
                 counts.calls, counts.hits, counts.groups
             );
         }
+        None if pooled > 0 => {}
         None => out.push_str("no history: estimates start from each provider's prior\n"),
-    }
-    if let Some(url) = &config.redis.url {
-        let fleet = leadflow_fleet::Fleet::observe(url, config.redis.clone())
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        services
-            .learned
-            .share(fleet.evidence_store(), std::time::Duration::from_secs(3600));
-        services.learned.exchange().await;
-        let _ = writeln!(
-            out,
-            "with the fleet's evidence pooled in Redis at {}",
-            leadflow_fleet::redacted(url)
-        );
     }
     out.push_str(&explanation_text(&waterfall.explain(&lead, &owner)));
     Ok(out)

@@ -12,7 +12,7 @@ use leadflow_fleet::{ConnectError, Fleet};
 use leadflow_sandbox::{ProviderStats, Sandbox};
 use leadflow_waterfall::config::{Order, WaterfallConfig};
 use leadflow_waterfall::{
-    RateLimiter, Services, SystemClock, UsageLedger, Waterfall, client_builder,
+    RateLimiter, Seeding, Services, SystemClock, UsageLedger, Waterfall, client_builder,
 };
 
 use crate::config::{LeadflowConfig, is_sandboxed};
@@ -127,20 +127,30 @@ impl Providers {
         if waterfall_config.order.order == Order::Adaptive
             && let Some(history) = &waterfall_config.order.history
         {
-            let counts = crate::learn::learn_history(history, &services.learned).await?;
-            if counts.calls == 0 {
-                tracing::warn!(
+            // With a fleet, one worker adds history to the pool for all.
+            let to = services.learned.seeding().await;
+            if to == Seeding::Pooled {
+                tracing::info!(history = %history, "the fleet's pool holds the history already: not read again");
+            } else {
+                let counts = crate::learn::learn_history(history, &services.learned, to).await?;
+                if to == Seeding::Pool {
+                    services.learned.seeded().await;
+                }
+                if counts.calls == 0 {
+                    tracing::warn!(
+                        history = %history,
+                        "[waterfall] history holds no answered provider calls: the adaptive order starts from its priors"
+                    );
+                }
+                tracing::info!(
                     history = %history,
-                    "[waterfall] history holds no answered provider calls: the adaptive order starts from its priors"
+                    calls = counts.calls,
+                    hits = counts.hits,
+                    groups = counts.groups,
+                    pooled = to == Seeding::Pool,
+                    "the adaptive order learned from history"
                 );
             }
-            tracing::info!(
-                history = %history,
-                calls = counts.calls,
-                hits = counts.hits,
-                groups = counts.groups,
-                "the adaptive order learned from history"
-            );
         }
         let sandboxed: HashSet<String> = config
             .providers

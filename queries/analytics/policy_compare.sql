@@ -3,7 +3,8 @@
 -- From enriched_leads: a lead is counted under the policy its providers
 -- were ordered by (`[waterfall] ab_share` keeps that share on `priority`,
 -- chosen by a hash of lead_id); leads never ordered (a valid phone of
--- their own, no provider) have no policy and are left out. `spend_usd` is
+-- their own, no provider) have no policy, and leads the cache answered
+-- (a repeat, a rerun) paid nothing under either order: both are left out. `spend_usd` is
 -- what the leads' lookups paid; `cost_per_found_usd` is spend over phones
 -- found. Intervals are 95%: the found rate's by the normal approximation,
 -- the cost per found phone's by the delta method for a ratio of sums
@@ -15,7 +16,7 @@ WITH leads AS (
            CAST(coalesce(lookup_cost_usd, 0) AS DOUBLE) AS cost,
            CASE WHEN found_phone_e164 IS NOT NULL THEN 1.0 ELSE 0.0 END AS found
     FROM enriched_leads
-    WHERE policy IS NOT NULL
+    WHERE policy IS NOT NULL AND lookup_status IS DISTINCT FROM 'cached'
 ),
 sums AS (
     SELECT policy,

@@ -111,6 +111,59 @@ impl Default for EmailKindFactor {
     }
 }
 
+impl SandboxConfig {
+    /// Checks what the types cannot: shares are from 0 to 1, countries
+    /// are ISO alpha-2, factors are not negative. Errors name the key.
+    pub fn check(&self) -> Result<(), String> {
+        check_rates(
+            "[sandbox]",
+            &self.hit_rate_by_country,
+            &self.email_kind_factor,
+        )?;
+        for (name, p) in &self.providers {
+            let at = format!("[sandbox.providers.{name}]");
+            if let Some(rates) = &p.hit_rate_by_country {
+                check_rates(&at, rates, &EmailKindFactor::default())?;
+            }
+            if let Some(factor) = &p.email_kind_factor {
+                check_rates(&at, &BTreeMap::new(), factor)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_rates(
+    at: &str,
+    by_country: &BTreeMap<String, f64>,
+    factor: &EmailKindFactor,
+) -> Result<(), String> {
+    for (country, rate) in by_country {
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!(
+                "{at} hit_rate_by_country: `{country}` is not an ISO alpha-2 country code (like US, DE, GB)"
+            ));
+        }
+        if !(0.0..=1.0).contains(rate) {
+            return Err(format!(
+                "{at} hit_rate_by_country.{country} = {rate} must be a share from 0 to 1"
+            ));
+        }
+    }
+    for (kind, f) in [
+        ("free", factor.free),
+        ("corporate", factor.corporate),
+        ("none", factor.none),
+    ] {
+        if !(0.0..=1_000.0).contains(&f) {
+            return Err(format!(
+                "{at} email_kind_factor.{kind} = {f} must be a number from 0 to 1000"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl EmailKindFactor {
     fn of(&self, kind: EmailKind) -> f64 {
         match kind {

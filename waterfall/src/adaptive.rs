@@ -40,6 +40,10 @@ use crate::provider::LeadQuery;
 /// half its country's.
 pub const PRIOR_WEIGHT: f64 = 10.0;
 
+/// The most calls a level's evidence weighs as: months of history cannot
+/// make a posterior so sure that exploration never tries a provider again.
+pub const MAX_EVIDENCE: f64 = 1_000.0;
+
 /// Calls answered and hits among them, for one provider at one level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Evidence {
@@ -72,7 +76,32 @@ pub struct Tally {
 /// Where a fleet's evidence is pooled (leadflow-fleet keeps it in Redis).
 pub trait EvidenceStore: Send + Sync + Debug {
     /// Adds `deltas` to the pool and returns the whole pool.
-    fn exchange(&self, deltas: Vec<Tally>) -> BoxFuture<'_, Result<Vec<Tally>, String>>;
+    fn exchange(&self, deltas: Vec<Tally>) -> BoxFuture<'_, Result<Vec<Tally>, ExchangeFailed>>;
+    /// Claims the adding of `[waterfall] history` to the pool: `true` for
+    /// the one worker that should (the pool has no history yet).
+    fn claim_seeding(&self) -> BoxFuture<'_, Result<bool, String>>;
+    /// The history this worker claimed to add is in the pool.
+    fn seeded(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Why an exchange did not go through.
+#[derive(Debug, Clone)]
+pub struct ExchangeFailed {
+    pub reason: String,
+    /// Whether the deltas may be sent again: not when the store refused
+    /// them (some may have been added; sending again would add them twice).
+    pub may_retry: bool,
+}
+
+/// Where `[waterfall] history` goes ([`Learned::seeding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeding {
+    /// Into this process's estimates only (no fleet, or it did not answer).
+    Local,
+    /// Into the fleet's pool: this worker adds it for everyone.
+    Pool,
+    /// Nowhere: the fleet's pool holds it already.
+    Pooled,
 }
 
 /// The levels a lead's estimate is read at, broadest first: their names
@@ -122,6 +151,8 @@ pub struct Learned {
     /// Learned here and not yet added to the fleet's pool.
     unshared: Mutex<Counts>,
     store: Mutex<Option<Arc<dyn EvidenceStore>>>,
+    /// One exchange at a time: an older pool never replaces a newer one.
+    exchanging: tokio::sync::Mutex<()>,
     /// A failed exchange was logged; the next success clears it.
     warned: AtomicBool,
 }
@@ -141,6 +172,7 @@ impl Learned {
             history: Mutex::default(),
             unshared: Mutex::default(),
             store: Mutex::default(),
+            exchanging: tokio::sync::Mutex::new(()),
             warned: AtomicBool::new(false),
         }
     }
@@ -185,10 +217,13 @@ impl Learned {
                     SegmentField::EmailKind => {
                         segment.names.push_str(EmailKind::of(&lead.email).as_str())
                     }
+                    // Tiers are small numbers; any other is one segment,
+                    // so junk cannot grow the map either.
                     SegmentField::UserTier => match lead.user_tier {
-                        Some(tier) => {
+                        Some(tier) if (-99..=99).contains(&tier) => {
                             let _ = write!(segment.names, "{tier}");
                         }
+                        Some(_) => segment.names.push('x'),
                         None => segment.names.push('-'),
                     },
                 }
@@ -205,30 +240,75 @@ impl Learned {
             calls: 1,
             hits: u64::from(hit),
         };
-        self.add(&self.unshared, segment, index, one);
-        self.add(&self.view, segment, index, one);
+        self.learn(Keep::Pool, index, segment, one);
     }
 
-    /// Adds `e` to `index`'s evidence at every level of `segment` in
-    /// `counts`. One lock at a time: [`Learned::exchange`] takes several.
-    fn add(&self, counts: &impl Locked, segment: &Segment, index: usize, e: Evidence) {
-        counts.with(|map| {
-            for level in segment.levels() {
-                add(map, level, self.providers.len(), index, e);
+    /// Adds `e` to `index`'s evidence at every level of `segment`: to what
+    /// the order reads, and to `into` (history, or what the fleet's pool is
+    /// yet to get). Both under their locks at once, taken in the order
+    /// [`Learned::exchange`] takes them, so an exchange sees both or neither.
+    fn learn(&self, into: Keep, index: usize, segment: &Segment, e: Evidence) {
+        let n = self.providers.len();
+        let pooled = into == Keep::Pool && self.store.lock().expect("learned").is_some();
+        let mut own = match into {
+            Keep::History => self.history.lock().expect("learned"),
+            Keep::Pool => self.unshared.lock().expect("learned"),
+        };
+        let mut view = self.view.write().expect("learned");
+        for level in segment.levels() {
+            if into == Keep::History || pooled {
+                add(&mut own, level, n, index, e);
             }
-        });
+            add(&mut view, level, n, index, e);
+        }
     }
 
     /// Adds evidence from earlier outputs: `calls` answered calls of
-    /// `provider` for leads like `lead`, `hits` of them hits. Unknown
-    /// providers (renamed or removed since) are passed over.
+    /// `provider` for leads like `lead`, `hits` of them hits, to this
+    /// process's estimates. Unknown providers (renamed or removed since)
+    /// are passed over.
     pub fn add_history(&self, provider: &str, lead: &LeadQuery, evidence: Evidence) {
+        self.add_evidence(Seeding::Local, provider, lead, evidence);
+    }
+
+    /// [`Learned::add_history`], where [`Learned::seeding`] said: into the
+    /// fleet's pool too (`Pool`), or not at all (`Pooled`).
+    pub fn add_evidence(&self, to: Seeding, provider: &str, lead: &LeadQuery, evidence: Evidence) {
         let Some(index) = self.index_of(provider) else {
             return;
         };
-        let segment = self.segment(lead);
-        self.add(&self.history, &segment, index, evidence);
-        self.add(&self.view, &segment, index, evidence);
+        let into = match to {
+            Seeding::Local => Keep::History,
+            Seeding::Pool => Keep::Pool,
+            Seeding::Pooled => return,
+        };
+        self.learn(into, index, &self.segment(lead), evidence);
+    }
+
+    /// Where `[waterfall] history` should go: with a fleet, only the first
+    /// worker adds it, to the pool (then calls [`Learned::seeded`]).
+    pub async fn seeding(&self) -> Seeding {
+        let Some(store) = self.store.lock().expect("learned").clone() else {
+            return Seeding::Local;
+        };
+        match store.claim_seeding().await {
+            Ok(true) => Seeding::Pool,
+            Ok(false) => Seeding::Pooled,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reach the fleet's pool of the adaptive order's evidence: history is learned by this worker alone");
+                Seeding::Local
+            }
+        }
+    }
+
+    /// Sends the history [`Learned::seeding`] gave this worker to the pool,
+    /// and says it is there.
+    pub async fn seeded(&self) {
+        self.exchange().await;
+        let store = self.store.lock().expect("learned").clone();
+        if let Some(store) = store {
+            store.seeded().await;
+        }
     }
 
     /// The evidence of provider `index` at each of `segment`'s levels.
@@ -266,9 +346,13 @@ impl Learned {
             for (depth, row) in rows[..segment.levels].iter().enumerate() {
                 let e = row.map(|row| row[i]).unwrap_or_default();
                 let weight = if depth == 0 { 2.0 } else { PRIOR_WEIGHT };
+                // More than MAX_EVIDENCE calls count as that many, at their
+                // rate: the mean is theirs, and a draw can still stray far
+                // enough for a provider that changed to be tried.
+                let scale = (MAX_EVIDENCE / e.calls.max(1) as f64).min(1.0);
                 posterior = (
-                    weight * p + e.hits as f64,
-                    weight * (1.0 - p) + e.misses() as f64,
+                    weight * p + e.hits as f64 * scale,
+                    weight * (1.0 - p) + e.misses() as f64 * scale,
                 );
                 p = posterior.0 / (posterior.0 + posterior.1);
             }
@@ -279,7 +363,7 @@ impl Learned {
     /// Pools what is learned here with the fleet through `store` every
     /// `every`, from now until the last holder of `self` lets go.
     pub fn share(self: &Arc<Self>, store: Arc<dyn EvidenceStore>, every: Duration) {
-        *self.store.lock().expect("learned") = Some(store);
+        self.pool_with(store);
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -295,17 +379,26 @@ impl Learned {
         });
     }
 
+    /// Pools with the fleet through `store`, when [`Learned::exchange`] is
+    /// called (no timer: for reading the pool once).
+    pub fn pool_with(&self, store: Arc<dyn EvidenceStore>) {
+        *self.store.lock().expect("learned") = Some(store);
+    }
+
     /// Adds what was learned here since the last exchange to the fleet's
-    /// pool and takes the pool's totals in; nothing without a store. On a
-    /// failure the evidence stays here for the next try.
-    pub async fn exchange(&self) {
+    /// pool and takes the pool's totals in; nothing without a store.
+    /// Returns the pool's (provider, level) count. On a failure the
+    /// evidence stays here for the next try, unless the store refused it.
+    pub async fn exchange(&self) -> usize {
         let Some(store) = self.store.lock().expect("learned").clone() else {
-            return;
+            return 0;
         };
+        let _one = self.exchanging.lock().await;
         let sent = std::mem::take(&mut *self.unshared.lock().expect("learned"));
         let deltas = self.tallies(&sent);
         match store.exchange(deltas).await {
             Ok(pool) => {
+                let size = pool.len();
                 if self.warned.swap(false, Ordering::Relaxed) {
                     tracing::info!("the adaptive order's evidence is pooled with the fleet again");
                 }
@@ -329,18 +422,22 @@ impl Learned {
                         }
                     }
                 }
+                size
             }
             Err(e) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "could not pool the adaptive order's evidence with the fleet; keeping it for the next try");
+                    tracing::warn!(error = %e.reason, kept = e.may_retry, "could not pool the adaptive order's evidence with the fleet");
                 }
-                let mut unshared = self.unshared.lock().expect("learned");
-                let n = self.providers.len();
-                for (level, row) in sent {
-                    for (i, e) in row.iter().enumerate() {
-                        add(&mut unshared, &level, n, i, *e);
+                if e.may_retry {
+                    let mut unshared = self.unshared.lock().expect("learned");
+                    let n = self.providers.len();
+                    for (level, row) in sent {
+                        for (i, e) in row.iter().enumerate() {
+                            add(&mut unshared, &level, n, i, *e);
+                        }
                     }
                 }
+                0
             }
         }
     }
@@ -362,21 +459,13 @@ impl Learned {
     }
 }
 
-/// A lock around counts, of either kind.
-trait Locked {
-    fn with(&self, f: impl FnOnce(&mut Counts));
-}
-
-impl Locked for Mutex<Counts> {
-    fn with(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.lock().expect("learned"));
-    }
-}
-
-impl Locked for RwLock<Counts> {
-    fn with(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.write().expect("learned"));
-    }
+/// Where evidence learned here is kept besides what the order reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// This process's history: never pooled.
+    History,
+    /// To be added to the fleet's pool (when there is one).
+    Pool,
 }
 
 fn add(map: &mut Counts, level: &str, n: usize, index: usize, e: Evidence) {

@@ -29,7 +29,7 @@ mod template;
 mod usage;
 mod waterfall;
 
-pub use adaptive::{Evidence, EvidenceStore, Learned, Tally};
+pub use adaptive::{Evidence, EvidenceStore, ExchangeFailed, Learned, Seeding, Tally};
 pub use breaker::{CircuitBreaker, InMemoryCircuitBreaker};
 pub use budget::{Budget, InMemoryBudget, Org, Reservation};
 pub use build::{Secrets, WaterfallBuilder, client_builder};

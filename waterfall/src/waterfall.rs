@@ -367,13 +367,13 @@ impl Waterfall {
                     Some(dice) => dice.beta(alpha, beta),
                     None => alpha / (alpha + beta),
                 };
+                let (call, hit) = (slot.cost_per_call as f64, slot.cost_per_hit as f64);
+                let p_mean = alpha / (alpha + beta);
                 Estimate {
                     p_hit,
-                    cost_per_hit_micros: expected_cost_per_hit(
-                        slot.cost_per_call as f64,
-                        slot.cost_per_hit as f64,
-                        p_hit,
-                    ),
+                    cost_per_hit_micros: expected_cost_per_hit(call, hit, p_hit),
+                    p_mean,
+                    mean_cost_per_hit_micros: expected_cost_per_hit(call, hit, p_mean),
                 }
             })
             .collect();
@@ -678,11 +678,11 @@ impl Plan {
     fn over_value(&self, waterfall: &Waterfall, at: usize) -> Option<String> {
         let value = waterfall.order.value_of_found_phone_usd?;
         let e = self.estimates.get(at)?;
-        (e.cost_per_hit_micros > value * 1e6).then(|| {
+        (e.mean_cost_per_hit_micros > value * 1e6).then(|| {
             format!(
                 "expected cost per hit {} (P(hit) {:.3}) is above value_of_found_phone_usd {}",
-                shown_micros(e.cost_per_hit_micros),
-                e.p_hit,
+                shown_micros(e.mean_cost_per_hit_micros),
+                e.p_mean,
                 dollars((value * 1e6).round() as i64)
             )
         })
@@ -705,6 +705,12 @@ pub struct Estimate {
     pub p_hit: f64,
     /// `cost_per_call / p_hit + cost_per_hit`, µUSD: what the order sorts by.
     pub cost_per_hit_micros: f64,
+    /// The posterior mean of P(hit | segment).
+    pub p_mean: f64,
+    /// The expected cost per hit at the mean, µUSD: what
+    /// `value_of_found_phone_usd` is held against (a draw of an exploring
+    /// lead never skips a provider a mean would call).
+    pub mean_cost_per_hit_micros: f64,
 }
 
 /// [`Waterfall::explain`]'s answer.

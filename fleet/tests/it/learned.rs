@@ -68,3 +68,39 @@ async fn what_one_worker_learns_the_other_reads_and_neither_counts_its_own_twice
     assert_eq!(seen(&a), want(115, 85));
     assert_eq!(seen(&b), want(110, 80));
 }
+
+#[tokio::test]
+async fn history_is_added_to_the_pool_once_by_the_first_worker_with_redis() {
+    use leadflow_waterfall::Seeding;
+    let prefix = prefix("seeding");
+    let config = WaterfallConfig::from_toml(CONFIG).unwrap();
+    let (one, two) = (worker(&prefix).await, worker(&prefix).await);
+    let (a, b) = (
+        services(&one, &config).learned,
+        services(&two, &config).learned,
+    );
+    let lead = german();
+    assert_eq!(a.seeding().await, Seeding::Pool);
+    assert_eq!(
+        b.seeding().await,
+        Seeding::Pooled,
+        "the pool is a's to seed"
+    );
+    let history = Evidence {
+        calls: 50,
+        hits: 20,
+    };
+    a.add_evidence(Seeding::Pool, "orion", &lead, history);
+    b.add_evidence(Seeding::Pooled, "orion", &lead, history);
+    a.seeded().await;
+    b.exchange().await;
+    let seen = |learned: &leadflow_waterfall::Learned| {
+        learned.evidence("orion", &learned.segment(&lead))[2].1
+    };
+    assert_eq!(seen(&a), history);
+    assert_eq!(seen(&b), history, "b has it from the pool, once");
+    // A worker starting later finds the pool seeded for good.
+    let three = worker(&prefix).await;
+    let c = services(&three, &config).learned;
+    assert_eq!(c.seeding().await, Seeding::Pooled);
+}

@@ -60,6 +60,7 @@ pub fn normalize_header(name: &str) -> String {
 /// `run_id`, neither aborts nor silently swaps values.
 pub const RESERVED_COLUMNS: &[&str] = &[
     "p",
+    "policy",
     "f",
     "dt",
     "provider_calls",
