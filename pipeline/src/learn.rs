@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use leadflow_waterfall::config::dollars;
+use leadflow_waterfall::config::{dollars, usd_of_micros};
 use leadflow_waterfall::{Evidence, Explanation, LeadQuery, Learned, Seeding};
 
 use crate::error::{Error, Result};
@@ -120,12 +120,12 @@ pub fn explanation_text(e: &Explanation) -> String {
     for (i, p) in e.providers.iter().enumerate() {
         let (p_hit, per_hit) = match p.estimate {
             Some(est) => (
-                format!("{:.3}", est.p_hit),
-                if est.cost_per_hit_micros.is_finite() {
-                    dollars(est.cost_per_hit_micros.round() as i64)
+                if e.explored {
+                    format!("{:.3} (mean {:.3})", est.p_hit, est.p_mean)
                 } else {
-                    "unbounded".into()
+                    format!("{:.3}", est.p_hit)
                 },
+                usd_of_micros(est.cost_per_hit_micros),
             ),
             None => ("-".into(), "-".into()),
         };
@@ -264,7 +264,7 @@ pub async fn explain(
             let counts = learn_history(history, &services.learned, Seeding::Local).await?;
             let _ = writeln!(
                 out,
-                "learned from {history}: {} answered calls, {} hits, in {} provider-segment groups",
+                "learned from {history}: {} answered calls, {} hits ({} groups of provider, country, email domain and tier)",
                 counts.calls, counts.hits, counts.groups
             );
         }

@@ -580,6 +580,16 @@ pub fn dollars(micros: i64) -> String {
     }
 }
 
+/// [`dollars`] of a computed amount (an expected cost): `unbounded` when
+/// it is infinite (a provider that never hits).
+pub fn usd_of_micros(micros: f64) -> String {
+    if micros.is_finite() {
+        dollars(micros.round() as i64)
+    } else {
+        "unbounded".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

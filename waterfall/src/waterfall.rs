@@ -20,7 +20,9 @@ use crate::build::{Slot, WaterfallBuilder};
 use crate::cache::{CacheKey, Claim, InMemoryLookupCache, LookupCache, ProviderAnswer};
 use crate::call::{Ask, Called, Calls, Verdict};
 use crate::clock::{Clock, Micros};
-use crate::config::{CacheConfig, LookupConfig, Order, OrderConfig, WaterfallConfig, dollars};
+use crate::config::{
+    CacheConfig, LookupConfig, Order, OrderConfig, WaterfallConfig, dollars, usd_of_micros,
+};
 use crate::lookup::{LineTypeLookup, LineTypeStatus, Lookup, LookupStatus, Outcome, Policy};
 use crate::provider::{
     Answer, LeadQuery, LineType, LineTypeProvider, OwnPhone, Provider, Redactor,
@@ -681,19 +683,11 @@ impl Plan {
         (e.mean_cost_per_hit_micros > value * 1e6).then(|| {
             format!(
                 "expected cost per hit {} (P(hit) {:.3}) is above value_of_found_phone_usd {}",
-                shown_micros(e.mean_cost_per_hit_micros),
+                usd_of_micros(e.mean_cost_per_hit_micros),
                 e.p_mean,
                 dollars((value * 1e6).round() as i64)
             )
         })
-    }
-}
-
-fn shown_micros(micros: f64) -> String {
-    if micros.is_finite() {
-        dollars(micros.round() as i64)
-    } else {
-        "unbounded".into()
     }
 }
 

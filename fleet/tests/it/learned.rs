@@ -1,7 +1,9 @@
 //! The adaptive order's evidence pooled through Redis: what one worker
 //! learns, the others order by, and nobody counts its own twice.
 
-use leadflow_waterfall::{Evidence, LeadQuery, WaterfallConfig};
+use std::sync::Arc;
+
+use leadflow_waterfall::{Evidence, LeadQuery, Learned, WaterfallConfig};
 
 use crate::support::{prefix, services, worker};
 
@@ -26,22 +28,23 @@ fn german() -> LeadQuery {
     }
 }
 
+/// What a new worker of the fleet under `prefix` learns into.
+async fn learned(prefix: &str) -> Arc<Learned> {
+    let config = WaterfallConfig::from_toml(CONFIG).unwrap();
+    services(&worker(prefix).await, &config).learned
+}
+
 #[tokio::test]
 async fn what_one_worker_learns_the_other_reads_and_neither_counts_its_own_twice_with_redis() {
     let prefix = prefix("learned");
-    let config = WaterfallConfig::from_toml(CONFIG).unwrap();
-    let (one, two) = (worker(&prefix).await, worker(&prefix).await);
-    let (a, b) = (
-        services(&one, &config).learned,
-        services(&two, &config).learned,
-    );
+    let (a, b) = (learned(&prefix).await, learned(&prefix).await);
     let lead = german();
     let segment = a.segment(&lead);
     let orion = a.index_of("orion").unwrap();
     for i in 0..100 {
         a.record(orion, &segment, i % 5 != 0);
     }
-    let seen = |learned: &leadflow_waterfall::Learned| {
+    let seen = |learned: &Learned| {
         learned
             .evidence("orion", &segment)
             .into_iter()
@@ -73,12 +76,7 @@ async fn what_one_worker_learns_the_other_reads_and_neither_counts_its_own_twice
 async fn history_is_added_to_the_pool_once_by_the_first_worker_with_redis() {
     use leadflow_waterfall::Seeding;
     let prefix = prefix("seeding");
-    let config = WaterfallConfig::from_toml(CONFIG).unwrap();
-    let (one, two) = (worker(&prefix).await, worker(&prefix).await);
-    let (a, b) = (
-        services(&one, &config).learned,
-        services(&two, &config).learned,
-    );
+    let (a, b) = (learned(&prefix).await, learned(&prefix).await);
     let lead = german();
     assert_eq!(a.seeding().await, Seeding::Pool);
     assert_eq!(
@@ -94,13 +92,9 @@ async fn history_is_added_to_the_pool_once_by_the_first_worker_with_redis() {
     b.add_evidence(Seeding::Pooled, "orion", &lead, history);
     a.seeded().await;
     b.exchange().await;
-    let seen = |learned: &leadflow_waterfall::Learned| {
-        learned.evidence("orion", &learned.segment(&lead))[2].1
-    };
+    let seen = |learned: &Learned| learned.evidence("orion", &learned.segment(&lead))[2].1;
     assert_eq!(seen(&a), history);
     assert_eq!(seen(&b), history, "b has it from the pool, once");
     // A worker starting later finds the pool seeded for good.
-    let three = worker(&prefix).await;
-    let c = services(&three, &config).learned;
-    assert_eq!(c.seeding().await, Seeding::Pooled);
+    assert_eq!(learned(&prefix).await.seeding().await, Seeding::Pooled);
 }
