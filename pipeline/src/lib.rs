@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod lead;
 pub mod learn;
+pub mod privacy;
 pub mod produce;
 pub mod providers;
 pub mod publish;

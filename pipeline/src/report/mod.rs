@@ -102,7 +102,7 @@ pub async fn write(data: &str, out: &Path) -> Result<usize> {
 }
 
 /// The rows of `batches` as a JSON array of objects.
-fn rows_json(batches: &[RecordBatch]) -> Result<serde_json::Value> {
+pub(crate) fn rows_json(batches: &[RecordBatch]) -> Result<serde_json::Value> {
     let mut writer = ArrayWriter::new(Vec::new());
     for batch in batches {
         writer.write(batch)?;

@@ -99,6 +99,22 @@ pub(crate) enum Command {
         Exit codes: 0 done (or nothing to do); 2 bad arguments; 3 another compaction of the same\n\
         partitions committed first, or a service failed (run it again).")]
     Compact(CompactArgs),
+    /// Print every row an output holds about one person, as one JSON document (a subject access request).
+    #[command(
+        name = "export-subject",
+        after_help = "Example:\n  leadflow export-subject --data out --email ana@example.com > ana.json\n\n\
+        The subject's leads are the enriched_leads rows with that email (trimmed, any case); their provider\n\
+        calls are the provider_usage rows of those leads' ids; their rejects are the rejects rows whose raw\n\
+        text holds the email. Nothing is changed."
+    )]
+    ExportSubject {
+        /// A run's output directory or s3:// prefix.
+        #[arg(long)]
+        data: String,
+        /// The subject's email address.
+        #[arg(long)]
+        email: String,
+    },
     /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
     #[command(
         after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \

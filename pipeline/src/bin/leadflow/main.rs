@@ -166,6 +166,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Sandbox { port, host, config } => sandbox(host, port, config).await,
             Command::Status { config, redis } => status(&config, redis).await,
+            Command::ExportSubject { data, email } => {
+                let document = leadflow_pipeline::privacy::export_subject(&data, &email).await?;
+                outln!("{}", serde_json::to_string_pretty(&document)?);
+                Ok(())
+            }
             Command::Explain {
                 config,
                 history,
