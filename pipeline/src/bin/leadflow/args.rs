@@ -105,7 +105,7 @@ pub(crate) enum Command {
         after_help = "Example:\n  leadflow export-subject --data out --email ana@example.com > ana.json\n\n\
         The subject's leads are the enriched_leads rows with that email (trimmed, any case); their provider\n\
         calls are the provider_usage rows of those leads' ids; their rejects are the rejects rows whose raw\n\
-        text holds the email. Nothing is changed."
+        text holds the email. Nothing about the subject is changed."
     )]
     ExportSubject {
         /// A run's output directory or s3:// prefix.
