@@ -161,61 +161,46 @@ pub fn explanation_text(e: &Explanation) -> String {
     out
 }
 
-/// A lead given as JSON (`leadflow explain --lead`): the fields the
-/// waterfall reads, by the names of the lead schema.
+/// A lead given as JSON (`leadflow explain --lead`), read as a lead on
+/// the topic or `POST /v1/lookups` is (the Kafka source's decoder: the
+/// same names, country spellings, tiers, and `lead_id` from the lead's
+/// identity when it has none, which decides its side of the A/B split).
 pub fn lead_of_json(text: &str) -> Result<(LeadQuery, leadflow_waterfall::LeadRef)> {
-    let bad = |msg: String| Error::Usage(format!("--lead: {msg}"));
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let serde_json::Value::Object(fields) = value else {
-        return Err(bad(
-            "expected a JSON object, like {\"email\":\"ada@example.com\",\"country\":\"GB\"}"
-                .into(),
-        ));
+    use crate::lead::{LeadBuilder, LeadOptions};
+    let options = LeadOptions {
+        batch_size: 1,
+        default_country: None,
+        owner: None,
     };
-    let text = |name: &str| -> Result<Option<String>> {
-        match fields.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(bad(format!("{name} must be a string, got {other}"))),
-        }
+    let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), options);
+    crate::sources::kafka::decode::LeadDecoder::new(usize::MAX)
+        .push(None, Some(text.as_bytes()), &mut builder)
+        .map_err(|why| Error::Usage(format!("--lead: {why}")))?;
+    let lead = builder.finish()?;
+    let text = |name: &str| -> Option<String> {
+        let column = lead.column_by_name(name)?.as_string_opt::<i32>()?;
+        column.is_valid(0).then(|| column.value(0).to_string())
     };
-    let country = match text("country")? {
-        Some(c) => Some(
-            leadflow_phone::resolve_country(&c)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "country {c:?} is not a country (ISO alpha-2 or alpha-3, or its name)"
-                    ))
-                })?
-                .to_string(),
-        ),
-        None => None,
-    };
-    let user_tier = match fields.get("user_tier") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .and_then(|t| i32::try_from(t).ok())
-                .ok_or_else(|| bad(format!("user_tier must be an integer, got {v}")))?,
-        ),
-    };
-    let lead = LeadQuery {
-        email: text("email")?.unwrap_or_default(),
-        full_name: text("full_name")?.unwrap_or_default(),
-        company_website: text("company_website")?.unwrap_or_default(),
-        country,
-        user_tier,
-        own_phone: text("phone_raw")?.map_or(leadflow_waterfall::OwnPhone::None, |p| {
+    let tier = lead
+        .column_by_name("user_tier")
+        .and_then(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::Int32Type>())
+        .filter(|c| c.is_valid(0))
+        .map(|c| c.value(0));
+    let query = LeadQuery {
+        email: text("email").unwrap_or_default(),
+        full_name: text("full_name").unwrap_or_default(),
+        company_website: text("company_website").unwrap_or_default(),
+        country: text("country"),
+        user_tier: tier,
+        own_phone: text("phone_raw").map_or(leadflow_waterfall::OwnPhone::None, |p| {
             leadflow_waterfall::OwnPhone::Raw(p)
         }),
     };
     let owner = leadflow_waterfall::LeadRef {
-        lead_id: text("lead_id")?.map(Into::into),
-        organization_id: text("organization_id")?.map(Into::into),
+        lead_id: text("lead_id").map(Into::into),
+        organization_id: text("organization_id").map(Into::into),
     };
-    Ok((lead, owner))
+    Ok((query, owner))
 }
 
 /// `leadflow explain`: the order `lead` would get under `config`, having

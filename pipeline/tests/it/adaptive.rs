@@ -159,10 +159,14 @@ async fn the_ab_split_records_its_policy_in_both_tables_and_adaptive_asks_the_se
     assert!(astra < orion, "{text}");
     assert!(text.contains("segment: DE/corporate/1"), "{text}");
     assert!(text.contains("country:DE "), "{text}");
-    let bad = leadflow_pipeline::learn::explain(&adaptive(""), None, r#"{"user_tier":"gold"}"#)
-        .await
-        .unwrap_err()
-        .to_string();
+    let bad = leadflow_pipeline::learn::explain(
+        &adaptive(""),
+        None,
+        r#"{"email":"ana@firm1.de","user_tier":"gold"}"#,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(bad.contains("user_tier"), "{bad}");
 }
 
