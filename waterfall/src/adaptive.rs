@@ -415,13 +415,8 @@ impl Learned {
                 // learned here during the exchange.
                 let mut view = self.view.write().expect("learned");
                 *view = history.clone();
-                for map in [&pooled, &*unshared] {
-                    for (level, row) in map {
-                        for (i, e) in row.iter().enumerate() {
-                            add(&mut view, level, n, i, *e);
-                        }
-                    }
-                }
+                merge(&mut view, &pooled, n);
+                merge(&mut view, &unshared, n);
                 size
             }
             Err(e) => {
@@ -430,12 +425,7 @@ impl Learned {
                 }
                 if e.may_retry {
                     let mut unshared = self.unshared.lock().expect("learned");
-                    let n = self.providers.len();
-                    for (level, row) in sent {
-                        for (i, e) in row.iter().enumerate() {
-                            add(&mut unshared, &level, n, i, *e);
-                        }
-                    }
+                    merge(&mut unshared, &sent, self.providers.len());
                 }
                 0
             }
@@ -466,6 +456,15 @@ enum Keep {
     History,
     /// To be added to the fleet's pool (when there is one).
     Pool,
+}
+
+/// Adds every level's evidence in `from` to `into`.
+fn merge(into: &mut Counts, from: &Counts, n: usize) {
+    for (level, row) in from {
+        for (i, e) in row.iter().enumerate() {
+            add(into, level, n, i, *e);
+        }
+    }
 }
 
 fn add(map: &mut Counts, level: &str, n: usize, index: usize, e: Evidence) {

@@ -200,11 +200,11 @@ impl WaterfallBuilder {
             Some(services) => services,
             None => Services::in_memory(&config, Arc::new(SystemClock)),
         };
-        let finder_names: Vec<Arc<str>> = finders
-            .iter()
-            .filter(|s| s.config.enabled)
-            .map(|s| s.name.clone())
+        let enabled: Vec<usize> = (0..finders.len())
+            .filter(|&i| finders[i].config.enabled)
             .collect();
+        let finder_names: Vec<Arc<str>> =
+            enabled.iter().map(|&i| finders[i].name.clone()).collect();
         let learn_index = finder_names
             .iter()
             .map(|name| {
@@ -217,6 +217,7 @@ impl WaterfallBuilder {
             .collect::<Result<_>>()?;
         Ok(Waterfall {
             finder_names,
+            enabled,
             learn_index,
             order: config.order,
             asking: Default::default(),

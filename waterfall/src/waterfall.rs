@@ -74,6 +74,8 @@ pub struct Waterfall {
     pub(crate) redact: Redactor,
     /// Names of the enabled phone finders, in waterfall order.
     pub(crate) finder_names: Vec<Arc<str>>,
+    /// Where each of them is in `finders`.
+    pub(crate) enabled: Vec<usize>,
     /// How each lead's providers are ordered.
     pub(crate) order: OrderConfig,
     /// Where each enabled finder's evidence is kept in `services.learned`.
@@ -221,9 +223,8 @@ impl Waterfall {
         let mut found = None;
         // Whether an answer came from the cache, and whether one was paid for.
         let (mut remembered_any, mut asked_any) = (false, false);
-        let finders: Vec<_> = self.finders.iter().filter(|s| s.config.enabled).collect();
         for &at in &plan.order {
-            let (slot, answer) = (finders[at], &remembered[at]);
+            let (slot, answer) = (self.enabled_finder(at), &remembered[at]);
             if answer.is_some() {
                 tally.miss = true;
                 remembered_any = true;
@@ -331,6 +332,11 @@ impl Waterfall {
         }
     }
 
+    /// The enabled finder at position `at` of the waterfall order.
+    fn enabled_finder(&self, at: usize) -> &Slot<dyn Provider> {
+        &self.finders[self.enabled[at]]
+    }
+
     /// The lead's side of the A/B split and whether it explores: by its
     /// `lead_id`, else by what identifies it to providers.
     fn draw(&self, owner: &LeadRef, key: impl FnOnce() -> CacheKey) -> Draw {
@@ -361,10 +367,10 @@ impl Waterfall {
             .learned
             .posteriors(&self.learn_index, segment_of, &mut posteriors);
         let mut dice = draw.explore.map(Dice::new);
-        let finders = self.finders.iter().filter(|s| s.config.enabled);
-        let estimates: Vec<Estimate> = finders
+        let estimates: Vec<Estimate> = (0..n)
             .zip(&posteriors)
-            .map(|(slot, &(alpha, beta))| {
+            .map(|(at, &(alpha, beta))| {
+                let slot = self.enabled_finder(at);
                 let p_hit = match &mut dice {
                     Some(dice) => dice.beta(alpha, beta),
                     None => alpha / (alpha + beta),
@@ -397,13 +403,12 @@ impl Waterfall {
     pub fn explain(&self, lead: &LeadQuery, owner: &LeadRef) -> Explanation {
         let draw = self.draw(owner, || lead.cache_key().unwrap_or(CacheKey(0)));
         let plan = self.plan(lead, draw);
-        let finders: Vec<_> = self.finders.iter().filter(|s| s.config.enabled).collect();
         let learned = &self.services.learned;
         let mut steps: Vec<ExplainedProvider> = plan
             .order
             .iter()
             .map(|&at| {
-                let slot = finders[at];
+                let slot = self.enabled_finder(at);
                 let skip = if lead.user_tier.unwrap_or(0) < slot.config.min_user_tier {
                     Some(format!(
                         "skipped_tier: the lead's user_tier {} is below min_user_tier {}",
@@ -415,10 +420,6 @@ impl Waterfall {
                         .map(|why| format!("skipped_value: {why}"))
                 };
                 ExplainedProvider {
-                    provider: slot.name.clone(),
-                    priority: slot.config.priority,
-                    cost_per_call_usd: slot.config.cost_per_call_usd,
-                    cost_per_hit_usd: slot.config.cost_per_hit_usd,
                     estimate: plan.estimates.get(at).copied(),
                     evidence: plan
                         .segment
@@ -426,6 +427,7 @@ impl Waterfall {
                         .map(|s| learned.evidence(&slot.name, s))
                         .unwrap_or_default(),
                     skip,
+                    ..ExplainedProvider::of(slot)
                 }
             })
             .collect();
@@ -434,13 +436,8 @@ impl Waterfall {
                 .iter()
                 .filter(|s| !s.config.enabled)
                 .map(|slot| ExplainedProvider {
-                    provider: slot.name.clone(),
-                    priority: slot.config.priority,
-                    cost_per_call_usd: slot.config.cost_per_call_usd,
-                    cost_per_hit_usd: slot.config.cost_per_hit_usd,
-                    estimate: None,
-                    evidence: Vec::new(),
                     skip: Some("disabled: enabled = false".into()),
+                    ..ExplainedProvider::of(slot)
                 }),
         );
         Explanation {
@@ -731,6 +728,21 @@ pub struct ExplainedProvider {
     pub evidence: Vec<(String, Evidence)>,
     /// Why it would not be called, when it would not.
     pub skip: Option<String>,
+}
+
+impl ExplainedProvider {
+    /// The provider as configured: no estimate, no evidence, no skip.
+    fn of<P: ?Sized>(slot: &Slot<P>) -> Self {
+        Self {
+            provider: slot.name.clone(),
+            priority: slot.config.priority,
+            cost_per_call_usd: slot.config.cost_per_call_usd,
+            cost_per_hit_usd: slot.config.cost_per_hit_usd,
+            estimate: None,
+            evidence: Vec::new(),
+            skip: None,
+        }
+    }
 }
 
 /// What a number's line-type attempts so far add up to.

@@ -122,6 +122,15 @@ fn lead(i: usize) -> LeadQuery {
     }
 }
 
+/// A lookup's attempts as (provider, outcome, attempt).
+fn attempt_rows(lookup: &Lookup) -> Vec<(&str, Outcome, i32)> {
+    lookup
+        .attempts
+        .iter()
+        .map(|a| (&*a.provider, a.outcome, a.attempt))
+        .collect()
+}
+
 fn requests(w: &Harness, provider: &str) -> u64 {
     w.sandbox.stats().get(provider).map_or(0, |s| s.requests)
 }
@@ -270,11 +279,7 @@ async fn tiers_and_disabled_providers_gate_the_candidates() {
     let (w, _) = start(&toml).await;
     let l = w.find(&lead(1)).await;
     assert_eq!(l.provider.as_deref(), Some("basic"));
-    let rows: Vec<(&str, Outcome, i32)> = l
-        .attempts
-        .iter()
-        .map(|a| (&*a.provider, a.outcome, a.attempt))
-        .collect();
+    let rows = attempt_rows(&l);
     assert_eq!(
         rows,
         [
@@ -1043,11 +1048,7 @@ async fn a_provider_expected_to_cost_more_per_hit_than_a_phone_is_worth_is_skipp
         },
     );
     let l = w.find(&lead_in(1, "DE")).await;
-    let rows: Vec<(&str, Outcome, i32)> = l
-        .attempts
-        .iter()
-        .map(|a| (&*a.provider, a.outcome, a.attempt))
-        .collect();
+    let rows = attempt_rows(&l);
     assert_eq!(
         rows,
         [
