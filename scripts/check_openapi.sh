@@ -19,6 +19,10 @@ trap cleanup EXIT
 cp examples/leadflow.toml "$work/leadflow.toml"
 "$leadflow" keys new schemathesis --org acme >>"$work/leadflow.toml" 2>"$work/key"
 key=$(tail -n 1 "$work/key")
+# An admin key, so the erasures are exercised too (each one it accepts
+# runs `forget` on the server's output while the others go on).
+printf 'admin = true\n\n[privacy]\nreceipt_key_env = "LEADFLOW_RECEIPT_KEY"\n' >>"$work/leadflow.toml"
+export LEADFLOW_RECEIPT_KEY=schemathesis-receipt-key-0123456789
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 env -u REDIS_URL "$leadflow" serve --config "$work/leadflow.toml" --out "$work/out" \
   --addr "127.0.0.1:$port" 2>"$work/serve.log" &

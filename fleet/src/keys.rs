@@ -92,6 +92,27 @@ impl Keys {
     pub fn answer_pattern(&self) -> String {
         format!("{}:answer:*", self.prefix)
     }
+
+    /// A pattern matching every claim on a lookup.
+    pub fn asking_pattern(&self) -> String {
+        format!("{}:asking:*", self.prefix)
+    }
+
+    /// A pattern matching every idempotency key.
+    pub fn idempotency_pattern(&self) -> String {
+        format!("{}:idem:*", self.prefix)
+    }
+}
+
+/// The lead (or number) an `answer` or `asking` key is about: the hash
+/// between its braces.
+pub fn cache_key_of(key: &str) -> Option<CacheKey> {
+    let (_, rest) = key.split_once('{')?;
+    let (hex, _) = rest.split_once('}')?;
+    (hex.len() == 32)
+        .then(|| u128::from_str_radix(hex, 16).ok())
+        .flatten()
+        .map(CacheKey)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod learned;
 pub mod limiter;
+pub mod purge;
 mod status;
 
 use std::sync::Arc;

@@ -44,6 +44,59 @@ pub struct LeadflowConfig {
     pub providers: Vec<ProviderConfig>,
     /// `leadflow serve`: its API keys and limits.
     pub api: ApiConfig,
+    /// `leadflow forget`: how its receipts name the subject.
+    pub privacy: PrivacyConfig,
+    /// How long each table's day partitions are kept (`leadflow retain`).
+    pub retention: RetentionConfig,
+}
+
+/// `[privacy]`: erasure receipts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The environment variable holding the key of the HMAC-SHA256 that
+    /// names each subject in an erasure receipt (never the subject in
+    /// clear): an auditor with the key checks a receipt against a request.
+    pub receipt_key_env: Option<String>,
+}
+
+/// `[retention]`: days of each table kept, counted back from today (UTC);
+/// a `dt=` partition older than that is dropped. Absent: kept forever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub enriched_days: Option<u32>,
+    pub usage_days: Option<u32>,
+    /// Rejects hold raw input lines: keep them shortest.
+    pub rejects_days: Option<u32>,
+}
+
+impl RetentionConfig {
+    /// The days `table` keeps, if it is limited.
+    pub fn days(&self, table: &str) -> Option<u32> {
+        match table {
+            "enriched_leads" => self.enriched_days,
+            "provider_usage" => self.usage_days,
+            "rejects" => self.rejects_days,
+            _ => None,
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        for (key, days) in [
+            ("enriched_days", self.enriched_days),
+            ("usage_days", self.usage_days),
+            ("rejects_days", self.rejects_days),
+        ] {
+            if days == Some(0) {
+                return Err(format!(
+                    "[retention] {key} = 0 would drop today's rows as they are written; \
+                     give at least 1 (or leave it out to keep them)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[api]`: what `leadflow serve` accepts.
@@ -114,6 +167,9 @@ pub struct ApiKeyConfig {
     /// webhooks are signed with (Standard Webhooks: `whsec_` and base64).
     #[serde(default)]
     pub webhook_secret_env: Option<String>,
+    /// May request erasures (`POST /v1/erasures`), of anyone's rows.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl ApiConfig {
@@ -193,6 +249,7 @@ impl LeadflowConfig {
         config.redis.check().map_err(Error::Usage)?;
         config.sandbox.check().map_err(Error::Usage)?;
         config.api.check().map_err(Error::Usage)?;
+        config.retention.check().map_err(Error::Usage)?;
         if config.line_type.enabled && config.providers.iter().all(|p| p.kind.finds_phones()) {
             return Err(Error::Usage(
                 "[line_type] enabled = true, but no provider describes numbers: \

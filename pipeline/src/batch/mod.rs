@@ -104,6 +104,8 @@ pub struct BatchReport {
     pub manifest: BatchManifest,
     /// Where the manifest was written.
     pub manifest_url: String,
+    /// The old partitions `[retention]` dropped after it, when configured.
+    pub retained: Option<crate::privacy::retain::Retained>,
 }
 
 impl BatchReport {
@@ -121,6 +123,7 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
     let input = config.run.source.input.clone();
     let out = config.run.out.clone();
     let mut run = config.run;
+    let retention = run.providers.retention.clone();
     let batch_key = format!("dt={}", config.date.format("%Y-%m-%d"));
     run.batch = Some(batch_key.clone());
     let run_id = run.run_id.clone();
@@ -198,6 +201,7 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
             .await?;
     }
     let manifest_url = location.url_of(&path);
+    let retained = retain_after(&location, &retention).await;
     Ok(BatchReport {
         summary: RunSummary {
             manifest: Some(manifest_url.clone()),
@@ -205,7 +209,27 @@ pub async fn run(config: BatchConfig) -> Result<BatchReport> {
         },
         manifest_url,
         manifest,
+        retained,
     })
+}
+
+/// `[retention]` applied after a batch published: what went. A failure
+/// is a warning (the batch itself is done); the next batch tries again.
+async fn retain_after(
+    location: &Location,
+    retention: &crate::config::RetentionConfig,
+) -> Option<crate::privacy::retain::Retained> {
+    if *retention == Default::default() {
+        return None;
+    }
+    let today = Utc::now().date_naive();
+    match crate::privacy::retain::retain(location, retention, today, false).await {
+        Ok(retained) => Some(retained),
+        Err(e) => {
+            tracing::warn!(error = %e, "[retention] was not applied after this batch; the next one tries again");
+            None
+        }
+    }
 }
 
 fn outputs<'a>(

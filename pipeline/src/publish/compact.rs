@@ -74,6 +74,9 @@ pub struct CompactOptions {
     pub target_bytes: u64,
     /// Stream files written more recently than this are left for later.
     pub older_than: Duration,
+    /// A partition is rewritten when it has at least this many files to
+    /// take (`leadflow forget` takes even one stream file, to erase from it).
+    pub min_files: usize,
 }
 
 impl Default for CompactOptions {
@@ -83,6 +86,7 @@ impl Default for CompactOptions {
             dt: None,
             target_bytes: 128 * 1024 * 1024,
             older_than: Duration::ZERO,
+            min_files: 2,
         }
     }
 }
@@ -207,7 +211,7 @@ async fn prepare(
     let mut covers = Vec::new();
     for (dir, plan) in &plans {
         let (table, dt) = split_dir(dir).expect("planned directories parse");
-        if plan.take.len() >= 2 {
+        if plan.take.len() >= options.min_files.max(1) {
             // One partition that cannot be read (a corrupt file, columns
             // of another type) does not hold back the others.
             let (files, rows) =
@@ -263,17 +267,7 @@ async fn prepare(
     // moving it in left it there) goes first, so no one finishing that
     // writer's moves puts it back.
     let taken: HashSet<&str> = remove.iter().map(String::as_str).collect();
-    commit.remove_staged = snapshot
-        .runs
-        .iter()
-        .filter(|r| !r.staging.is_empty())
-        .flat_map(|r| {
-            r.files
-                .iter()
-                .filter(|f| taken.contains(f.as_str()))
-                .map(|f| format!("{}/{f}", r.staging))
-        })
-        .collect();
+    commit.remove_staged = super::staged_copies(&snapshot, &taken);
     commit.remove = remove;
     commit.run = Some(CommittedRun {
         run_id: "compaction".into(),
@@ -306,14 +300,16 @@ async fn commit_compaction(
         }
         latest = Snapshot::read(location).await?;
         let since = latest.commits_after(location, commit.read_version).await?;
-        if let Some(other) = since
-            .iter()
-            .find(|c| c.operation == Operation::Compact && touches(c).any(|d| ours.contains(d)))
-        {
+        if let Some(other) = since.iter().find(|c| {
+            matches!(
+                c.operation,
+                Operation::Compact | Operation::Erase | Operation::Retain
+            ) && touches(c).any(|d| ours.contains(d))
+        }) {
             return Err(Error::Conflict(format!(
-                "{}: another compaction (version {}) rewrote some of the same partitions while \
-                 this one worked; this one committed nothing. Run it again to compact what is \
-                 left.",
+                "{}: another compaction or an erasure (version {}) rewrote some of the same \
+                 partitions while this one worked; this one committed nothing. Run it again to \
+                 compact what is left.",
                 location.url_of("").trim_end_matches('/'),
                 other.version
             )));
@@ -337,6 +333,7 @@ fn touches(commit: &Commit) -> impl Iterator<Item = &str> {
     commit
         .remove
         .iter()
+        .map(String::as_str)
         .chain(commit.add())
         .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
 }
@@ -442,7 +439,7 @@ async fn plan(
                 }
                 plan.covers.insert(key, upto);
             }
-            if plan.take.len() >= 2 || !plan.leftovers.is_empty() {
+            if plan.take.len() >= options.min_files.max(1) || !plan.leftovers.is_empty() {
                 plans.insert(dir, plan);
             }
         }

@@ -20,7 +20,11 @@
 //!    `compact` commit first takes the files in its `remove` out of every
 //!    run's `files`; a `compacted` run left with no files is dropped, and
 //!    its `covers` pass to the commit's `run` (the highest `through` of
-//!    each `dir`, `topic` and `partition`).
+//!    each `dir`, `topic` and `partition`). An `erase` commit replaces,
+//!    in whichever run lists it, each file `from` of its `rewrites` by its
+//!    `to` (or drops it when `to` is absent); the run keeps everything
+//!    else, and a rewritten file not yet in its table is at
+//!    `{staged_in}/{to}` (the run's `staged` says so).
 //! 4. The output's files are the runs' `files`, relative to the output.
 //!    A file not yet in its table (its writer is still moving it, or died
 //!    doing so) is at `{staging}/{file}`, `staging` being its run's.
@@ -65,6 +69,22 @@ pub enum Operation {
     /// leave whichever run lists them), `run` is the compacted run holding
     /// their rows (see [`super::compact`]).
     Compact,
+    /// `leadflow forget`: `rewrites` lists files rewritten without some
+    /// rows, each staying in its run (see [`super::erase`]).
+    Erase,
+    /// `leadflow retain`: `rewrites` lists the files of the day partitions
+    /// past their retention, each leaving its run with no replacement.
+    Retain,
+}
+
+/// One file an erasure rewrote: `from` leaves its run, and `to` (the same
+/// rows without the erased ones, written under the commit's `staged_in`)
+/// takes its place; no `to` when no row was left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// One version of the log.
@@ -96,18 +116,36 @@ pub struct Commit {
     /// An upgrade's whole state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<Vec<CommittedRun>>,
+    /// An erasure's rewritten files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
+    /// Where a commit with no `run` (an erasure) staged the files it adds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub staged_in: String,
+    /// An erasure's receipt id (`_leadflow/erasures/{id}.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 impl Commit {
     /// The files this commit adds.
-    pub fn add(&self) -> &[String] {
-        self.run.as_ref().map_or(&[], |r| r.files.as_slice())
+    pub fn add(&self) -> Vec<&str> {
+        match &self.run {
+            Some(run) => run.files.iter().map(String::as_str).collect(),
+            None => self
+                .rewrites
+                .iter()
+                .filter_map(|r| r.to.as_deref())
+                .collect(),
+        }
     }
 
     /// Where its added files wait until they are moved into their tables
     /// (its run's `staging`), relative to the output.
     pub fn staging(&self) -> &str {
-        self.run.as_ref().map_or("", |r| r.staging.as_str())
+        self.run
+            .as_ref()
+            .map_or(self.staged_in.as_str(), |r| r.staging.as_str())
     }
 }
 
@@ -255,6 +293,30 @@ impl Snapshot {
                     }
                 })
                 .collect();
+        }
+        if !commit.rewrites.is_empty() {
+            let rewritten: std::collections::HashMap<&str, Option<&String>> = commit
+                .rewrites
+                .iter()
+                .map(|r| (r.from.as_str(), r.to.as_ref()))
+                .collect();
+            for run in &mut self.runs {
+                if !run.files.iter().any(|f| rewritten.contains_key(f.as_str())) {
+                    continue;
+                }
+                let files = std::mem::take(&mut run.files);
+                for file in files {
+                    let Some(to) = rewritten.get(file.as_str()) else {
+                        run.files.push(file);
+                        continue;
+                    };
+                    run.staged.remove(&file);
+                    if let Some(to) = to {
+                        run.staged.insert((*to).clone(), commit.staged_in.clone());
+                        run.files.push((*to).clone());
+                    }
+                }
+            }
         }
         let mut run = commit.run.clone();
         if commit.operation == Operation::Compact {
@@ -477,6 +539,9 @@ impl Commit {
             remove: Vec::new(),
             remove_staged: Vec::new(),
             runs: None,
+            rewrites: Vec::new(),
+            staged_in: String::new(),
+            receipt: None,
         }
     }
 }

@@ -43,6 +43,7 @@
 //! writer moves them.
 
 pub mod compact;
+pub mod erase;
 pub mod log;
 pub mod snapshot_store;
 
@@ -128,6 +129,11 @@ pub struct CommittedRun {
     /// dropped once it has none.
     #[serde(default, skip_serializing_if = "is_false")]
     pub appended: bool,
+    /// Files of this run written by another writer (an erasure's rewrite:
+    /// see [`log::Rewrite`]), by the staging directory each waited in
+    /// before it was moved into its table (instead of `staging`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub staged: std::collections::BTreeMap<String, String>,
 }
 
 /// Every stream file in `dir` (`enriched_leads/dt=2026-12-05`) of one
@@ -152,6 +158,21 @@ fn is_usage(rel: &str) -> bool {
 }
 
 impl CommittedRun {
+    /// The staging directory `file` (one of this run's) waited in before it
+    /// was moved into its table; empty when it was never staged.
+    pub fn staging_of(&self, file: &str) -> &str {
+        self.staged
+            .get(file)
+            .map_or(self.staging.as_str(), String::as_str)
+    }
+
+    /// Where `file` (one of this run's) is while it is not yet moved in,
+    /// relative to the output; `None` when it was never staged.
+    pub(crate) fn staged_path(&self, file: &str) -> Option<String> {
+        let staging = self.staging_of(file);
+        (!staging.is_empty()).then(|| format!("{staging}/{file}"))
+    }
+
     /// What stays of this run when another replaces it: its paid calls.
     fn usage_residue(&self) -> Option<CommittedRun> {
         let files: Vec<String> = self.files.iter().filter(|f| is_usage(f)).cloned().collect();
@@ -165,6 +186,12 @@ impl CommittedRun {
             usage_only: true,
             staging: self.staging.clone(),
             settle: self.settle.clone(),
+            staged: self
+                .staged
+                .iter()
+                .filter(|(f, _)| is_usage(f))
+                .map(|(f, s)| (f.clone(), s.clone()))
+                .collect(),
             ..Default::default()
         })
     }
@@ -420,12 +447,11 @@ impl Publisher {
             // their staged copies go first.
             commit.remove_staged = replaced
                 .iter()
-                .filter(|r| !r.staging.is_empty())
                 .flat_map(|r| {
                     r.files
                         .iter()
                         .filter(|f| !is_usage(f))
-                        .map(|f| format!("{}/{f}", r.staging))
+                        .filter_map(|f| r.staged_path(f))
                 })
                 .collect();
             commit.run = Some(CommittedRun {
@@ -783,11 +809,10 @@ async fn clear_dead_staging(location: &Location) -> Result<()> {
                 // Files a later commit replaced are not moved back in.
                 let snapshot = Snapshot::read(location).await?;
                 let live = snapshot.files();
-                let add: Vec<String> = commit
+                let add: Vec<&str> = commit
                     .add()
-                    .iter()
-                    .filter(|f| live.contains(f.as_str()))
-                    .cloned()
+                    .into_iter()
+                    .filter(|f| live.contains(f))
                     .collect();
                 finish_moving(location, &commit, &add).await?;
             }
@@ -806,11 +831,11 @@ async fn clear_dead_staging(location: &Location) -> Result<()> {
 /// commit removed, then its staging. Idempotent: a crash anywhere in it is
 /// finished by the next writer.
 async fn finish(location: &Location, commit: &Commit) -> Result<()> {
-    finish_moving(location, commit, commit.add()).await
+    finish_moving(location, commit, &commit.add()).await
 }
 
 /// [`finish`], moving in only `add` (the commit's files still live).
-async fn finish_moving(location: &Location, commit: &Commit, add: &[String]) -> Result<()> {
+async fn finish_moving(location: &Location, commit: &Commit, add: &[&str]) -> Result<()> {
     let staging = location.under(commit.staging());
     for (i, rel) in add.iter().enumerate() {
         rename_if_present(location, &staging.child(rel), &location.child(rel)).await?;
@@ -942,6 +967,22 @@ impl Lease {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The staged copies of `taken` (files leaving the output) in their runs'
+/// staging: a writer that died while moving them in left them there, and
+/// they go first, so no one finishing its moves puts them back.
+pub(crate) fn staged_copies(snapshot: &Snapshot, taken: &HashSet<&str>) -> Vec<String> {
+    snapshot
+        .runs
+        .iter()
+        .flat_map(|r| {
+            r.files
+                .iter()
+                .filter(|f| taken.contains(f.as_str()))
+                .filter_map(|f| r.staged_path(f))
+        })
+        .collect()
 }
 
 /// The paths of `files`, written under `staging`, relative to it: where

@@ -49,12 +49,11 @@ impl View {
     async fn read(location: &Location) -> crate::error::Result<View> {
         let snapshot = Snapshot::read(location).await?;
         let mut staged = HashMap::new();
-        for run in snapshot.runs.iter().filter(|r| !r.staging.is_empty()) {
+        for run in &snapshot.runs {
             for rel in &run.files {
-                staged.insert(
-                    rel.clone(),
-                    location.child(&format!("{}/{rel}", run.staging)),
-                );
+                if let Some(path) = run.staged_path(rel) {
+                    staged.insert(rel.clone(), location.child(&path));
+                }
             }
         }
         if let Some(manifest) = &snapshot.legacy

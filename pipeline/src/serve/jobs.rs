@@ -723,7 +723,7 @@ impl Jobs {
                 .iter()
                 .filter(|f| f.starts_with("enriched_leads/"))
             {
-                files.push(self.readable(file, &run.staging).await);
+                files.push(self.readable(file, run.staging_of(file)).await);
             }
         }
         Ok(Some(files))

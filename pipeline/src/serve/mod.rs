@@ -16,6 +16,7 @@
 //! [`problem`]); keys are kept as SHA-256 hashes ([`keys`]).
 
 mod epoch;
+mod erasures;
 mod idempotency;
 mod jobs;
 pub mod keys;
@@ -109,6 +110,7 @@ struct App {
     limiter: Arc<dyn RateLimiter>,
     epochs: Arc<Epochs>,
     jobs: Arc<Jobs>,
+    erasures: Arc<erasures::Erasures>,
     max_leads: usize,
     run_id: String,
     options: LeadOptions,
@@ -164,6 +166,7 @@ pub async fn serve(
         limiter: epochs.limiter(),
         epochs: epochs.clone(),
         jobs: jobs.clone(),
+        erasures: erasures::Erasures::new(epochs.location().clone(), config.providers.clone()),
         max_leads: api.max_lookup_leads,
         run_id: config.run_id.clone(),
         options: LeadOptions {
@@ -186,6 +189,8 @@ pub async fn serve(
         .route("/v1/jobs", post(post_job))
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/results", get(job_results))
+        .route("/v1/erasures", post(post_erasure))
+        .route("/v1/erasures/{id}", get(get_erasure))
         .route("/openapi.json", get(openapi_json))
         .route("/", get(console))
         .route("/v1/events", get(events))
@@ -930,6 +935,105 @@ async fn delete_job(
         // Still running: it stops reading, commits what it read, then ends.
         Ok(view) if !view.ended() => job_response(StatusCode::ACCEPTED, &view),
         Ok(view) => job_response(StatusCode::OK, &view),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `POST /v1/erasures`: forgets people (`leadflow forget`), for keys with
+/// `admin = true`; 202 with the erasure, then `GET /v1/erasures/{id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/erasures",
+    tag = "erasures",
+    request_body(content = erasures::ErasureRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer (kept a day) and starts nothing again"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: carried out in the background (one commit; Redis purged first)", body = erasures::ErasureView,
+         headers(("Location" = String, description = "`/v1/erasures/{id}`"))),
+        (status = 403, description = "The key has no `admin = true`", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The server has no `[privacy] receipt_key_env` key to sign receipts with, or a request with this Idempotency-Key still runs", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+async fn post_erasure(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let accepted = async {
+        let key = admit(&app, &headers).await?;
+        if !key.admin {
+            return Err(Problem::forbidden(
+                "erasures need a key with `admin = true` in its [[api.keys]] entry",
+            ));
+        }
+        let body = body.map_err(Problem::from_body)?;
+        let fingerprint = keys::sha256_hex(&body);
+        once(&app, &headers, &key.name, &fingerprint, || async {
+            let view = app.erasures.start(&body)?;
+            Ok((202, serde_json::to_vec(&view).expect("JSON serializes")))
+        })
+        .await
+    };
+    match accepted.await {
+        Ok(answered) => {
+            let location = serde_json::from_slice::<Value>(&answered.body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(|id| format!("/v1/erasures/{id}")));
+            let mut response = json_response(answered);
+            if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// `GET /v1/erasures/{id}`: an erasure, and its receipt once done.
+#[utoipa::path(
+    get,
+    path = "/v1/erasures/{id}",
+    tag = "erasures",
+    params(("id" = String, Path, description = "The erasure's id (`er_…`)")),
+    responses(
+        (status = 200, description = "The erasure: running, done (with its receipt) or failed", body = erasures::ErasureView),
+        (status = 403, description = "The key has no `admin = true`", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+async fn get_erasure(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewed = async {
+        let key = admit(&app, &headers).await?;
+        if !key.admin {
+            return Err(Problem::forbidden(
+                "erasures need a key with `admin = true` in its [[api.keys]] entry",
+            ));
+        }
+        app.erasures
+            .view(&id)
+            .await?
+            .ok_or_else(Problem::no_such_erasure)
+    };
+    match viewed.await {
+        Ok(view) => {
+            let mut response = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::to_vec(&view).expect("JSON serializes"),
+            )
+                .into_response();
+            if view.running() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
+        }
         Err(problem) => problem.into_response(),
     }
 }

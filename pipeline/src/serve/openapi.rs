@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::erasures::{ErasureRequest, ErasureState, ErasureView};
 use super::jobs::{Counts, JobState, JobView};
 use crate::config::ApiConfig;
 
@@ -25,7 +26,9 @@ use crate::config::ApiConfig;
         super::post_job,
         super::get_job,
         super::delete_job,
-        super::job_results
+        super::job_results,
+        super::post_erasure,
+        super::get_erasure
     ),
     components(schemas(
         LookupRequest,
@@ -34,6 +37,9 @@ use crate::config::ApiConfig;
         JobView,
         Counts,
         JobState,
+        ErasureRequest,
+        ErasureView,
+        ErasureState,
         ProblemDetails
     )),
     modifiers(&Bearer),

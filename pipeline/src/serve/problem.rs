@@ -128,7 +128,41 @@ impl Problem {
             StatusCode::NOT_FOUND,
             "not-found",
             "No such resource",
-            "no such resource: this server serves /v1/lookups and /v1/jobs".into(),
+            "no such resource: this server serves /v1/lookups, /v1/jobs and /v1/erasures".into(),
+        )
+    }
+
+    /// A key without `admin = true` asking for what only admins may.
+    pub(crate) fn forbidden(detail: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This key may not do this",
+            detail.into(),
+        )
+    }
+
+    /// An erasure this server has not started and the output has no
+    /// receipt of.
+    pub(crate) fn no_such_erasure() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such erasure",
+            "no erasure has this id (one running when its server stopped has no receipt: \
+             request it again)"
+                .into(),
+        )
+    }
+
+    /// A server that cannot carry erasures out as configured (its
+    /// operator's to fix, not a failure: not a 5xx).
+    pub(crate) fn erasures_unavailable(why: String) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "erasures-unavailable",
+            "This server cannot carry erasures out",
+            why,
         )
     }
 

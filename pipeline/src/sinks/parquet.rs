@@ -127,6 +127,43 @@ pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> 
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// How every table file is written: zstd, row groups of at most
+/// `row_group_rows`, no dictionary for the columns that are distinct per
+/// lead.
+pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")));
+    // Names a table lacks are ignored.
+    for column in leadflow_schemas::DISTINCT_PER_LEAD {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    props.build()
+}
+
+/// A Parquet writer of `schema` into the object at `path` (uploaded in
+/// parts as it grows; complete, and visible, only once closed).
+pub fn file_writer(
+    location: &Location,
+    path: &object_store::path::Path,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+) -> Result<AsyncArrowWriter<BufWriter>> {
+    let part_bytes = match location.local_root {
+        Some(_) => LOCAL_PART_BYTES,
+        None => UPLOAD_PART_BYTES,
+    };
+    let object = BufWriter::with_capacity(location.store.clone(), path.clone(), part_bytes);
+    Ok(AsyncArrowWriter::try_new(
+        object,
+        schema.clone(),
+        Some(props.clone()),
+    )?)
+}
+
 /// A file written by a sink.
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
@@ -164,17 +201,7 @@ impl PartitionedWriter {
                 )
             })
         });
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).expect("valid level"),
-            ))
-            .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_created_by(format!("leadflow {}", env!("CARGO_PKG_VERSION")));
-        // Names a table lacks are ignored.
-        for column in leadflow_schemas::DISTINCT_PER_LEAD {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-        }
-        let props = props.build();
+        let props = writer_properties(config.row_group_rows);
         Self {
             location,
             config,
@@ -247,14 +274,7 @@ impl PartitionedWriter {
             );
             *seq += 1;
             let path = self.location.child(&name);
-            let part_bytes = match self.location.local_root {
-                Some(_) => LOCAL_PART_BYTES,
-                None => UPLOAD_PART_BYTES,
-            };
-            let object =
-                BufWriter::with_capacity(self.location.store.clone(), path.clone(), part_bytes);
-            let writer =
-                AsyncArrowWriter::try_new(object, self.schema.clone(), Some(self.props.clone()))?;
+            let writer = file_writer(&self.location, &path, &self.schema, &self.props)?;
             self.open.insert(
                 day,
                 OpenFile {

@@ -613,6 +613,14 @@ impl StreamCommits {
         Ok(settled)
     }
 
+    /// The topics whose messages the output holds.
+    pub fn topics(&self) -> std::collections::BTreeSet<&str> {
+        self.through
+            .keys()
+            .map(|(topic, _)| topic.as_str())
+            .collect()
+    }
+
     /// Whether the output has a stream ledger at all.
     pub fn is_empty(&self) -> bool {
         self.through.is_empty()

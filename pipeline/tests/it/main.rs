@@ -7,6 +7,7 @@ mod closed_streams;
 mod commit_log;
 mod csv_edge_cases;
 mod disk_full;
+mod forget;
 mod privacy;
 mod publish;
 mod redis_tls;

@@ -968,3 +968,108 @@ async fn the_console_shows_a_running_jobs_counters_change_and_no_data_as_markup(
     assert!(!html.contains("<img"), "never as markup");
     stop(server);
 }
+
+/// `POST /v1/erasures`: only an admin key; a subject that is not one is a
+/// 422 naming the item; an accepted erasure is a 202 with its Location,
+/// runs to `done` with a receipt that holds no address, and the output
+/// no longer holds the subject's lead while every other lead stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_erases_a_subject_and_reads_the_receipt_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, key) = config_with_a_key(dir.path(), "commit_ms = 100").await;
+    let (admin, block) = new_key("dpo", "acme");
+    append(
+        &config,
+        &format!(
+            "{block}admin = true\n\n[privacy]\nreceipt_key_env = \"LEADFLOW_TEST_RECEIPT_KEY\"\n"
+        ),
+    );
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let mut server = serve(&config, &out, &addr)
+        .env(
+            "LEADFLOW_TEST_RECEIPT_KEY",
+            "a test key of at least sixteen bytes",
+        )
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    while !client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leads: Vec<Value> = (0..6).map(lead).collect();
+    let (status, _, _) = post(&addr, Some(&key), json!({ "leads": leads }).to_string()).await;
+    assert_eq!(status, 200);
+    let count = |sql: &'static str| {
+        let out = out.clone();
+        async move { rows(&query(&out, sql).await)[0][0].clone() }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count("select count(*) from enriched_leads").await != "6" {
+        assert!(std::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let erase = |key: String, body: Value| {
+        let addr = addr.clone();
+        async move {
+            call(
+                reqwest::Method::POST,
+                &addr,
+                "/v1/erasures",
+                &key,
+                Some(("application/json", body.to_string())),
+            )
+            .await
+        }
+    };
+    let subject = json!({ "emails": ["  PERSON3@company3.com "] });
+    let refused = erase(key.clone(), subject.clone()).await;
+    assert_eq!(refused.status(), 403);
+    let bad = erase(admin.clone(), json!({ "emails": ["ok@x.io", "nope"] })).await;
+    assert_eq!(bad.status(), 422);
+    assert_eq!(json_of(bad).await["field"], "emails/1");
+    let accepted = erase(admin.clone(), subject).await;
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap().to_string();
+    let id = json_of(accepted).await["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/erasures/{id}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let erasure = loop {
+        let response = call(reqwest::Method::GET, &addr, &location, &admin, None).await;
+        assert_eq!(response.status(), 200);
+        let view = json_of(response).await;
+        if view["state"] != "running" {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(erasure["state"], "done", "{erasure}");
+    assert_eq!(erasure["receipt"]["rows_removed"]["enriched_leads"], 1);
+    assert!(!erasure.to_string().to_lowercase().contains("person3"));
+    assert_eq!(count("select count(*) from enriched_leads").await, "5");
+    assert_eq!(
+        count("select count(*) from enriched_leads where lead_id = 'L3'").await,
+        "0"
+    );
+    // Another key cannot read it; an unknown id is a 404.
+    let other = call(reqwest::Method::GET, &addr, &location, &key, None).await;
+    assert_eq!(other.status(), 403);
+    let unknown = call(
+        reqwest::Method::GET,
+        &addr,
+        "/v1/erasures/er_0000000000000000",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+    stop(server);
+}

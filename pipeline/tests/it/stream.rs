@@ -1455,3 +1455,37 @@ async fn a_compaction_killed_at_random_moments_beside_a_live_stream_loses_and_do
     assert_each_lead_once(&out, sent).await;
     assert_eq!(visible_rows(&out, "enriched_leads"), sent as i64);
 }
+
+/// A subject whose rows are in stream files (which no run lists): forget
+/// compacts their partition first, then erases them from the compacted
+/// file; every other lead is there once, for leadflow and on disk.
+#[tokio::test]
+async fn forget_erases_a_subject_from_a_streams_files() {
+    use super::forget::{config_file, forget_command, rows_holding, succeeded};
+    let kafka = kafka(2);
+    let producer: BaseProducer = client(&kafka).create().unwrap();
+    send_leads(&producer, 0, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let extra = ["--batch-rows", "50", "--compact-after", "off"];
+    let mut child = spawn_stream(&kafka, "forget", &out, &extra);
+    wait_for_output(&out, 400, 0, &mut child);
+    wait_until_committed_to_end(&kafka, "forget", &mut child);
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "{stderr}");
+
+    let config = config_file(dir.path(), None);
+    let receipt = succeeded(
+        forget_command(&out, &config, &["--email", "L7@example.com"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(receipt["rows_removed"]["enriched_leads"], 1, "{receipt}");
+    assert_eq!(receipt["kafka_topics"], serde_json::json!([TOPIC]));
+    assert_each_lead_once(&out, 399).await;
+    assert_eq!(visible_rows(&out, "enriched_leads"), 399);
+    assert_eq!(
+        rows_holding(&out, &["l7@example.com".to_string()]),
+        Vec::<String>::new()
+    );
+}

@@ -115,6 +115,36 @@ pub(crate) enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Erase every row about one or more people from an output (and their entries from Redis), as one commit.
+    #[command(
+        after_help = "Examples:\n  leadflow forget --data out --email ana@example.com --config leadflow.toml\n  \
+        leadflow forget --data s3://leads/enriched --subjects requests.csv --config leadflow.toml --dry-run\n\n\
+        A subject's enriched_leads rows are those with that lead id, that email (trimmed, any case) or that\n\
+        number as own or found phone; their provider_usage rows are the calls about those leads' ids; their\n\
+        rejects are the rows whose raw text holds the email, the number or one of those ids, as a whole word.\n\
+        Only the files holding such rows are rewritten, in one commit: readers see before or after, and the\n\
+        old files are deleted from the tables when forget returns. Forgetting twice changes nothing.\n\n\
+        With [redis] in --config (or --redis), the subject's cached answers, claims and serve's stored\n\
+        idempotent answers are purged first: a later lookup of them asks (and pays) again.\n\n\
+        The receipt, _leadflow/erasures/ID.json in the output (and on stdout), holds counts and each subject\n\
+        as an HMAC-SHA256 keyed by the variable [privacy] receipt_key_env names, never in clear.\n\
+        Kafka keeps its own copy of streamed messages: forget names the topics; see README, Personal data.\n\n\
+        Exit codes: 0 done (or nothing held); 2 bad arguments or config; 3 other writers kept changing the\n\
+        same files, or Redis did not answer (nothing was erased; run it again)."
+    )]
+    Forget(ForgetArgs),
+    /// Drop the day partitions older than [retention] keeps, every table at once, as one commit.
+    #[command(
+        after_help = "Example:\n  leadflow retain --data out --config leadflow.toml --dry-run\n\n\
+        [retention]\n  enriched_days = 365\n  usage_days = 730      # the billing audit\n  \
+        rejects_days = 30     # raw input lines: keep them shortest\n\n\
+        A table with N days keeps the dt= partitions of the last N days, today (UTC) included. The old\n\
+        partitions' files leave the output in one commit and are deleted before retain returns; readers\n\
+        see before or after. leadflow batch applies [retention] by itself after each publish.\n\n\
+        Exit codes: 0 done (or nothing old enough); 2 bad arguments or config; 3 other writers kept\n\
+        changing the same partitions (nothing was dropped; run it again)."
+    )]
+    Retain(RetainArgs),
     /// Run SQL over a run's outputs (enriched_leads, rejects, provider_usage) and extra files.
     #[command(
         after_help = "Examples:\n  leadflow sql \"select phone_type, count(*) from enriched_leads group by 1\" --data out\n  \
@@ -413,6 +443,51 @@ pub(crate) struct ProduceArgs {
     pub(crate) inputs: Vec<String>,
     #[command(flatten)]
     pub(crate) leads: LeadFileArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).multiple(true)))]
+pub(crate) struct ForgetArgs {
+    /// The output directory or s3:// prefix.
+    #[arg(long)]
+    pub(crate) data: String,
+    /// A subject's email. Repeatable.
+    #[arg(long, group = "subject")]
+    pub(crate) email: Vec<String>,
+    /// A subject's lead id. Repeatable.
+    #[arg(long, group = "subject")]
+    pub(crate) lead_id: Vec<String>,
+    /// A subject's phone, with its country code (+4930…). Repeatable.
+    #[arg(long, group = "subject")]
+    pub(crate) phone: Vec<String>,
+    /// A CSV of subjects, one per row, with a header naming any of email, lead_id, phone.
+    #[arg(long, value_name = "FILE.csv", group = "subject")]
+    pub(crate) subjects: Option<PathBuf>,
+    /// The config: its [privacy] receipt_key_env (required unless --dry-run) and [redis].
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Redis to purge (overrides [redis] url).
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// Say what would go, change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RetainArgs {
+    /// The output directory or s3:// prefix.
+    #[arg(long)]
+    pub(crate) data: String,
+    /// The config whose [retention] says how many days each table keeps.
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Count the days back from this date instead of today (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) today: Option<chrono::NaiveDate>,
+    /// Say what would go, change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]

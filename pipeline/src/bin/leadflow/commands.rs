@@ -124,6 +124,9 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<()> {
     match result {
         Ok(report) => {
             err!("{}", report.summary);
+            if let Some(retained) = &report.retained {
+                print_retained(&out, retained, false);
+            }
             if let Some(hook) = &hook {
                 hook.send(&webhook::success(&report, &out)).await;
             }
@@ -218,6 +221,7 @@ pub(crate) async fn compact(args: CompactArgs) -> anyhow::Result<()> {
         dt: args.dt,
         target_bytes: args.target_mb * 1024 * 1024,
         older_than: args.older_than,
+        ..Default::default()
     };
     let done = compact(&location, &options).await?;
     match done.version {
@@ -365,6 +369,127 @@ pub(crate) fn key_values(pairs: &[String]) -> anyhow::Result<Vec<(String, String
 
 pub(crate) fn new_run_id(kind: &str) -> String {
     format!("{kind}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+pub(crate) async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
+    use leadflow_pipeline::privacy::forget::{ForgetOptions, Subjects, forget};
+    let config = match &args.config {
+        Some(path) => LeadflowConfig::load(path)?,
+        None => LeadflowConfig::default(),
+    };
+    let mut subjects = Subjects::default();
+    for email in &args.email {
+        subjects.email(email)?;
+    }
+    for id in &args.lead_id {
+        subjects.lead_id(id)?;
+    }
+    for phone in &args.phone {
+        subjects.phone(phone)?;
+    }
+    if let Some(path) = &args.subjects {
+        subjects.read_csv(path)?;
+    }
+    let location = leadflow_pipeline::storage::open(&args.data)?;
+    let options = ForgetOptions {
+        dry_run: args.dry_run,
+        config: with_redis(config, args.redis),
+        id: None,
+    };
+    let receipt = forget(&location, &subjects, &options).await?;
+    let tables = receipt
+        .rows_removed
+        .iter()
+        .map(|(table, rows)| format!("{rows} {table}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = if receipt.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    errln!(
+        "{}: {what} {tables} row(s); {} file(s) rewritten, {} emptied, of {} checked{}",
+        args.data,
+        receipt.files_rewritten,
+        receipt.files_emptied,
+        receipt.files_checked,
+        match receipt.redis {
+            Some(r) => format!(
+                "; Redis: {} cache and {} idempotency key(s) purged",
+                r.cache_keys, r.idempotency_keys
+            ),
+            None => String::new(),
+        }
+    );
+    if !receipt.dry_run {
+        errln!(
+            "receipt: {}/_leadflow/erasures/{}.json",
+            args.data.trim_end_matches('/'),
+            receipt.id
+        );
+    }
+    if !receipt.kafka_topics.is_empty() {
+        errln!(
+            "the output was streamed from Kafka topic(s) {}: their messages (and the dead-letter \
+             topic's) still hold the subject until retention.ms ages them out; see README, \
+             Personal data",
+            receipt.kafka_topics.join(", ")
+        );
+    }
+    outln!("{}", serde_json::to_string_pretty(&receipt)?);
+    Ok(())
+}
+
+pub(crate) async fn retain(args: RetainArgs) -> anyhow::Result<()> {
+    let config = LeadflowConfig::load(&args.config)?;
+    if config.retention == Default::default() {
+        bail!(
+            "{}: [retention] sets no days (enriched_days, usage_days, rejects_days): nothing \
+             would ever be dropped",
+            args.config.display()
+        );
+    }
+    let location = leadflow_pipeline::storage::open(&args.data)?;
+    let today = args
+        .today
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let retained = leadflow_pipeline::privacy::retain::retain(
+        &location,
+        &config.retention,
+        today,
+        args.dry_run,
+    )
+    .await?;
+    print_retained(&args.data, &retained, args.dry_run);
+    Ok(())
+}
+
+/// What a retention pass dropped, one line per partition.
+fn print_retained(
+    data: &str,
+    retained: &leadflow_pipeline::privacy::retain::Retained,
+    dry_run: bool,
+) {
+    let verb = if dry_run { "would drop" } else { "dropped" };
+    if retained.partitions.is_empty() {
+        errln!("{data}: [retention]: no partition old enough to drop");
+        return;
+    }
+    for (dir, (files, bytes)) in &retained.partitions {
+        errln!(
+            "{data}: [retention] {verb} {dir} ({files} file(s), {:.1} MB)",
+            *bytes as f64 / 1e6
+        );
+    }
+    if let Some(version) = retained.version {
+        errln!(
+            "{data}: version {version}: {} partition(s), {} file(s), {:.1} MB",
+            retained.partitions.len(),
+            retained.files(),
+            retained.bytes() as f64 / 1e6
+        );
+    }
 }
 
 pub(crate) fn cores() -> usize {

@@ -59,7 +59,8 @@ mod commands;
 
 use args::{Cli, Command, KeysCommand, SchemaName};
 use commands::{
-    batch, compact, init_logging, produce, run, sandbox, serve, sql_command, status, stream,
+    batch, compact, forget, init_logging, produce, retain, run, sandbox, serve, sql_command,
+    status, stream,
 };
 
 fn main() {
@@ -149,6 +150,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Command::Produce(args) => produce(args).await,
             Command::Sql(args) => sql_command(args).await,
             Command::Compact(args) => compact(args).await,
+            Command::Forget(args) => forget(args).await,
+            Command::Retain(args) => retain(args).await,
             Command::Functions => {
                 out!("{}", sql::functions_help());
                 Ok(())

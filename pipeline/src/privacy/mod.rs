@@ -14,6 +14,9 @@ use datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
 
+pub mod forget;
+pub mod retain;
+
 /// Every row about the subject with `email` in the output at `data`, as
 /// `{"subject": {"email"}, "enriched_leads": [...], "provider_usage":
 /// [...], "rejects": [...]}`.

@@ -1,0 +1,835 @@
+//! `leadflow forget`: every row about a subject removed from an output's
+//! three tables, as one commit, and their entries from Redis (GDPR Art. 17).
+//!
+//! **Which rows.** A subject is named by email (trimmed, any case), lead id
+//! or phone (E.164). Their `enriched_leads` rows are those with that lead
+//! id, that email, or that number as the lead's own or found phone; their
+//! `provider_usage` rows are the calls about those rows' lead ids; their
+//! `rejects` rows are those whose raw text holds the email, the number
+//! (with or without its `+`) or one of those lead ids, as a whole token
+//! (`ana@x.io` does not match `hana@x.io`).
+//!
+//! **How.** The subject columns of every file are read (only those column
+//! chunks); a file that holds none of the subject's rows is never read
+//! further nor written. Each file that does is rewritten without them and
+//! the rewrites are committed at once ([`crate::publish::erase`]): readers
+//! see the output before or after, never half, and the old files are gone
+//! from the tables when this returns. Redis is purged before that commit
+//! (its keys are derived from the rows about to go); an unreachable Redis
+//! stops the erasure before anything is committed. Forgetting twice
+//! changes nothing the second time.
+//!
+//! **The receipt** (`_leadflow/erasures/{id}.json`) says when, what went
+//! from which table, and names each subject only by an HMAC-SHA256 keyed
+//! with `[privacy] receipt_key_env`: an auditor holding the key checks
+//! that a request was carried out; the receipt itself is not personal
+//! data.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use futures::{StreamExt, TryStreamExt};
+use leadflow_waterfall::CacheKey;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+
+use crate::config::LeadflowConfig;
+use crate::error::{Error, Result};
+use crate::publish::erase::{self, EraseRows, Erasure, LiveFile};
+use crate::publish::log::{Operation, Snapshot};
+use crate::storage::Location;
+
+/// Where receipts are kept in an output.
+pub const RECEIPTS: &str = "_leadflow/erasures";
+
+/// Plans tried before giving up when other writers keep taking the files
+/// an erasure rewrites.
+const ATTEMPTS: usize = 5;
+
+/// The people to forget, normalized.
+#[derive(Debug, Clone, Default)]
+pub struct Subjects {
+    /// Trimmed, lowercase.
+    pub emails: BTreeSet<String>,
+    pub lead_ids: BTreeSet<String>,
+    /// E.164.
+    pub phones: BTreeSet<String>,
+}
+
+impl Subjects {
+    /// Adds an email.
+    pub fn email(&mut self, email: &str) -> Result<()> {
+        let email = email.trim().to_lowercase();
+        if !email.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err(Error::Usage(format!(
+                "email {email:?} is not an email address"
+            )));
+        }
+        self.emails.insert(email);
+        Ok(())
+    }
+
+    /// Adds a lead id.
+    pub fn lead_id(&mut self, id: &str) -> Result<()> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Err(Error::Usage("an empty lead id names no one".into()));
+        }
+        self.lead_ids.insert(id.to_string());
+        Ok(())
+    }
+
+    /// Adds a phone, given with its country code (`+49 30 1234567`).
+    pub fn phone(&mut self, phone: &str) -> Result<()> {
+        let mut info = leadflow_phone::PhoneInfo::default();
+        leadflow_phone::PhoneParser::default().parse_into(phone, None, &mut info);
+        if !info.parsed || info.e164.is_empty() {
+            return Err(Error::Usage(format!(
+                "phone {phone:?} is not a number with its country code; write it in E.164, \
+                 e.g. +4930123456"
+            )));
+        }
+        self.phones.insert(info.e164.clone());
+        Ok(())
+    }
+
+    /// Reads a CSV with a header naming any of `email`, `lead_id` and
+    /// `phone`; each row names one subject.
+    pub fn read_csv(&mut self, path: &std::path::Path) -> Result<usize> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        let headers = reader
+            .headers()
+            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?
+            .clone();
+        for h in &headers {
+            if !["email", "lead_id", "phone"].contains(&h) {
+                return Err(Error::Usage(format!(
+                    "{}: column {h:?} is not one forget reads (email, lead_id, phone)",
+                    path.display()
+                )));
+            }
+        }
+        let mut rows = 0;
+        for (i, record) in reader.records().enumerate() {
+            let line = i + 2;
+            let record = record.map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            let mut named = false;
+            for (h, value) in headers.iter().zip(record.iter()) {
+                if value.is_empty() {
+                    continue;
+                }
+                named = true;
+                let added = match h {
+                    "email" => self.email(value),
+                    "lead_id" => self.lead_id(value),
+                    _ => self.phone(value),
+                };
+                added.map_err(|e| Error::Usage(format!("{}:{line}: {e}", path.display())))?;
+            }
+            if !named {
+                return Err(Error::Usage(format!(
+                    "{}:{line}: the row names no subject (email, lead_id and phone are empty)",
+                    path.display()
+                )));
+            }
+            rows += 1;
+        }
+        Ok(rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.lead_ids.is_empty() && self.phones.is_empty()
+    }
+
+    /// Each subject as the receipt names it: `kind:value`.
+    fn named(&self) -> impl Iterator<Item = String> + '_ {
+        let emails = self.emails.iter().map(|e| format!("email:{e}"));
+        let ids = self.lead_ids.iter().map(|e| format!("lead_id:{e}"));
+        let phones = self.phones.iter().map(|e| format!("phone:{e}"));
+        emails.chain(ids).chain(phones)
+    }
+}
+
+/// What `forget` was asked to do besides the subjects.
+#[derive(Debug, Clone, Default)]
+pub struct ForgetOptions {
+    /// Find and report, change nothing.
+    pub dry_run: bool,
+    /// `[redis]` (purged when it has a URL) and `[privacy]`.
+    pub config: LeadflowConfig,
+    /// The receipt's id (`er_` and hex); a new one when absent.
+    pub id: Option<String>,
+}
+
+/// A new receipt id.
+pub fn new_receipt_id() -> String {
+    format!("er_{}", crate::publish::new_write_id("erasure"))
+}
+
+/// Whether `id` is one [`new_receipt_id`] could have made (so it names a
+/// receipt file and nothing else).
+pub fn is_receipt_id(id: &str) -> bool {
+    id.strip_prefix("er_")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Why erasures cannot be carried out with `config`, if they cannot: the
+/// receipt key is missing.
+pub fn check_receipt_key(config: &LeadflowConfig) -> Result<()> {
+    receipt_key(config, false).map(|_| ())
+}
+
+/// The receipt of erasure `id` in the output, if it has one.
+pub async fn read_receipt(location: &Location, id: &str) -> Result<Option<serde_json::Value>> {
+    if !is_receipt_id(id) {
+        return Ok(None);
+    }
+    let path = location.child(&format!("{RECEIPTS}/{id}.json"));
+    match location.store.get(&path).await {
+        Ok(got) => Ok(serde_json::from_slice(&got.bytes().await?).ok()),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The receipt of one erasure (also what a dry run would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub id: String,
+    pub format: u32,
+    pub dry_run: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// The commit that removed the rows; none when nothing was found.
+    pub version: Option<u64>,
+    /// Each subject as `HMAC-SHA256(key, "email:…" | "lead_id:…" |
+    /// "phone:…")`, hex, in the order of the request's normalized
+    /// values.
+    pub subjects: Vec<String>,
+    pub rows_removed: BTreeMap<String, u64>,
+    /// Files read past their subject columns and written again.
+    pub files_rewritten: usize,
+    /// Files whose every row went: deleted, not rewritten.
+    pub files_emptied: usize,
+    /// Files whose subject columns were read.
+    pub files_checked: usize,
+    /// Redis keys removed, when Redis is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisPurged>,
+    /// Kafka topics the output's stream read: their messages are the
+    /// operator's to age out (see README, "Personal data").
+    pub kafka_topics: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RedisPurged {
+    pub cache_keys: u64,
+    pub idempotency_keys: u64,
+}
+
+impl Receipt {
+    /// Rows removed from every table.
+    pub fn rows(&self) -> u64 {
+        self.rows_removed.values().sum()
+    }
+}
+
+/// What one file holds of the subjects.
+struct Found {
+    file: LiveFile,
+    rows: u64,
+}
+
+/// Forgets `subjects` in the output at `location` (see the module docs).
+pub async fn forget(
+    location: &Location,
+    subjects: &Subjects,
+    options: &ForgetOptions,
+) -> Result<Receipt> {
+    if subjects.is_empty() {
+        return Err(Error::Usage(
+            "name a subject: --email, --lead-id, --phone or --subjects FILE.csv".into(),
+        ));
+    }
+    let key = receipt_key(&options.config, options.dry_run)?;
+    let fleet = match (&options.config.redis.url, options.dry_run) {
+        (Some(url), false) => Some(
+            leadflow_fleet::Fleet::observe(url, options.config.redis.clone())
+                .await
+                .map_err(|e| Error::Usage(format!("[redis]: {e}")))?,
+        ),
+        _ => None,
+    };
+    let started_at = Utc::now();
+    let id = options.id.clone().unwrap_or_else(new_receipt_id);
+    let mut erasure = if options.dry_run {
+        None
+    } else {
+        Some(Erasure::open(location).await?)
+    };
+    let result = attempt(
+        location,
+        subjects,
+        options,
+        fleet.as_ref(),
+        &mut erasure,
+        &id,
+    )
+    .await;
+    if let Some(erasure) = erasure {
+        erasure.close().await;
+    }
+    let (version, mut receipt) = result?;
+    receipt.started_at = started_at;
+    receipt.finished_at = Utc::now();
+    receipt.version = version;
+    receipt.subjects = subjects
+        .named()
+        .map(|s| hmac_hex(key.as_deref().unwrap_or_default(), &s))
+        .collect();
+    let stream = crate::stream::ledger::StreamCommits::read(location).await?;
+    receipt.kafka_topics = stream.topics().into_iter().map(str::to_string).collect();
+    if !options.dry_run {
+        let path = location.child(&format!("{RECEIPTS}/{id}.json"));
+        let body = serde_json::to_vec_pretty(&receipt).expect("a receipt serializes");
+        location.store.put(&path, body.into()).await?;
+    }
+    Ok(receipt)
+}
+
+/// The receipt's HMAC key; a real erasure needs one.
+fn receipt_key(config: &LeadflowConfig, dry_run: bool) -> Result<Option<Vec<u8>>> {
+    let Some(var) = &config.privacy.receipt_key_env else {
+        if dry_run {
+            return Ok(None);
+        }
+        return Err(Error::Usage(
+            "forget writes a receipt naming each subject by an HMAC, and needs its key: set \
+             [privacy] receipt_key_env = \"LEADFLOW_RECEIPT_KEY\" in --config and put a secret \
+             (32 random bytes, e.g. `openssl rand -hex 32`) in that variable"
+                .into(),
+        ));
+    };
+    match std::env::var(var) {
+        Ok(key) if key.len() >= 16 => Ok(Some(key.into_bytes())),
+        Ok(_) => Err(Error::Usage(format!(
+            "[privacy] receipt_key_env: ${var} holds fewer than 16 bytes; use a longer secret"
+        ))),
+        Err(_) if dry_run => Ok(None),
+        Err(_) => Err(Error::Usage(format!(
+            "[privacy] receipt_key_env names ${var}, which is not set"
+        ))),
+    }
+}
+
+fn hmac_hex(key: &[u8], text: &str) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, text.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Plans, purges and commits, planning again when another writer took a
+/// file first: the committed version (if any) and the receipt's counts.
+async fn attempt(
+    location: &Location,
+    subjects: &Subjects,
+    options: &ForgetOptions,
+    fleet: Option<&leadflow_fleet::Fleet>,
+    erasure: &mut Option<Erasure>,
+    id: &str,
+) -> Result<(Option<u64>, Receipt)> {
+    let mut compacted = BTreeSet::new();
+    for _ in 0..ATTEMPTS {
+        let snapshot = Snapshot::read(location).await?;
+        let plan = plan(location, &snapshot, subjects).await?;
+        if let Some(dir) = plan.stream_dirs.iter().next() {
+            if options.dry_run {
+                tracing::info!(
+                    dir,
+                    "stream files hold the subject; a real run compacts them first"
+                );
+            } else {
+                if let Some(dir) = plan.stream_dirs.intersection(&compacted).next() {
+                    return Err(still_streaming(location, dir));
+                }
+                compact_stream_files(location, &plan.stream_dirs).await?;
+                compacted.extend(plan.stream_dirs);
+                continue;
+            }
+        }
+        let mut receipt = plan.receipt(id, options.dry_run);
+        let Some(erasure) = erasure.as_mut() else {
+            return Ok((None, receipt));
+        };
+        if let Some(fleet) = fleet {
+            let purged = fleet.purge(&plan.purge).await.map_err(|e| {
+                Error::Unavailable(format!(
+                    "nothing was erased: the subject's Redis entries could not be purged ({e}); \
+                         run it again"
+                ))
+            })?;
+            receipt.redis = Some(RedisPurged {
+                cache_keys: purged.cache_keys,
+                idempotency_keys: purged.idempotency_keys,
+            });
+        }
+        if plan.found.is_empty() {
+            return Ok((None, receipt));
+        }
+        let matcher = plan.matcher.clone();
+        let erase: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
+        let files: Vec<LiveFile> = plan.found.iter().map(|f| f.file.clone()).collect();
+        let done = erasure.rewrite_all(files, &erase).await?;
+        receipt.rows_removed.values_mut().for_each(|n| *n = 0);
+        receipt.files_rewritten = 0;
+        let mut rewrites = Vec::new();
+        for (found, done) in plan.found.iter().zip(done) {
+            *receipt
+                .rows_removed
+                .entry(found.file.table().to_string())
+                .or_default() += done.rows_removed;
+            match done.rewrite.to {
+                Some(_) => receipt.files_rewritten += 1,
+                None => receipt.files_emptied += 1,
+            }
+            rewrites.push(done.rewrite);
+        }
+        if let Some(version) = erasure
+            .commit(Operation::Erase, &snapshot, rewrites, Some(id))
+            .await?
+        {
+            return Ok((Some(version), receipt));
+        }
+        tracing::info!("another writer changed the files this erasure rewrote; planning again");
+    }
+    Err(Error::Conflict(format!(
+        "{}: other writers kept changing the files holding the subject ({ATTEMPTS} tries); \
+         nothing was erased. Run it again.",
+        location.url_of("").trim_end_matches('/')
+    )))
+}
+
+/// Stream files of `dir` a compaction could not take: the newest cut of a
+/// live stream, whose files are still being moved in.
+pub(super) fn still_streaming(location: &Location, dir: &str) -> Error {
+    Error::Conflict(format!(
+        "{}: a stream is still moving its newest cut's files into this partition; nothing \
+         was changed. Run it again in a moment.",
+        location.url_of(dir).trim_end_matches('/')
+    ))
+}
+
+/// Compacts the partitions whose stream files hold the subject, so their
+/// rows are in a run's files that an erasure can rewrite.
+pub(super) async fn compact_stream_files(
+    location: &Location,
+    dirs: &BTreeSet<String>,
+) -> Result<()> {
+    use crate::publish::compact::{CompactOptions, compact};
+    for dir in dirs {
+        let Some((table, dt)) = dir
+            .split_once("/dt=")
+            .and_then(|(t, d)| Some((t, chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?)))
+        else {
+            return Err(Error::Internal(format!(
+                "{dir}: a stream file outside a dt= partition"
+            )));
+        };
+        let options = CompactOptions {
+            tables: vec![table.to_string()],
+            dt: Some(dt),
+            min_files: 1,
+            ..Default::default()
+        };
+        compact(location, &options).await?;
+    }
+    Ok(())
+}
+
+/// What an erasure will do.
+struct Plan {
+    found: Vec<Found>,
+    /// Directories whose stream files hold rows to erase.
+    stream_dirs: BTreeSet<String>,
+    matcher: Arc<Matcher>,
+    checked: usize,
+    purge: leadflow_fleet::purge::Subject,
+}
+
+impl Plan {
+    fn receipt(&self, id: &str, dry_run: bool) -> Receipt {
+        let mut rows_removed: BTreeMap<String, u64> = crate::sql::OUTPUT_TABLES
+            .iter()
+            .map(|t| (t.to_string(), 0))
+            .collect();
+        for found in &self.found {
+            *rows_removed
+                .entry(found.file.table().to_string())
+                .or_default() += found.rows;
+        }
+        Receipt {
+            id: id.to_string(),
+            format: 1,
+            dry_run,
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            version: None,
+            subjects: Vec::new(),
+            rows_removed,
+            files_rewritten: self.found.len(),
+            files_emptied: 0,
+            files_checked: self.checked,
+            redis: None,
+            kafka_topics: Vec::new(),
+        }
+    }
+}
+
+/// The columns that decide whether a row is about a subject.
+const LEAD_COLUMNS: [&str; 6] = [
+    "lead_id",
+    "email",
+    "phone_e164",
+    "found_phone_e164",
+    "full_name",
+    "company_website",
+];
+
+/// What one file holds of the subjects.
+#[derive(Default)]
+struct Hits {
+    rows: u64,
+    /// Lead ids of the rows found (from `enriched_leads`).
+    ids: Vec<String>,
+    keys: Vec<CacheKey>,
+    /// Numbers of the rows found.
+    numbers: Vec<String>,
+}
+
+/// Reads `files` (their `columns` only), as many at once as there are
+/// cores, and finds in each what `matcher` matches: the files with hits.
+async fn scan(
+    location: &Location,
+    files: Vec<LiveFile>,
+    columns: &'static [&'static str],
+    matcher: Arc<Matcher>,
+) -> Result<Vec<(LiveFile, Hits)>> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let jobs = files.into_iter().map(|file| {
+        let (location, matcher) = (location.clone(), matcher.clone());
+        async move {
+            tokio::spawn(async move {
+                let hits = scan_file(&location, &file, columns, &matcher).await?;
+                Ok::<_, Error>((file, hits))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("a scan failed: {e}")))?
+        }
+    });
+    let scanned: Vec<(LiveFile, Hits)> = futures::stream::iter(jobs)
+        .buffer_unordered(cores)
+        .try_collect()
+        .await?;
+    Ok(scanned.into_iter().filter(|(_, h)| h.rows > 0).collect())
+}
+
+/// What `file` (its `columns`) holds of the subjects.
+async fn scan_file(
+    location: &Location,
+    file: &LiveFile,
+    columns: &[&str],
+    matcher: &Matcher,
+) -> Result<Hits> {
+    let table = file.table();
+    let mut hits = Hits::default();
+    let mut batches = erase::read(location, file, Some(columns)).await?;
+    while let Some(batch) = batches.next().await.transpose()? {
+        let found = matcher.matches(table, &batch)?;
+        if found.true_count() == 0 {
+            continue;
+        }
+        hits.rows += found.true_count() as u64;
+        if table != "enriched_leads" {
+            continue;
+        }
+        let text = |name: &str| strings(&batch, name);
+        let [ids, emails, phones, found_phones, names, websites] = LEAD_COLUMNS.map(text);
+        for i in (0..batch.num_rows()).filter(|&i| found.value(i)) {
+            let at = |c: &Option<ArrayRef>| value(c, i).unwrap_or_default().to_string();
+            if let Some(id) = value(&ids, i) {
+                hits.ids.push(id.to_string());
+            }
+            hits.keys
+                .extend(CacheKey::new(&at(&emails), &at(&names), &at(&websites)));
+            for phone in [value(&phones, i), value(&found_phones, i)]
+                .into_iter()
+                .flatten()
+            {
+                hits.keys.push(CacheKey::of_number(phone));
+                hits.numbers.push(phone.to_string());
+            }
+        }
+    }
+    Ok(hits)
+}
+
+/// Finds the files holding the subjects' rows: `enriched_leads` first (its
+/// rows give the lead ids whose calls go too), then the other tables.
+async fn plan(location: &Location, snapshot: &Snapshot, subjects: &Subjects) -> Result<Plan> {
+    let mut matcher = Matcher::new(subjects);
+    let mut purge = leadflow_fleet::purge::Subject::default();
+    for email in &subjects.emails {
+        purge.keys.extend(CacheKey::new(email, "", ""));
+    }
+    for phone in &subjects.phones {
+        purge.keys.insert(CacheKey::of_number(phone));
+    }
+    let leads = erase::live_files(location, snapshot, &["enriched_leads"]).await?;
+    let checked = leads.len();
+    let first = scan(
+        location,
+        leads.clone(),
+        &LEAD_COLUMNS,
+        Arc::new(matcher.clone()),
+    )
+    .await?;
+    let mut found = BTreeMap::new();
+    for (file, hits) in first {
+        matcher.found_ids.extend(hits.ids);
+        purge.keys.extend(hits.keys);
+        purge.needles.extend(hits.numbers);
+        found.insert(
+            file.rel.clone(),
+            Found {
+                file,
+                rows: hits.rows,
+            },
+        );
+    }
+    // The lead ids found are part of the subject from here on: in the
+    // leads' own rows (another row of the same lead, with another email),
+    // their calls and their rejects. The lead files are read again (their
+    // ids only) when ids were found.
+    let matcher = Arc::new(matcher);
+    let mut again = Vec::new();
+    if !matcher.found_ids.is_empty() {
+        again.extend(scan(location, leads, &["lead_id"], matcher.clone()).await?);
+    }
+    let usage = erase::live_files(location, snapshot, &["provider_usage"]).await?;
+    let rejects = erase::live_files(location, snapshot, &["rejects"]).await?;
+    let checked = checked + usage.len() + rejects.len();
+    if !matcher.found_ids.is_empty() || !matcher.ids.is_empty() {
+        again.extend(scan(location, usage, &["lead_id"], matcher.clone()).await?);
+    }
+    again.extend(scan(location, rejects, &["raw"], matcher.clone()).await?);
+    for (file, hits) in again {
+        let rows = found.get(&file.rel).map_or(0, |f| f.rows).max(hits.rows);
+        found.insert(file.rel.clone(), Found { file, rows });
+    }
+    purge.needles.extend(subjects.emails.iter().cloned());
+    purge.needles.extend(
+        matcher
+            .found_ids
+            .iter()
+            .chain(&subjects.lead_ids)
+            .map(|id| serde_json::Value::String(id.clone()).to_string()),
+    );
+    let found: Vec<Found> = found.into_values().collect();
+    let stream_dirs = found
+        .iter()
+        .filter(|f| f.file.stream)
+        .map(|f| f.file.dir().to_string())
+        .collect();
+    Ok(Plan {
+        found,
+        stream_dirs,
+        matcher,
+        checked,
+        purge,
+    })
+}
+
+/// A set of strings looked up once per row of every file: a fast hash.
+type Set = HashSet<String, xxhash_rust::xxh3::Xxh3DefaultBuilder>;
+
+/// Decides, row by row, whether a row is about a subject.
+#[derive(Debug, Clone)]
+struct Matcher {
+    emails: Set,
+    phones: Set,
+    /// Lead ids given, and those of the subject's leads found.
+    ids: Set,
+    found_ids: Set,
+    /// What a reject's raw text is searched for (lowercase).
+    needles: Vec<String>,
+}
+
+impl Matcher {
+    fn new(subjects: &Subjects) -> Self {
+        let mut needles: Vec<String> = subjects.emails.iter().cloned().collect();
+        for phone in &subjects.phones {
+            needles.push(phone.clone());
+            needles.push(phone.trim_start_matches('+').to_string());
+        }
+        needles.extend(subjects.lead_ids.iter().map(|id| id.to_lowercase()));
+        Self {
+            emails: subjects.emails.iter().cloned().collect(),
+            phones: subjects.phones.iter().cloned().collect(),
+            ids: subjects.lead_ids.iter().cloned().collect(),
+            found_ids: Set::default(),
+            needles,
+        }
+    }
+
+    fn has_id(&self, id: &str) -> bool {
+        self.ids.contains(id) || self.found_ids.contains(id)
+    }
+
+    /// `true` for each row of `batch` (of `table`) about a subject.
+    fn matches(&self, table: &str, batch: &RecordBatch) -> Result<BooleanArray> {
+        let rows = batch.num_rows();
+        let mut hit = vec![false; rows];
+        match table {
+            "enriched_leads" => {
+                if let Some(ids) = strings(batch, "lead_id") {
+                    mark(&mut hit, &ids, |v| self.has_id(v));
+                }
+                if let Some(emails) = strings(batch, "email") {
+                    mark(&mut hit, &emails, |v| {
+                        // Most addresses are written trimmed and in lower
+                        // case: looked up as they are, without a copy.
+                        let plain = !v
+                            .bytes()
+                            .any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace())
+                            && v.is_ascii();
+                        match plain {
+                            true => self.emails.contains(v),
+                            false => self.emails.contains(v.trim().to_lowercase().as_str()),
+                        }
+                    });
+                }
+                for column in ["phone_e164", "found_phone_e164"] {
+                    if let Some(phones) = strings(batch, column) {
+                        mark(&mut hit, &phones, |v| self.phones.contains(v));
+                    }
+                }
+            }
+            "provider_usage" => {
+                if let Some(ids) = strings(batch, "lead_id") {
+                    mark(&mut hit, &ids, |v| self.has_id(v));
+                }
+            }
+            _ => {
+                if let Some(raw) = strings(batch, "raw") {
+                    let ids: Vec<String> =
+                        self.found_ids.iter().map(|i| i.to_lowercase()).collect();
+                    mark(&mut hit, &raw, |v| {
+                        let v = v.to_lowercase();
+                        self.needles
+                            .iter()
+                            .chain(&ids)
+                            .any(|n| contains_token(&v, n))
+                    });
+                }
+            }
+        }
+        Ok(BooleanArray::from(hit))
+    }
+}
+
+/// Sets `hit[i]` where row `i` of `column` is valid and `test` holds.
+fn mark(hit: &mut [bool], column: &ArrayRef, test: impl Fn(&str) -> bool) {
+    let column = column.as_string::<i32>();
+    for (i, h) in hit.iter_mut().enumerate() {
+        if !*h && column.is_valid(i) && test(column.value(i)) {
+            *h = true;
+        }
+    }
+}
+
+/// Column `name` of `batch` as UTF-8, when it has it.
+fn strings(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    let column = batch.column_by_name(name)?;
+    match column.data_type() {
+        DataType::Utf8 => Some(column.clone()),
+        _ => cast(column, &DataType::Utf8).ok(),
+    }
+}
+
+fn value(column: &Option<ArrayRef>, i: usize) -> Option<&str> {
+    let column = column.as_ref()?.as_string::<i32>();
+    column.is_valid(i).then(|| column.value(i))
+}
+
+/// Whether `needle` occurs in `hay` as a whole token: not inside a longer
+/// word, address or number (`ana@x.io` is not in `hana@x.io`, `+4930123`
+/// is not in `+49301234`).
+fn contains_token(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let part = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '%');
+    hay.match_indices(needle).any(|(at, _)| {
+        let before = hay[..at].chars().next_back();
+        let after = hay[at + needle.len()..].chars().next();
+        // A trailing `.` ends a sentence, not an address.
+        let after_ok = match after {
+            None => true,
+            Some('.') => hay[at + needle.len() + 1..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric()),
+            Some(c) => !part(c),
+        };
+        before.is_none_or(|c| !part(c)) && after_ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_whole() {
+        assert!(contains_token("x,ana@x.io,y", "ana@x.io"));
+        assert!(contains_token("\"email\":\"ana@x.io\"", "ana@x.io"));
+        assert!(contains_token("mail ana@x.io.", "ana@x.io"));
+        assert!(!contains_token("x,hana@x.io,y", "ana@x.io"));
+        assert!(!contains_token("x,ana@x.io.uk,y", "ana@x.io"));
+        assert!(contains_token("tel +4930123456;", "+4930123456"));
+        assert!(!contains_token("tel +49301234567", "+4930123456"));
+        assert!(!contains_token("tel +4930123456", "4930123456"));
+        assert!(contains_token("tel 4930123456", "4930123456"));
+        assert!(!contains_token("L-10", "l-1"));
+    }
+
+    #[test]
+    fn subjects_are_normalized_and_bad_ones_named() {
+        let mut s = Subjects::default();
+        s.email("  Ana@X.io ").unwrap();
+        s.phone("+49 30 1234567").unwrap();
+        assert_eq!(s.emails.iter().next().unwrap(), "ana@x.io");
+        assert_eq!(s.phones.iter().next().unwrap(), "+49301234567");
+        assert!(s.email("ana").is_err());
+        let e = s.phone("030 1234567").unwrap_err().to_string();
+        assert!(e.contains("E.164"), "{e}");
+    }
+
+    #[test]
+    fn receipts_name_subjects_by_keyed_hash_only() {
+        let a = hmac_hex(b"0123456789abcdef", "email:ana@x.io");
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("ana"));
+        assert_ne!(a, hmac_hex(b"0123456789abcdeg", "email:ana@x.io"));
+    }
+}
