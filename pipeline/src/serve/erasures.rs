@@ -66,6 +66,8 @@ pub(super) struct Erasures {
     location: Location,
     config: LeadflowConfig,
     started: Mutex<HashMap<String, ErasureView>>,
+    /// The erasures under way, awaited when the server stops.
+    running: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Erasures {
@@ -74,6 +76,7 @@ impl Erasures {
             location,
             config,
             started: Mutex::default(),
+            running: Mutex::default(),
         })
     }
 
@@ -115,7 +118,7 @@ impl Erasures {
             .expect("not poisoned")
             .insert(id.clone(), view.clone());
         let this = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let options = ForgetOptions {
                 dry_run: false,
                 config: this.config.clone(),
@@ -136,7 +139,20 @@ impl Erasures {
                 }
             }
         });
+        let mut running = self.running.lock().expect("not poisoned");
+        running.retain(|t| !t.is_finished());
+        running.push(task);
         Ok(view)
+    }
+
+    /// Waits for the erasures under way: a server asked to stop finishes
+    /// what it accepted (each is one commit; one cut short would commit
+    /// nothing and leave its receipt unwritten).
+    pub(super) async fn finish(&self) {
+        let running = std::mem::take(&mut *self.running.lock().expect("not poisoned"));
+        for task in running {
+            let _ = task.await;
+        }
     }
 
     /// Erasure `id`: one this server started, else its receipt in the

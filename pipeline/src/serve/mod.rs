@@ -232,7 +232,9 @@ pub async fn serve(
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await;
-    // Every request has been answered: what they wrote is committed now.
+    // Every request has been answered: what they wrote is committed now,
+    // and the erasures they started are carried out.
+    app.erasures.finish().await;
     readiness.abort();
     worker.abort();
     epochs.stop_committing();

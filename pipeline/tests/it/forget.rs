@@ -466,40 +466,13 @@ async fn forget_purges_the_subjects_cached_answers_so_only_they_are_asked_again(
 /// (today counted), as one commit; everything else stays byte for byte.
 #[tokio::test]
 async fn retain_drops_exactly_the_partitions_past_their_days() {
-    use datafusion::arrow::array::{
-        Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    };
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out");
     let out = out_path.display().to_string();
     let today = chrono::Utc::now().date_naive();
     let days_ago = |n: i64| today - chrono::Duration::days(n);
-    // Rejects of earlier days (an output's files from before its log are
-    // kept by the first commit, as a run of their own).
     for (age, rows) in [(30, 3), (7, 2), (6, 1)] {
-        let day = days_ago(age);
-        let dt_dir = out_path.join(format!("rejects/dt={day}"));
-        std::fs::create_dir_all(&dt_dir).unwrap();
-        let at = day
-            .and_hms_opt(12, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp_micros();
-        let batch = RecordBatch::try_new(
-            leadflow_schemas::reject_schema(),
-            vec![
-                std::sync::Arc::new(StringArray::from(vec!["old.csv"; rows])),
-                std::sync::Arc::new(Int64Array::from(vec![2i64; rows])),
-                std::sync::Arc::new(StringArray::from(vec!["x,y"; rows])),
-                std::sync::Arc::new(StringArray::from(vec!["bad"; rows])),
-                std::sync::Arc::new(StringArray::from(vec!["old"; rows])),
-                std::sync::Arc::new(
-                    TimestampMicrosecondArray::from(vec![at; rows]).with_timezone("UTC"),
-                ),
-            ],
-        )
-        .unwrap();
-        super::support::write_parquet(&dt_dir.join("part-old.parquet"), &batch);
+        old_rejects(&out_path, days_ago(age), rows);
     }
     run(config(&example(), &out)).await;
     let rejects_today = count(&out, "select count(*) from rejects where run_id <> 'old'").await;
@@ -561,4 +534,82 @@ async fn retain_drops_exactly_the_partitions_past_their_days() {
     let again = retain(false);
     assert!(String::from_utf8_lossy(&again.stderr).contains("no partition old enough"));
     assert_eq!(table_files(&out_path), after);
+}
+
+/// `rows` rejects of `day` written into `out` before its first commit (an
+/// output's files from before its log are kept by the first commit, as a
+/// run of their own).
+fn old_rejects(out: &Path, day: chrono::NaiveDate, rows: usize) {
+    use datafusion::arrow::array::{
+        Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use std::sync::Arc;
+    let dt_dir = out.join(format!("rejects/dt={day}"));
+    std::fs::create_dir_all(&dt_dir).unwrap();
+    let at = day
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    let batch = RecordBatch::try_new(
+        leadflow_schemas::reject_schema(),
+        vec![
+            Arc::new(StringArray::from(vec!["old.csv"; rows])),
+            Arc::new(Int64Array::from(vec![2i64; rows])),
+            Arc::new(StringArray::from(vec!["x,y"; rows])),
+            Arc::new(StringArray::from(vec!["bad"; rows])),
+            Arc::new(StringArray::from(vec!["old"; rows])),
+            Arc::new(TimestampMicrosecondArray::from(vec![at; rows]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    super::support::write_parquet(&dt_dir.join("part-old.parquet"), &batch);
+}
+
+/// `leadflow batch` applies `[retention]` after it publishes.
+#[test]
+fn a_batch_drops_what_retention_no_longer_keeps_after_it_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let today = chrono::Utc::now().date_naive();
+    old_rejects(&out, today - chrono::Duration::days(40), 2);
+    let old = out.join(format!(
+        "rejects/dt={}/part-old.parquet",
+        today - chrono::Duration::days(40)
+    ));
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join(format!("dt={today}"))).unwrap();
+    std::fs::copy(example(), input.join(format!("dt={today}/leads.csv"))).unwrap();
+    let config = dir.path().join("retain.toml");
+    std::fs::write(&config, "[retention]\nrejects_days = 30\n").unwrap();
+    let done = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args([
+            "batch",
+            "--no-progress",
+            "--date",
+            &today.to_string(),
+            "--input",
+        ])
+        .arg(format!("{}/dt={{date}}/", input.display()))
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[retention] dropped rejects/dt="),
+        "{stderr}"
+    );
+    assert!(!old.exists());
+    assert!(
+        table_files(&out)
+            .keys()
+            .any(|f| f.to_string_lossy().contains(&format!("rejects/dt={today}"))),
+        "today's rejects stay"
+    );
 }
