@@ -17,8 +17,9 @@ use crate::keys::cache_key_of;
 pub struct Subject {
     /// Their leads' and numbers' cache keys.
     pub keys: HashSet<CacheKey>,
-    /// Texts that, found in a stored answer, make it theirs: lead ids (as
-    /// JSON strings), numbers in E.164, emails.
+    /// Texts that, found in a stored answer as whole tokens (any case),
+    /// make it theirs: lead ids (as JSON strings), numbers in E.164,
+    /// emails (lowercase).
     pub needles: Vec<String>,
 }
 
@@ -60,8 +61,8 @@ impl Fleet {
                 let Value::BulkString(bytes) = value else {
                     continue;
                 };
-                let text = String::from_utf8_lossy(&bytes);
-                if subject.needles.iter().any(|n| text.contains(n.as_str())) {
+                let text = String::from_utf8_lossy(&bytes).to_lowercase();
+                if subject.needles.iter().any(|n| contains_token(&text, n)) {
                     theirs.push(key);
                 }
             }
@@ -126,5 +127,83 @@ fn unanswered(command: &str, e: Failed) -> String {
         Failed::NotApplied => format!("Redis is offline or refused {command}"),
         Failed::Unknown => format!("Redis did not answer {command} in time"),
         Failed::Refused(said) => format!("Redis refused {command}: {said}"),
+    }
+}
+
+/// Whether `needle` occurs in `hay` as a whole token: not inside a longer
+/// word, address or number (`ana@x.io` is not in `hana@x.io`, `+4930123`
+/// is not in `+49301234`).
+pub fn contains_token(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let part = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '%');
+    hay.match_indices(needle).any(|(at, _)| {
+        let before = hay[..at].chars().next_back();
+        let after = hay[at + needle.len()..].chars().next();
+        // A trailing `.` ends a sentence, not an address.
+        let after_ok = match after {
+            None => true,
+            Some('.') => hay[at + needle.len() + 1..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric()),
+            Some(c) => !part(c),
+        };
+        // A needle that starts (or ends) with a delimiter of its own (a
+        // JSON string's quote) needs no boundary on that side.
+        let starts_inside = needle.chars().next().is_some_and(part);
+        let ends_inside = needle.chars().next_back().is_some_and(part);
+        (!starts_inside || before.is_none_or(|c| !part(c))) && (!ends_inside || after_ok)
+    })
+}
+
+/// `text` with the separators inside numbers dropped (`+49 (30) 123-456`
+/// → `+4930123456`): a space, `-`, `.`, `/` or parenthesis that follows a
+/// digit and precedes one (past other such separators) goes.
+pub fn collapse_phones(text: &str) -> String {
+    let separator = |c: char| matches!(c, ' ' | '-' | '.' | '/' | '(' | ')' | '\u{a0}');
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if separator(c)
+            && out.chars().next_back().is_some_and(|p| p.is_ascii_digit())
+            && chars[i + 1..]
+                .iter()
+                .find(|&&n| !separator(n))
+                .is_some_and(char::is_ascii_digit)
+        {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_lose_their_separators_and_words_keep_theirs() {
+        assert_eq!(collapse_phones("+49 (30) 123-456"), "+4930123456");
+        assert_eq!(collapse_phones("tel (030) 12 34 56."), "tel (030123456.");
+        assert_eq!(collapse_phones("ana.b@x.io, 2 3"), "ana.b@x.io, 23");
+    }
+
+    #[test]
+    fn a_token_is_whole() {
+        assert!(contains_token("x,ana@x.io,y", "ana@x.io"));
+        assert!(contains_token("\"email\":\"ana@x.io\"", "ana@x.io"));
+        assert!(contains_token("mail ana@x.io.", "ana@x.io"));
+        assert!(!contains_token("x,hana@x.io,y", "ana@x.io"));
+        assert!(!contains_token("x,ana@x.io.uk,y", "ana@x.io"));
+        assert!(contains_token("tel +4930123456;", "+4930123456"));
+        assert!(!contains_token("tel +49301234567", "+4930123456"));
+        assert!(!contains_token("tel +4930123456", "4930123456"));
+        assert!(contains_token("tel 4930123456", "4930123456"));
+        assert!(!contains_token("L-10", "l-1"));
+        assert!(contains_token("{\"lead_id\":\"2\",", "\"2\""));
+        assert!(!contains_token("{\"lead_id\":\"22\",", "\"2\""));
     }
 }

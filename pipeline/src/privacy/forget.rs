@@ -33,6 +33,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBat
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use futures::{StreamExt, TryStreamExt};
+use leadflow_fleet::purge::{collapse_phones, contains_token};
 use leadflow_waterfall::CacheKey;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
@@ -43,12 +44,11 @@ use crate::publish::erase::{self, EraseRows, Erasure, LiveFile};
 use crate::publish::log::{Operation, Snapshot};
 use crate::storage::Location;
 
-/// Where receipts are kept in an output.
-pub const RECEIPTS: &str = "_leadflow/erasures";
+pub use crate::publish::erase::RECEIPTS;
 
 /// Plans tried before giving up when other writers keep taking the files
 /// an erasure rewrites.
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: usize = 20;
 
 /// The people to forget, normalized.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +64,10 @@ impl Subjects {
     /// Adds an email.
     pub fn email(&mut self, email: &str) -> Result<()> {
         let email = email.trim().to_lowercase();
-        if !email.contains('@') || email.chars().any(char::is_whitespace) {
+        let whole = email
+            .rsplit_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        if !whole || email.chars().any(char::is_whitespace) {
             return Err(Error::Usage(format!(
                 "email {email:?} is not an email address"
             )));
@@ -108,8 +111,9 @@ impl Subjects {
             .headers()
             .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?
             .clone();
+        let headers: Vec<String> = headers.iter().map(|h| h.to_lowercase()).collect();
         for h in &headers {
-            if !["email", "lead_id", "phone"].contains(&h) {
+            if !["email", "lead_id", "phone"].contains(&h.as_str()) {
                 return Err(Error::Usage(format!(
                     "{}: column {h:?} is not one forget reads (email, lead_id, phone)",
                     path.display()
@@ -126,7 +130,7 @@ impl Subjects {
                     continue;
                 }
                 named = true;
-                let added = match h {
+                let added = match h.as_str() {
                     "email" => self.email(value),
                     "lead_id" => self.lead_id(value),
                     _ => self.phone(value),
@@ -140,6 +144,12 @@ impl Subjects {
                 )));
             }
             rows += 1;
+        }
+        if rows == 0 {
+            return Err(Error::Usage(format!(
+                "{}: the file has a header and no subject rows",
+                path.display()
+            )));
         }
         Ok(rows)
     }
@@ -259,6 +269,7 @@ pub async fn forget(
         ));
     }
     let key = receipt_key(&options.config, options.dry_run)?;
+    super::refuse_non_output(location).await?;
     let fleet = match (&options.config.redis.url, options.dry_run) {
         (Some(url), false) => Some(
             leadflow_fleet::Fleet::observe(url, options.config.redis.clone())
@@ -267,37 +278,50 @@ pub async fn forget(
         ),
         _ => None,
     };
-    let started_at = Utc::now();
-    let id = options.id.clone().unwrap_or_else(new_receipt_id);
-    let mut erasure = if options.dry_run {
-        None
-    } else {
-        Some(Erasure::open(location).await?)
+    let stream = crate::stream::ledger::StreamCommits::read(location).await?;
+    let receipt = Receipt {
+        id: options.id.clone().unwrap_or_else(new_receipt_id),
+        format: 1,
+        dry_run: options.dry_run,
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        version: None,
+        subjects: match &key {
+            Some(key) => subjects.named().map(|s| hmac_hex(key, &s)).collect(),
+            None => Vec::new(),
+        },
+        rows_removed: crate::sql::OUTPUT_TABLES
+            .iter()
+            .map(|t| (t.to_string(), 0))
+            .collect(),
+        files_rewritten: 0,
+        files_emptied: 0,
+        files_checked: 0,
+        redis: None,
+        kafka_topics: stream.topics().into_iter().map(str::to_string).collect(),
+    };
+    let erasure = match options.dry_run {
+        true => None,
+        false => Some(Erasure::open(location).await?),
     };
     let result = attempt(
         location,
         subjects,
-        options,
         fleet.as_ref(),
-        &mut erasure,
-        &id,
+        erasure.as_ref(),
+        receipt,
     )
     .await;
     if let Some(erasure) = erasure {
         erasure.close().await;
     }
-    let (version, mut receipt) = result?;
-    receipt.started_at = started_at;
-    receipt.finished_at = Utc::now();
-    receipt.version = version;
-    receipt.subjects = subjects
-        .named()
-        .map(|s| hmac_hex(key.as_deref().unwrap_or_default(), &s))
-        .collect();
-    let stream = crate::stream::ledger::StreamCommits::read(location).await?;
-    receipt.kafka_topics = stream.topics().into_iter().map(str::to_string).collect();
-    if !options.dry_run {
-        let path = location.child(&format!("{RECEIPTS}/{id}.json"));
+    let mut receipt = result?;
+    // A committed erasure's receipt is written with its commit's files
+    // (by whoever finishes it, should this process die first); a request
+    // that found nothing gets one too.
+    if receipt.version.is_none() && !receipt.dry_run {
+        receipt.finished_at = Utc::now();
+        let path = location.child(&format!("{RECEIPTS}/{}.json", receipt.id));
         let body = serde_json::to_vec_pretty(&receipt).expect("a receipt serializes");
         location.store.put(&path, body.into()).await?;
     }
@@ -306,7 +330,12 @@ pub async fn forget(
 
 /// The receipt's HMAC key; a real erasure needs one.
 fn receipt_key(config: &LeadflowConfig, dry_run: bool) -> Result<Option<Vec<u8>>> {
-    let Some(var) = &config.privacy.receipt_key_env else {
+    let Some(var) = config
+        .privacy
+        .receipt_key_env
+        .as_ref()
+        .filter(|v| !v.is_empty())
+    else {
         if dry_run {
             return Ok(None);
         }
@@ -339,84 +368,147 @@ fn hmac_hex(key: &[u8], text: &str) -> String {
 }
 
 /// Plans, purges and commits, planning again when another writer took a
-/// file first: the committed version (if any) and the receipt's counts.
+/// file first: the receipt, with its commit's version (if any).
 async fn attempt(
     location: &Location,
     subjects: &Subjects,
-    options: &ForgetOptions,
     fleet: Option<&leadflow_fleet::Fleet>,
-    erasure: &mut Option<Erasure>,
-    id: &str,
-) -> Result<(Option<u64>, Receipt)> {
+    erasure: Option<&Erasure>,
+    base: Receipt,
+) -> Result<Receipt> {
     let mut compacted = BTreeSet::new();
     for _ in 0..ATTEMPTS {
         let snapshot = Snapshot::read(location).await?;
-        let plan = plan(location, &snapshot, subjects).await?;
-        if let Some(dir) = plan.stream_dirs.iter().next() {
-            if options.dry_run {
+        let tried = async {
+            let plan = plan(location, &snapshot, subjects).await?;
+            if moved(location, &snapshot, &plan).await? {
                 tracing::info!(
-                    dir,
-                    "stream files hold the subject; a real run compacts them first"
+                    "a file this erasure was to read was compacted away; planning again"
                 );
-            } else {
+                return Ok(None);
+            }
+            if !plan.stream_dirs.is_empty() && erasure.is_some() {
                 if let Some(dir) = plan.stream_dirs.intersection(&compacted).next() {
                     return Err(still_streaming(location, dir));
                 }
                 compact_stream_files(location, &plan.stream_dirs).await?;
                 compacted.extend(plan.stream_dirs);
-                continue;
+                return Ok(None);
             }
-        }
-        let mut receipt = plan.receipt(id, options.dry_run);
-        let Some(erasure) = erasure.as_mut() else {
-            return Ok((None, receipt));
+            let mut receipt = plan.receipt(&base);
+            let Some(erasure) = erasure else {
+                return Ok(Some(receipt));
+            };
+            if let Some(fleet) = fleet {
+                let purged = fleet.purge(&plan.purge).await.map_err(|e| {
+                    Error::Unavailable(format!(
+                        "nothing was erased: the subject's Redis entries could not be purged \
+                         ({e}); run it again"
+                    ))
+                })?;
+                receipt.redis = Some(RedisPurged {
+                    cache_keys: purged.cache_keys,
+                    idempotency_keys: purged.idempotency_keys,
+                });
+            }
+            if plan.found.is_empty() {
+                return Ok(Some(receipt));
+            }
+            let matcher = plan.matcher.clone();
+            let erase: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
+            let files: Vec<LiveFile> = plan.found.iter().map(|f| f.file.clone()).collect();
+            let done = erasure.rewrite_all(files, &erase).await?;
+            receipt.rows_removed.values_mut().for_each(|n| *n = 0);
+            receipt.files_rewritten = 0;
+            let mut rewrites = Vec::new();
+            for (found, done) in plan.found.iter().zip(done) {
+                *receipt
+                    .rows_removed
+                    .entry(found.file.table().to_string())
+                    .or_default() += done.rows_removed;
+                match done.rewrite.to {
+                    Some(_) => receipt.files_rewritten += 1,
+                    None => receipt.files_emptied += 1,
+                }
+                rewrites.push(done.rewrite);
+            }
+            receipt.finished_at = Utc::now();
+            let stamped = serde_json::to_value(&receipt).expect("a receipt serializes");
+            let committed = erasure
+                .commit(Operation::Erase, &snapshot, rewrites, Some(stamped))
+                .await?;
+            if committed.is_none() {
+                tracing::info!(
+                    "a file this erasure rewrote left the output meanwhile; planning again"
+                );
+            }
+            Ok(committed.map(|version| Receipt {
+                version: Some(version),
+                ..receipt
+            }))
         };
-        if let Some(fleet) = fleet {
-            let purged = fleet.purge(&plan.purge).await.map_err(|e| {
-                Error::Unavailable(format!(
-                    "nothing was erased: the subject's Redis entries could not be purged ({e}); \
-                         run it again"
-                ))
-            })?;
-            receipt.redis = Some(RedisPurged {
-                cache_keys: purged.cache_keys,
-                idempotency_keys: purged.idempotency_keys,
-            });
-        }
-        if plan.found.is_empty() {
-            return Ok((None, receipt));
-        }
-        let matcher = plan.matcher.clone();
-        let erase: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
-        let files: Vec<LiveFile> = plan.found.iter().map(|f| f.file.clone()).collect();
-        let done = erasure.rewrite_all(files, &erase).await?;
-        receipt.rows_removed.values_mut().for_each(|n| *n = 0);
-        receipt.files_rewritten = 0;
-        let mut rewrites = Vec::new();
-        for (found, done) in plan.found.iter().zip(done) {
-            *receipt
-                .rows_removed
-                .entry(found.file.table().to_string())
-                .or_default() += done.rows_removed;
-            match done.rewrite.to {
-                Some(_) => receipt.files_rewritten += 1,
-                None => receipt.files_emptied += 1,
+        match tried.await {
+            Ok(Some(receipt)) => return Ok(receipt),
+            Ok(None) => {}
+            // A file read was taken out of the output by a commit since
+            // (a rerun, a compaction): plan again from the newer version.
+            Err(e) if Snapshot::read(location).await?.version != snapshot.version => {
+                tracing::info!(error = %e, "the output changed while this erasure read it; planning again");
+                if let Some(erasure) = erasure {
+                    erasure.clear().await?;
+                }
             }
-            rewrites.push(done.rewrite);
+            Err(e) => return Err(e),
         }
-        if let Some(version) = erasure
-            .commit(Operation::Erase, &snapshot, rewrites, Some(id))
-            .await?
-        {
-            return Ok((Some(version), receipt));
-        }
-        tracing::info!("another writer changed the files this erasure rewrote; planning again");
     }
     Err(Error::Conflict(format!(
         "{}: other writers kept changing the files holding the subject ({ATTEMPTS} tries); \
          nothing was erased. Run it again.",
         location.url_of("").trim_end_matches('/')
     )))
+}
+
+/// Whether a file in `plan.gone` (left the output after `snapshot`, before
+/// it was read) had its rows moved into files that hold the subject (by a
+/// compaction, an erasure or a retention): then the plan is made again. A
+/// file a rerun replaced took its rows out of the output; one compacted
+/// into files without the subject (most are: other people's) changes
+/// nothing, and only those new files are read to tell.
+async fn moved(location: &Location, snapshot: &Snapshot, plan: &Plan) -> Result<bool> {
+    if plan.gone.is_empty() {
+        return Ok(false);
+    }
+    let latest = Snapshot::read(location).await?;
+    let since = latest.commits_after(location, snapshot.version).await?;
+    let into: HashSet<&str> = since
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.operation,
+                Operation::Compact | Operation::Erase | Operation::Retain
+            ) && c.remove.iter().any(|f| plan.gone.contains(f))
+        })
+        .flat_map(|c| c.add())
+        .collect();
+    if into.is_empty() {
+        return Ok(false);
+    }
+    let tables = crate::sql::OUTPUT_TABLES;
+    let files: Vec<LiveFile> = erase::live_files(location, &latest, &tables)
+        .await?
+        .into_iter()
+        .filter(|f| into.contains(f.rel.as_str()))
+        .collect();
+    let by: &'static [&'static str] = &[
+        "lead_id",
+        "email",
+        "phone_e164",
+        "found_phone_e164",
+        "phone_raw",
+        "raw",
+    ];
+    let scanned = scan(location, files, by, plan.matcher.clone()).await?;
+    Ok(!scanned.is_empty())
 }
 
 /// Stream files of `dir` a compaction could not take: the newest cut of a
@@ -459,6 +551,8 @@ pub(super) async fn compact_stream_files(
 /// What an erasure will do.
 struct Plan {
     found: Vec<Found>,
+    /// Files that left the output before they could be read.
+    gone: BTreeSet<String>,
     /// Directories whose stream files hold rows to erase.
     stream_dirs: BTreeSet<String>,
     matcher: Arc<Matcher>,
@@ -467,31 +561,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn receipt(&self, id: &str, dry_run: bool) -> Receipt {
-        let mut rows_removed: BTreeMap<String, u64> = crate::sql::OUTPUT_TABLES
-            .iter()
-            .map(|t| (t.to_string(), 0))
-            .collect();
+    /// `base` with what this plan would remove.
+    fn receipt(&self, base: &Receipt) -> Receipt {
+        let mut receipt = base.clone();
         for found in &self.found {
-            *rows_removed
+            *receipt
+                .rows_removed
                 .entry(found.file.table().to_string())
                 .or_default() += found.rows;
         }
-        Receipt {
-            id: id.to_string(),
-            format: 1,
-            dry_run,
-            started_at: Utc::now(),
-            finished_at: Utc::now(),
-            version: None,
-            subjects: Vec::new(),
-            rows_removed,
-            files_rewritten: self.found.len(),
-            files_emptied: 0,
-            files_checked: self.checked,
-            redis: None,
-            kafka_topics: Vec::new(),
-        }
+        receipt.files_rewritten = self.found.len();
+        receipt.files_checked = self.checked;
+        receipt
     }
 }
 
@@ -514,22 +595,24 @@ struct Hits {
     keys: Vec<CacheKey>,
     /// Numbers of the rows found.
     numbers: Vec<String>,
+    /// The file left the output while it was to be read.
+    gone: bool,
 }
 
-/// Reads `files` (their `columns` only), as many at once as there are
-/// cores, and finds in each what `matcher` matches: the files with hits.
+/// Reads `files`, as many at once as there are cores, and finds in each
+/// the rows `matcher` matches by their `by` columns (the others of
+/// [`LEAD_COLUMNS`] decoded for those rows only): the files with hits.
 async fn scan(
     location: &Location,
     files: Vec<LiveFile>,
-    columns: &'static [&'static str],
+    by: &'static [&'static str],
     matcher: Arc<Matcher>,
 ) -> Result<Vec<(LiveFile, Hits)>> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let jobs = files.into_iter().map(|file| {
         let (location, matcher) = (location.clone(), matcher.clone());
         async move {
             tokio::spawn(async move {
-                let hits = scan_file(&location, &file, columns, &matcher).await?;
+                let hits = scan_file(&location, &file, by, matcher).await?;
                 Ok::<_, Error>((file, hits))
             })
             .await
@@ -537,34 +620,51 @@ async fn scan(
         }
     });
     let scanned: Vec<(LiveFile, Hits)> = futures::stream::iter(jobs)
-        .buffer_unordered(cores)
+        .buffer_unordered(erase::cores())
         .try_collect()
         .await?;
-    Ok(scanned.into_iter().filter(|(_, h)| h.rows > 0).collect())
+    Ok(scanned
+        .into_iter()
+        .filter(|(_, h)| h.rows > 0 || h.gone)
+        .collect())
 }
 
-/// What `file` (its `columns`) holds of the subjects.
+/// What `file` holds of the subjects, chosen by its `by` columns.
 async fn scan_file(
     location: &Location,
     file: &LiveFile,
-    columns: &[&str],
-    matcher: &Matcher,
+    by: &[&str],
+    matcher: Arc<Matcher>,
 ) -> Result<Hits> {
     let table = file.table();
     let mut hits = Hits::default();
-    let mut batches = erase::read(location, file, Some(columns)).await?;
-    while let Some(batch) = batches.next().await.transpose()? {
-        let found = matcher.matches(table, &batch)?;
-        if found.true_count() == 0 {
-            continue;
+    let keep: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
+    // The `by` columns too: a table without the others still counts rows.
+    let columns: Vec<&str> = LEAD_COLUMNS.iter().chain(by).copied().collect();
+    let read = async {
+        let mut batches = erase::select(location, file, by, &columns, keep).await?;
+        let mut read = Vec::new();
+        while let Some(batch) = batches.next().await.transpose()? {
+            read.push(batch);
         }
-        hits.rows += found.true_count() as u64;
+        Ok::<_, Error>(read)
+    };
+    let batches = match read.await {
+        Ok(batches) => batches,
+        Err(_) if erase::is_gone(location, file).await? => {
+            hits.gone = true;
+            return Ok(hits);
+        }
+        Err(e) => return Err(e),
+    };
+    for batch in batches {
+        hits.rows += batch.num_rows() as u64;
         if table != "enriched_leads" {
             continue;
         }
         let text = |name: &str| strings(&batch, name);
         let [ids, emails, phones, found_phones, names, websites] = LEAD_COLUMNS.map(text);
-        for i in (0..batch.num_rows()).filter(|&i| found.value(i)) {
+        for i in 0..batch.num_rows() {
             let at = |c: &Option<ArrayRef>| value(c, i).unwrap_or_default().to_string();
             if let Some(id) = value(&ids, i) {
                 hits.ids.push(id.to_string());
@@ -596,15 +696,31 @@ async fn plan(location: &Location, snapshot: &Snapshot, subjects: &Subjects) -> 
     }
     let leads = erase::live_files(location, snapshot, &["enriched_leads"]).await?;
     let checked = leads.len();
-    let first = scan(
-        location,
-        leads.clone(),
-        &LEAD_COLUMNS,
-        Arc::new(matcher.clone()),
-    )
-    .await?;
+    // Only the columns the request names subjects by are read whole.
+    let by: &'static [&'static str] = match (
+        subjects.lead_ids.is_empty(),
+        subjects.emails.is_empty(),
+        subjects.phones.is_empty(),
+    ) {
+        (true, false, true) => &["email"],
+        (false, true, true) => &["lead_id"],
+        (true, true, false) => &["phone_e164", "found_phone_e164", "phone_raw"],
+        _ => &[
+            "lead_id",
+            "email",
+            "phone_e164",
+            "found_phone_e164",
+            "phone_raw",
+        ],
+    };
+    let first = scan(location, leads.clone(), by, Arc::new(matcher.clone())).await?;
     let mut found = BTreeMap::new();
+    let mut gone = BTreeSet::new();
     for (file, hits) in first {
+        if hits.gone {
+            gone.insert(file.rel);
+            continue;
+        }
         matcher.found_ids.extend(hits.ids);
         purge.keys.extend(hits.keys);
         purge.needles.extend(hits.numbers);
@@ -633,6 +749,10 @@ async fn plan(location: &Location, snapshot: &Snapshot, subjects: &Subjects) -> 
     }
     again.extend(scan(location, rejects, &["raw"], matcher.clone()).await?);
     for (file, hits) in again {
+        if hits.gone {
+            gone.insert(file.rel);
+            continue;
+        }
         let rows = found.get(&file.rel).map_or(0, |f| f.rows).max(hits.rows);
         found.insert(file.rel.clone(), Found { file, rows });
     }
@@ -652,6 +772,7 @@ async fn plan(location: &Location, snapshot: &Snapshot, subjects: &Subjects) -> 
         .collect();
     Ok(Plan {
         found,
+        gone,
         stream_dirs,
         matcher,
         checked,
@@ -670,25 +791,48 @@ struct Matcher {
     /// Lead ids given, and those of the subject's leads found.
     ids: Set,
     found_ids: Set,
-    /// What a reject's raw text is searched for (lowercase).
-    needles: Vec<String>,
+    /// The subjects' numbers as a raw line may hold them: E.164, without
+    /// its `+`, in national format (separators dropped).
+    numbers: Vec<String>,
 }
 
 impl Matcher {
     fn new(subjects: &Subjects) -> Self {
-        let mut needles: Vec<String> = subjects.emails.iter().cloned().collect();
+        let mut numbers = Vec::new();
+        let mut parser = leadflow_phone::PhoneParser::default();
+        let mut info = leadflow_phone::PhoneInfo::default();
         for phone in &subjects.phones {
-            needles.push(phone.clone());
-            needles.push(phone.trim_start_matches('+').to_string());
+            numbers.push(phone.clone());
+            numbers.push(phone.trim_start_matches('+').to_string());
+            // As written at home (`030 123456`), separators dropped.
+            parser.parse_into(phone, None, &mut info);
+            let national = collapse_phones(&info.national);
+            if national.bytes().filter(u8::is_ascii_digit).count() >= 6 {
+                numbers.push(national);
+            }
         }
-        needles.extend(subjects.lead_ids.iter().map(|id| id.to_lowercase()));
         Self {
             emails: subjects.emails.iter().cloned().collect(),
             phones: subjects.phones.iter().cloned().collect(),
             ids: subjects.lead_ids.iter().cloned().collect(),
             found_ids: Set::default(),
-            needles,
+            numbers,
         }
+    }
+
+    /// Whether `text` (a raw line, a phone as written) holds one of the
+    /// subjects' emails or numbers as a whole token, in any case and with
+    /// any separators between a number's digits.
+    fn in_text(&self, text: &str, emails: bool) -> bool {
+        let text = text.to_lowercase();
+        if emails && self.emails.iter().any(|e| contains_token(&text, e)) {
+            return true;
+        }
+        if self.numbers.is_empty() {
+            return false;
+        }
+        let collapsed = collapse_phones(&text);
+        self.numbers.iter().any(|n| contains_token(&collapsed, n))
     }
 
     fn has_id(&self, id: &str) -> bool {
@@ -723,23 +867,25 @@ impl Matcher {
                         mark(&mut hit, &phones, |v| self.phones.contains(v));
                     }
                 }
+                // A number the lead came with that did not parse as valid
+                // (no country to read it in) is still theirs.
+                if !self.numbers.is_empty()
+                    && let Some(raw) = strings(batch, "phone_raw")
+                {
+                    mark(&mut hit, &raw, |v| self.in_text(v, false));
+                }
             }
             "provider_usage" => {
                 if let Some(ids) = strings(batch, "lead_id") {
                     mark(&mut hit, &ids, |v| self.has_id(v));
                 }
             }
+            // A reject is a line that became no lead: it is found by the
+            // address or number it holds (not by lead id: a short one,
+            // `2`, is in many lines about others).
             _ => {
                 if let Some(raw) = strings(batch, "raw") {
-                    let ids: Vec<String> =
-                        self.found_ids.iter().map(|i| i.to_lowercase()).collect();
-                    mark(&mut hit, &raw, |v| {
-                        let v = v.to_lowercase();
-                        self.needles
-                            .iter()
-                            .chain(&ids)
-                            .any(|n| contains_token(&v, n))
-                    });
+                    mark(&mut hit, &raw, |v| self.in_text(v, true));
                 }
             }
         }
@@ -771,46 +917,21 @@ fn value(column: &Option<ArrayRef>, i: usize) -> Option<&str> {
     column.is_valid(i).then(|| column.value(i))
 }
 
-/// Whether `needle` occurs in `hay` as a whole token: not inside a longer
-/// word, address or number (`ana@x.io` is not in `hana@x.io`, `+4930123`
-/// is not in `+49301234`).
-fn contains_token(hay: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return false;
-    }
-    let part = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@' | '%');
-    hay.match_indices(needle).any(|(at, _)| {
-        let before = hay[..at].chars().next_back();
-        let after = hay[at + needle.len()..].chars().next();
-        // A trailing `.` ends a sentence, not an address.
-        let after_ok = match after {
-            None => true,
-            Some('.') => hay[at + needle.len() + 1..]
-                .chars()
-                .next()
-                .is_none_or(|c| !c.is_alphanumeric()),
-            Some(c) => !part(c),
-        };
-        before.is_none_or(|c| !part(c)) && after_ok
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_token_is_whole() {
-        assert!(contains_token("x,ana@x.io,y", "ana@x.io"));
-        assert!(contains_token("\"email\":\"ana@x.io\"", "ana@x.io"));
-        assert!(contains_token("mail ana@x.io.", "ana@x.io"));
-        assert!(!contains_token("x,hana@x.io,y", "ana@x.io"));
-        assert!(!contains_token("x,ana@x.io.uk,y", "ana@x.io"));
-        assert!(contains_token("tel +4930123456;", "+4930123456"));
-        assert!(!contains_token("tel +49301234567", "+4930123456"));
-        assert!(!contains_token("tel +4930123456", "4930123456"));
-        assert!(contains_token("tel 4930123456", "4930123456"));
-        assert!(!contains_token("L-10", "l-1"));
+    fn a_number_is_found_in_a_line_however_it_is_written_and_an_id_never() {
+        let mut s = Subjects::default();
+        s.phone("+49 30 123456").unwrap();
+        s.lead_id("2").unwrap();
+        let m = Matcher::new(&s);
+        assert!(m.in_text("x,+49 30 123456,y", true));
+        assert!(m.in_text("x,(030) 123-456,y", true));
+        assert!(m.in_text("x,+49-30-123456", true));
+        assert!(!m.in_text("x,+49 30 1234567,y", true));
+        assert!(!m.in_text("lead 2,tier 2", true));
     }
 
     #[test]

@@ -59,6 +59,28 @@ pub async fn export_subject(data: &str, email: &str) -> Result<serde_json::Value
     }))
 }
 
+/// Refuses a directory that is not an output (a typo, a table's own
+/// directory): forget and retain would otherwise find nothing, say so,
+/// and leave their bookkeeping in it.
+pub(crate) async fn refuse_non_output(location: &crate::storage::Location) -> Result<()> {
+    use futures::TryStreamExt;
+    let snapshot = crate::publish::Snapshot::read(location).await?;
+    if snapshot.version.is_some() || snapshot.legacy.is_some() {
+        return Ok(());
+    }
+    for table in crate::sql::OUTPUT_TABLES {
+        let mut files = location.store.list(Some(&location.child(table)));
+        if files.try_next().await?.is_some() {
+            return Ok(());
+        }
+    }
+    Err(Error::Usage(format!(
+        "{}: not a leadflow output (no _leadflow/log, no enriched_leads, provider_usage or \
+         rejects directory); give the directory a run wrote (--out)",
+        location.url_of("").trim_end_matches('/')
+    )))
+}
+
 /// The distinct `lead_id`s of `batches`.
 fn lead_ids(batches: &[RecordBatch]) -> Vec<String> {
     let mut ids = std::collections::BTreeSet::new();

@@ -22,7 +22,7 @@ use crate::publish::log::{Operation, Rewrite, Snapshot};
 use crate::storage::Location;
 
 /// Plans tried before giving up when other writers keep taking the files.
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: usize = 20;
 
 /// What a retention pass dropped (or, dry, would drop).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub async fn retain(
     if tables.is_empty() {
         return Ok(Retained::default());
     }
+    super::refuse_non_output(location).await?;
     let expired = |dir: &str, table: &str| {
         let days = i64::from(retention.days(table).unwrap_or(u32::MAX));
         day_of(dir).is_some_and(|d| (today - d).num_days() >= days)

@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Utc;
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, not};
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 use datafusion::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -42,6 +44,9 @@ use super::{Lease, STAGING, crash_point, delete_under, finish, try_commit_staged
 use crate::error::Result;
 use crate::storage::{Location, ObjectStoreReader};
 use crate::stream::ledger::StreamCommits;
+
+/// Where erasure receipts are kept in an output.
+pub const RECEIPTS: &str = "_leadflow/erasures";
 
 /// Rows read at a time.
 const BATCH_ROWS: usize = 8192;
@@ -92,7 +97,14 @@ pub async fn live_files(
     let mut seen = HashSet::new();
     for table in tables {
         let mut listing = location.store.list(Some(&location.child(table)));
-        while let Some(meta) = listing.try_next().await? {
+        while let Some(listed) = listing.next().await {
+            let meta = match listed {
+                Ok(meta) => meta,
+                // Deleted between the directory's read and its own (a
+                // writer finishing a commit): not in the newest version.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let Some(parts) = meta.location.prefix_match(&location.prefix) else {
                 continue;
             };
@@ -117,6 +129,13 @@ pub async fn live_files(
             continue;
         }
         let Some(staged_path) = staged_path else {
+            // Gone since the version was read: its reader finds it so.
+            files.push(LiveFile {
+                rel: rel.to_string(),
+                path: location.child(rel),
+                stream: false,
+                size: 0,
+            });
             continue;
         };
         let path = location.child(&staged_path);
@@ -127,22 +146,45 @@ pub async fn live_files(
                 stream: false,
                 size: meta.size,
             }),
-            // Moved in since the listing.
+            // Moved in since the listing (or gone since: a later commit
+            // took it out).
             Err(object_store::Error::NotFound { .. }) => {
                 let path = location.child(rel);
-                let meta = location.store.head(&path).await?;
-                files.push(LiveFile {
-                    rel: rel.to_string(),
-                    path,
-                    stream: false,
-                    size: meta.size,
-                })
+                match location.store.head(&path).await {
+                    Ok(meta) => files.push(LiveFile {
+                        rel: rel.to_string(),
+                        path,
+                        stream: false,
+                        size: meta.size,
+                    }),
+                    // Listed still: its reader finds it gone ([`is_gone`]).
+                    Err(object_store::Error::NotFound { .. }) => files.push(LiveFile {
+                        rel: rel.to_string(),
+                        path,
+                        stream: false,
+                        size: 0,
+                    }),
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e) => return Err(e.into()),
         }
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(files)
+}
+
+/// Whether `file` has left the output since it was listed: neither where
+/// it was read nor in its table (it may have been moved in meanwhile).
+pub async fn is_gone(location: &Location, file: &LiveFile) -> Result<bool> {
+    for path in [file.path.clone(), location.child(&file.rel)] {
+        match location.store.head(&path).await {
+            Ok(_) => return Ok(false),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// The batches of `file`, only its columns among `columns` (all when
@@ -230,6 +272,54 @@ pub struct Rewritten {
     pub rows_kept: u64,
 }
 
+/// The rows of `file` that `keep` chooses, its `columns` only (those it
+/// has). `keep` sees the `by` columns of every row; the other columns are
+/// decoded only for the rows it keeps (parquet's row filter), so finding a
+/// few rows costs about a read of the `by` columns.
+pub async fn select(
+    location: &Location,
+    file: &LiveFile,
+    by: &[&str],
+    columns: &[&str],
+    keep: EraseRows,
+) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
+    let reader = ObjectStoreReader::new(location.store.clone(), file.path.clone());
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await?
+        .with_batch_size(BATCH_ROWS);
+    let schema = builder.schema().clone();
+    let roots = |names: &[&str]| -> Vec<usize> {
+        names
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect()
+    };
+    let (by, columns) = (roots(by), roots(columns));
+    let projection = ProjectionMask::roots(builder.parquet_schema(), columns);
+    if by.is_empty() {
+        // Nothing to choose by: no row is chosen (none is read).
+        return Ok(futures::stream::empty().boxed());
+    }
+    let table = file.table().to_string();
+    let predicate = ArrowPredicateFn::new(
+        ProjectionMask::roots(builder.parquet_schema(), by),
+        move |batch: RecordBatch| {
+            keep(&table, &batch).map_err(|e| ArrowError::ExternalError(Box::new(e)))
+        },
+    );
+    Ok(builder
+        .with_projection(projection)
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+        .build()?
+        .map_err(Into::into)
+        .boxed())
+}
+
+/// Files read or written at once: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Which rows of a batch of a table go (`true`: the row goes).
 pub type EraseRows = Arc<dyn Fn(&str, &RecordBatch) -> Result<BooleanArray> + Send + Sync>;
 
@@ -272,7 +362,6 @@ impl Erasure {
         files: Vec<LiveFile>,
         erase: &EraseRows,
     ) -> Result<Vec<Rewritten>> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let jobs = files.into_iter().map(|file| {
             let n = self.files.fetch_add(1, Ordering::Relaxed);
             let to = format!(
@@ -289,7 +378,7 @@ impl Erasure {
             }
         });
         futures::stream::iter(jobs)
-            .buffered(cores)
+            .buffered(cores())
             .try_collect()
             .await
     }
@@ -305,7 +394,7 @@ impl Erasure {
         operation: Operation,
         snapshot: &Snapshot,
         rewrites: Vec<Rewrite>,
-        receipt: Option<&str>,
+        receipt: Option<serde_json::Value>,
     ) -> Result<Option<u64>> {
         let staging = self.location.under(&self.staging_rel());
         let added: Vec<&str> = rewrites.iter().filter_map(|r| r.to.as_deref()).collect();
@@ -315,7 +404,7 @@ impl Erasure {
         commit.remove = rewrites.iter().map(|r| r.from.clone()).collect();
         commit.rewrites = rewrites;
         commit.staged_in = self.staging_rel();
-        commit.receipt = receipt.map(str::to_string);
+        commit.receipt = receipt;
         loop {
             let taken: HashSet<&str> = commit.remove.iter().map(String::as_str).collect();
             let live = latest.files();
@@ -324,6 +413,9 @@ impl Erasure {
                 return Ok(None);
             }
             commit.remove_staged = super::staged_copies(&latest, &taken);
+            if let Some(receipt) = &mut commit.receipt {
+                receipt["version"] = commit.version.into();
+            }
             crash_point("erase_before_commit");
             if try_commit_staged(&self.location, &commit).await? {
                 latest.apply(commit.clone());
@@ -337,6 +429,11 @@ impl Erasure {
         finish(&self.location, &commit).await?;
         log::checkpoint_if_due(&self.location, &latest).await;
         Ok(Some(commit.version))
+    }
+
+    /// Deletes what this erasure staged so far (to plan again).
+    pub async fn clear(&self) -> Result<()> {
+        delete_under(&self.location, &self.location.child(&self.staging_rel())).await
     }
 
     /// Deletes what this erasure staged and gives its lease up.

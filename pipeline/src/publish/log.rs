@@ -122,9 +122,11 @@ pub struct Commit {
     /// Where a commit with no `run` (an erasure) staged the files it adds.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub staged_in: String,
-    /// An erasure's receipt id (`_leadflow/erasures/{id}.json`).
+    /// An erasure's receipt (no personal data: counts, and subjects as
+    /// keyed hashes), written to `_leadflow/erasures/{id}.json` with the
+    /// commit's files by whoever finishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<String>,
+    pub receipt: Option<serde_json::Value>,
 }
 
 impl Commit {

@@ -849,6 +849,13 @@ async fn finish_moving(location: &Location, commit: &Commit, add: &[&str]) -> Re
     for rel in &commit.remove {
         delete_if_present(location, &location.child(rel)).await?;
     }
+    if let Some(receipt) = &commit.receipt
+        && let Some(id) = receipt["id"].as_str()
+    {
+        let path = location.child(&format!("{}/{id}.json", erase::RECEIPTS));
+        let body = serde_json::to_vec_pretty(receipt).expect("a receipt serializes");
+        location.store.put(&path, PutPayload::from(body)).await?;
+    }
     if commit.staging().is_empty() {
         return Ok(()); // nothing was staged (a pre-log publish of deletes only)
     }

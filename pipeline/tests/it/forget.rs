@@ -289,6 +289,61 @@ async fn without_a_receipt_key_forget_refuses_and_changes_nothing() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("receipt_key_env"), "{stderr}");
     assert_eq!(table_files(&out_path), before);
+
+    // A directory that is not an output (a table's own, say) is refused,
+    // and nothing is written into it.
+    let key_config = config_file(dir.path(), None);
+    let table_dir = out_path.join("enriched_leads");
+    let before = files_under(&table_dir);
+    let refused = forget_command(&table_dir, &key_config, &["--email", "gold@example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a leadflow output"), "{stderr}");
+    assert_eq!(files_under(&table_dir), before);
+}
+
+/// A reject is found by the number it holds however it is written, and
+/// never by a lead id (a short one is in lines about others).
+#[tokio::test]
+async fn rejects_go_by_their_numbers_as_written_and_never_by_a_short_lead_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out");
+    let out = out_path.display().to_string();
+    let input = super::support::write(
+        dir.path(),
+        "leads.csv",
+        b"lead_id,email,full_name,phone_raw,country,user_tier\n\
+          1,ana@a.io,Ana A,+4930123456,DE,1\n\
+          2,bob@b.io,Bob B,+4930654321,DE,1\n\
+          77,dan@d.io,Dan D,+49 30 111111,DE,two 2\n\
+          78,eve@e.io,Eve E,(030) 123-456,DE,gold\n",
+    );
+    run(config(&input, &out)).await;
+    assert_eq!(count(&out, "select count(*) from rejects").await, 2);
+    let config = config_file(dir.path(), None);
+    let bob = succeeded(
+        forget_command(&out_path, &config, &["--email", "bob@b.io"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(bob["rows_removed"]["enriched_leads"], 1);
+    assert_eq!(
+        bob["rows_removed"]["rejects"], 0,
+        "lead id 2 is not a token to erase by"
+    );
+    let ana = succeeded(
+        forget_command(&out_path, &config, &["--phone", "+49 30 123456"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(ana["rows_removed"]["enriched_leads"], 1);
+    assert_eq!(
+        ana["rows_removed"]["rejects"], 1,
+        "(030) 123-456 in Eve's line"
+    );
+    assert_eq!(count(&out, "select count(*) from rejects").await, 1);
 }
 
 /// Killed right before its commit: the output is as it was. Killed right
@@ -330,6 +385,18 @@ async fn a_forget_killed_before_or_after_its_commit_leaves_before_or_after() {
             .unwrap(),
     );
     assert_eq!(again["files_rewritten"], 0, "{again}");
+    // The killed erasure's receipt was written when its commit was
+    // finished (by this second forget), with what it removed.
+    let receipts: Vec<serde_json::Value> = files_under(&out_path.join("_leadflow/erasures"))
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect();
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    let killed = receipts
+        .iter()
+        .find(|r| !r["version"].is_null())
+        .expect("the committed erasure's receipt");
+    assert_eq!(killed["rows_removed"]["enriched_leads"], ids.len());
     let mut needles = ids.clone();
     needles.push(email.clone());
     assert_eq!(rows_holding(&out_path, &needles), Vec::<String>::new());
