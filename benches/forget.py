@@ -2,7 +2,7 @@
 """`leadflow forget` against a plain read of the files it has to rewrite.
 
     cargo build --release -p leadflow-pipeline -p leadflow-benches
-    pip install pyarrow duckdb
+    pip install pyarrow duckdb      # and Debian's `time` (/usr/bin/time)
     target/release/e2e --leads 10000000 --corpus export --work /tmp/fb
     python3 benches/forget.py --data /tmp/fb/out-10000000 --subjects 1000
 
@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,14 +37,16 @@ TABLES = ("enriched_leads", "provider_usage", "rejects")
 
 
 def timed(cmd, env) -> tuple:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds, peak RSS (MB, by /usr/bin/time: this process's own
+    RUSAGE_CHILDREN would count the Python it was forked from), the JSON
+    receipt on stdout, stderr."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{done.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024, json.loads(done.stdout), done.stderr.strip()
+    lines = done.stderr.strip().splitlines()
+    return wall, int(lines[-1]) / 1024, json.loads(done.stdout), "\n".join(lines[:-1])
 
 
 def table_files(out: Path) -> dict:
@@ -88,8 +89,8 @@ def main():
         before = table_files(copy)
         size = sum((copy / f).stat().st_size for f in before) / 1e6
 
-        forget = [args.leadflow, "forget", "--data", copy, "--config", config]
-        wall, rss, receipt, _ = timed(forget + ["--subjects", subjects], env)
+        forget = [str(args.leadflow), "forget", "--data", str(copy), "--config", str(config)]
+        wall, rss, receipt, _ = timed(forget + ["--subjects", str(subjects)], env)
         log = sorted((copy / "_leadflow/log").glob("*.json"))[-1]
         commit = json.loads(log.read_text())
         rewritten = [r["from"] for r in commit.get("rewrites", [])]
@@ -103,7 +104,7 @@ def main():
             rows = sum(pq.read_table(args.data / f).num_rows for f in rewritten)
             reads.append(time.perf_counter() - start)
         read = min(reads)
-        again, _, receipt_again, _ = timed(forget + ["--subjects", subjects], env)
+        again, _, receipt_again, _ = timed(forget + ["--subjects", str(subjects)], env)
         absent, _, _, _ = timed(forget + ["--email", "nobody@nowhere.example"], env)
 
         cores = os.cpu_count()
