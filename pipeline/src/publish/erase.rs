@@ -123,52 +123,31 @@ pub async fn live_files(
             }
         }
     }
-    // Files of the version still in their writer's staging.
+    // Files of the version not listed in their tables: still in their
+    // writer's staging, or gone since the version was read (a later commit
+    // took them out; their reader finds them gone, see [`is_gone`]).
     for (rel, staged_path) in staged {
         if seen.contains(rel) || !tables.iter().any(|t| rel.starts_with(&format!("{t}/"))) {
             continue;
         }
-        let Some(staged_path) = staged_path else {
-            // Gone since the version was read: its reader finds it so.
-            files.push(LiveFile {
-                rel: rel.to_string(),
-                path: location.child(rel),
-                stream: false,
-                size: 0,
-            });
-            continue;
-        };
-        let path = location.child(&staged_path);
-        match location.store.head(&path).await {
-            Ok(meta) => files.push(LiveFile {
-                rel: rel.to_string(),
-                path,
-                stream: false,
-                size: meta.size,
-            }),
-            // Moved in since the listing (or gone since: a later commit
-            // took it out).
-            Err(object_store::Error::NotFound { .. }) => {
-                let path = location.child(rel);
-                match location.store.head(&path).await {
-                    Ok(meta) => files.push(LiveFile {
-                        rel: rel.to_string(),
-                        path,
-                        stream: false,
-                        size: meta.size,
-                    }),
-                    // Listed still: its reader finds it gone ([`is_gone`]).
-                    Err(object_store::Error::NotFound { .. }) => files.push(LiveFile {
-                        rel: rel.to_string(),
-                        path,
-                        stream: false,
-                        size: 0,
-                    }),
-                    Err(e) => return Err(e.into()),
+        let mut at = (location.child(rel), 0);
+        let places = staged_path.map(|p| location.child(&p)).into_iter();
+        for path in places.chain([location.child(rel)]) {
+            match location.store.head(&path).await {
+                Ok(meta) => {
+                    at = (path, meta.size);
+                    break;
                 }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
+        files.push(LiveFile {
+            rel: rel.to_string(),
+            path: at.0,
+            stream: false,
+            size: at.1,
+        });
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(files)

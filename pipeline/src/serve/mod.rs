@@ -317,6 +317,20 @@ async fn admit<'a>(
     Ok(key)
 }
 
+/// [`admit`], for a key with `admin = true` only (erasures).
+async fn admit_admin<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+) -> std::result::Result<&'a ApiKeyConfig, Problem> {
+    let key = admit(app, headers).await?;
+    if !key.admin {
+        return Err(Problem::forbidden(
+            "erasures need a key with `admin = true` in its [[api.keys]] entry",
+        ));
+    }
+    Ok(key)
+}
+
 /// An answer: its status, its JSON body, and whether it replays an
 /// earlier one.
 struct Answered {
@@ -964,12 +978,7 @@ async fn post_erasure(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
     let accepted = async {
-        let key = admit(&app, &headers).await?;
-        if !key.admin {
-            return Err(Problem::forbidden(
-                "erasures need a key with `admin = true` in its [[api.keys]] entry",
-            ));
-        }
+        let key = admit_admin(&app, &headers).await?;
         let body = body.map_err(Problem::from_body)?;
         let fingerprint = keys::sha256_hex(&body);
         once(&app, &headers, &key.name, &fingerprint, || async {
@@ -1010,12 +1019,7 @@ async fn get_erasure(
     Path(id): Path<String>,
 ) -> Response {
     let viewed = async {
-        let key = admit(&app, &headers).await?;
-        if !key.admin {
-            return Err(Problem::forbidden(
-                "erasures need a key with `admin = true` in its [[api.keys]] entry",
-            ));
-        }
+        admit_admin(&app, &headers).await?;
         app.erasures
             .view(&id)
             .await?

@@ -152,14 +152,21 @@ async fn totals(out: &str) -> [usize; 3] {
     ]
 }
 
-#[tokio::test]
-async fn forget_removes_a_subject_from_every_file_and_leaves_every_other_file_as_it_was() {
+/// The bundled example run with its providers into a new directory: the
+/// directory, the output's path and the output as text.
+async fn example_run() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out");
     let out = out_path.display().to_string();
     let mut cfg = config(&example(), &out);
     cfg.providers = providers();
     run(cfg).await;
+    (dir, out_path, out)
+}
+
+#[tokio::test]
+async fn forget_removes_a_subject_from_every_file_and_leaves_every_other_file_as_it_was() {
+    let (dir, out_path, out) = example_run().await;
     let (email, ids) = a_subject(&out).await;
     let calls = count(
         &out,
@@ -352,12 +359,7 @@ async fn rejects_go_by_their_numbers_as_written_and_never_by_a_short_lead_id() {
 /// directory reader sees them either.
 #[tokio::test]
 async fn a_forget_killed_before_or_after_its_commit_leaves_before_or_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("out");
-    let out = out_path.display().to_string();
-    let mut cfg = config(&example(), &out);
-    cfg.providers = providers();
-    run(cfg).await;
+    let (dir, out_path, out) = example_run().await;
     let (email, ids) = a_subject(&out).await;
     let before = totals(&out).await;
     let files_before = table_files(&out_path);
