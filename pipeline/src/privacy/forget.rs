@@ -586,6 +586,41 @@ const LEAD_COLUMNS: [&str; 6] = [
     "company_website",
 ];
 
+/// Every row the output holds about `subjects`, by table: exactly the
+/// rows `forget` would erase (an access request sees what an erasure
+/// removes).
+pub async fn rows_about(
+    location: &Location,
+    subjects: &Subjects,
+) -> Result<BTreeMap<String, Vec<RecordBatch>>> {
+    let snapshot = Snapshot::read(location).await?;
+    let plan = plan(location, &snapshot, subjects).await?;
+    let mut rows: BTreeMap<String, Vec<RecordBatch>> = crate::sql::OUTPUT_TABLES
+        .iter()
+        .map(|t| (t.to_string(), Vec::new()))
+        .collect();
+    let by = [
+        "lead_id",
+        "email",
+        "phone_e164",
+        "found_phone_e164",
+        "phone_raw",
+        "raw",
+    ];
+    for found in &plan.found {
+        let matcher = plan.matcher.clone();
+        let keep: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
+        let batches: Vec<RecordBatch> = erase::select(location, &found.file, &by, None, keep)
+            .await?
+            .try_collect()
+            .await?;
+        rows.entry(found.file.table().to_string())
+            .or_default()
+            .extend(batches);
+    }
+    Ok(rows)
+}
+
 /// What one file holds of the subjects.
 #[derive(Default)]
 struct Hits {
@@ -642,7 +677,7 @@ async fn scan_file(
     // The `by` columns too: a table without the others still counts rows.
     let columns: Vec<&str> = LEAD_COLUMNS.iter().chain(by).copied().collect();
     let read = async {
-        let mut batches = erase::select(location, file, by, &columns, keep).await?;
+        let mut batches = erase::select(location, file, by, Some(&columns), keep).await?;
         let mut read = Vec::new();
         while let Some(batch) = batches.next().await.transpose()? {
             read.push(batch);

@@ -2,15 +2,14 @@
 //! access): `leadflow export-subject` gathers every row about a subject
 //! from the output's three tables into one JSON document.
 //!
-//! A subject is named by email, matched as leadflow matches leads (trimmed,
-//! any case). Their leads are the `enriched_leads` rows with that email;
-//! their provider calls are the `provider_usage` rows of those leads' ids;
-//! their rejects are the `rejects` rows whose raw text holds the email.
-
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::functions::expr_fn::{btrim, lower, strpos};
-use datafusion::prelude::{col, lit};
+//! A subject is named by email, matched as `leadflow forget` matches it
+//! (one planner: the export holds exactly what an erasure removes). Their
+//! leads are the `enriched_leads` rows with that email (trimmed, any case)
+//! and any other row of those leads' ids; their provider calls are the
+//! `provider_usage` rows of those ids; their rejects are the `rejects` rows
+//! whose raw text holds the email as a whole word. `forget` erases them
+//! (`privacy/forget.rs`), `retain` ages whole partitions out
+//! (`privacy/retain.rs`).
 
 use crate::error::{Error, Result};
 
@@ -19,43 +18,20 @@ pub mod retain;
 
 /// Every row about the subject with `email` in the output at `data`, as
 /// `{"subject": {"email"}, "enriched_leads": [...], "provider_usage":
-/// [...], "rejects": [...]}`.
+/// [...], "rejects": [...]}`: exactly the rows `leadflow forget` would
+/// erase for the same email (see [`forget`]).
 pub async fn export_subject(data: &str, email: &str) -> Result<serde_json::Value> {
-    let email = email.trim().to_lowercase();
-    if !email.contains('@') {
-        return Err(Error::Usage(format!(
-            "--email {email:?} is not an email address"
-        )));
-    }
-    let (ctx, _) = crate::sql::context(Some(data), &[]).await?;
-    let lead_rows = ctx
-        .table("enriched_leads")
-        .await?
-        .filter(lower(btrim(vec![col("email")])).eq(lit(email.as_str())))?
-        .collect()
-        .await?;
-    let ids = lead_ids(&lead_rows);
-    let calls = match ids.is_empty() {
-        true => Vec::new(),
-        false => {
-            ctx.table("provider_usage")
-                .await?
-                .filter(col("lead_id").in_list(ids.into_iter().map(lit).collect(), false))?
-                .collect()
-                .await?
-        }
-    };
-    let rejects = ctx
-        .table("rejects")
-        .await?
-        .filter(strpos(lower(col("raw")), lit(email.as_str())).gt(lit(0)))?
-        .collect()
-        .await?;
+    let mut subjects = forget::Subjects::default();
+    subjects.email(email)?;
+    let location = crate::storage::open(data)?;
+    refuse_non_output(&location).await?;
+    let rows = forget::rows_about(&location, &subjects).await?;
+    let table = |name: &str| crate::report::rows_json(&rows[name]);
     Ok(serde_json::json!({
-        "subject": { "email": email },
-        "enriched_leads": crate::report::rows_json(&lead_rows)?,
-        "provider_usage": crate::report::rows_json(&calls)?,
-        "rejects": crate::report::rows_json(&rejects)?,
+        "subject": { "email": subjects.emails.first() },
+        "enriched_leads": table("enriched_leads")?,
+        "provider_usage": table("provider_usage")?,
+        "rejects": table("rejects")?,
     }))
 }
 
@@ -79,24 +55,4 @@ pub(crate) async fn refuse_non_output(location: &crate::storage::Location) -> Re
          rejects directory); give the directory a run wrote (--out)",
         location.url_of("").trim_end_matches('/')
     )))
-}
-
-/// The distinct `lead_id`s of `batches`.
-fn lead_ids(batches: &[RecordBatch]) -> Vec<String> {
-    let mut ids = std::collections::BTreeSet::new();
-    for batch in batches {
-        let Some(column) = batch.column_by_name("lead_id") else {
-            continue;
-        };
-        let Ok(column) = datafusion::arrow::compute::cast(column, &DataType::Utf8) else {
-            continue;
-        };
-        let column = column.as_string::<i32>();
-        for i in 0..column.len() {
-            if column.is_valid(i) {
-                ids.insert(column.value(i).to_string());
-            }
-        }
-    }
-    ids.into_iter().collect()
 }

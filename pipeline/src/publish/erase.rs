@@ -252,14 +252,14 @@ pub struct Rewritten {
 }
 
 /// The rows of `file` that `keep` chooses, its `columns` only (those it
-/// has). `keep` sees the `by` columns of every row; the other columns are
-/// decoded only for the rows it keeps (parquet's row filter), so finding a
-/// few rows costs about a read of the `by` columns.
+/// has; all when `None`). `keep` sees the `by` columns of every row; the
+/// other columns are decoded only for the rows it keeps (parquet's row
+/// filter), so finding a few rows costs about a read of the `by` columns.
 pub async fn select(
     location: &Location,
     file: &LiveFile,
     by: &[&str],
-    columns: &[&str],
+    columns: Option<&[&str]>,
     keep: EraseRows,
 ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
     let reader = ObjectStoreReader::new(location.store.clone(), file.path.clone());
@@ -273,8 +273,11 @@ pub async fn select(
             .filter_map(|c| schema.index_of(c).ok())
             .collect()
     };
-    let (by, columns) = (roots(by), roots(columns));
-    let projection = ProjectionMask::roots(builder.parquet_schema(), columns);
+    let by = roots(by);
+    let projection = match columns {
+        Some(columns) => ProjectionMask::roots(builder.parquet_schema(), roots(columns)),
+        None => ProjectionMask::all(),
+    };
     if by.is_empty() {
         // Nothing to choose by: no row is chosen (none is read).
         return Ok(futures::stream::empty().boxed());

@@ -70,6 +70,19 @@ async fn a_subjects_export_holds_their_leads_calls_and_rejects_and_nobody_elses(
             .all(|c| ids.contains(&c["lead_id"].as_str().unwrap().to_string()))
     );
     assert!(table("rejects").is_empty());
+    // What an erasure of the same email would remove, table by table.
+    use leadflow_pipeline::privacy::forget::{ForgetOptions, Subjects, forget};
+    let mut subjects = Subjects::default();
+    subjects.email(&asked).unwrap();
+    let options = ForgetOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let location = leadflow_pipeline::storage::open(&out).unwrap();
+    let would = forget(&location, &subjects, &options).await.unwrap();
+    for name in ["enriched_leads", "provider_usage", "rejects"] {
+        assert_eq!(would.rows_removed[name], table(name).len() as u64, "{name}");
+    }
 
     // A person known only from a line that could not be read.
     let doc = leadflow_pipeline::privacy::export_subject(&out, "gold@example.com")

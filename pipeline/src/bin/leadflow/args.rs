@@ -103,9 +103,10 @@ pub(crate) enum Command {
     #[command(
         name = "export-subject",
         after_help = "Example:\n  leadflow export-subject --data out --email ana@example.com > ana.json\n\n\
-        The subject's leads are the enriched_leads rows with that email (trimmed, any case); their provider\n\
-        calls are the provider_usage rows of those leads' ids; their rejects are the rejects rows whose raw\n\
-        text holds the email. Nothing about the subject is changed."
+        The subject's rows are exactly those `leadflow forget --email` would erase: the enriched_leads rows\n\
+        with that email (trimmed, any case) and any other row of those leads' ids, the provider_usage rows\n\
+        of those ids, and the rejects rows whose raw text holds the email as a whole word. Nothing about\n\
+        the subject is changed."
     )]
     ExportSubject {
         /// A run's output directory or s3:// prefix.
