@@ -359,12 +359,8 @@ fn receipt_key(config: &LeadflowConfig, dry_run: bool) -> Result<Option<Vec<u8>>
 }
 
 fn hmac_hex(key: &[u8], text: &str) -> String {
-    if key.is_empty() {
-        return String::new();
-    }
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    let tag = ring::hmac::sign(&key, text.as_bytes());
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::serve::keys::hex(ring::hmac::sign(&key, text.as_bytes()).as_ref())
 }
 
 /// Plans, purges and commits, planning again when another writer took a
@@ -388,11 +384,7 @@ async fn attempt(
                 return Ok(None);
             }
             if !plan.stream_dirs.is_empty() && erasure.is_some() {
-                if let Some(dir) = plan.stream_dirs.intersection(&compacted).next() {
-                    return Err(still_streaming(location, dir));
-                }
-                compact_stream_files(location, &plan.stream_dirs).await?;
-                compacted.extend(plan.stream_dirs);
+                super::compact_streamed(location, plan.stream_dirs, &mut compacted).await?;
                 return Ok(None);
             }
             let mut receipt = plan.receipt(&base);
@@ -414,10 +406,8 @@ async fn attempt(
             if plan.found.is_empty() {
                 return Ok(Some(receipt));
             }
-            let matcher = plan.matcher.clone();
-            let erase: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
             let files: Vec<LiveFile> = plan.found.iter().map(|f| f.file.clone()).collect();
-            let done = erasure.rewrite_all(files, &erase).await?;
+            let done = erasure.rewrite_all(files, &plan.matcher.rows()).await?;
             receipt.rows_removed.values_mut().for_each(|n| *n = 0);
             receipt.files_rewritten = 0;
             let mut rewrites = Vec::new();
@@ -499,53 +489,8 @@ async fn moved(location: &Location, snapshot: &Snapshot, plan: &Plan) -> Result<
         .into_iter()
         .filter(|f| into.contains(f.rel.as_str()))
         .collect();
-    let by: &'static [&'static str] = &[
-        "lead_id",
-        "email",
-        "phone_e164",
-        "found_phone_e164",
-        "phone_raw",
-        "raw",
-    ];
-    let scanned = scan(location, files, by, plan.matcher.clone()).await?;
+    let scanned = scan(location, files, &SUBJECT_COLUMNS, plan.matcher.clone()).await?;
     Ok(!scanned.is_empty())
-}
-
-/// Stream files of `dir` a compaction could not take: the newest cut of a
-/// live stream, whose files are still being moved in.
-pub(super) fn still_streaming(location: &Location, dir: &str) -> Error {
-    Error::Conflict(format!(
-        "{}: a stream is still moving its newest cut's files into this partition; nothing \
-         was changed. Run it again in a moment.",
-        location.url_of(dir).trim_end_matches('/')
-    ))
-}
-
-/// Compacts the partitions whose stream files hold the subject, so their
-/// rows are in a run's files that an erasure can rewrite.
-pub(super) async fn compact_stream_files(
-    location: &Location,
-    dirs: &BTreeSet<String>,
-) -> Result<()> {
-    use crate::publish::compact::{CompactOptions, compact};
-    for dir in dirs {
-        let Some((table, dt)) = dir
-            .split_once("/dt=")
-            .and_then(|(t, d)| Some((t, chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?)))
-        else {
-            return Err(Error::Internal(format!(
-                "{dir}: a stream file outside a dt= partition"
-            )));
-        };
-        let options = CompactOptions {
-            tables: vec![table.to_string()],
-            dt: Some(dt),
-            min_files: 1,
-            ..Default::default()
-        };
-        compact(location, &options).await?;
-    }
-    Ok(())
 }
 
 /// What an erasure will do.
@@ -576,6 +521,17 @@ impl Plan {
     }
 }
 
+/// Every column a row is found about a subject by, in any table (a file
+/// is read by those it has).
+const SUBJECT_COLUMNS: [&str; 6] = [
+    "lead_id",
+    "email",
+    "phone_e164",
+    "found_phone_e164",
+    "phone_raw",
+    "raw",
+];
+
 /// The columns that decide whether a row is about a subject.
 const LEAD_COLUMNS: [&str; 6] = [
     "lead_id",
@@ -599,21 +555,13 @@ pub async fn rows_about(
         .iter()
         .map(|t| (t.to_string(), Vec::new()))
         .collect();
-    let by = [
-        "lead_id",
-        "email",
-        "phone_e164",
-        "found_phone_e164",
-        "phone_raw",
-        "raw",
-    ];
     for found in &plan.found {
-        let matcher = plan.matcher.clone();
-        let keep: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
-        let batches: Vec<RecordBatch> = erase::select(location, &found.file, &by, None, keep)
-            .await?
-            .try_collect()
-            .await?;
+        let keep = plan.matcher.rows();
+        let batches: Vec<RecordBatch> =
+            erase::select(location, &found.file, &SUBJECT_COLUMNS, None, keep)
+                .await?
+                .try_collect()
+                .await?;
         rows.entry(found.file.table().to_string())
             .or_default()
             .extend(batches);
@@ -673,7 +621,7 @@ async fn scan_file(
 ) -> Result<Hits> {
     let table = file.table();
     let mut hits = Hits::default();
-    let keep: EraseRows = Arc::new(move |table, batch| matcher.matches(table, batch));
+    let keep = matcher.rows();
     // The `by` columns too: a table without the others still counts rows.
     let columns: Vec<&str> = LEAD_COLUMNS.iter().chain(by).copied().collect();
     let read = async {
@@ -740,13 +688,7 @@ async fn plan(location: &Location, snapshot: &Snapshot, subjects: &Subjects) -> 
         (true, false, true) => &["email"],
         (false, true, true) => &["lead_id"],
         (true, true, false) => &["phone_e164", "found_phone_e164", "phone_raw"],
-        _ => &[
-            "lead_id",
-            "email",
-            "phone_e164",
-            "found_phone_e164",
-            "phone_raw",
-        ],
+        _ => &SUBJECT_COLUMNS,
     };
     let first = scan(location, leads.clone(), by, Arc::new(matcher.clone())).await?;
     let mut found = BTreeMap::new();
@@ -868,6 +810,12 @@ impl Matcher {
         }
         let collapsed = collapse_phones(&text);
         self.numbers.iter().any(|n| contains_token(&collapsed, n))
+    }
+
+    /// [`Self::matches`] as the row choice `erase` reads and rewrites by.
+    fn rows(self: &Arc<Self>) -> EraseRows {
+        let matcher = self.clone();
+        Arc::new(move |table, batch| matcher.matches(table, batch))
     }
 
     fn has_id(&self, id: &str) -> bool {

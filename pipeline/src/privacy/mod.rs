@@ -35,6 +35,45 @@ pub async fn export_subject(data: &str, email: &str) -> Result<serde_json::Value
     }))
 }
 
+/// Compacts the partitions in `dirs`, whose stream files (which no run
+/// lists) hold rows an erasure or a retention must take, so those rows are
+/// a compacted run's file. `compacted` holds the partitions compacted for
+/// it before: needing one again means a live stream is still moving its
+/// newest cut's files in, which no compaction takes yet.
+pub(crate) async fn compact_streamed(
+    location: &crate::storage::Location,
+    dirs: std::collections::BTreeSet<String>,
+    compacted: &mut std::collections::BTreeSet<String>,
+) -> Result<()> {
+    use crate::publish::compact::{CompactOptions, compact};
+    if let Some(dir) = dirs.intersection(compacted).next() {
+        return Err(Error::Conflict(format!(
+            "{}: a stream is still moving its newest cut's files into this partition; \
+             nothing was changed. Run it again in a moment.",
+            location.url_of(dir).trim_end_matches('/')
+        )));
+    }
+    for dir in &dirs {
+        let Some((table, dt)) = dir
+            .split_once("/dt=")
+            .and_then(|(t, d)| Some((t, chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?)))
+        else {
+            return Err(Error::Internal(format!(
+                "{dir}: a stream file outside a dt= partition"
+            )));
+        };
+        let options = CompactOptions {
+            tables: vec![table.to_string()],
+            dt: Some(dt),
+            min_files: 1,
+            ..Default::default()
+        };
+        compact(location, &options).await?;
+    }
+    compacted.extend(dirs);
+    Ok(())
+}
+
 /// Refuses a directory that is not an output (a typo, a table's own
 /// directory): forget and retain would otherwise find nothing, say so,
 /// and leave their bookkeeping in it.

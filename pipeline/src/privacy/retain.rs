@@ -100,11 +100,7 @@ pub async fn retain(
                 .map(|f| f.dir().to_string())
                 .collect();
             if !streamed.is_empty() {
-                if let Some(dir) = streamed.intersection(&compacted).next() {
-                    return Err(super::forget::still_streaming(location, dir));
-                }
-                super::forget::compact_stream_files(location, &streamed).await?;
-                compacted.extend(streamed);
+                super::compact_streamed(location, streamed, &mut compacted).await?;
                 continue;
             }
             if old.is_empty() {

@@ -166,26 +166,15 @@ pub async fn is_gone(location: &Location, file: &LiveFile) -> Result<bool> {
     Ok(true)
 }
 
-/// The batches of `file`, only its columns among `columns` (all when
-/// `None`).
+/// The batches of `file`, every column.
 pub async fn read(
     location: &Location,
     file: &LiveFile,
-    columns: Option<&[&str]>,
 ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
     let reader = ObjectStoreReader::new(location.store.clone(), file.path.clone());
-    let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await?
         .with_batch_size(BATCH_ROWS);
-    if let Some(columns) = columns {
-        let schema = builder.schema().clone();
-        let roots: Vec<usize> = columns
-            .iter()
-            .filter_map(|c| schema.index_of(c).ok())
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        builder = builder.with_projection(mask);
-    }
     Ok(builder.build()?.map_err(Into::into).boxed())
 }
 
@@ -197,7 +186,7 @@ async fn rewrite(
     staged: ObjectPath,
     erase: EraseRows,
 ) -> Result<Rewritten> {
-    let mut batches = read(&location, &file, None).await?;
+    let mut batches = read(&location, &file).await?;
     let mut writer = None;
     let (mut removed, mut kept) = (0u64, 0u64);
     while let Some(batch) = batches.next().await.transpose()? {

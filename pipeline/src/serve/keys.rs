@@ -63,7 +63,8 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     hex(digest(&SHA256, bytes.as_ref()).as_ref())
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+/// `bytes` in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -1026,35 +1026,32 @@ async fn get_erasure(
             .ok_or_else(Problem::no_such_erasure)
     };
     match viewed.await {
-        Ok(view) => {
-            let mut response = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                serde_json::to_vec(&view).expect("JSON serializes"),
-            )
-                .into_response();
-            if view.running() {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            response
-        }
+        Ok(view) => view_response(StatusCode::OK, &view, view.running().then_some("1")),
         Err(problem) => problem.into_response(),
     }
 }
 
 fn job_response(status: StatusCode, view: &jobs::JobView) -> Response {
+    view_response(status, view, (!view.ended()).then_some("2"))
+}
+
+/// `view` as JSON, with `Retry-After: retry_after` (seconds) while what it
+/// shows is under way.
+fn view_response(
+    status: StatusCode,
+    view: &impl serde::Serialize,
+    retry_after: Option<&'static str>,
+) -> Response {
     let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_vec(view).expect("JSON serializes"),
     )
         .into_response();
-    if !view.ended() {
+    if let Some(seconds) = retry_after {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
     }
     response
 }
