@@ -3,6 +3,7 @@
 //! over a [`Waterfall`]). [`register_all`] and [`register_waterfall`] put them
 //! in a `SessionContext`; [`documentation`] lists them all.
 
+mod array_length;
 mod attempts;
 mod conditional;
 mod fan_out;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::{Documentation, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use leadflow_waterfall::Waterfall;
 
+pub use array_length::ArrayLength;
 pub use attempts::AttemptColumns;
 pub use conditional::RefuseConditionalAsync;
 pub use find_phone::FindPhone;
@@ -82,11 +84,13 @@ pub fn documentation() -> [(&'static str, &'static Documentation); 4] {
     ]
 }
 
-/// Every leadflow scalar (synchronous) UDF.
+/// Every leadflow scalar (synchronous) UDF, and DataFusion's
+/// `array_length` with a faster one-argument form ([`ArrayLength`]).
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(PhoneInfoUdf::new()),
         ScalarUDF::from(NormalizePhone::new()),
+        ScalarUDF::from(ArrayLength::new()),
     ]
 }
 

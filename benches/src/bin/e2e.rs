@@ -8,6 +8,7 @@
 //!   target/release/e2e --leads 10000 --no-phones --config benches/waterfall-50ms.toml
 //!                                        # every lead down the provider waterfall
 //!   target/release/e2e --leads 1000000 --corpus export --seed 2
+//!   target/release/e2e --leads 1000000 --corpus export --generate   # only write the CSV
 //!                                        # leads as sales exports look (benches/src/export.rs)
 //!
 //!   target/release/e2e --leads 1000000 --batch     # the same input through `leadflow batch`
@@ -93,6 +94,10 @@ fn main() {
             input.display(),
             t.elapsed().as_secs_f64()
         );
+    }
+    if args.iter().any(|a| a == "--generate") {
+        println!("{}", input.display());
+        return;
     }
     let leadflow = flag(&args, "--leadflow")
         .map(PathBuf::from)
