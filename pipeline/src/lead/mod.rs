@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -154,15 +154,13 @@ impl LeadBuilder {
                     .filter(|v| !v.is_empty());
             }
         }
-        let mut extras: Vec<Option<&str>> = Vec::with_capacity(map.extras.len());
+        // Checked here, read again when appended: no vector per record.
         for (j, col) in map.extras.iter().enumerate() {
-            let v = match col {
-                Some(col) => record
+            if let Some(col) = col {
+                record
                     .field(*col)
-                    .map_err(|e| format!("{}: {e}", self.schema.field(N_LEAD + j).name()))?,
-                None => None,
-            };
-            extras.push(v);
+                    .map_err(|e| format!("{}: {e}", self.schema.field(N_LEAD + j).name()))?;
+            }
         }
 
         let mut tier = None;
@@ -227,14 +225,17 @@ impl LeadBuilder {
                 COUNTRY => {
                     self.text[i].append_option(country.or(values[i]));
                 }
-                _ if LEAD_FIELDS[i].kind.data_type() != DataType::Utf8 => {}
+                _ if matches!(
+                    LEAD_FIELDS[i].kind,
+                    LeadFieldKind::Int | LeadFieldKind::Timestamp
+                ) => {}
                 _ => self.text[i].append_option(values[i]),
             }
         }
         self.tier.append_option(tier);
         self.received_at.append_option(received_at);
-        for (b, v) in self.extras.iter_mut().zip(extras) {
-            b.append_option(v);
+        for (b, col) in self.extras.iter_mut().zip(&map.extras) {
+            b.append_option(col.and_then(|col| record.field(col).ok().flatten()));
         }
         self.rows += 1;
         Ok(())
