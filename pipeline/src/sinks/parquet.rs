@@ -223,43 +223,10 @@ impl PartitionedWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        for (day, part) in self.split_by_day(batch)? {
+        for (day, part) in split_by_day(batch, self.dt_index, self.config.default_dt)? {
             self.write_day(day, &part).await?;
         }
         self.bound_memory().await
-    }
-
-    fn split_by_day(&self, batch: &RecordBatch) -> Result<Vec<(NaiveDate, RecordBatch)>> {
-        let default = self.config.default_dt;
-        let Some(i) = self.dt_index else {
-            return Ok(vec![(default, batch.clone())]);
-        };
-        let ts = batch
-            .column(i)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .expect("dt column checked to be TIMESTAMP(us)");
-        let day_of = |row: usize| -> NaiveDate {
-            if ts.is_null(row) {
-                return default;
-            }
-            DateTime::from_timestamp_micros(
-                ts.value(row).div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY,
-            )
-            .map(|d| d.date_naive())
-            .unwrap_or(default)
-        };
-        let first = day_of(0);
-        if (1..batch.num_rows()).all(|r| day_of(r) == first) {
-            return Ok(vec![(first, batch.clone())]);
-        }
-        let mut rows: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
-        for r in 0..batch.num_rows() {
-            rows.entry(day_of(r)).or_default().push(r as u32);
-        }
-        rows.into_iter()
-            .map(|(day, idx)| Ok((day, take_record_batch(batch, &UInt32Array::from(idx))?)))
-            .collect()
     }
 
     async fn write_day(&mut self, day: NaiveDate, batch: &RecordBatch) -> Result<()> {
@@ -337,6 +304,85 @@ impl PartitionedWriter {
     }
 }
 
+/// `batch`'s rows by the UTC date of column `dt_index` (`default` where it is
+/// NULL, or for every row without such a column), each part in row order.
+fn split_by_day(
+    batch: &RecordBatch,
+    dt_index: Option<usize>,
+    default: NaiveDate,
+) -> Result<Vec<(NaiveDate, RecordBatch)>> {
+    let Some(i) = dt_index else {
+        return Ok(vec![(default, batch.clone())]);
+    };
+    let ts = batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .expect("dt column checked to be TIMESTAMP(us)");
+    // Days as numbers first (UNIX days; None for NULL), dates only
+    // once per distinct day: a chrono date per row was most of the split.
+    let values = ts.values();
+    let day_number = |row: usize| -> Option<i64> {
+        ts.is_valid(row)
+            .then(|| values[row].div_euclid(MICROS_PER_DAY))
+    };
+    let date_of = |day: Option<i64>| -> NaiveDate {
+        day.and_then(|d| d.checked_mul(MICROS_PER_DAY))
+            .and_then(DateTime::from_timestamp_micros)
+            .map_or(default, |d| d.date_naive())
+    };
+    let first = day_number(0);
+    if (1..batch.num_rows()).all(|r| day_number(r) == first) {
+        return Ok(vec![(date_of(first), batch.clone())]);
+    }
+    // Rows by day, each list in row order: by offset from the first day
+    // when the batch spans under a few years, else in a map.
+    let numbers: Vec<Option<i64>> = (0..batch.num_rows()).map(day_number).collect();
+    let (lo, hi) = numbers
+        .iter()
+        .flatten()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+    let mut days: Vec<(Option<i64>, Vec<u32>)> = Vec::new();
+    if hi >= lo && hi - lo < 2048 {
+        let mut by_offset: Vec<Vec<u32>> = vec![Vec::new(); (hi - lo + 1) as usize];
+        let mut nulls = Vec::new();
+        for (r, day) in numbers.iter().enumerate() {
+            match day {
+                Some(d) => by_offset[(d - lo) as usize].push(r as u32),
+                None => nulls.push(r as u32),
+            }
+        }
+        days.extend(
+            (lo..=hi)
+                .zip(by_offset)
+                .filter(|(_, idx)| !idx.is_empty())
+                .map(|(d, idx)| (Some(d), idx)),
+        );
+        if !nulls.is_empty() {
+            days.push((None, nulls));
+        }
+    } else {
+        let mut map: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
+        for (r, day) in numbers.iter().enumerate() {
+            map.entry(*day).or_default().push(r as u32);
+        }
+        days.extend(map);
+    }
+    // NULL's default date may also be a day of the batch: one file.
+    let mut rows: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+    for (day, idx) in days {
+        let merged = rows.entry(date_of(day)).or_default();
+        let resort = !merged.is_empty();
+        merged.extend(idx);
+        if resort {
+            merged.sort_unstable();
+        }
+    }
+    rows.into_iter()
+        .map(|(day, idx)| Ok((day, take_record_batch(batch, &UInt32Array::from(idx))?)))
+        .collect()
+}
+
 /// `run_id` and `enriched_at` columns for a batch, appended when the query did
 /// not return them.
 pub fn run_columns(rows: usize, run_id: &str, at_micros: i64) -> [ArrayRef; 2] {
@@ -346,4 +392,96 @@ pub fn run_columns(rows: usize, run_id: &str, at_micros: i64) -> [ArrayRef; 2] {
         ))),
         Arc::new(TimestampMicrosecondArray::from(vec![at_micros; rows]).with_timezone(UTC)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn split_rows(
+        batch: &RecordBatch,
+        dt_index: Option<usize>,
+        default: &str,
+    ) -> Vec<(NaiveDate, Vec<u32>)> {
+        split_by_day(batch, dt_index, day(default))
+            .unwrap()
+            .iter()
+            .map(|(d, b)| {
+                let r = b.column(1).as_any().downcast_ref::<UInt32Array>().unwrap();
+                (*d, r.values().to_vec())
+            })
+            .collect()
+    }
+
+    fn batch(days: Vec<Option<i64>>) -> RecordBatch {
+        let n = days.len() as u32;
+        let ts = TimestampMicrosecondArray::from(days).with_timezone(UTC);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("received_at", ts.data_type().clone(), true),
+            Field::new("row", DataType::UInt32, false),
+        ]));
+        let rows = UInt32Array::from((0..n).collect::<Vec<u32>>());
+        RecordBatch::try_new(schema, vec![Arc::new(ts), Arc::new(rows)]).unwrap()
+    }
+
+    fn at(d: &str, h: u32) -> i64 {
+        day(d)
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn rows_split_by_utc_date_in_row_order() {
+        let b = batch(vec![
+            Some(at("2026-11-20", 23)),
+            None,
+            Some(at("2026-11-21", 0)),
+            Some(at("1969-12-31", 12)),
+            Some(at("2026-11-20", 1)),
+            Some(at("2026-11-21", 5)),
+            None,
+        ]);
+        // NULL's default is also a day of the batch: its rows join that day's, in order.
+        let expected = vec![
+            (day("1969-12-31"), vec![3]),
+            (day("2026-11-20"), vec![0, 4]),
+            (day("2026-11-21"), vec![1, 2, 5, 6]),
+        ];
+        assert_eq!(split_rows(&b, Some(0), "2026-11-21"), expected);
+        // One day throughout, or no day column: the batch as it is.
+        assert_eq!(
+            split_rows(&b.slice(0, 1), Some(0), "2026-01-01"),
+            vec![(day("2026-11-20"), vec![0])]
+        );
+        assert_eq!(
+            split_rows(&b, None, "2026-01-01"),
+            vec![(day("2026-01-01"), (0..7).collect())]
+        );
+    }
+
+    #[test]
+    fn days_decades_apart_and_out_of_range_split_too() {
+        // Past the offset table's span (a map then), and a timestamp no
+        // date holds (its row goes to the default day).
+        let b = batch(vec![
+            Some(at("2026-11-20", 3)),
+            Some(at("1990-01-01", 0)),
+            Some(i64::MIN),
+            Some(at("2026-11-20", 4)),
+        ]);
+        assert_eq!(
+            split_rows(&b, Some(0), "2000-01-01"),
+            vec![
+                (day("1990-01-01"), vec![1]),
+                (day("2000-01-01"), vec![2]),
+                (day("2026-11-20"), vec![0, 3]),
+            ]
+        );
+    }
 }

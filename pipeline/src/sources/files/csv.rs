@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Read};
 
-use csv::{ByteRecord, ReaderBuilder};
+use csv::{ByteRecord, ReaderBuilder, StringRecord};
 
 use super::input::InputFile;
 use super::{BatchSink, MAX_RECORD_BYTES};
@@ -67,13 +67,27 @@ pub(crate) fn read(
             Err(e) => return Err(bad(file, e)),
         }
         let line = record.position().map(|p| p.line() as i64);
-        let result = if record.len() != width {
-            Err(format!(
+        let result;
+        (result, record) = if record.len() != width {
+            let reason = format!(
                 "expected {width} fields as in the header, found {}",
                 record.len()
-            ))
+            );
+            (Err(reason), record)
         } else {
-            builder.push(&CsvRecord(&record), map)
+            // One UTF-8 check of the whole record (a scan for non-ASCII
+            // bytes, for most leads) instead of one per field; a record
+            // that fails is pushed as bytes, so the reason names the field.
+            match StringRecord::from_byte_record(record) {
+                Ok(text) => (
+                    builder.push(&TextRecord(&text), map),
+                    text.into_byte_record(),
+                ),
+                Err(e) => {
+                    let record = e.into_byte_record();
+                    (builder.push(&CsvRecord(&record), map), record)
+                }
+            }
         };
         if let Err(reason) = result {
             sink.reject(Reject {
@@ -165,6 +179,15 @@ impl RecordFields for CsvRecord<'_> {
                 .map(Some)
                 .map_err(|e| format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to())),
         }
+    }
+}
+
+struct TextRecord<'a>(&'a StringRecord);
+
+impl RecordFields for TextRecord<'_> {
+    #[inline]
+    fn field(&self, col: usize) -> Result<Option<&str>, String> {
+        Ok(self.0.get(col))
     }
 }
 
