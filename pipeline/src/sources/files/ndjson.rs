@@ -3,9 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{BufRead, Read};
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
 
 use super::input::InputFile;
 use super::{BatchSink, MAX_RECORD_BYTES};
@@ -37,7 +40,7 @@ pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
         }
         let line = if i == 0 { without_bom(&line) } else { &line };
         let Ok(object) =
-            serde_json::from_slice::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(line)
+            serde_json::from_slice::<HashMap<Cow<'_, str>, de::IgnoredAny>>(line)
         else {
             continue;
         };
@@ -59,11 +62,7 @@ pub(crate) fn read(
     builder: &mut LeadBuilder,
     sink: &mut BatchSink,
 ) -> Result<()> {
-    let index: HashMap<&str, usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
+    let mut keys = KeyIndex::new(columns);
     let mut unkept: HashSet<String> = HashSet::new();
     let mut line = Vec::new();
     let mut line_no = 0i64;
@@ -95,17 +94,17 @@ pub(crate) fn read(
         } else {
             &line
         };
-        let result = match serde_json::from_slice::<Map<String, Value>>(json) {
+        let result = match serde_json::from_slice::<Line<'_>>(json) {
             Err(e) => Err(format!("not a JSON object: {e}")),
-            Ok(object) => {
+            Ok(Line(object)) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
-                for (key, value) in &object {
-                    match index.get(key.as_str()) {
-                        Some(&i) => values[i] = text(value),
-                        None if value.is_null() => {}
+                for (position, (key, value)) in object.into_iter().enumerate() {
+                    match keys.column(position, &key) {
+                        Some(i) => values[i] = value,
+                        None if value.is_none() => {}
                         None => {
                             SourceProgress::add(&sink.progress.unkept_values, 1);
-                            if unkept.insert(key.clone()) {
+                            if unkept.insert(key.to_string()) {
                                 tracing::warn!(
                                     file = %file.name,
                                     line = line_no,
@@ -171,13 +170,116 @@ fn without_bom(line: &[u8]) -> &[u8] {
     line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
-fn text(value: &Value) -> Option<Cow<'_, str>> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        other => Some(Cow::Owned(other.to_string())),
+/// The columns of a file's keys. Lines of one file mostly list their keys
+/// in one order: a key is first checked against the column the same
+/// position held on the line before, then hashed.
+struct KeyIndex<'a> {
+    columns: &'a [String],
+    index: HashMap<&'a str, usize>,
+    by_position: Vec<Option<usize>>,
+}
+
+impl<'a> KeyIndex<'a> {
+    fn new(columns: &'a [String]) -> Self {
+        Self {
+            columns,
+            index: columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str(), i))
+                .collect(),
+            by_position: Vec::new(),
+        }
+    }
+
+    fn column(&mut self, position: usize, key: &str) -> Option<usize> {
+        if let Some(Some(i)) = self.by_position.get(position)
+            && self.columns[*i] == key
+        {
+            return Some(*i);
+        }
+        let found = self.index.get(key).copied();
+        if self.by_position.len() <= position {
+            self.by_position.resize(position + 1, None);
+        }
+        self.by_position[position] = found;
+        found
+    }
+}
+
+/// One line's object: its keys, and each value as the text a column keeps
+/// (None for null), borrowed from the line where it has no escapes. No
+/// tree of values is built.
+struct Line<'a>(Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>);
+
+impl<'de> Deserialize<'de> for Line<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LineVisitor;
+        impl<'de> Visitor<'de> for LineVisitor {
+            type Value = Line<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                // A key is a string (serde's own Cow would copy it).
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let Text(value) = map.next_value::<Text<'de>>()?;
+                    fields.push((key.unwrap_or_default(), value));
+                }
+                Ok(Line(fields))
+            }
+        }
+        deserializer.deserialize_map(LineVisitor)
+    }
+}
+
+/// A value as text: strings as they are, numbers and booleans as written
+/// by JSON, arrays and objects as their JSON text; None for null.
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text<'de>, E> {
+                // As serde_json writes a number it read (JSON has no NaN).
+                Ok(Text(
+                    serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())),
+                ))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Text<'de>, A::Error> {
+                let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Text(Some(Cow::Owned(value.to_string()))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Text<'de>, A::Error> {
+                let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Text(Some(Cow::Owned(value.to_string()))))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
     }
 }
 
@@ -192,6 +294,47 @@ impl RecordFields for JsonRecord<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(line: &str) -> Vec<(String, Option<String>)> {
+        let Line(fields) = serde_json::from_str(line).unwrap();
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn values_read_as_text_as_a_tree_of_values_would_give_them() {
+        let line = r#"{"a":"x\"y","b":null,"c":true,"d":-12,"e":18446744073709551615,"f":1.50,"g":1e21,"h":[1,{"k":"v"}],"i":{"z":1,"a":[]},"a":"last"}"#;
+        let tree: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+        let fields = texts(line);
+        assert_eq!(fields[0], ("a".into(), Some("x\"y".into())));
+        // The last of a repeated key is kept, as a map keeps it.
+        let read: HashMap<String, Option<String>> = fields.into_iter().collect();
+        assert_eq!(read.len(), tree.len());
+        for (key, value) in &tree {
+            let expected = match value {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            };
+            assert_eq!(read[key], expected, "{key}");
+        }
+        assert!(serde_json::from_str::<Line<'_>>("[1, 2]").is_err());
+        assert!(serde_json::from_str::<Line<'_>>("\"text\"").is_err());
+    }
+
+    #[test]
+    fn a_key_is_found_wherever_the_line_puts_it() {
+        let columns: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let mut keys = KeyIndex::new(&columns);
+        assert_eq!(keys.column(0, "a"), Some(0));
+        assert_eq!(keys.column(1, "b"), Some(1));
+        assert_eq!(keys.column(0, "c"), Some(2));
+        assert_eq!(keys.column(0, "a"), Some(0));
+        assert_eq!(keys.column(5, "zz"), None);
+        assert_eq!(keys.column(5, "b"), Some(1));
+    }
 
     #[test]
     fn a_line_just_past_the_limit_is_cut_and_the_next_line_is_whole() {
