@@ -39,8 +39,7 @@ pub(crate) fn keys(mut input: Box<dyn BufRead + Send>) -> Result<Vec<String>> {
             continue;
         }
         let line = if i == 0 { without_bom(&line) } else { &line };
-        let Ok(object) =
-            serde_json::from_slice::<HashMap<Cow<'_, str>, de::IgnoredAny>>(line)
+        let Ok(object) = serde_json::from_slice::<HashMap<Cow<'_, str>, de::IgnoredAny>>(line)
         else {
             continue;
         };
