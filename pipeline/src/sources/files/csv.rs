@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Read};
 
-use csv::{ByteRecord, ReaderBuilder, StringRecord};
+use csv::{ByteRecord, ReaderBuilder};
 
 use super::input::InputFile;
 use super::{BatchSink, MAX_RECORD_BYTES};
@@ -67,27 +67,13 @@ pub(crate) fn read(
             Err(e) => return Err(bad(file, e)),
         }
         let line = record.position().map(|p| p.line() as i64);
-        let result;
-        (result, record) = if record.len() != width {
-            let reason = format!(
+        let result = if record.len() != width {
+            Err(format!(
                 "expected {width} fields as in the header, found {}",
                 record.len()
-            );
-            (Err(reason), record)
+            ))
         } else {
-            // One UTF-8 check of the whole record (a scan for non-ASCII
-            // bytes, for most leads) instead of one per field; a record
-            // that fails is pushed as bytes, so the reason names the field.
-            match StringRecord::from_byte_record(record) {
-                Ok(text) => (
-                    builder.push(&TextRecord(&text), map),
-                    text.into_byte_record(),
-                ),
-                Err(e) => {
-                    let record = e.into_byte_record();
-                    (builder.push(&CsvRecord(&record), map), record)
-                }
-            }
+            builder.push(&CsvRecord::new(&record), map)
         };
         if let Err(reason) = result {
             sink.reject(Reject {
@@ -168,26 +154,36 @@ impl Read for Bounded {
     }
 }
 
-struct CsvRecord<'a>(&'a ByteRecord);
+/// A record's fields as text. The record's bytes are checked as UTF-8 once,
+/// all fields together, and each field is a slice of that text; only a
+/// record that fails (or a field cut inside a character) is checked field
+/// by field, so the reason names the field.
+struct CsvRecord<'a> {
+    record: &'a ByteRecord,
+    text: Option<&'a str>,
+}
 
-impl RecordFields for CsvRecord<'_> {
-    #[inline]
-    fn field(&self, col: usize) -> Result<Option<&str>, String> {
-        match self.0.get(col) {
-            None => Ok(None),
-            Some(bytes) => std::str::from_utf8(bytes)
-                .map(Some)
-                .map_err(|e| format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to())),
+impl<'a> CsvRecord<'a> {
+    fn new(record: &'a ByteRecord) -> Self {
+        Self {
+            record,
+            text: std::str::from_utf8(record.as_slice()).ok(),
         }
     }
 }
 
-struct TextRecord<'a>(&'a StringRecord);
-
-impl RecordFields for TextRecord<'_> {
+impl RecordFields for CsvRecord<'_> {
     #[inline]
     fn field(&self, col: usize) -> Result<Option<&str>, String> {
-        Ok(self.0.get(col))
+        let Some(range) = self.record.range(col) else {
+            return Ok(None);
+        };
+        if let Some(field) = self.text.and_then(|text| text.get(range.clone())) {
+            return Ok(Some(field));
+        }
+        std::str::from_utf8(&self.record.as_slice()[range])
+            .map(Some)
+            .map_err(|e| format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to()))
     }
 }
 
@@ -239,5 +235,37 @@ fn bad(file: &InputFile, e: csv::Error) -> Error {
     Error::BadInput {
         source_name: file.name.clone(),
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_text_unless_their_own_bytes_are_not() {
+        let record = ByteRecord::from(vec![&b"caf\xc3\xa9"[..], b"", b"\xff", b"ok"]);
+        let fields = CsvRecord::new(&record);
+        assert_eq!(fields.field(0), Ok(Some("caf\u{e9}")));
+        assert_eq!(fields.field(1), Ok(Some("")));
+        assert_eq!(
+            fields.field(2),
+            Err("not valid UTF-8 (byte 0 of the field)".to_string())
+        );
+        assert_eq!(fields.field(3), Ok(Some("ok")));
+        assert_eq!(fields.field(4), Ok(None));
+        // A character cut by a delimiter: the record's bytes are valid
+        // together, each field is not.
+        let record = ByteRecord::from(vec![&b"a\xc3"[..], b"\xa9b"]);
+        let fields = CsvRecord::new(&record);
+        assert!(fields.text.is_some());
+        assert_eq!(
+            fields.field(0),
+            Err("not valid UTF-8 (byte 1 of the field)".to_string())
+        );
+        assert_eq!(
+            fields.field(1),
+            Err("not valid UTF-8 (byte 0 of the field)".to_string())
+        );
     }
 }
