@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
 use crate::sources::SourceProgress;
+use crate::sources::json::Object;
 
 /// How many lines of an NDJSON file fix its columns (as DataFusion's JSON
 /// schema inference does): the file is then read once, not scanned for keys
@@ -93,11 +94,11 @@ pub(crate) fn read(
         } else {
             &line
         };
-        let result = match serde_json::from_slice::<Line<'_>>(json) {
+        let result = match serde_json::from_slice::<Object<'_, Text<'_>>>(json) {
             Err(e) => Err(format!("not a JSON object: {e}")),
-            Ok(Line(object)) => {
+            Ok(Object(object)) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
-                for (position, (key, value)) in object.into_iter().enumerate() {
+                for (position, (key, Text(value))) in object.into_iter().enumerate() {
                     match keys.column(position, &key) {
                         Some(i) => values[i] = value,
                         None if value.is_none() => {}
@@ -206,33 +207,6 @@ impl<'a> KeyIndex<'a> {
     }
 }
 
-/// One line's object: its keys, and each value as the text a column keeps
-/// (None for null), borrowed from the line where it has no escapes. No
-/// tree of values is built.
-struct Line<'a>(Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>);
-
-impl<'de> Deserialize<'de> for Line<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LineVisitor;
-        impl<'de> Visitor<'de> for LineVisitor {
-            type Value = Line<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                // A key is a string (serde's own Cow would copy it).
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    let Text(value) = map.next_value::<Text<'de>>()?;
-                    fields.push((key.unwrap_or_default(), value));
-                }
-                Ok(Line(fields))
-            }
-        }
-        deserializer.deserialize_map(LineVisitor)
-    }
-}
-
 /// A value as text: strings as they are, numbers and booleans as written
 /// by JSON, arrays and objects as their JSON text; None for null.
 struct Text<'a>(Option<Cow<'a, str>>);
@@ -295,10 +269,10 @@ mod tests {
     use super::*;
 
     fn texts(line: &str) -> Vec<(String, Option<String>)> {
-        let Line(fields) = serde_json::from_str(line).unwrap();
+        let Object(fields) = serde_json::from_str::<Object<'_, Text<'_>>>(line).unwrap();
         fields
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned)))
+            .map(|(k, Text(v))| (k.into_owned(), v.map(Cow::into_owned)))
             .collect()
     }
 
@@ -319,8 +293,8 @@ mod tests {
             };
             assert_eq!(read[key], expected, "{key}");
         }
-        assert!(serde_json::from_str::<Line<'_>>("[1, 2]").is_err());
-        assert!(serde_json::from_str::<Line<'_>>("\"text\"").is_err());
+        assert!(serde_json::from_str::<Object<'_, Text<'_>>>("[1, 2]").is_err());
+        assert!(serde_json::from_str::<Object<'_, Text<'_>>>("\"text\"").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lead::{ColumnMap, FieldMapping, IDENTITY_FIELDS, LeadBuilder, RecordFields};
+use crate::sources::json::Object;
 
 const LEAD_ID: usize = lead_field_index("lead_id");
 
@@ -50,7 +51,7 @@ impl LeadDecoder {
                 self.max_bytes
             ));
         }
-        let object = serde_json::from_slice::<Object<'_>>(payload)
+        let object = serde_json::from_slice::<Object<'_, Scalar<'_>>>(payload)
             .map_err(|e| format!("not a JSON object: {e}"))?;
         let mut values: [Option<Cow<'_, str>>; LEAD_FIELDS.len()] = std::array::from_fn(|_| None);
         for (name, value) in object.0 {
@@ -119,10 +120,6 @@ fn typed<'a>(
     }
 }
 
-/// A message's top-level object, its keys and strings borrowed from the
-/// payload where they have no escapes: no tree of values is built.
-struct Object<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
-
 /// A top-level value, as far as a lead needs to know it.
 enum Scalar<'a> {
     Null,
@@ -140,48 +137,6 @@ impl Scalar<'_> {
             Scalar::Int(_) => "a number",
             Scalar::Other(what) => what,
         }
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Object<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Object<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
-                let mut fields = Vec::with_capacity(16);
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    fields.push((key, map.next_value::<Scalar<'de>>()?));
-                }
-                Ok(Object(fields))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// A string, borrowed when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
     }
 }
 
