@@ -274,3 +274,28 @@ async fn a_record_longer_than_a_lead_can_be_is_named_not_read_into_memory() {
     assert_eq!(got[0][1], "true");
     assert!(got[0][2].contains("more than a lead can be"), "{got:?}");
 }
+
+#[tokio::test]
+async fn a_crlf_files_rejects_name_the_line_they_are_on() {
+    // Windows exports end lines with CRLF. Until the reader counted lines
+    // itself, every reject after the header was named one line too early.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "lead_id,email,notes,user_tier\r\n\
+               ok1,a@x.com,\"two\r\nlines\",1\r\n\
+               \r\n\
+               bad1,b@x.com,short\r\n\
+               bad2,c@x.com,plain,gold\r\n\
+               ok2,d@x.com,,2\r\n";
+    let input = write(dir.path(), "leads.csv", csv.as_bytes());
+    let out = dir.path().join("out").display().to_string();
+    let summary = run(config(&input, &out)).await;
+    assert_eq!((summary.leads_written, summary.rejects), (2, 2));
+    let got = rows(&query(&out, "select line, raw from rejects order by line").await);
+    assert_eq!(
+        got,
+        vec![
+            vec!["5".to_string(), "bad1,b@x.com,short".to_string()],
+            vec!["6".to_string(), "bad2,c@x.com,plain,gold".to_string()],
+        ]
+    );
+}

@@ -6,6 +6,7 @@
 //! files one after another on a blocking thread, a batch at a time.
 
 mod csv;
+mod csv_records;
 mod input;
 mod ndjson;
 mod parquet;
