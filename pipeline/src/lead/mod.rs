@@ -150,7 +150,7 @@ impl LeadBuilder {
                 values[i] = record
                     .field(col)
                     .map_err(|e| format!("{}: {e}", f.name))?
-                    .map(str::trim)
+                    .map(trim)
                     .filter(|v| !v.is_empty());
             }
         }
@@ -329,5 +329,44 @@ impl LeadId {
 impl AsRef<str> for LeadId {
     fn as_ref(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII")
+    }
+}
+
+/// `str::trim`, answered without decoding when the value starts and ends
+/// with a printable ASCII character (most do): 3% of a run's instructions
+/// went to trimming every field char by char.
+#[inline]
+fn trim(v: &str) -> &str {
+    match v.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => v,
+        [only] if only.is_ascii_graphic() => v,
+        _ => v.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trim_is_str_trim() {
+        for v in [
+            "",
+            " ",
+            "a",
+            "ab",
+            " a",
+            "a ",
+            "\ta\n",
+            "\u{a0}a",
+            "a\u{3000}",
+            "\u{e9}",
+            "\u{e9}a",
+            "a\u{e9}",
+            "~",
+            "a b",
+            "\u{2003}",
+            "x\u{85}",
+        ] {
+            assert_eq!(super::trim(v), v.trim(), "{v:?}");
+        }
     }
 }
