@@ -14,7 +14,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::Result;
 pub use header::{ColumnMap, FieldMapping, RESERVED_COLUMNS, column_names, normalize_header};
@@ -98,6 +98,8 @@ pub struct LeadBuilder {
     extras: Vec<StringBuilder>,
     rows: usize,
     scratch: String,
+    /// The bytes a lead without an id is hashed from.
+    id_key: Vec<u8>,
     countries: HashMap<String, Option<&'static str>>,
     /// Leads whose `country` named no country we know (kept as written).
     pub unknown_countries: u64,
@@ -120,6 +122,7 @@ impl LeadBuilder {
             options,
             rows: 0,
             scratch: String::new(),
+            id_key: Vec::new(),
             countries: HashMap::new(),
             unknown_countries: 0,
         }
@@ -205,7 +208,7 @@ impl LeadBuilder {
         for i in 0..N_LEAD {
             match i {
                 LEAD_ID if values[i].is_none() => {
-                    let id = lead_id(&values);
+                    let id = lead_id(&values, &mut self.id_key);
                     self.text[i].append_value(id);
                 }
                 FULL_NAME if values[i].is_none() => {
@@ -295,21 +298,25 @@ pub const IDENTITY_FIELDS: [usize; 6] =
 
 /// A stable id from the lead's identity: email (case-folded), names, company
 /// and phone. Stable across runs and versions: xxh3-64 with seed 0, hex.
-fn lead_id(values: &[Option<&str>; N_LEAD]) -> LeadId {
-    let mut h = Xxh3::new();
+///
+/// The key is put together in `key` (a buffer kept between leads) and
+/// hashed at once: hashing a lowercased email a byte at a time through
+/// the streaming hasher was 4% of a run on leads without ids. Same digest.
+fn lead_id(values: &[Option<&str>; N_LEAD], key: &mut Vec<u8>) -> LeadId {
+    key.clear();
     for i in IDENTITY_FIELDS {
         match values[i] {
             Some(v) if i == EMAIL => {
-                for b in v.bytes() {
-                    h.update(&[b.to_ascii_lowercase()]);
-                }
+                let start = key.len();
+                key.extend_from_slice(v.as_bytes());
+                key[start..].make_ascii_lowercase();
             }
-            Some(v) => h.update(v.as_bytes()),
+            Some(v) => key.extend_from_slice(v.as_bytes()),
             None => {}
         }
-        h.update(&[0x1f]);
+        key.push(0x1f);
     }
-    LeadId::new(h.digest())
+    LeadId::new(xxh3_64(key))
 }
 
 /// `lf-` and 16 hex digits, formatted without allocating.
@@ -368,5 +375,53 @@ mod tests {
         ] {
             assert_eq!(super::trim(v), v.trim(), "{v:?}");
         }
+    }
+
+    /// Ids are stable across versions: the key hashed at once gives the
+    /// digest the streaming hasher gave, fed a byte at a time.
+    #[test]
+    fn a_lead_id_is_the_digest_it_always_was() {
+        use super::*;
+        let streamed = |values: &[Option<&str>; N_LEAD]| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for i in IDENTITY_FIELDS {
+                match values[i] {
+                    Some(v) if i == EMAIL => {
+                        for b in v.bytes() {
+                            h.update(&[b.to_ascii_lowercase()]);
+                        }
+                    }
+                    Some(v) => h.update(v.as_bytes()),
+                    None => {}
+                }
+                h.update(&[0x1f]);
+            }
+            LeadId::new(h.digest())
+        };
+        let mut key = Vec::new();
+        for (email, name, phone) in [
+            (
+                Some("Ana.Lopez@Example.COM"),
+                Some("Ana L\u{f3}pez"),
+                Some("+34 600 000 000"),
+            ),
+            (None, Some("\u{738b}\u{4f1f}"), None),
+            (Some("\u{c9}lodie@X.fr"), None, Some("06 12 34 56 78")),
+            (None, None, None),
+        ] {
+            let mut values = [None; N_LEAD];
+            values[EMAIL] = email;
+            values[FULL_NAME] = name;
+            values[PHONE_RAW] = phone;
+            assert_eq!(
+                lead_id(&values, &mut key).as_ref(),
+                streamed(&values).as_ref()
+            );
+        }
+        // One value pinned (what earlier versions wrote), so the two cannot
+        // drift together.
+        let mut values = [None; N_LEAD];
+        values[EMAIL] = Some("Ada@Example.com");
+        assert_eq!(lead_id(&values, &mut key).as_ref(), "lf-1254ad1e6cf8c062");
     }
 }
