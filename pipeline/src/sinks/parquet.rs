@@ -384,8 +384,18 @@ fn split_by_day(
             merged.sort_unstable();
         }
     }
+    // A day whose rows are one run (input sorted by time, a stream's
+    // messages) is a slice of the batch; only interleaved days are copied.
     rows.into_iter()
-        .map(|(day, idx)| Ok((day, take_record_batch(batch, &UInt32Array::from(idx))?)))
+        .map(|(day, idx)| {
+            let (first, last) = (idx[0] as usize, idx[idx.len() - 1] as usize);
+            let part = if last - first + 1 == idx.len() {
+                batch.slice(first, idx.len())
+            } else {
+                take_record_batch(batch, &UInt32Array::from(idx))?
+            };
+            Ok((day, part))
+        })
         .collect()
 }
 
@@ -468,6 +478,40 @@ mod tests {
         assert_eq!(
             split_rows(&b, None, "2026-01-01"),
             vec![(day("2026-01-01"), (0..7).collect())]
+        );
+    }
+
+    #[test]
+    fn a_day_of_consecutive_rows_is_a_slice_not_a_copy() {
+        let b = batch(vec![
+            Some(at("2026-11-20", 1)),
+            Some(at("2026-11-20", 2)),
+            Some(at("2026-11-21", 1)),
+            Some(at("2026-11-21", 2)),
+            Some(at("2026-11-21", 3)),
+        ]);
+        let parts = split_by_day(&b, Some(0), day("2000-01-01")).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].0, day("2026-11-21"));
+        assert_eq!(parts[1].1.num_rows(), 3);
+        // A slice shares the batch's buffers, at the day's first row.
+        let values = |a: &ArrayRef| {
+            a.as_any()
+                .downcast_ref::<UInt32Array>()
+                .unwrap()
+                .values()
+                .as_ptr()
+        };
+        assert_eq!(
+            values(parts[1].1.column(1)),
+            values(b.column(1)).wrapping_add(2)
+        );
+        assert_eq!(
+            split_rows(&b, Some(0), "2000-01-01"),
+            vec![
+                (day("2026-11-20"), vec![0, 1]),
+                (day("2026-11-21"), vec![2, 3, 4])
+            ]
         );
     }
 
