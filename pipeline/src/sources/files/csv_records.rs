@@ -78,6 +78,8 @@ pub(crate) struct Records<R> {
     byte: u64,
     line: u64,
     eof: bool,
+    /// `csv_core`'s output for a quoted record: its fields, and where each ends.
+    out: Vec<u8>,
     ends: Vec<usize>,
 }
 
@@ -91,6 +93,7 @@ impl<R: BufRead> Records<R> {
             byte: 0,
             line: 1,
             eof: false,
+            out: vec![0; 1024],
             ends: vec![0; 64],
         }
     }
@@ -150,14 +153,11 @@ impl<R: BufRead> Records<R> {
     fn read_quoted(&mut self, record: &mut Record) -> std::io::Result<bool> {
         let start = self.byte;
         let (mut out_len, mut ends_len) = (0, 0);
-        record.bytes.resize(1024, 0);
         loop {
             let input = self.input.fill_buf()?;
-            let (result, read, written, ended) = self.core.read_record(
-                input,
-                &mut record.bytes[out_len..],
-                &mut self.ends[ends_len..],
-            );
+            let (result, read, written, ended) =
+                self.core
+                    .read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
             self.line += memchr::memchr_iter(b'\n', &input[..read]).count() as u64;
             self.input.consume(read);
             self.byte += read as u64;
@@ -177,15 +177,15 @@ impl<R: BufRead> Records<R> {
             match result {
                 ReadRecordResult::InputEmpty => {}
                 ReadRecordResult::OutputFull => {
-                    let len = record.bytes.len() * 2;
-                    record.bytes.resize(len, 0);
+                    let len = self.out.len() * 2;
+                    self.out.resize(len, 0);
                 }
                 ReadRecordResult::OutputEndsFull => {
                     let len = self.ends.len() * 2;
                     self.ends.resize(len, 0);
                 }
                 ReadRecordResult::Record => {
-                    record.bytes.truncate(out_len);
+                    record.bytes.extend_from_slice(&self.out[..out_len]);
                     let mut start = 0;
                     for &end in &self.ends[..ends_len] {
                         record.bounds.push((start as u32, end as u32));
@@ -194,7 +194,6 @@ impl<R: BufRead> Records<R> {
                     return Ok(true);
                 }
                 ReadRecordResult::End => {
-                    record.bytes.clear();
                     self.eof = true;
                     return Ok(false);
                 }
