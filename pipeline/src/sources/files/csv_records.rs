@@ -131,25 +131,30 @@ impl<R: BufRead> Records<R> {
                 [head @ .., b'\r'] => head,
                 line => line,
             };
-            if memchr::memchr2(b'"', b'\r', line).is_none() {
-                record.bytes.extend_from_slice(line);
-                let mut start = 0;
-                for delimiter in memchr::memchr_iter(self.delimiter, line) {
-                    record.bounds.push((start as u32, delimiter as u32));
-                    start = delimiter + 1;
+            let split = match memchr::memchr2(b'"', b'\r', line) {
+                None => {
+                    split_plain(line, self.delimiter, record);
+                    true
                 }
-                record.bounds.push((start as u32, line.len() as u32));
+                Some(at) if line[at] == b'"' && memchr::memchr(b'\r', line).is_none() => {
+                    split_simply_quoted(line, self.delimiter, record)
+                }
+                Some(_) => false,
+            };
+            if split {
                 self.input.consume(end + 1);
                 self.byte += end as u64 + 1;
                 self.line += 1;
                 return Ok(true);
             }
+            record.bytes.clear();
+            record.bounds.clear();
         }
         self.read_quoted(record)
     }
 
-    /// A record with quotes (or a line the buffer does not hold whole),
-    /// through `csv_core`.
+    /// A record `split_simply_quoted` cannot read (or a line the buffer
+    /// does not hold whole), through `csv_core`.
     fn read_quoted(&mut self, record: &mut Record) -> std::io::Result<bool> {
         let start = self.byte;
         let (mut out_len, mut ends_len) = (0, 0);
@@ -198,6 +203,69 @@ impl<R: BufRead> Records<R> {
                     return Ok(false);
                 }
             }
+        }
+    }
+}
+
+/// A line without quotes: one copy, fields where the delimiters are.
+fn split_plain(line: &[u8], delimiter: u8, record: &mut Record) {
+    record.bytes.extend_from_slice(line);
+    let mut start = 0;
+    for at in memchr::memchr_iter(delimiter, line) {
+        record.bounds.push((start as u32, at as u32));
+        start = at + 1;
+    }
+    record.bounds.push((start as u32, line.len() as u32));
+}
+
+/// A line whose quoted fields are the common kind: `"…"` from a field's
+/// start to its end, with `""` for a quote and no line break inside (the
+/// spreadsheet's `"Smith, Ann"`, `"Umbrella ""Bio"""`). `false` (and
+/// `record` half filled) for any other use of quotes, which `csv_core`
+/// then reads.
+fn split_simply_quoted(line: &[u8], delimiter: u8, record: &mut Record) -> bool {
+    let mut at = 0;
+    loop {
+        let rest = &line[at..];
+        let start = record.bytes.len() as u32;
+        if rest.first() == Some(&b'"') {
+            // `rest[taken..]` is what is left of the field after its
+            // opening quote and any `""` read so far.
+            let mut taken = 1;
+            loop {
+                let left = &rest[taken..];
+                let Some(close) = memchr::memchr(b'"', left) else {
+                    return false;
+                };
+                record.bytes.extend_from_slice(&left[..close]);
+                match left.get(close + 1) {
+                    Some(b'"') => {
+                        record.bytes.push(b'"');
+                        taken += close + 2;
+                    }
+                    None => {
+                        record.bounds.push((start, record.bytes.len() as u32));
+                        return true;
+                    }
+                    Some(&b) if b == delimiter => {
+                        record.bounds.push((start, record.bytes.len() as u32));
+                        at += taken + close + 2;
+                        break;
+                    }
+                    Some(_) => return false,
+                }
+            }
+        } else {
+            let end = memchr::memchr(delimiter, rest).unwrap_or(rest.len());
+            if memchr::memchr(b'"', &rest[..end]).is_some() {
+                return false;
+            }
+            record.bytes.extend_from_slice(&rest[..end]);
+            record.bounds.push((start, record.bytes.len() as u32));
+            if end == rest.len() {
+                return true;
+            }
+            at += end + 1;
         }
     }
 }
@@ -256,6 +324,10 @@ mod tests {
             b" ",
             b"x,y\n",
             b"p,\"q\"\r\n",
+            b"\"a,b\",",
+            b"\"\"",
+            b",\"c\"\n",
+            b"\"d\"\"e\"",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
