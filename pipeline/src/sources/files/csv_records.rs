@@ -2,9 +2,11 @@
 //! and `\r\n` as terminators, blank lines skipped), with two differences:
 //!
 //! - A line without a quote or a stray `\r` is split here, a `memchr` for
-//!   its end and for each delimiter, into one copy of the line. Only a
-//!   record with a quote goes through `csv_core`'s state machine (which
-//!   `csv::Reader` runs for every byte). Most exported lines are plain.
+//!   its end and for each delimiter, into one copy of the line; so is a
+//!   line whose quoted fields are the spreadsheet kind (`"Smith, Ann"`,
+//!   `""` for a quote). Only a record with another use of quotes (a line
+//!   break inside one, text after a closing quote) goes through
+//!   `csv_core`'s state machine, which `csv::Reader` runs for every byte.
 //! - A record's line is the line its first byte is on. `csv::Reader` gives
 //!   the line where the previous record ended: after a `\r\n` it has not
 //!   read the `\n` yet, so in a CRLF file every record after the first was
