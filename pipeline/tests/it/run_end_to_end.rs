@@ -82,29 +82,20 @@ async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
         column.compression()
     );
     assert!(column.statistics().is_some(), "statistics on");
-    let statistics = |name: &str| {
+    let chunk = |name: &str| {
         meta.row_group(0)
             .columns()
             .iter()
             .find(|c| c.column_path().string() == name)
             .unwrap_or_else(|| panic!("no column {name}"))
-            .statistics()
-            .is_some()
     };
+    let statistics = |name: &str| chunk(name).statistics().is_some();
     assert!(statistics("lead_id"), "compacted files prune by lead_id");
     assert!(
         !statistics("email") && statistics("country"),
         "no min/max for a column unique per lead but lead_id"
     );
-    let dictionary = |name: &str| {
-        meta.row_group(0)
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-            .dictionary_page_offset()
-            .is_some()
-    };
+    let dictionary = |name: &str| chunk(name).dictionary_page_offset().is_some();
     assert!(
         !dictionary("email"),
         "a column unique per lead has no dictionary"

@@ -52,6 +52,11 @@ impl Record {
             .map(|&(s, e)| &self.bytes[s as usize..e as usize])
     }
 
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.bounds.clear();
+    }
+
     /// The line the record starts on (1-based).
     pub(crate) fn line(&self) -> u64 {
         self.line
@@ -106,8 +111,7 @@ impl<R: BufRead> Records<R> {
 
     /// The next record into `record`; `false` at the end of the input.
     pub(crate) fn read(&mut self, record: &mut Record) -> std::io::Result<bool> {
-        record.bytes.clear();
-        record.bounds.clear();
+        record.clear();
         if self.eof {
             return Ok(false);
         }
@@ -149,8 +153,7 @@ impl<R: BufRead> Records<R> {
                 self.line += 1;
                 return Ok(true);
             }
-            record.bytes.clear();
-            record.bounds.clear();
+            record.clear();
         }
         self.read_quoted(record)
     }
