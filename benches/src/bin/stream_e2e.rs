@@ -14,6 +14,12 @@
 //!       # timed from its partitions' assignment
 //!   target/release/stream_e2e --leads 1000000 -- --batch-rows 32768
 //!       # arguments after `--` go to `leadflow stream`
+//!   target/release/stream_e2e --leads 1000000 --vs-run
+//!       # then `leadflow run` on the same messages as NDJSON: the stream's
+//!       # CPU per lead against the run's
+//!   target/release/stream_e2e --leads 1000000 --bare
+//!       # a bare consumer in the stream's place (polls, commits, drops each
+//!       # message): what librdkafka alone costs per lead
 //!   target/release/stream_e2e --latency --rate 10000 --secs 30
 //!       # produce-to-visible latency at a steady rate with the 1 s flush
 //!
@@ -41,6 +47,9 @@ const TOPIC: &str = "leads";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--bare-consumer") {
+        return bare_consumer(&args[2], &args[3]);
+    }
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -102,6 +111,7 @@ fn main() {
         leads,
         seed,
         preload: args.iter().any(|a| a == "--preload"),
+        bare: args.iter().any(|a| a == "--bare"),
     };
     if let Some(redis) = flag("--redis") {
         extra.extend(["--redis".into(), redis]);
@@ -119,11 +129,33 @@ fn main() {
     }
     let measured = pass.run("bench", &extra);
     let rss_mb = leadflow_benches::peak_child_rss_kb() as f64 / 1024.0;
+    let what = if pass.bare {
+        "a bare consumer, not leadflow (librdkafka alone)"
+    } else {
+        "leadflow stream"
+    };
     println!(
-        "stream_e2e: {}, peak RSS {rss_mb:.0} MB",
+        "stream_e2e: {what}: {}, peak RSS {rss_mb:.0} MB",
         measured.line(cores)
     );
     eprint!("{}", measured.summary);
+    if args.iter().any(|a| a == "--vs-run") {
+        assert!(
+            !pass.preload,
+            "--vs-run compares the produced messages, not --preload's files"
+        );
+        let mut run_extra = Vec::new();
+        for name in ["--config", "--query"] {
+            if let Some(value) = flag(name) {
+                run_extra.extend([name.to_string(), value]);
+            }
+        }
+        let run_cpu = pass.run_same_leads(&run_extra);
+        println!(
+            "the run on the same leads as NDJSON used {run_cpu:.2} CPU-s: the stream is {:.2}x the run's CPU per lead",
+            measured.cpu_secs / run_cpu
+        );
+    }
 }
 
 /// Leads per `leadflow produce` call (preloading).
@@ -145,6 +177,8 @@ struct Pass<'a> {
     /// Send everything before the stream starts (needs partitions enough
     /// to hold it at 5 MB each); otherwise send while it runs.
     preload: bool,
+    /// A bare consumer in place of `leadflow stream` (`--bare`).
+    bare: bool,
 }
 
 struct Measured {
@@ -159,8 +193,8 @@ struct Measured {
 impl Measured {
     fn line(&self, cores: usize) -> String {
         format!(
-            "{} messages over {} partitions, produced and streamed to Parquet in {:.2}s = {:.0} leads/s; \
-             the stream used {:.2} CPU-s ({:.0} leads per CPU-second), {cores} cores",
+            "{} messages over {} partitions, produced and consumed (offsets committed) in {:.2}s = {:.0} leads/s; \
+             the consumer used {:.2} CPU-s ({:.0} leads per CPU-second), {cores} cores",
             self.messages,
             self.partitions,
             self.secs,
@@ -172,6 +206,39 @@ impl Measured {
 }
 
 impl Pass<'_> {
+    /// `leadflow run` over the very messages the producer sends, as one
+    /// NDJSON file: its CPU-s (user + system).
+    fn run_same_leads(&self, extra: &[String]) -> f64 {
+        let input = self.work.join("same-leads.ndjson");
+        let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&input).unwrap());
+        let phones = leadflow_benches::export::phones(self.leads.min(100_000), self.seed);
+        for i in 0..self.leads {
+            let payload = leadflow_benches::export::lead_json(i, &phones[i % phones.len()]);
+            writeln!(w, "{payload}").unwrap();
+        }
+        w.flush().unwrap();
+        let children_cpu = || {
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: getrusage writes into the struct we own.
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            secs(usage.ru_utime) + secs(usage.ru_stime)
+        };
+        let before = children_cpu();
+        let status = Command::new(self.leadflow)
+            .args(["run", "--no-progress", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(self.work.join("same-leads-run"))
+            .args(extra)
+            .env("LEADFLOW_LOG", "warn")
+            .env_remove("REDIS_URL")
+            .status()
+            .unwrap();
+        assert!(status.success(), "leadflow run failed");
+        children_cpu() - before
+    }
+
     /// Streams topic `name` (group and output of the same name) while
     /// sending every chunk to it.
     fn run(&self, name: &str, extra: &[String]) -> Measured {
@@ -185,8 +252,13 @@ impl Pass<'_> {
                 .sum();
         }
         let log = self.work.join(format!("{name}.log"));
-        let child = Command::new(self.leadflow)
-            .args([
+        let mut command = if self.bare {
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.args(["--bare-consumer", self.brokers, name]);
+            c
+        } else {
+            let mut c = Command::new(self.leadflow);
+            c.args([
                 "stream",
                 "--brokers",
                 self.brokers,
@@ -197,7 +269,10 @@ impl Pass<'_> {
             ])
             .arg("--out")
             .arg(self.work.join(name))
-            .args(extra)
+            .args(extra);
+            c
+        };
+        let child = command
             .env("LEADFLOW_LOG", "info")
             .env_remove("REDIS_URL")
             .stderr(std::fs::File::create(&log).unwrap())
@@ -338,6 +413,52 @@ fn raw_consume(pass: &Pass<'_>, topic: &str, cores: usize) {
         pass.partitions,
         seen as f64 / secs
     );
+}
+
+/// `--bare`'s child: joins group `topic` and consumes `topic` as the
+/// stream's consumer does (polled, one message at a time, offsets
+/// committed as it goes) and does nothing else with the messages; exits on
+/// SIGTERM. Its CPU is what librdkafka alone costs the stream.
+fn bare_consumer(brokers: &str, topic: &str) {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    extern "C" fn on_term(_: libc::c_int) {
+        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    let consumer: BaseConsumer = client(brokers)
+        .set("group.id", topic)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut announced = false;
+    let mut bytes = 0usize;
+    let mut since_commit = 0u32;
+    while !STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        if !announced && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            eprintln!("bare consumer: partitions assigned");
+            announced = true;
+        }
+        match polled {
+            Some(message) => {
+                bytes += rdkafka::Message::payload(&message.unwrap()).map_or(0, <[u8]>::len);
+                since_commit += 1;
+                if since_commit == 8192 {
+                    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async);
+                    since_commit = 0;
+                }
+            }
+            None if since_commit > 0 => {
+                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async);
+                since_commit = 0;
+            }
+            None => {}
+        }
+    }
+    eprintln!("bare consumer: {bytes} payload bytes");
 }
 
 /// utime + stime of a live process, from /proc.
