@@ -93,7 +93,7 @@ fn main() {
 
 /// A stream frees a cut's buffers every cut, and serve its micro-batches':
 /// with the run's allocator settings both gave the same pages back to the
-/// system and faulted them in again, all the time (10% of the stream's CPU,
+/// system and faulted them in again, all the time (8% of the stream's CPU,
 /// `stream_e2e`). Here, before any other thread exists:
 ///
 /// - jemalloc keeps freed pages ten seconds (its default), not one;
