@@ -129,9 +129,10 @@ pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> 
 
 /// How every table file is written: zstd, row groups of at most
 /// `row_group_rows`, no dictionary for the columns that are distinct per
-/// lead, and no statistics for those but `lead_id`. Their min and max
-/// prune nothing (a file's emails span the alphabet) and cost 2% of a
-/// run's instructions; `lead_id`'s prune compacted files, sorted by it.
+/// lead, and no statistics for those but `lead_id`, nor for
+/// [`UNPRUNED_NAMES`]. Their min and max prune nothing (a file's emails
+/// span the alphabet) and cost 2% of a run's instructions; `lead_id`'s
+/// prune compacted files, sorted by it.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -142,13 +143,22 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     // Names a table lacks are ignored.
     for column in leadflow_schemas::DISTINCT_PER_LEAD {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-        if *column != "lead_id" {
-            props = props
-                .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
-        }
+    }
+    let unpruned = leadflow_schemas::DISTINCT_PER_LEAD
+        .iter()
+        .filter(|c| **c != "lead_id")
+        .chain(UNPRUNED_NAMES);
+    for column in unpruned {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     props.build()
 }
+
+/// Names that repeat (a dictionary pays) but whose min and max, like an
+/// email's, span the alphabet in every file: statistics would prune no row
+/// group, and computing them is two string comparisons per value.
+const UNPRUNED_NAMES: &[&str] = &["first_name", "last_name", "company", "company_website"];
 
 /// A Parquet writer of `schema` into the object at `path` (uploaded in
 /// parts as it grows; complete, and visible, only once closed).

@@ -104,6 +104,10 @@ async fn example_run_accounts_for_every_row_and_writes_typed_parquet() {
         dictionary("country"),
         "a repetitive column keeps its dictionary"
     );
+    assert!(
+        !statistics("company") && dictionary("company"),
+        "a name that repeats keeps its dictionary, not its min/max"
+    );
 
     let status = rows(
         &query(
