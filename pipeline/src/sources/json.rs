@@ -1,8 +1,10 @@
 //! A JSON object read without a tree of values: its keys borrowed from the
 //! input where they have no escapes, each value as the reader's own type.
-//! A Kafka message and an NDJSON line are both read through it.
+//! A Kafka message and an NDJSON line are both read through it, and their
+//! keys found among the lead's columns by [`KeyIndex`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -50,5 +52,71 @@ impl<'de> Deserialize<'de> for Key<'de> {
             }
         }
         deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The columns of an object's keys. Objects from one file or producer
+/// mostly list their keys in one order: a key is first checked against the
+/// column the same position held in the object before, then hashed.
+pub(crate) struct KeyIndex {
+    columns: Vec<String>,
+    index: HashMap<String, usize>,
+    by_position: Vec<Option<usize>>,
+}
+
+impl KeyIndex {
+    pub(crate) fn new(columns: &[impl AsRef<str>]) -> Self {
+        let columns: Vec<String> = columns.iter().map(|c| c.as_ref().to_string()).collect();
+        Self {
+            index: columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i))
+                .collect(),
+            columns,
+            by_position: Vec::new(),
+        }
+    }
+
+    /// The column of `key`, the object's `position`-th key.
+    pub(crate) fn column(&mut self, position: usize, key: &str) -> Option<usize> {
+        if let Some(Some(i)) = self.by_position.get(position)
+            && self.columns[*i] == key
+        {
+            return Some(*i);
+        }
+        let found = self.index.get(key).copied();
+        // Only the first positions are remembered (64, or one per column
+        // where there are more): an object with a million keys does not
+        // grow this for good.
+        if position < REMEMBERED_POSITIONS.max(self.columns.len()) {
+            if self.by_position.len() <= position {
+                self.by_position.resize(position + 1, None);
+            }
+            self.by_position[position] = found;
+        }
+        found
+    }
+}
+
+/// Key positions a [`KeyIndex`] remembers at least.
+const REMEMBERED_POSITIONS: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_found_wherever_the_line_puts_it() {
+        let columns: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        let mut keys = KeyIndex::new(&columns);
+        assert_eq!(keys.column(0, "a"), Some(0));
+        assert_eq!(keys.column(1, "b"), Some(1));
+        assert_eq!(keys.column(0, "c"), Some(2));
+        assert_eq!(keys.column(0, "a"), Some(0));
+        assert_eq!(keys.column(5, "zz"), None);
+        assert_eq!(keys.column(5, "b"), Some(1));
+        assert_eq!(keys.column(1_000_000, "c"), Some(2));
+        assert!(keys.by_position.len() <= REMEMBERED_POSITIONS);
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
 use crate::sources::SourceProgress;
-use crate::sources::json::Object;
+use crate::sources::json::{KeyIndex, Object};
 
 /// How many lines of an NDJSON file fix its columns (as DataFusion's JSON
 /// schema inference does): the file is then read once, not scanned for keys
@@ -170,43 +170,6 @@ fn without_bom(line: &[u8]) -> &[u8] {
     line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
-/// The columns of a file's keys. Lines of one file mostly list their keys
-/// in one order: a key is first checked against the column the same
-/// position held on the line before, then hashed.
-struct KeyIndex<'a> {
-    columns: &'a [String],
-    index: HashMap<&'a str, usize>,
-    by_position: Vec<Option<usize>>,
-}
-
-impl<'a> KeyIndex<'a> {
-    fn new(columns: &'a [String]) -> Self {
-        Self {
-            columns,
-            index: columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.as_str(), i))
-                .collect(),
-            by_position: Vec::new(),
-        }
-    }
-
-    fn column(&mut self, position: usize, key: &str) -> Option<usize> {
-        if let Some(Some(i)) = self.by_position.get(position)
-            && self.columns[*i] == key
-        {
-            return Some(*i);
-        }
-        let found = self.index.get(key).copied();
-        if self.by_position.len() <= position {
-            self.by_position.resize(position + 1, None);
-        }
-        self.by_position[position] = found;
-        found
-    }
-}
-
 /// A value as text: strings as they are, numbers and booleans as written
 /// by JSON, arrays and objects as their JSON text; None for null.
 struct Text<'a>(Option<Cow<'a, str>>);
@@ -295,18 +258,6 @@ mod tests {
         }
         assert!(serde_json::from_str::<Object<'_, Text<'_>>>("[1, 2]").is_err());
         assert!(serde_json::from_str::<Object<'_, Text<'_>>>("\"text\"").is_err());
-    }
-
-    #[test]
-    fn a_key_is_found_wherever_the_line_puts_it() {
-        let columns: Vec<String> = ["a", "b", "c"].map(String::from).into();
-        let mut keys = KeyIndex::new(&columns);
-        assert_eq!(keys.column(0, "a"), Some(0));
-        assert_eq!(keys.column(1, "b"), Some(1));
-        assert_eq!(keys.column(0, "c"), Some(2));
-        assert_eq!(keys.column(0, "a"), Some(0));
-        assert_eq!(keys.column(5, "zz"), None);
-        assert_eq!(keys.column(5, "b"), Some(1));
     }
 
     #[test]

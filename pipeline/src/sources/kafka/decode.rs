@@ -10,13 +10,15 @@ use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lead::{ColumnMap, FieldMapping, IDENTITY_FIELDS, LeadBuilder, RecordFields};
-use crate::sources::json::Object;
+use crate::sources::json::{KeyIndex, Object};
 
 const LEAD_ID: usize = lead_field_index("lead_id");
 
 /// Decodes messages into a partition's [`LeadBuilder`].
 pub(crate) struct LeadDecoder {
     map: ColumnMap,
+    /// Each key's lead field.
+    keys: KeyIndex,
     max_bytes: usize,
     /// Keys that are not lead fields, warned about once each.
     unknown: HashSet<String>,
@@ -29,6 +31,7 @@ impl LeadDecoder {
         let header: Vec<String> = LEAD_FIELDS.iter().map(|f| f.name.to_string()).collect();
         Self {
             map: ColumnMap::new(&header, &FieldMapping::default(), &[]),
+            keys: KeyIndex::new(&header),
             max_bytes,
             unknown: HashSet::new(),
             unkept_values: 0,
@@ -54,8 +57,8 @@ impl LeadDecoder {
         let object = serde_json::from_slice::<Object<'_, Scalar<'_>>>(payload)
             .map_err(|e| format!("not a JSON object: {e}"))?;
         let mut values: [Option<Cow<'_, str>>; LEAD_FIELDS.len()] = std::array::from_fn(|_| None);
-        for (name, value) in object.0 {
-            let Some(i) = LEAD_FIELDS.iter().position(|f| f.name == name) else {
+        for (position, (name, value)) in object.0.into_iter().enumerate() {
+            let Some(i) = self.keys.column(position, &name) else {
                 if !matches!(value, Scalar::Null) {
                     self.unkept_values += 1;
                     if self.unknown.len() < 1024 && self.unknown.insert(name.to_string()) {
