@@ -91,13 +91,14 @@ fn main() {
             path
         })
         .collect();
-    let mut extra: Vec<String> = Vec::new();
-    if let Some(config) = flag("--config") {
-        extra.extend(["--config".into(), config]);
+    // What `leadflow run` shares with the stream (`--vs-run`).
+    let mut run_extra: Vec<String> = Vec::new();
+    for name in ["--config", "--query"] {
+        if let Some(value) = flag(name) {
+            run_extra.extend([name.to_string(), value]);
+        }
     }
-    if let Some(query) = flag("--query") {
-        extra.extend(["--query".into(), query]);
-    }
+    let mut extra = run_extra.clone();
     // Anything after `--` goes to `leadflow stream` as it is.
     if let Some(i) = args.iter().position(|a| a == "--") {
         extra.extend(args[i + 1..].iter().cloned());
@@ -113,6 +114,14 @@ fn main() {
         preload: args.iter().any(|a| a == "--preload"),
         bare: args.iter().any(|a| a == "--bare"),
     };
+    let vs_run = args.iter().any(|a| a == "--vs-run");
+    if vs_run {
+        assert!(
+            !pass.preload && !pass.bare && flag("--redis").is_none(),
+            "--vs-run compares leadflow stream on the produced messages with a run on the same \
+             messages: not with --preload's files, --bare, or --redis's warmed cache"
+        );
+    }
     if let Some(redis) = flag("--redis") {
         extra.extend(["--redis".into(), redis]);
         // Fill the shared cache first, with the same leads: the measured
@@ -139,17 +148,7 @@ fn main() {
         measured.line(cores)
     );
     eprint!("{}", measured.summary);
-    if args.iter().any(|a| a == "--vs-run") {
-        assert!(
-            !pass.preload,
-            "--vs-run compares the produced messages, not --preload's files"
-        );
-        let mut run_extra = Vec::new();
-        for name in ["--config", "--query"] {
-            if let Some(value) = flag(name) {
-                run_extra.extend([name.to_string(), value]);
-            }
-        }
+    if vs_run {
         let run_cpu = pass.run_same_leads(&run_extra);
         println!(
             "the run on the same leads as NDJSON used {run_cpu:.2} CPU-s: the stream is {:.2}x the run's CPU per lead",
@@ -217,14 +216,7 @@ impl Pass<'_> {
             writeln!(w, "{payload}").unwrap();
         }
         w.flush().unwrap();
-        let children_cpu = || {
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: getrusage writes into the struct we own.
-            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            secs(usage.ru_utime) + secs(usage.ru_stime)
-        };
-        let before = children_cpu();
+        let before = leadflow_benches::child_cpu_secs();
         let status = Command::new(self.leadflow)
             .args(["run", "--no-progress", "--input"])
             .arg(&input)
@@ -236,7 +228,7 @@ impl Pass<'_> {
             .status()
             .unwrap();
         assert!(status.success(), "leadflow run failed");
-        children_cpu() - before
+        leadflow_benches::child_cpu_secs() - before
     }
 
     /// Streams topic `name` (group and output of the same name) while
@@ -272,7 +264,7 @@ impl Pass<'_> {
             .args(extra);
             c
         };
-        let child = command
+        let mut child = command
             .env("LEADFLOW_LOG", "info")
             .env_remove("REDIS_URL")
             .stderr(std::fs::File::create(&log).unwrap())
@@ -295,7 +287,7 @@ impl Pass<'_> {
         if !self.preload {
             produced = self.produce_while_streaming(name);
         }
-        wait_committed(self.brokers, name, self.partitions, produced);
+        wait_committed(self.brokers, name, self.partitions, produced, &mut child);
         let secs = t.elapsed().as_secs_f64();
         let cpu_secs = cpu_seconds(child.id());
         if std::env::var_os("STREAM_E2E_THREADS").is_some() {
@@ -388,13 +380,7 @@ fn raw_consume(pass: &Pass<'_>, topic: &str, cores: usize) {
     let total: i64 = end_offsets(pass.brokers, topic, pass.partitions)
         .iter()
         .sum();
-    let consumer: BaseConsumer = client(pass.brokers)
-        .set("group.id", "raw")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = group_consumer(pass.brokers, "raw", topic);
     let mut seen = 0i64;
     let mut bytes = 0usize;
     let mut t = None;
@@ -415,10 +401,11 @@ fn raw_consume(pass: &Pass<'_>, topic: &str, cores: usize) {
     );
 }
 
-/// `--bare`'s child: joins group `topic` and consumes `topic` as the
+/// `--bare`'s child: joins group `topic` and consumes `topic` much as the
 /// stream's consumer does (polled, one message at a time, offsets
-/// committed as it goes) and does nothing else with the messages; exits on
-/// SIGTERM. Its CPU is what librdkafka alone costs the stream.
+/// committed as it goes, statistics every 5 s) and does nothing else with
+/// the messages; exits on SIGTERM. Its CPU is about what librdkafka alone
+/// costs the stream.
 fn bare_consumer(brokers: &str, topic: &str) {
     static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     extern "C" fn on_term(_: libc::c_int) {
@@ -426,13 +413,7 @@ fn bare_consumer(brokers: &str, topic: &str) {
     }
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
-    let consumer: BaseConsumer = client(brokers)
-        .set("group.id", topic)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = group_consumer(brokers, topic, topic);
     let mut announced = false;
     let mut bytes = 0usize;
     let mut since_commit = 0u32;
@@ -443,17 +424,24 @@ fn bare_consumer(brokers: &str, topic: &str) {
             announced = true;
         }
         match polled {
-            Some(message) => {
-                bytes += rdkafka::Message::payload(&message.unwrap()).map_or(0, <[u8]>::len);
+            Some(Ok(message)) => {
+                bytes += rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
                 since_commit += 1;
                 if since_commit == 8192 {
                     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async);
                     since_commit = 0;
                 }
             }
+            Some(Err(e)) => eprintln!("bare consumer: {e}"),
+            // Idle: commit what was read, again until it is taken, so the
+            // harness's wait for every offset ends.
             None if since_commit > 0 => {
-                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async);
-                since_commit = 0;
+                if consumer
+                    .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+                    .is_ok()
+                {
+                    since_commit = 0;
+                }
             }
             None => {}
         }
@@ -505,6 +493,20 @@ fn stop(child: Child) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A consumer in `group` subscribed to `topic`, from its start, committing
+/// only when told.
+fn group_consumer(brokers: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = client(brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("statistics.interval.ms", "5000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
 fn client(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
@@ -545,10 +547,13 @@ fn committed_reader(brokers: &str, topic: &str, partitions: i32) -> impl Fn() ->
 }
 
 /// Waits until group `topic` has committed `total` offsets across the
-/// partitions of `topic`.
-fn wait_committed(brokers: &str, topic: &str, partitions: i32, total: i64) {
+/// partitions of `topic`; panics if `consumer` exits first.
+fn wait_committed(brokers: &str, topic: &str, partitions: i32, total: i64, consumer: &mut Child) {
     let committed = committed_reader(brokers, topic, partitions);
     while committed() < total {
+        if let Some(status) = consumer.try_wait().unwrap() {
+            panic!("the consumer exited ({status}) before committing every offset");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -119,4 +119,18 @@ mod tests {
         assert_eq!(keys.column(1_000_000, "c"), Some(2));
         assert!(keys.by_position.len() <= REMEMBERED_POSITIONS);
     }
+
+    #[test]
+    fn every_column_of_a_wide_file_keeps_its_position() {
+        let columns: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+        let mut keys = KeyIndex::new(&columns);
+        for round in 0..2 {
+            for (i, c) in columns.iter().enumerate() {
+                assert_eq!(keys.column(i, c), Some(i), "round {round}");
+            }
+        }
+        assert_eq!(keys.by_position.len(), 100);
+        assert_eq!(keys.column(100, "c3"), Some(3));
+        assert_eq!(keys.by_position.len(), 100, "past the columns' count");
+    }
 }

@@ -96,25 +96,29 @@ fn main() {
 /// system and faulted them in again, all the time (8% of the stream's CPU,
 /// `stream_e2e`). Here, before any other thread exists:
 ///
-/// - jemalloc keeps freed pages ten seconds (its default), not one;
+/// - jemalloc keeps freed pages ten seconds (its default), not one (blocks
+///   of 8 MiB and more have an arena of their own, which gives them back
+///   at once either way);
 /// - glibc's malloc, which serves the C libraries (librdkafka's fetch
 ///   buffers and messages, zstd's context for each Parquet column chunk),
 ///   takes blocks under 8 MiB from its heap instead of mapping each afresh,
-///   and keeps up to 32 MiB free there instead of trimming at 128 KiB.
+///   and keeps up to 32 MiB free in each of its arenas (one per thread
+///   that allocated, up to 8 per core) instead of trimming at 128 KiB.
 ///
 /// Not for `run`: it would hold ~25 MB more at its peak (1M leads, 202 →
-/// 227 MB) for no time saved. `_RJEM_MALLOC_CONF` and `GLIBC_TUNABLES` in
-/// the environment still rule.
+/// 227 MB) for no time saved. A decay set in `_RJEM_MALLOC_CONF`, and
+/// glibc's own settings in the environment (`GLIBC_TUNABLES`,
+/// `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), still rule.
 fn tune_for_long_running() {
     #[cfg(not(target_env = "msvc"))]
-    if std::env::var_os("_RJEM_MALLOC_CONF").is_none() {
+    if !std::env::var("_RJEM_MALLOC_CONF").is_ok_and(|conf| conf.contains("decay")) {
         let mut ms: isize = 10_000;
         // Arena 0 is this thread's; the others are made later, with the
         // default for new arenas.
         for name in [c"arenas.dirty_decay_ms", c"arena.0.dirty_decay_ms"] {
             // SAFETY: both names take an `ssize_t`, which `ms` is; jemalloc
             // copies it and reads nothing else.
-            unsafe {
+            let rc = unsafe {
                 tikv_jemalloc_sys::mallctl(
                     name.as_ptr(),
                     std::ptr::null_mut(),
@@ -123,10 +127,18 @@ fn tune_for_long_running() {
                     size_of::<isize>(),
                 )
             };
+            debug_assert_eq!(rc, 0, "mallctl {name:?}");
         }
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+    if [
+        "GLIBC_TUNABLES",
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ]
+    .iter()
+    .all(|name| std::env::var_os(name).is_none())
+    {
         // SAFETY: mallopt only sets glibc's malloc parameters.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
