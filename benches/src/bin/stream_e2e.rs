@@ -435,13 +435,12 @@ fn bare_consumer(brokers: &str, topic: &str) {
             Some(Err(e)) => eprintln!("bare consumer: {e}"),
             // Idle: commit what was read, again until it is taken, so the
             // harness's wait for every offset ends.
-            None if since_commit > 0 => {
-                if consumer
+            None if since_commit > 0
+                && consumer
                     .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
-                    .is_ok()
-                {
-                    since_commit = 0;
-                }
+                    .is_ok() =>
+            {
+                since_commit = 0;
             }
             None => {}
         }
