@@ -81,8 +81,7 @@ pub(crate) struct Records<R> {
     core: csv_core::Reader,
     delimiter: u8,
     max_bytes: u64,
-    /// Bytes and lines consumed so far.
-    byte: u64,
+    /// The line the next byte is on.
     line: u64,
     eof: bool,
     /// `csv_core`'s output for a quoted record: its fields, and where each ends.
@@ -97,7 +96,6 @@ impl<R: BufRead> Records<R> {
             core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             delimiter,
             max_bytes,
-            byte: 0,
             line: 1,
             eof: false,
             out: vec![0; 1024],
@@ -128,7 +126,6 @@ impl<R: BufRead> Records<R> {
             }
             self.line += memchr::memchr_iter(b'\n', &buf[..blank]).count() as u64;
             self.input.consume(blank);
-            self.byte += blank as u64;
         }
         record.line = self.line;
         let buf = self.input.fill_buf()?;
@@ -149,7 +146,6 @@ impl<R: BufRead> Records<R> {
             };
             if split {
                 self.input.consume(end + 1);
-                self.byte += end as u64 + 1;
                 self.line += 1;
                 return Ok(true);
             }
@@ -161,8 +157,7 @@ impl<R: BufRead> Records<R> {
     /// A record `split_simply_quoted` cannot read (or a line the buffer
     /// does not hold whole), through `csv_core`.
     fn read_quoted(&mut self, record: &mut Record) -> std::io::Result<bool> {
-        let start = self.byte;
-        let (mut out_len, mut ends_len) = (0, 0);
+        let (mut out_len, mut ends_len, mut consumed) = (0, 0, 0u64);
         loop {
             let input = self.input.fill_buf()?;
             let (result, read, written, ended) =
@@ -170,10 +165,10 @@ impl<R: BufRead> Records<R> {
                     .read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
             self.line += memchr::memchr_iter(b'\n', &input[..read]).count() as u64;
             self.input.consume(read);
-            self.byte += read as u64;
+            consumed += read as u64;
             out_len += written;
             ends_len += ended;
-            if self.byte - start > self.max_bytes {
+            if consumed > self.max_bytes {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
