@@ -205,14 +205,20 @@ impl Measured {
 }
 
 impl Pass<'_> {
+    /// The messages the producer sends, in order: the export-like leads as
+    /// JSON.
+    fn payloads(&self) -> impl Iterator<Item = String> + use<> {
+        let phones = leadflow_benches::export::phones(self.leads.min(100_000), self.seed);
+        let leads = self.leads;
+        (0..leads).map(move |i| leadflow_benches::export::lead_json(i, &phones[i % phones.len()]))
+    }
+
     /// `leadflow run` over the very messages the producer sends, as one
     /// NDJSON file: its CPU-s (user + system).
     fn run_same_leads(&self, extra: &[String]) -> f64 {
         let input = self.work.join("same-leads.ndjson");
         let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&input).unwrap());
-        let phones = leadflow_benches::export::phones(self.leads.min(100_000), self.seed);
-        for i in 0..self.leads {
-            let payload = leadflow_benches::export::lead_json(i, &phones[i % phones.len()]);
+        for payload in self.payloads() {
             writeln!(w, "{payload}").unwrap();
         }
         w.flush().unwrap();
@@ -337,10 +343,8 @@ impl Pass<'_> {
             .create()
             .unwrap();
         let committed = committed_reader(self.brokers, topic, self.partitions);
-        let phones = leadflow_benches::export::phones(self.leads.min(100_000), self.seed);
         let mut sent = 0i64;
-        for i in 0..self.leads {
-            let payload = leadflow_benches::export::lead_json(i, &phones[i % phones.len()]);
+        for (i, payload) in self.payloads().enumerate() {
             let key = format!("L{i}");
             loop {
                 match producer.send(BaseRecord::to(topic).payload(&payload).key(&key)) {
