@@ -438,7 +438,6 @@ async fn lookup(
     let leads = parse_leads(body, app.max_leads)?;
     let started = Instant::now();
     let mut results: Vec<Item> = vec![Item::default(); leads.len()];
-    let mut decoder = LeadDecoder::new(usize::MAX);
     let options = LeadOptions {
         // Buffers for this request's leads, not for the most a request may hold.
         batch_size: leads.len(),
@@ -448,24 +447,27 @@ async fn lookup(
         })),
         ..app.options.clone()
     };
-    let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), options);
+    let mut builder = LeadBuilder::new(LEAD_SCHEMA.clone(), options);
     let mut accepted = Vec::with_capacity(leads.len());
     let mut rejects = Vec::new();
-    for (i, lead) in leads.into_iter().enumerate() {
-        let raw = serde_json::to_vec(&lead).expect("a JSON value serializes");
-        match decoder.push(None, Some(&raw), &mut builder) {
-            Ok(()) => accepted.push(i),
-            Err(reason) => {
-                results[i] = Item::error(i, reason.clone());
-                rejects.push(Reject {
-                    source: format!("POST /v1/lookups (key {})", key.name),
-                    line: Some(i as i64 + 1),
-                    raw: String::from_utf8(raw).expect("serde_json writes UTF-8"),
-                    reason,
-                });
+    DECODER.with_borrow_mut(|decoder| {
+        for (i, lead) in leads.into_iter().enumerate() {
+            // Each lead's JSON as sent, decoded as a Kafka message is.
+            let raw = lead.get();
+            match decoder.push(None, Some(raw.as_bytes()), &mut builder) {
+                Ok(()) => accepted.push(i),
+                Err(reason) => {
+                    results[i] = Item::error(i, reason.clone());
+                    rejects.push(Reject {
+                        source: format!("POST /v1/lookups (key {})", key.name),
+                        line: Some(i as i64 + 1),
+                        raw: raw.to_string(),
+                        reason,
+                    });
+                }
             }
         }
-    }
+    });
     telemetry_in(accepted.len() + rejects.len());
     let stamp = RunStamp {
         run_id: app.run_id.clone(),
@@ -493,18 +495,33 @@ async fn lookup(
     Ok(serde_json::to_vec(&Answer { results: &results }).expect("JSON serializes"))
 }
 
+/// The `leads` table's schema, which every lookup's leads are built with.
+static LEAD_SCHEMA: std::sync::LazyLock<datafusion::arrow::datatypes::SchemaRef> =
+    std::sync::LazyLock::new(|| leadflow_schemas::lead_schema([]));
+
+thread_local! {
+    /// A lookup's lead decoder, kept from one request to the next on its
+    /// thread: making one maps every lead column's name.
+    static DECODER: std::cell::RefCell<LeadDecoder> =
+        std::cell::RefCell::new(LeadDecoder::new(usize::MAX));
+}
+
 fn telemetry_in(n: usize) {
     crate::telemetry::leads_in(n as u64);
 }
 
 /// The body's `leads`, or the problem with it (naming line and column).
-fn parse_leads(body: &[u8], max: usize) -> std::result::Result<Vec<Value>, Problem> {
+fn parse_leads(
+    body: &[u8],
+    max: usize,
+) -> std::result::Result<Vec<&serde_json::value::RawValue>, Problem> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Request {
-        leads: Vec<Value>,
+    struct Request<'a> {
+        #[serde(borrow)]
+        leads: Vec<&'a serde_json::value::RawValue>,
     }
-    let request: Request = serde_json::from_slice(body).map_err(Problem::bad_json)?;
+    let request: Request<'_> = serde_json::from_slice(body).map_err(Problem::bad_json)?;
     if request.leads.is_empty() {
         return Err(Problem::invalid(
             "leads",
@@ -564,7 +581,7 @@ fn fill_results(
 
 /// The `lead_id` of each of `leads`' rows.
 fn lead_ids(leads: &RecordBatch) -> Vec<String> {
-    let Ok(i) = leads.schema().index_of("lead_id") else {
+    let Some((i, _)) = leads.schema().column_with_name("lead_id") else {
         return Vec::new();
     };
     let column = leads.column(i);
@@ -618,7 +635,8 @@ fn result_of(batch: &RecordBatch, row: usize) -> Vec<(&'static str, Value)> {
     RESULT_COLUMNS
         .iter()
         .filter_map(|(field, column)| {
-            let i = schema.index_of(column).ok()?;
+            // Not `index_of`, whose miss formats every column's name.
+            let (i, _) = schema.column_with_name(column)?;
             Some((*field, json_value(batch.column(i), row)))
         })
         .collect()
