@@ -499,10 +499,7 @@ mod tests {
             crate::run::ENRICH_SQL.to_string(),
             // `[line_type] enabled = true`: another async function above.
             crate::config::LeadflowConfig {
-                line_type: crate::config::LineTypeConfig {
-                    enabled: true,
-                    ..Default::default()
-                },
+                line_type: crate::config::LineTypeConfig { enabled: true },
                 ..config.clone()
             }
             .enrichment_query(crate::run::ENRICH_SQL),
