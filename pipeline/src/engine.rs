@@ -13,7 +13,6 @@ use datafusion::physical_expr::async_scalar_function::AsyncFuncExpr;
 use datafusion::physical_expr::projection::Projector;
 use datafusion::physical_plan::async_func::AsyncFuncExec;
 use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -36,6 +35,8 @@ pub(crate) struct RunStamp {
 
 /// The planned enrichment query, ready to run.
 pub(crate) struct Plan {
+    /// The query as SQL planned it, before optimization.
+    logical: datafusion::logical_expr::LogicalPlan,
     pub(crate) physical: Arc<dyn ExecutionPlan>,
     pub(crate) task_ctx: Arc<TaskContext>,
     columns: OutputColumns,
@@ -94,6 +95,7 @@ impl Plan {
                  it would see part of it), and join other tables to it"
             )));
         }
+        let logical = df.logical_plan().clone();
         let physical = df.create_physical_plan().await?;
         let query_schema = physical.schema();
         let write_schema = with_run_columns(&output_schema(&query_schema));
@@ -106,6 +108,7 @@ impl Plan {
                 line_type_status: query_schema.index_of("line_type_status").ok(),
             },
             task_ctx: ctx.task_ctx(),
+            logical,
             physical,
         })
     }
@@ -156,8 +159,10 @@ pub(crate) struct BatchPlan {
     pub(crate) plan: Plan,
     /// The plan as the steps its operators take, when it is made of
     /// projections and async functions over the table (the shipped
-    /// query's shape); else each execution runs a copy of the plan.
+    /// query's shape); else each execution plans the query afresh.
     lean: Option<Arc<Lean>>,
+    /// Where the query is planned again for each execution when not lean.
+    state: datafusion::execution::SessionState,
 }
 
 /// The leads of one execution, in its task context's config.
@@ -185,8 +190,12 @@ impl BatchPlan {
                 "a batch's query plan has {partitions} output partitions, not 1"
             )));
         }
-        let lean = Lean::compile(&plan.physical, &plan.task_ctx, batch_rows).map(Arc::new);
-        Ok(Self { plan, lean })
+        let lean = Lean::compile(&plan.physical, &plan.task_ctx).map(Arc::new);
+        Ok(Self {
+            plan,
+            lean,
+            state: ctx.state(),
+        })
     }
 
     /// Runs the query over `leads`.
@@ -194,23 +203,24 @@ impl BatchPlan {
     /// DataFusion's operators register their metrics into the plan at
     /// each `execute` (a projection also formats each expression as SQL
     /// to label them), and some keep state from one execution to the
-    /// next (a hash join's build side). Executed per request, the shared
-    /// plan grew by about 20 KB each time and spent a third of a lookup's
-    /// CPU on labels. So a lean plan runs its steps on the batch directly,
-    /// and any other runs a copy of the plan with its state reset, dropped
-    /// with the execution.
-    pub(crate) fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
+    /// next (a hash join's build side, a scalar subquery's result, which
+    /// resetting a shared plan would clear under a concurrent execution).
+    /// Executed per request, the shared plan grew by about 20 KB each time
+    /// and spent a third of a lookup's CPU on labels. So a lean plan runs
+    /// its steps on the batch directly, and any other is planned afresh
+    /// for the execution (a few milliseconds: a sort, a join or a filter
+    /// in the query) and dropped with it.
+    pub(crate) async fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
         let schema = self.plan.physical.schema();
         if let Some(lean) = &self.lean {
             let lean = lean.clone();
-            let chunks = lean.chunks(&leads);
-            let batches = futures::stream::iter(chunks).then(move |chunk| {
-                let lean = lean.clone();
-                async move { lean.run(chunk).await }
-            });
+            let batches =
+                futures::stream::once(async move { lean.run(leads).await }).filter(|batch| {
+                    std::future::ready(batch.as_ref().map_or(true, |b| b.num_rows() > 0))
+                });
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)));
         }
-        let physical = reset_plan_states(self.plan.physical.clone())?;
+        let physical = self.state.create_physical_plan(&self.plan.logical).await?;
         let base = &self.plan.task_ctx;
         let config = base
             .session_config()
@@ -231,16 +241,14 @@ impl BatchPlan {
 }
 
 /// A plan of projections and async function calls over the `leads`
-/// table, as the steps its operators take on each batch: the same
+/// table, as the steps its operators take on a batch: the same
 /// expressions evaluated in the same order, without the operators'
-/// streams and per-execution metrics.
+/// streams and per-execution metrics. An empty batch has no output (an
+/// async function's operator drops empty batches).
 struct Lean {
     /// From the table up.
     steps: Vec<Step>,
     options: Arc<datafusion::config::ConfigOptions>,
-    /// The most rows an async function is called with at once (the
-    /// plan's batch size, as its operator would coalesce to).
-    batch_rows: usize,
 }
 
 enum Step {
@@ -258,11 +266,7 @@ impl Lean {
     /// `plan` as steps, if it has no operator but projections, async
     /// function calls, cooperative yielding (a pass-through for one batch)
     /// and the table, and no limit.
-    fn compile(
-        plan: &Arc<dyn ExecutionPlan>,
-        task_ctx: &TaskContext,
-        batch_rows: usize,
-    ) -> Option<Self> {
+    fn compile(plan: &Arc<dyn ExecutionPlan>, task_ctx: &TaskContext) -> Option<Self> {
         let mut steps = Vec::new();
         let mut node = plan.clone();
         loop {
@@ -306,18 +310,14 @@ impl Lean {
         Some(Self {
             steps,
             options: task_ctx.session_config().options().clone(),
-            batch_rows: batch_rows.max(1),
         })
     }
 
-    /// `leads` in slices of at most the plan's batch size.
-    fn chunks(&self, leads: &RecordBatch) -> Vec<RecordBatch> {
-        (0..leads.num_rows())
-            .step_by(self.batch_rows)
-            .map(|at| leads.slice(at, self.batch_rows.min(leads.num_rows() - at)))
-            .collect()
-    }
-
+    /// The plan's output for `batch`, in one batch: an async function's
+    /// operator passes one input batch through whole (its coalescer
+    /// holds back nothing bigger than half the batch size, and flushes
+    /// the rest at the end), so the function sees every row at once, and
+    /// `find_phone` asks once for identical leads across all of them.
     async fn run(&self, mut batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
         for step in &self.steps {
             batch = match step {
@@ -479,7 +479,7 @@ mod tests {
 
     async fn collect(plan: &BatchPlan, leads: RecordBatch) -> Vec<RecordBatch> {
         let mut out = Vec::new();
-        let mut batches = plan.execute(leads).expect("executes");
+        let mut batches = plan.execute(leads).await.expect("executes");
         while let Some(batch) = batches.next().await {
             out.push(batch.expect("a batch"));
         }
@@ -490,6 +490,10 @@ mod tests {
     fn metrics(plan: &Arc<dyn ExecutionPlan>) -> usize {
         plan.metrics().map_or(0, |m| m.iter().count())
             + plan.children().into_iter().map(metrics).sum::<usize>()
+    }
+
+    fn sizes(batches: &[RecordBatch]) -> Vec<usize> {
+        batches.iter().map(RecordBatch::num_rows).collect()
     }
 
     #[tokio::test]
@@ -504,56 +508,56 @@ mod tests {
             }
             .enrichment_query(crate::run::ENRICH_SQL),
         ] {
+            // A batch size under the leads': the operators still pass the
+            // one batch through whole.
             let lean = plan(&query, 4).await;
             assert!(lean.lean.is_some(), "{query}");
-            let held = metrics(&lean.plan.physical);
-            let leads = leads(0, 10);
-            let got = collect(&lean, leads.clone()).await;
-            // Slices of at most the plan's batch size, as its operators cut.
-            assert_eq!(
-                got.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
-                [4, 4, 2]
-            );
             let full = BatchPlan {
                 lean: None,
                 ..plan(&query, 4).await
             };
+            let leads = leads(0, 10);
+            let got = collect(&lean, leads.clone()).await;
             let want = collect(&full, leads).await;
-            let concat = |b: &[RecordBatch]| {
-                datafusion::arrow::compute::concat_batches(&b[0].schema(), b).expect("concat")
-            };
-            assert_eq!(concat(&got), concat(&want));
+            assert_eq!(sizes(&got), sizes(&want));
+            assert_eq!(got, want);
             assert_eq!(got[0].schema(), lean.plan.physical.schema());
-            assert_eq!(metrics(&lean.plan.physical), held);
-            assert!(collect(&lean, leads_none()).await.is_empty());
         }
-    }
-
-    fn leads_none() -> RecordBatch {
-        RecordBatch::new_empty(leadflow_schemas::lead_schema([]))
     }
 
     #[tokio::test]
-    async fn a_plan_run_again_and_again_keeps_no_state_and_does_not_grow() {
-        // A sort is not lean: each execution runs a reset copy of the plan.
-        let query = "select lead_id, phone_info(phone_raw, country)['e164'] as e164 \
-                     from leads order by lead_id desc";
-        let sorted = plan(query, 8192).await;
-        assert!(sorted.lean.is_none());
-        let held = metrics(&sorted.plan.physical);
-        for round in 0..50 {
-            let out = collect(&sorted, leads(round * 3, 3)).await;
-            let ids = out[0].column(0).as_string::<i32>();
-            let ids: Vec<_> = ids.iter().flatten().collect();
-            let mut want: Vec<_> = (round * 3..round * 3 + 3)
-                .map(|i| format!("L{i}"))
-                .collect();
-            want.sort_by(|a, b| b.cmp(a));
-            assert_eq!(
-                ids, want,
-                "round {round} answered another execution's leads"
-            );
+    async fn plans_run_at_once_and_again_and_again_answer_their_own_leads_and_do_not_grow() {
+        let queries = [
+            // A sort.
+            "select lead_id from leads order by lead_id desc",
+            // A join and a scalar subquery: both keep state in the plan.
+            "select l.lead_id from leads l \
+             left join (values ('L1', 1), ('L2', 2)) r(id, n) on l.lead_id = r.id \
+             order by l.lead_id desc",
+            "select lead_id from leads \
+             where length(lead_id) < (select max(x) from (values (9), (99)) t(x)) \
+             order by lead_id desc",
+        ];
+        for query in queries {
+            let plan = plan(query, 8192).await;
+            assert!(plan.lean.is_none(), "{query}");
+            let held = metrics(&plan.plan.physical);
+            for round in 0..10 {
+                // Eight executions at once, each with its own leads.
+                let runs = (0..8).map(|k| {
+                    let first = (round * 8 + k) * 3;
+                    let plan = &plan;
+                    async move { (first, collect(plan, leads(first, 3)).await) }
+                });
+                for (first, out) in futures::future::join_all(runs).await {
+                    let ids = out[0].column(0).as_string::<i32>();
+                    let ids: Vec<_> = ids.iter().flatten().collect();
+                    let mut want: Vec<_> = (first..first + 3).map(|i| format!("L{i}")).collect();
+                    want.sort_by(|a, b| b.cmp(a));
+                    assert_eq!(ids, want, "{query}: another execution's leads");
+                }
+            }
+            assert_eq!(metrics(&plan.plan.physical), held, "{query}");
         }
-        assert_eq!(metrics(&sorted.plan.physical), held);
     }
 }

@@ -191,7 +191,7 @@ impl Epochs {
         let mut counts = OutputCounts::default();
         let mut out = Vec::new();
         if leads.num_rows() > 0 {
-            let mut batches = slot.engine.execute(leads)?;
+            let mut batches = slot.engine.execute(leads).await?;
             while let Some(batch) = batches.next().await {
                 out.push(slot.engine.plan.output(&batch?, stamp, &mut counts)?);
             }

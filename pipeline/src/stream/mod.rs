@@ -326,7 +326,7 @@ impl Worker {
         )?;
         self.journal.begin(log);
         if cut.leads.num_rows() > 0 {
-            let mut out = self.plan.execute(cut.leads)?;
+            let mut out = self.plan.execute(cut.leads).await?;
             loop {
                 tokio::select! {
                     // Lookups wait for room in the ledger: drain it as they go.

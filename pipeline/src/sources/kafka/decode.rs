@@ -61,11 +61,17 @@ impl LeadDecoder {
             let Some(i) = self.keys.column(position, &name) else {
                 if !matches!(value, Scalar::Null) {
                     self.unkept_values += 1;
-                    if self.unknown.len() < 1024 && self.unknown.insert(name.to_string()) {
+                    // At most 1,024 names of at most 64 characters: a
+                    // decoder lives as long as its stream or server thread,
+                    // and the names are the sender's.
+                    let cut = name.char_indices().nth(64).map_or(name.len(), |(i, _)| i);
+                    let name = &name[..cut];
+                    if self.unknown.len() < 1024 && !self.unknown.contains(name) {
                         tracing::warn!(
                             key = %name,
                             "lead messages carry `{name}`, which is not a lead field; its values are not kept"
                         );
+                        self.unknown.insert(name.to_string());
                     }
                 }
                 continue;
@@ -190,5 +196,33 @@ struct Fields<'a, 'b>(&'a [Option<Cow<'b, str>>]);
 impl RecordFields for Fields<'_, '_> {
     fn field(&self, col: usize) -> Result<Option<&str>, String> {
         Ok(self.0.get(col).and_then(|v| v.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::LeadOptions;
+
+    #[test]
+    fn the_unknown_names_a_decoder_remembers_are_few_and_short() {
+        let mut decoder = LeadDecoder::new(usize::MAX);
+        let options = LeadOptions {
+            batch_size: 4096,
+            default_country: None,
+            owner: None,
+        };
+        let mut builder = LeadBuilder::new(leadflow_schemas::lead_schema([]), options);
+        for i in 0..2000 {
+            let name = format!("{i}{}", "é".repeat(10_000));
+            let lead = format!(r#"{{"lead_id":"L{i}","email":"a{i}@example.com","{name}":"v"}}"#);
+            decoder
+                .push(None, Some(lead.as_bytes()), &mut builder)
+                .expect("a lead");
+        }
+        assert_eq!(builder.len(), 2000);
+        assert_eq!(decoder.unkept_values, 2000);
+        assert_eq!(decoder.unknown.len(), 1024);
+        assert!(decoder.unknown.iter().all(|n| n.chars().count() == 64));
     }
 }
