@@ -207,9 +207,9 @@ impl BatchPlan {
     /// resetting a shared plan would clear under a concurrent execution).
     /// Executed per request, the shared plan grew by about 20 KB each time
     /// and spent a third of a lookup's CPU on labels. So a lean plan runs
-    /// its steps on the batch directly, and any other is planned afresh
-    /// for the execution (a few milliseconds: a sort, a join or a filter
-    /// in the query) and dropped with it.
+    /// its steps on the batch directly, and any other (a sort, a join or
+    /// a filter in the query) is planned afresh for the execution, which
+    /// costs the optimizer's passes each time, and dropped with it.
     pub(crate) async fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
         let schema = self.plan.physical.schema();
         if let Some(lean) = &self.lean {
