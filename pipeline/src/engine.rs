@@ -213,11 +213,14 @@ impl BatchPlan {
     pub(crate) async fn execute(&self, leads: RecordBatch) -> Result<SendableRecordBatchStream> {
         let schema = self.plan.physical.schema();
         if let Some(lean) = &self.lean {
+            // No leads, no output: an async function's operator drops an
+            // empty batch, and the functions are not called for none.
             let lean = lean.clone();
-            let batches =
-                futures::stream::once(async move { lean.run(leads).await }).filter(|batch| {
-                    std::future::ready(batch.as_ref().map_or(true, |b| b.num_rows() > 0))
-                });
+            let leads = (leads.num_rows() > 0).then_some(leads);
+            let batches = futures::stream::iter(leads).then(move |leads| {
+                let lean = lean.clone();
+                async move { lean.run(leads).await }
+            });
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)));
         }
         let physical = self.state.create_physical_plan(&self.plan.logical).await?;
@@ -522,6 +525,8 @@ mod tests {
             assert_eq!(sizes(&got), sizes(&want));
             assert_eq!(got, want);
             assert_eq!(got[0].schema(), lean.plan.physical.schema());
+            let none = RecordBatch::new_empty(leadflow_schemas::lead_schema([]));
+            assert!(collect(&lean, none).await.is_empty());
         }
     }
 
