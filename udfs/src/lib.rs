@@ -25,7 +25,7 @@ pub use attempts::AttemptColumns;
 pub use conditional::RefuseConditionalAsync;
 pub use find_phone::FindPhone;
 pub use normalize_phone::NormalizePhone;
-pub use phone_info::PhoneInfoUdf;
+pub use phone_info::{NationalUnread, PhoneInfoUdf};
 pub use phone_line_type::PhoneLineType;
 
 /// The doc section every leadflow UDF is listed under.
@@ -102,13 +102,15 @@ pub fn all() -> Vec<ScalarUDF> {
 pub const DUPLICATING_RULES: [&str; 2] = ["extract_leaf_expressions", "push_down_leaf_projections"];
 
 /// Registers every leadflow UDF in `ctx`, refuses paid calls under a
-/// condition ([`RefuseConditionalAsync`]), and removes the optimizer passes
+/// condition ([`RefuseConditionalAsync`]), skips formatting national
+/// numbers no part of a plan reads ([`NationalUnread`]), and removes the optimizer passes
 /// that would evaluate the UDFs once per struct field ([`DUPLICATING_RULES`]).
 pub fn register_all(ctx: &SessionContext) {
     for udf in all() {
         ctx.register_udf(udf);
     }
     ctx.add_analyzer_rule(Arc::new(RefuseConditionalAsync));
+    ctx.add_optimizer_rule(Arc::new(NationalUnread));
     for rule in DUPLICATING_RULES {
         ctx.remove_optimizer_rule(rule);
     }

@@ -73,7 +73,7 @@ impl ScalarUDFImpl for NormalizePhone {
         let (raw, region) = phone_args(self.name(), &arrays)?;
 
         let mut out = StringBuilder::with_capacity(n, n * 13);
-        let mut parser = PhoneParser::default();
+        let mut parser = PhoneParser::without_national();
         let mut info = PhoneInfo::default();
         let mut regions = Regions::default();
         for i in 0..n {

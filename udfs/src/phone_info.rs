@@ -1,13 +1,20 @@
 //! `phone_info(raw, region)`: one parse of a phone number, every field of it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{ArrayRef, BooleanBuilder, StringBuilder, StructArray};
 use datafusion::arrow::datatypes::{DataType, Fields};
-use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::functions::core::getfield::GetFieldFunc;
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use leadflow_phone::{PhoneInfo, PhoneParser};
 
 use crate::strings::{Regions, coerce_text_args, phone_args};
@@ -17,6 +24,9 @@ use crate::strings::{Regions, coerce_text_args, phone_args};
 pub struct PhoneInfoUdf {
     signature: Signature,
     fields: Fields,
+    /// Whether `national` is formatted; else it is NULL. Only a plan that
+    /// never reads `national` gets the other (see [`NationalUnread`]).
+    national: bool,
 }
 
 impl Default for PhoneInfoUdf {
@@ -30,6 +40,20 @@ impl PhoneInfoUdf {
         Self {
             signature: Signature::user_defined(Volatility::Immutable),
             fields: leadflow_schemas::phone_info_fields(),
+            national: true,
+        }
+    }
+
+    /// Whether it formats `national` (else it leaves it NULL).
+    pub fn formats_national(&self) -> bool {
+        self.national
+    }
+
+    /// The function for plans that never read `national`, which it leaves NULL.
+    fn without_national() -> Self {
+        Self {
+            national: false,
+            ..Self::new()
         }
     }
 }
@@ -87,7 +111,11 @@ impl ScalarUDFImpl for PhoneInfoUdf {
         let mut national = StringBuilder::with_capacity(n, n * 14);
         let mut error = StringBuilder::with_capacity(n, n * 4);
 
-        let mut parser = PhoneParser::default();
+        let mut parser = if self.national {
+            PhoneParser::default()
+        } else {
+            PhoneParser::without_national()
+        };
         let mut info = PhoneInfo::default();
         let mut regions = Regions::default();
         for i in 0..n {
@@ -99,7 +127,7 @@ impl ScalarUDFImpl for PhoneInfoUdf {
             possible.append_value(info.possible);
             country.append_option(info.country.map(|c| c.as_region_str()).as_deref());
             kind.append_option(info.phone_type.map(|t| t.as_str()));
-            national.append_option(parsed.then_some(info.national.as_str()));
+            national.append_option((parsed && self.national).then_some(info.national.as_str()));
             error.append_option(info.error.map(|e| e.as_str()));
         }
         let columns: Vec<ArrayRef> = vec![
@@ -117,5 +145,184 @@ impl ScalarUDFImpl for PhoneInfoUdf {
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
+    }
+}
+
+/// An optimizer pass: when nothing in a plan can read `national` of a
+/// `phone_info` call, the calls leave it NULL instead of formatting it
+/// (about a fifth of a parse, which `enrich.sql` never reads).
+///
+/// `national` counts as unread when each use of a call, directly or
+/// through the column a projection names it (`phone_info(…) AS p`), is
+/// one of: another field of it (`p['e164']`), an argument of `find_phone`
+/// (which reads only `valid`), or the column passed on unchanged by a
+/// projection. Anything else (the struct in the output, renamed, compared,
+/// grouped, given to another function) counts as a read.
+#[derive(Debug, Default)]
+pub struct NationalUnread;
+
+impl OptimizerRule for NationalUnread {
+    fn name(&self) -> &str {
+        "leadflow_national_unread"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if !calls_full_phone_info(&plan)? || national_may_be_read(&plan)? {
+            return Ok(Transformed::no(plan));
+        }
+        let lean = Arc::new(ScalarUDF::from(PhoneInfoUdf::without_national()));
+        plan.transform_down_with_subqueries(|node| {
+            node.map_expressions(|expr| {
+                expr.transform(|e| match e {
+                    Expr::ScalarFunction(f) if is_full_phone_info(&f.func) => Ok(Transformed::yes(
+                        Expr::ScalarFunction(ScalarFunction::new_udf(lean.clone(), f.args)),
+                    )),
+                    e => Ok(Transformed::no(e)),
+                })
+            })
+        })
+    }
+}
+
+fn is_full_phone_info(func: &ScalarUDF) -> bool {
+    func.inner()
+        .downcast_ref::<PhoneInfoUdf>()
+        .is_some_and(|f| f.national)
+}
+
+fn calls_full_phone_info(plan: &LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                found |= matches!(e, Expr::ScalarFunction(f) if is_full_phone_info(&f.func));
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    })?;
+    Ok(found)
+}
+
+/// Whether any node of `plan` (subqueries included) may read `national`
+/// of a `phone_info` call, or the plan returns such a struct.
+fn national_may_be_read(plan: &LogicalPlan) -> Result<bool> {
+    // The columns projections name a call: `phone_info(…) AS p`.
+    let mut names = HashSet::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Projection(p) = node {
+            for expr in &p.expr {
+                if let Expr::Alias(alias) = expr
+                    && is_phone_info(&alias.expr)
+                {
+                    names.insert(alias.name.clone());
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if plan
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| names.contains(f.name()))
+    {
+        return Ok(true);
+    }
+    let uses = Uses { names: &names };
+    let mut read = false;
+    plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            let top = match (node, &expr) {
+                // A projection may define a call's column or pass it on.
+                (LogicalPlan::Projection(_), Expr::Alias(alias)) if is_phone_info(&alias.expr) => {
+                    uses.may_read_below(&alias.expr)
+                }
+                (LogicalPlan::Projection(_), Expr::Column(c)) if names.contains(&c.name) => false,
+                (LogicalPlan::Projection(_), Expr::Alias(alias))
+                    if matches!(&*alias.expr, Expr::Column(c) if c.name == alias.name && names.contains(&c.name)) =>
+                {
+                    false
+                }
+                _ => uses.may_read(&expr),
+            };
+            read |= top;
+        }
+        Ok(if read {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(read)
+}
+
+fn is_phone_info(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(f) if f.func.inner().is::<PhoneInfoUdf>())
+}
+
+/// Where a `phone_info` struct is: a call, or a column named after one.
+struct Uses<'a> {
+    names: &'a HashSet<String>,
+}
+
+impl Uses<'_> {
+    fn is_struct(&self, expr: &Expr) -> bool {
+        is_phone_info(expr) || matches!(expr, Expr::Column(c) if self.names.contains(&c.name))
+    }
+
+    /// Whether `expr` may read `national`, or use a struct whole.
+    fn may_read(&self, expr: &Expr) -> bool {
+        if self.is_struct(expr) {
+            return true;
+        }
+        let Expr::ScalarFunction(f) = expr else {
+            return self.children_may_read(expr);
+        };
+        if f.func.inner().is::<GetFieldFunc>()
+            && let [base, Expr::Literal(ScalarValue::Utf8(Some(field)), _), ..] = f.args.as_slice()
+            && self.is_struct(base)
+        {
+            return field == "national" || self.may_read_below(base);
+        }
+        if f.func.name() == "find_phone" && f.func.inner().is::<AsyncScalarUDF>() {
+            // find_phone reads `valid` of the struct it is given.
+            return f.args.iter().any(|arg| {
+                if self.is_struct(arg) {
+                    self.may_read_below(arg)
+                } else {
+                    self.may_read(arg)
+                }
+            });
+        }
+        self.children_may_read(expr)
+    }
+
+    /// Whether the arguments of a struct's call may (a column has none).
+    fn may_read_below(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::ScalarFunction(f) => f.args.iter().any(|arg| self.may_read(arg)),
+            _ => false,
+        }
+    }
+
+    fn children_may_read(&self, expr: &Expr) -> bool {
+        let mut read = false;
+        let _ = expr.apply_children(|child| {
+            read |= self.may_read(child);
+            Ok(if read {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        read
     }
 }

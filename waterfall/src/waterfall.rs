@@ -852,6 +852,6 @@ fn has_valid_phone(lead: &LeadQuery) -> bool {
 /// in `region`).
 fn valid_e164(raw: &str, region: Option<&str>) -> Option<String> {
     let mut info = PhoneInfo::default();
-    PhoneParser::default().parse_into(raw, region.and_then(parse_region), &mut info);
+    PhoneParser::without_national().parse_into(raw, region.and_then(parse_region), &mut info);
     info.valid.then_some(info.e164)
 }

@@ -131,6 +131,81 @@ async fn the_enrichment_shape_parses_each_phone_once() {
     assert_eq!(physical.matches("phone_info(").count(), 1, "{plan}");
 }
 
+/// Whether each `phone_info` call of `sql`'s optimized plan formats
+/// `national`, in the plan's order.
+async fn formats_national(ctx: &SessionContext, sql: &str) -> Vec<bool> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+    let mut calls = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && let Some(udf) = f.func.inner().downcast_ref::<leadflow_udfs::PhoneInfoUdf>()
+                {
+                    calls.push(udf.formats_national());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .unwrap();
+    calls
+}
+
+#[tokio::test]
+async fn national_is_formatted_only_where_a_plan_may_read_it() {
+    let (ctx, _sandbox) = waterfall_ctx(ORION_ALWAYS_HITS).await;
+    ctx.sql(
+        "create table shipped_leads as select *, cast(id as varchar) lead_id,
+                cast(NULL as varchar) organization_id from leads",
+    )
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    let enrich =
+        include_str!("../../../queries/enrich.sql").replace("FROM leads", "FROM shipped_leads");
+    assert_eq!(formats_national(&ctx, &enrich).await, [false], "enrich.sql");
+    let unread = [
+        "select phone_info(phone_raw, country)['e164'] from leads",
+        "select p['e164'], p['valid'] from (select *, phone_info(phone_raw, country) p from leads)",
+        "select * exclude (p) from (select *, phone_info(phone_raw, country) p from leads) where p['valid']",
+    ];
+    for sql in unread {
+        assert_eq!(formats_national(&ctx, sql).await, [false], "{sql}");
+    }
+    let read = [
+        "select phone_info(phone_raw, country)['national'] from leads",
+        "select p['national'] from (select phone_info(phone_raw, country) p from leads)",
+        "select q['national'] from (select p q from (select phone_info(phone_raw, country) p from leads))",
+        "select p from (select phone_info(phone_raw, country) p from leads)",
+        "select * from (select *, phone_info(phone_raw, country) p from leads)",
+        "select count(*) from (select phone_info(phone_raw, country) p from leads) group by p",
+        "select p['e164'] from (select phone_info(phone_raw, country) p from leads) where p is not null",
+        "select phone_info(phone_raw, country) from leads",
+        "select p['e164'] from (select phone_info(phone_raw, country) p from leads)
+         union all select cast(p as varchar) from (select phone_info(phone_raw, country) p from leads)",
+    ];
+    for sql in read {
+        let calls = formats_national(&ctx, sql).await;
+        assert!(
+            !calls.is_empty() && calls.iter().all(|&f| f),
+            "{sql}: {calls:?}"
+        );
+    }
+    // Where it is read, every number that parsed has its national form.
+    let got = table(
+        &ctx,
+        "select count(p['e164']) e, count(p['national']) n
+         from (select phone_info(phone_raw, country) p from leads)",
+    )
+    .await;
+    assert!(got.contains("| 2 | 2 |"), "{got}");
+}
+
 #[tokio::test]
 async fn every_function_is_documented() {
     for udf in leadflow_udfs::all() {
