@@ -275,7 +275,10 @@ struct Uses<'a> {
 
 impl Uses<'_> {
     fn is_struct(&self, expr: &Expr) -> bool {
-        is_phone_info(expr) || matches!(expr, Expr::Column(c) if self.names.contains(&c.name))
+        match expr {
+            Expr::Column(c) | Expr::OuterReferenceColumn(_, c) => self.names.contains(&c.name),
+            _ => is_phone_info(expr),
+        }
     }
 
     /// Whether `expr` may read `national`, or use a struct whole.

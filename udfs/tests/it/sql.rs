@@ -186,6 +186,8 @@ async fn national_is_formatted_only_where_a_plan_may_read_it() {
         "select count(*) from (select phone_info(phone_raw, country) p from leads) group by p",
         "select p['e164'] from (select phone_info(phone_raw, country) p from leads) where p is not null",
         "select phone_info(phone_raw, country) from leads",
+        "select (select max(id) from leads l where p['national'] = l.phone_raw)
+         from (select phone_info(phone_raw, country) p from leads)",
         "select p['e164'] from (select phone_info(phone_raw, country) p from leads)
          union all select cast(p as varchar) from (select phone_info(phone_raw, country) p from leads)",
     ];
