@@ -156,8 +156,10 @@ impl ScalarUDFImpl for PhoneInfoUdf {
 /// through the column a projection names it (`phone_info(…) AS p`), is
 /// one of: another field of it (`p['e164']`), an argument of `find_phone`
 /// (which reads only `valid`), or the column passed on unchanged by a
-/// projection. Anything else (the struct in the output, renamed, compared,
-/// grouped, given to another function) counts as a read.
+/// projection. Anything else (the struct in the output or a subquery's,
+/// renamed, compared, grouped, given to another function) counts as a
+/// read, and so does any plan with a node other than a query's plain
+/// ones (a union, a write, `EXPLAIN ANALYZE`).
 #[derive(Debug, Default)]
 pub struct NationalUnread;
 
@@ -239,6 +241,36 @@ fn national_may_be_read(plan: &LogicalPlan) -> Result<bool> {
     let uses = Uses { names: &names };
     let mut read = false;
     plan.apply_with_subqueries(|node| {
+        // Only the nodes whose columns keep their names from input to
+        // output, and whose every use of a column is an expression; a union
+        // names its columns by position, a write (COPY, INSERT) or an
+        // EXPLAIN ANALYZE returns a count, and a subquery's struct leaves
+        // it as a value.
+        read |= !matches!(
+            node,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::Join(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::Aggregate(_)
+                | LogicalPlan::Window(_)
+                | LogicalPlan::TableScan(_)
+                | LogicalPlan::Unnest(_)
+                | LogicalPlan::Repartition(_)
+                | LogicalPlan::EmptyRelation(_)
+                | LogicalPlan::Values(_)
+                | LogicalPlan::Subquery(_)
+        );
+        if let LogicalPlan::Subquery(s) = node {
+            read |= s
+                .subquery
+                .schema()
+                .fields()
+                .iter()
+                .any(|f| names.contains(f.name()));
+        }
         for expr in node.expressions() {
             let top = match (node, &expr) {
                 // A projection may define a call's column or pass it on.

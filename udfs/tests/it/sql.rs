@@ -188,6 +188,12 @@ async fn national_is_formatted_only_where_a_plan_may_read_it() {
         "select phone_info(phone_raw, country) from leads",
         "select (select max(id) from leads l where p['national'] = l.phone_raw)
          from (select phone_info(phone_raw, country) p from leads)",
+        // Found by review: a subquery's struct, a union naming columns by
+        // position, a write whose plan returns a count.
+        "select (select phone_info(phone_raw, country) p from leads limit 1) s",
+        "select u['national'] from (select phone_info(phone_raw, country) u from leads
+         union all (select phone_info(phone_raw, country) p from leads limit 3))",
+        "copy (select phone_info(phone_raw, country) p from leads) to '/nonexistent/p.parquet'",
         "select p['e164'] from (select phone_info(phone_raw, country) p from leads)
          union all select cast(p as varchar) from (select phone_info(phone_raw, country) p from leads)",
     ];
