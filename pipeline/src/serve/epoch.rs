@@ -353,8 +353,8 @@ impl Epochs {
                 self.write_schema.clone(),
             );
             // A request's leads are a batch of one or a few rows; written
-            // one by one, the Parquet writer's per-batch work was a tenth
-            // of a lookup's CPU.
+            // one by one, each paid the writer's per-batch work (the `dt`
+            // split, a write per column, the memory check).
             for group in groups_of_rows(&held.leads, WRITE_BATCH_ROWS) {
                 writer
                     .write(&concat_batches(&self.write_schema, group)?)
