@@ -202,11 +202,7 @@ fn calls_full_phone_info(plan: &LogicalPlan) -> Result<bool> {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 found |= matches!(e, Expr::ScalarFunction(f) if is_full_phone_info(&f.func));
-                Ok(if found {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
+                Ok(stop_once(found))
             })
         })
     })?;
@@ -230,12 +226,13 @@ fn national_may_be_read(plan: &LogicalPlan) -> Result<bool> {
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    if plan
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| names.contains(f.name()))
-    {
+    let returns_struct = |plan: &LogicalPlan| {
+        plan.schema()
+            .fields()
+            .iter()
+            .any(|f| names.contains(f.name()))
+    };
+    if returns_struct(plan) {
         return Ok(true);
     }
     let uses = Uses { names: &names };
@@ -264,12 +261,7 @@ fn national_may_be_read(plan: &LogicalPlan) -> Result<bool> {
                 | LogicalPlan::Subquery(_)
         );
         if let LogicalPlan::Subquery(s) = node {
-            read |= s
-                .subquery
-                .schema()
-                .fields()
-                .iter()
-                .any(|f| names.contains(f.name()));
+            read |= returns_struct(&s.subquery);
         }
         for expr in node.expressions() {
             let top = match (node, &expr) {
@@ -287,13 +279,18 @@ fn national_may_be_read(plan: &LogicalPlan) -> Result<bool> {
             };
             read |= top;
         }
-        Ok(if read {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
+        Ok(stop_once(read))
     })?;
     Ok(read)
+}
+
+/// A walk's next step: stop once its answer is known.
+fn stop_once(known: bool) -> TreeNodeRecursion {
+    if known {
+        TreeNodeRecursion::Stop
+    } else {
+        TreeNodeRecursion::Continue
+    }
 }
 
 fn is_phone_info(expr: &Expr) -> bool {
@@ -352,11 +349,7 @@ impl Uses<'_> {
         let mut read = false;
         let _ = expr.apply_children(|child| {
             read |= self.may_read(child);
-            Ok(if read {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
+            Ok(stop_once(read))
         });
         read
     }
