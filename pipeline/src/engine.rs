@@ -198,6 +198,12 @@ impl BatchPlan {
         })
     }
 
+    /// Whether every execution's output is one row per lead, in the
+    /// leads' order: a lean plan's (projections and function calls).
+    pub(crate) fn keeps_rows(&self) -> bool {
+        self.lean.is_some()
+    }
+
     /// Runs the query over `leads`.
     ///
     /// DataFusion's operators register their metrics into the plan at

@@ -43,7 +43,6 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Typ
 use serde_json::{Value, json};
 
 use crate::config::{ApiKeyConfig, ConsoleAccess, LeadflowConfig};
-use crate::engine::RunStamp;
 use crate::error::{Error, Result};
 use crate::lead::{LeadBuilder, LeadOptions, Owner};
 use crate::sinks::rejects::Reject;
@@ -112,7 +111,6 @@ struct App {
     jobs: Arc<Jobs>,
     erasures: Arc<erasures::Erasures>,
     max_leads: usize,
-    run_id: String,
     options: LeadOptions,
     requests: std::sync::atomic::AtomicU64,
     /// `GET /openapi.json`.
@@ -168,7 +166,6 @@ pub async fn serve(
         jobs: jobs.clone(),
         erasures: erasures::Erasures::new(epochs.location().clone(), config.providers.clone()),
         max_leads: api.max_lookup_leads,
-        run_id: config.run_id.clone(),
         options: LeadOptions {
             batch_size: api.max_lookup_leads,
             default_country: config.default_country,
@@ -469,15 +466,11 @@ async fn lookup(
         }
     });
     telemetry_in(accepted.len() + rejects.len());
-    let stamp = RunStamp {
-        run_id: app.run_id.clone(),
-        at_micros: Utc::now().timestamp_micros(),
-    };
     let leads = builder.finish().map_err(Problem::internal)?;
     let ids = lead_ids(&leads);
     let enriched = app
         .epochs
-        .enrich(leads, rejects, &stamp)
+        .enrich(leads, rejects)
         .await
         .map_err(Problem::internal)?;
     fill_results(&mut results, &accepted, &ids, &enriched);

@@ -236,6 +236,84 @@ async fn lookups_are_answered_in_order_and_committed_with_every_call_they_paid()
     assert!(served >= 6, "{served}");
 }
 
+/// Lookups that arrive together are enriched as one batch: each request
+/// must still get exactly its own leads back, in its order, with its own
+/// items refused, and each lead must be written once under its own key's
+/// organization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_sent_at_once_each_get_their_own_answer_and_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, config, acme) = config_with_a_key(dir.path(), "").await;
+    let globex = add_key(&config, "partner", "globex");
+    let out = dir.path().join("out").display().to_string();
+    let addr = free_addr();
+    let server = start(&config, &out, &addr).await;
+
+    // Request r: two or three leads of its own, the same people across
+    // requests (so the cache answers some), and every third request an
+    // item that is not a lead in the middle.
+    let request = |r: usize| {
+        let mut leads: Vec<Value> = (0..2 + r % 2)
+            .map(|j| {
+                let mut lead = lead((r + j) % 7);
+                lead["lead_id"] = json!(format!("R{r}-{j}"));
+                lead
+            })
+            .collect();
+        if r % 3 == 0 {
+            leads.insert(1, json!("not a lead"));
+        }
+        leads
+    };
+    let answers = futures::future::join_all((0..80).map(|r| {
+        let key = if r % 2 == 0 { &acme } else { &globex };
+        let body = json!({ "leads": request(r) }).to_string();
+        let addr = addr.clone();
+        async move { post(&addr, Some(key), body).await }
+    }))
+    .await;
+    let mut expected = Vec::new();
+    for (r, (status, _, answer)) in answers.into_iter().enumerate() {
+        assert_eq!(status, 200, "request {r}: {answer}");
+        let sent = request(r);
+        let results = answer["results"].as_array().unwrap();
+        assert_eq!(results.len(), sent.len(), "request {r}: {answer}");
+        for (i, (result, lead)) in results.iter().zip(&sent).enumerate() {
+            assert_eq!(result["index"], json!(i), "request {r}: {answer}");
+            match lead["lead_id"].as_str() {
+                Some(id) => {
+                    assert_eq!(result["lead_id"], json!(id), "request {r}: {answer}");
+                    let organization = if r % 2 == 0 { "acme" } else { "globex" };
+                    expected.push(vec![id.to_string(), organization.to_string()]);
+                }
+                None => assert!(
+                    result["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not a JSON object"),
+                    "request {r}: {answer}"
+                ),
+            }
+        }
+    }
+    stop(server);
+
+    expected.sort();
+    let written = rows(
+        &query(
+            &out,
+            "select lead_id, organization_id from enriched_leads order by lead_id",
+        )
+        .await,
+    );
+    assert_eq!(written, expected);
+    let refused = rows(&query(&out, "select count(*) from rejects").await);
+    assert_eq!(
+        refused,
+        [[(0..80).filter(|r| r % 3 == 0).count().to_string()]]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_before_its_commit_loses_no_paid_call() {
     let dir = tempfile::tempdir().unwrap();
