@@ -43,11 +43,13 @@ use crate::telemetry;
 /// Usage rows a slot's lookups may report before its drain takes them.
 const USAGE_QUEUE: usize = 16 * 1024;
 
-/// Rows per batch handed to the Parquet writer at a commit: about a
-/// millisecond of encoding, after which the commit yields.
+/// Rows per batch handed to the Parquet writer at a commit (a batch ends
+/// at the request's that reaches it): about a millisecond of encoding,
+/// after which the commit yields.
 const WRITE_BATCH_ROWS: usize = 1024;
 
-/// The most leads requests waiting together are enriched in as one batch.
+/// Leads of requests waiting together enriched as one batch: a batch
+/// ends at the request that reaches this.
 const GROUP_ROWS: usize = 1024;
 
 pub(super) struct Epochs {
@@ -67,6 +69,9 @@ pub(super) struct Epochs {
     stop_committing: watch::Sender<bool>,
     /// The requests waiting to be enriched together.
     forming: Mutex<Forming>,
+    /// Read by each task enriching requests together, written by
+    /// [`Self::close`] before its last commits.
+    groups: Arc<RwLock<()>>,
 }
 
 /// Requests waiting for the group a task has been started for.
@@ -79,10 +84,12 @@ struct Forming {
 
 /// One request's leads, waiting to be enriched with others'.
 struct Waiting {
+    /// The key's: only one organization's requests are enriched together.
+    organization: Arc<str>,
     leads: RecordBatch,
     rejects: Vec<Reject>,
     /// Its output rows, or why there are none.
-    reply: oneshot::Sender<std::result::Result<RecordBatch, String>>,
+    reply: oneshot::Sender<Result<RecordBatch>>,
 }
 
 struct Slot {
@@ -166,6 +173,7 @@ impl Epochs {
             unwritable: Mutex::new(None),
             stop_committing: watch::channel(false).0,
             forming: Mutex::default(),
+            groups: Arc::default(),
         }))
     }
 
@@ -207,23 +215,28 @@ impl Epochs {
         (slot, slot.gate.read().await)
     }
 
-    /// Enriches one request's `leads` and holds the output (and
-    /// `rejects`) for the next commit: the output rows, one per lead and
-    /// in order when the query keeps every lead.
+    /// Enriches one request's `leads` (of `organization`) and holds the
+    /// output (and `rejects`) for the next commit: the output rows, one
+    /// per lead and in order when the query keeps every lead.
     ///
     /// When it does (a plan of projections and function calls, as the
-    /// shipped query is), the requests waiting at the same moment are
-    /// enriched together, as one batch: running the plan costs about the
-    /// same for one lead as for a hundred, and under load that cost was
-    /// most of a lookup's. The first request to wait starts a group in a
-    /// task of its own (so no client that hangs up can take the others'
-    /// answers with it); the group yields once, which lets the requests
-    /// this thread already read join it, then takes every request
-    /// waiting. A request alone waits for that one yield, no timer. Groups
+    /// shipped query is), the requests of one organization waiting at the
+    /// same moment are enriched together, as one batch: running the plan
+    /// costs about the same for one lead as for a hundred, and under load
+    /// that cost was most of a lookup's. Only one organization's: in a
+    /// batch, `find_phone` asks once for identical leads, and another
+    /// organization's budget or tier must not answer for this one. The
+    /// first request to wait starts the round in a task of its own (so a
+    /// client that hangs up takes no one else's answer with it); the task
+    /// yields once, which lets the requests this thread already read
+    /// join, then takes every request waiting and runs each group in a
+    /// task. A request alone waits for that one yield, no timer. Groups
     /// run concurrently: a group waiting on providers holds up only its
-    /// own requests.
+    /// own requests. A group that fails is run again one request at a
+    /// time, so a request fails only for its own leads.
     pub(super) async fn enrich(
         self: &Arc<Self>,
+        organization: &str,
         leads: RecordBatch,
         rejects: Vec<Reject>,
     ) -> Result<Vec<RecordBatch>> {
@@ -234,6 +247,7 @@ impl Epochs {
         let start = {
             let mut forming = self.forming.lock().expect("forming lock");
             forming.waiting.push(Waiting {
+                organization: organization.into(),
                 leads,
                 rejects,
                 reply,
@@ -241,75 +255,119 @@ impl Epochs {
             !std::mem::replace(&mut forming.started, true)
         };
         if start {
-            let epochs = self.clone();
-            tokio::spawn(async move { epochs.enrich_group().await });
+            self.spawn_group(|epochs| epochs.enrich_waiting());
         }
         match answer.await {
-            Ok(Ok(rows)) => Ok(vec![rows]),
-            Ok(Err(e)) => Err(Error::Internal(e)),
+            Ok(answer) => answer.map(|rows| vec![rows]),
             Err(_) => Err(Error::Internal(
                 "the lookup's group ended without answering it".into(),
             )),
         }
     }
 
-    /// Enriches the requests waiting once this task has yielded, in
-    /// batches of up to [`GROUP_ROWS`] leads, concurrently.
-    async fn enrich_group(self: Arc<Self>) {
+    /// Runs `work` in a task of its own, which [`Self::close`] waits for.
+    fn spawn_group<F, Fut>(self: &Arc<Self>, work: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        // Taken while closing only by a group a hung-up request left:
+        // it runs unwaited, as a request's own execution did.
+        let running = self.groups.clone().try_read_owned().ok();
+        let work = work(self.clone());
+        tokio::spawn(async move {
+            work.await;
+            drop(running);
+        });
+    }
+
+    /// Takes the requests waiting once this task has yielded and starts a
+    /// task per group: one organization's, up to about [`GROUP_ROWS`]
+    /// leads. Requests whose client hung up are dropped unanswered, as a
+    /// request's own execution is when hyper drops its handler.
+    async fn enrich_waiting(self: Arc<Self>) {
         tokio::task::yield_now().await;
         let waiting = {
             let mut forming = self.forming.lock().expect("forming lock");
             forming.started = false;
             std::mem::take(&mut forming.waiting)
         };
-        let sizes: Vec<usize> = groups_of_rows(&waiting, |w| w.leads.num_rows(), GROUP_ROWS)
-            .map(<[Waiting]>::len)
-            .collect();
-        let mut waiting = waiting.into_iter();
-        let batches = sizes.into_iter().map(|n| {
-            let group: Vec<Waiting> = waiting.by_ref().take(n).collect();
-            self.enrich_together(group)
-        });
-        futures::future::join_all(batches).await;
+        let mut by_organization: Vec<Vec<Waiting>> = Vec::new();
+        for request in waiting.into_iter().filter(|w| !w.reply.is_closed()) {
+            match by_organization
+                .iter_mut()
+                .find(|o| o[0].organization == request.organization)
+            {
+                Some(requests) => requests.push(request),
+                None => by_organization.push(vec![request]),
+            }
+        }
+        for requests in by_organization {
+            let sizes: Vec<usize> = groups_of_rows(&requests, |w| w.leads.num_rows(), GROUP_ROWS)
+                .map(<[Waiting]>::len)
+                .collect();
+            let mut requests = requests.into_iter();
+            for n in sizes {
+                let group: Vec<Waiting> = requests.by_ref().take(n).collect();
+                self.spawn_group(|epochs| async move { epochs.enrich_together(group).await });
+            }
+        }
     }
 
     /// Enriches `group`'s leads as one batch and answers each request
-    /// with its own rows.
+    /// with its own rows; if that fails, each request alone.
     async fn enrich_together(&self, group: Vec<Waiting>) {
-        let mut rejects = Vec::new();
-        let mut batches = Vec::with_capacity(group.len());
-        let mut answers = Vec::with_capacity(group.len());
-        for waiting in group {
-            rejects.extend(waiting.rejects);
-            answers.push((waiting.leads.num_rows(), waiting.reply));
-            batches.push(waiting.leads);
-        }
+        let batches: Vec<RecordBatch> = group.iter().map(|w| w.leads.clone()).collect();
         let rows = async {
-            let schema = batches[0].schema();
-            let leads = concat_batches(&schema, &batches)?;
-            drop(batches);
-            let out = self.enrich_batch(leads, rejects).await?;
+            let leads = concat_batches(&batches[0].schema(), &batches)?;
+            let out = self.enrich_batch(leads, Vec::new()).await?;
             let schema = match out.first() {
                 Some(batch) => batch.schema(),
                 None => self.slots[0].engine.plan.physical.schema(),
             };
-            Ok::<_, Error>(concat_batches(&schema, &out)?)
+            let rows = concat_batches(&schema, &out)?;
+            let leads: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if rows.num_rows() != leads {
+                return Err(Error::Internal(format!(
+                    "the enrichment query returned {} rows for {leads} leads",
+                    rows.num_rows()
+                )));
+            }
+            Ok::<_, Error>(rows)
         }
         .await;
-        let total: usize = answers.iter().map(|(n, _)| n).sum();
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, requests = group.len(), "a group of lookups failed; each is enriched alone");
+                for waiting in group {
+                    let answer = self
+                        .enrich_batch(waiting.leads, waiting.rejects)
+                        .await
+                        .and_then(|out| match out.as_slice() {
+                            [rows] => Ok(rows.clone()),
+                            _ => {
+                                let schema = self.slots[0].engine.plan.physical.schema();
+                                Ok(concat_batches(&schema, &out)?)
+                            }
+                        });
+                    let _ = waiting.reply.send(answer);
+                }
+                return;
+            }
+        };
         let mut offset = 0;
-        for (n, reply) in answers {
-            let answer = match &rows {
-                Ok(rows) if rows.num_rows() == total => Ok(rows.slice(offset, n)),
-                Ok(rows) => Err(format!(
-                    "the enrichment query returned {} rows for {total} leads",
-                    rows.num_rows()
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            offset += n;
+        let mut rejects = Vec::new();
+        for waiting in group {
+            let n = waiting.leads.num_rows();
+            rejects.extend(waiting.rejects);
             // A request whose client hung up no longer waits.
-            let _ = reply.send(answer);
+            let _ = waiting.reply.send(Ok(rows.slice(offset, n)));
+            offset += n;
+        }
+        if !rejects.is_empty() {
+            let (slot, _in) = self.enter().await;
+            slot.held.lock().expect("held lock").rejects.extend(rejects);
         }
     }
 
@@ -384,6 +442,9 @@ impl Epochs {
     /// was served.
     pub(super) async fn close(&self) -> Result<ServeSummary> {
         self.stop_committing();
+        // A group a hung-up request left may still be running: what it
+        // pays for is committed with the rest.
+        let _groups_done = self.groups.write().await;
         let first = self.current.load(Ordering::Acquire);
         let mut result = Ok(());
         for i in [1 - first, first] {

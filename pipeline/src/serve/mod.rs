@@ -470,7 +470,7 @@ async fn lookup(
     let ids = lead_ids(&leads);
     let enriched = app
         .epochs
-        .enrich(leads, rejects)
+        .enrich(&key.organization_id, leads, rejects)
         .await
         .map_err(Problem::internal)?;
     fill_results(&mut results, &accepted, &ids, &enriched);
