@@ -69,9 +69,9 @@ pub(super) struct Epochs {
     stop_committing: watch::Sender<bool>,
     /// The requests waiting to be enriched together.
     forming: Mutex<Forming>,
-    /// Read by each task enriching requests together, written by
-    /// [`Self::close`] before its last commits.
-    groups: Arc<RwLock<()>>,
+    /// How many tasks enriching requests together are running:
+    /// [`Self::close`] waits for none before its last commits.
+    groups: watch::Sender<usize>,
 }
 
 /// Requests waiting for the group a task has been started for.
@@ -173,7 +173,7 @@ impl Epochs {
             unwritable: Mutex::new(None),
             stop_committing: watch::channel(false).0,
             forming: Mutex::default(),
-            groups: Arc::default(),
+            groups: watch::channel(0).0,
         }))
     }
 
@@ -271,13 +271,20 @@ impl Epochs {
         F: FnOnce(Arc<Self>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        // Taken while closing only by a group a hung-up request left:
-        // it runs unwaited, as a request's own execution did.
-        let running = self.groups.clone().try_read_owned().ok();
+        /// Counts its task out however it ends (a panic included).
+        struct Running(Arc<Epochs>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.groups.send_modify(|n| *n -= 1);
+            }
+        }
+        // Counted in before the task that starts it can end.
+        self.groups.send_modify(|n| *n += 1);
+        let running = Running(self.clone());
         let work = work(self.clone());
         tokio::spawn(async move {
+            let _running = running;
             work.await;
-            drop(running);
         });
     }
 
@@ -315,59 +322,76 @@ impl Epochs {
     }
 
     /// Enriches `group`'s leads as one batch and answers each request
-    /// with its own rows; if that fails, each request alone.
+    /// with its own rows; if the execution fails, each request alone.
     async fn enrich_together(&self, group: Vec<Waiting>) {
         let batches: Vec<RecordBatch> = group.iter().map(|w| w.leads.clone()).collect();
-        let rows = async {
-            let leads = concat_batches(&batches[0].schema(), &batches)?;
-            let out = self.enrich_batch(leads, Vec::new()).await?;
-            let schema = match out.first() {
-                Some(batch) => batch.schema(),
-                None => self.slots[0].engine.plan.physical.schema(),
-            };
-            let rows = concat_batches(&schema, &out)?;
-            let leads: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if rows.num_rows() != leads {
-                return Err(Error::Internal(format!(
-                    "the enrichment query returned {} rows for {leads} leads",
-                    rows.num_rows()
-                )));
-            }
-            Ok::<_, Error>(rows)
-        }
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
+        let leads: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let executed = match concat_batches(&batches[0].schema(), &batches) {
+            Ok(batch) => self.enrich_batch(batch, Vec::new()).await,
+            Err(e) => Err(e.into()),
+        };
+        drop(batches);
+        let out = match executed {
+            Ok(out) => out,
+            // Nothing of the group is held: each request runs alone.
             Err(e) => {
                 tracing::warn!(error = %e, requests = group.len(), "a group of lookups failed; each is enriched alone");
                 for waiting in group {
                     let answer = self
                         .enrich_batch(waiting.leads, waiting.rejects)
                         .await
-                        .and_then(|out| match out.as_slice() {
-                            [rows] => Ok(rows.clone()),
-                            _ => {
-                                let schema = self.slots[0].engine.plan.physical.schema();
-                                Ok(concat_batches(&schema, &out)?)
-                            }
-                        });
+                        .and_then(|out| self.one_batch(out));
                     let _ = waiting.reply.send(answer);
                 }
                 return;
             }
         };
-        let mut offset = 0;
+        // The output is held from here: every request is answered from it.
+        let rows = self.one_batch(out).and_then(|rows| {
+            if rows.num_rows() == leads {
+                Ok(rows)
+            } else {
+                Err(Error::Internal(format!(
+                    "the enrichment query returned {} rows for {leads} leads",
+                    rows.num_rows()
+                )))
+            }
+        });
+        let mut answers = Vec::with_capacity(group.len());
         let mut rejects = Vec::new();
         for waiting in group {
-            let n = waiting.leads.num_rows();
+            answers.push((waiting.leads.num_rows(), waiting.reply));
             rejects.extend(waiting.rejects);
-            // A request whose client hung up no longer waits.
-            let _ = waiting.reply.send(Ok(rows.slice(offset, n)));
-            offset += n;
         }
+        // Held before any request is answered, so before the server can
+        // make its last commit.
         if !rejects.is_empty() {
             let (slot, _in) = self.enter().await;
             slot.held.lock().expect("held lock").rejects.extend(rejects);
+        }
+        let mut offset = 0;
+        for (n, reply) in answers {
+            let answer = match &rows {
+                Ok(rows) => Ok(rows.slice(offset, n)),
+                Err(e) => Err(Error::Internal(e.to_string())),
+            };
+            offset += n;
+            // A request whose client hung up no longer waits.
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// An execution's output as one batch.
+    fn one_batch(&self, out: Vec<RecordBatch>) -> Result<RecordBatch> {
+        match <[RecordBatch; 1]>::try_from(out) {
+            Ok([rows]) => Ok(rows),
+            Err(out) => {
+                let schema = match out.first() {
+                    Some(batch) => batch.schema(),
+                    None => self.slots[0].engine.plan.physical.schema(),
+                };
+                Ok(concat_batches(&schema, &out)?)
+            }
         }
     }
 
@@ -444,7 +468,7 @@ impl Epochs {
         self.stop_committing();
         // A group a hung-up request left may still be running: what it
         // pays for is committed with the rest.
-        let _groups_done = self.groups.write().await;
+        let _ = self.groups.subscribe().wait_for(|n| *n == 0).await;
         let first = self.current.load(Ordering::Acquire);
         let mut result = Ok(());
         for i in [1 - first, first] {
