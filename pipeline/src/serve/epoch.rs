@@ -255,7 +255,7 @@ impl Epochs {
             !std::mem::replace(&mut forming.started, true)
         };
         if start {
-            self.spawn_group(|epochs| epochs.enrich_waiting());
+            self.spawn_group(self.clone().enrich_waiting());
         }
         match answer.await {
             Ok(answer) => answer.map(|rows| vec![rows]),
@@ -266,11 +266,7 @@ impl Epochs {
     }
 
     /// Runs `work` in a task of its own, which [`Self::close`] waits for.
-    fn spawn_group<F, Fut>(self: &Arc<Self>, work: F)
-    where
-        F: FnOnce(Arc<Self>) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
+    fn spawn_group(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
         /// Counts its task out however it ends (a panic included).
         struct Running(Arc<Epochs>);
         impl Drop for Running {
@@ -281,7 +277,6 @@ impl Epochs {
         // Counted in before the task that starts it can end.
         self.groups.send_modify(|n| *n += 1);
         let running = Running(self.clone());
-        let work = work(self.clone());
         tokio::spawn(async move {
             let _running = running;
             work.await;
@@ -316,7 +311,8 @@ impl Epochs {
             let mut requests = requests.into_iter();
             for n in sizes {
                 let group: Vec<Waiting> = requests.by_ref().take(n).collect();
-                self.spawn_group(|epochs| async move { epochs.enrich_together(group).await });
+                let epochs = self.clone();
+                self.spawn_group(async move { epochs.enrich_together(group).await });
             }
         }
     }
