@@ -28,9 +28,11 @@ use futures::StreamExt;
 use leadflow_waterfall::{ProviderUsage, UsageLedger};
 use tokio::sync::{RwLock, RwLockReadGuard, mpsc, oneshot, watch};
 
+use super::lookup::{Item, Sent};
 use super::{ServeConfig, ServeSummary};
 use crate::engine::{BatchPlan, OutputCounts, RunStamp};
 use crate::error::{Error, Result};
+use crate::lead::LeadOptions;
 use crate::providers::Providers;
 use crate::publish::{Publisher, new_write_id};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
@@ -72,6 +74,8 @@ pub(super) struct Epochs {
     /// How many tasks enriching requests together are running:
     /// [`Self::close`] waits for none before its last commits.
     groups: watch::Sender<usize>,
+    /// What the requests' leads are built with.
+    lead_options: LeadOptions,
 }
 
 /// Requests waiting for the group a task has been started for.
@@ -84,12 +88,9 @@ struct Forming {
 
 /// One request's leads, waiting to be enriched with others'.
 struct Waiting {
-    /// The key's: only one organization's requests are enriched together.
-    organization: Arc<str>,
-    leads: RecordBatch,
-    rejects: Vec<Reject>,
-    /// Its output rows, or why there are none.
-    reply: oneshot::Sender<Result<RecordBatch>>,
+    sent: Sent,
+    /// Its answer, or why there is none.
+    reply: oneshot::Sender<Result<Vec<Item>>>,
 }
 
 struct Slot {
@@ -174,6 +175,11 @@ impl Epochs {
             stop_committing: watch::channel(false).0,
             forming: Mutex::default(),
             groups: watch::channel(0).0,
+            lead_options: LeadOptions {
+                batch_size: batch_rows,
+                default_country: config.default_country,
+                owner: None,
+            },
         }))
     }
 
@@ -215,54 +221,54 @@ impl Epochs {
         (slot, slot.gate.read().await)
     }
 
-    /// Enriches one request's `leads` (of `organization`) and holds the
-    /// output (and `rejects`) for the next commit: the output rows, one
-    /// per lead and in order when the query keeps every lead.
+    /// Enriches one request's leads and holds the output (and the items
+    /// that were not leads) for the next commit: its answer, one item per
+    /// lead sent, in order.
     ///
-    /// When it does (a plan of projections and function calls, as the
-    /// shipped query is), the requests of one organization waiting at the
-    /// same moment are enriched together, as one batch: running the plan
-    /// costs about the same for one lead as for a hundred, and under load
-    /// that cost was most of a lookup's. Only one organization's: in a
-    /// batch, `find_phone` asks once for identical leads, and another
-    /// organization's budget or tier must not answer for this one. The
-    /// first request to wait starts the round in a task of its own (so a
-    /// client that hangs up takes no one else's answer with it); the task
-    /// yields once, which lets the requests this thread already read
-    /// join, then takes every request waiting and runs each group in a
-    /// task. A request alone waits for that one yield, no timer. Groups
-    /// run concurrently: a group waiting on providers holds up only its
-    /// own requests. A group that fails is run again one request at a
-    /// time, so a request fails only for its own leads.
-    pub(super) async fn enrich(
-        self: &Arc<Self>,
-        organization: &str,
-        leads: RecordBatch,
-        rejects: Vec<Reject>,
-    ) -> Result<Vec<RecordBatch>> {
+    /// When the query keeps every lead (a plan of projections and function
+    /// calls, as the shipped query is), the requests waiting at the same
+    /// moment are decoded into one batch and enriched together: running
+    /// the plan costs about the same for one lead as for a hundred, and
+    /// under load that cost was most of a lookup's, with building each
+    /// request's own lead batch (and concatenating them) next. Only
+    /// requests that [`Sent::goes_with`] one another: one organization's,
+    /// under one tier cap. The first request to wait starts the round in
+    /// a task of its own (so a client that hangs up takes no one else's
+    /// answer with it); the task yields once, which lets the requests this
+    /// thread already read join, then takes every request waiting and
+    /// runs each group in a task. A request alone waits for that one
+    /// yield, no timer. Groups run concurrently: a group waiting on
+    /// providers holds up only its own requests. A group that fails is
+    /// run again one request at a time, so a request fails only for its
+    /// own leads.
+    pub(super) async fn enrich(self: &Arc<Self>, sent: Sent) -> Result<Vec<Item>> {
         if !self.slots[0].engine.keeps_rows() {
-            return self.enrich_batch(leads, rejects).await;
+            return self.enrich_alone(&sent).await;
         }
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut forming = self.forming.lock().expect("forming lock");
-            forming.waiting.push(Waiting {
-                organization: organization.into(),
-                leads,
-                rejects,
-                reply,
-            });
+            forming.waiting.push(Waiting { sent, reply });
             !std::mem::replace(&mut forming.started, true)
         };
         if start {
             self.spawn_group(self.clone().enrich_waiting());
         }
         match answer.await {
-            Ok(answer) => answer.map(|rows| vec![rows]),
+            Ok(answer) => answer,
             Err(_) => Err(Error::Internal(
                 "the lookup's group ended without answering it".into(),
             )),
         }
+    }
+
+    /// Enriches one request's leads as a batch of their own.
+    async fn enrich_alone(&self, sent: &Sent) -> Result<Vec<Item>> {
+        let mut builder = Sent::builder(std::iter::once(sent), &self.lead_options);
+        let (answer, rejects) = sent.decode(&mut builder);
+        let leads = builder.finish()?;
+        let out = self.enrich_batch(leads.clone(), rejects).await?;
+        Ok(answer.fill(&leads, &out))
     }
 
     /// Runs `work` in a task of its own, which [`Self::close`] waits for.
@@ -294,18 +300,18 @@ impl Epochs {
             forming.started = false;
             std::mem::take(&mut forming.waiting)
         };
-        let mut by_organization: Vec<Vec<Waiting>> = Vec::new();
+        let mut together: Vec<Vec<Waiting>> = Vec::new();
         for request in waiting.into_iter().filter(|w| !w.reply.is_closed()) {
-            match by_organization
+            match together
                 .iter_mut()
-                .find(|o| o[0].organization == request.organization)
+                .find(|t| t[0].sent.goes_with(&request.sent))
             {
                 Some(requests) => requests.push(request),
-                None => by_organization.push(vec![request]),
+                None => together.push(vec![request]),
             }
         }
-        for requests in by_organization {
-            let sizes: Vec<usize> = groups_of_rows(&requests, |w| w.leads.num_rows(), GROUP_ROWS)
+        for requests in together {
+            let sizes: Vec<usize> = groups_of_rows(&requests, |w| w.sent.len(), GROUP_ROWS)
                 .map(<[Waiting]>::len)
                 .collect();
             let mut requests = requests.into_iter();
@@ -317,26 +323,40 @@ impl Epochs {
         }
     }
 
-    /// Enriches `group`'s leads as one batch and answers each request
-    /// with its own rows; if the execution fails, each request alone.
+    /// Decodes `group`'s leads into one batch, enriches it and answers
+    /// each request from its own rows; if the execution fails, each
+    /// request alone.
     async fn enrich_together(&self, group: Vec<Waiting>) {
-        let batches: Vec<RecordBatch> = group.iter().map(|w| w.leads.clone()).collect();
-        let leads: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let executed = match concat_batches(&batches[0].schema(), &batches) {
-            Ok(batch) => self.enrich_batch(batch, Vec::new()).await,
-            Err(e) => Err(e.into()),
+        let mut builder = Sent::builder(group.iter().map(|w| &w.sent), &self.lead_options);
+        let mut answers = Vec::with_capacity(group.len());
+        let mut rejects = Vec::with_capacity(group.len());
+        for waiting in &group {
+            let (answer, refused) = waiting.sent.decode(&mut builder);
+            answers.push(answer);
+            rejects.push(refused);
+        }
+        let leads = match builder.finish() {
+            Ok(leads) => leads,
+            Err(e) => {
+                for waiting in group {
+                    let _ = waiting.reply.send(Err(Error::Internal(e.to_string())));
+                }
+                return;
+            }
         };
-        drop(batches);
-        let out = match executed {
+        let out = match self.enrich_batch(leads.clone(), Vec::new()).await {
             Ok(out) => out,
             // Nothing of the group is held: each request runs alone.
             Err(e) => {
                 tracing::warn!(error = %e, requests = group.len(), "a group of lookups failed; each is enriched alone");
-                for waiting in group {
+                let mut offset = 0;
+                for ((waiting, answer), refused) in group.into_iter().zip(answers).zip(rejects) {
+                    let own = leads.slice(offset, answer.rows());
+                    offset += answer.rows();
                     let answer = self
-                        .enrich_batch(waiting.leads, waiting.rejects)
+                        .enrich_batch(own.clone(), refused)
                         .await
-                        .and_then(|out| self.one_batch(out));
+                        .map(|out| answer.fill(&own, &out));
                     let _ = waiting.reply.send(answer);
                 }
                 return;
@@ -344,36 +364,34 @@ impl Epochs {
         };
         // The output is held from here: every request is answered from it.
         let rows = self.one_batch(out).and_then(|rows| {
-            if rows.num_rows() == leads {
+            if rows.num_rows() == leads.num_rows() {
                 Ok(rows)
             } else {
                 Err(Error::Internal(format!(
-                    "the enrichment query returned {} rows for {leads} leads",
-                    rows.num_rows()
+                    "the enrichment query returned {} rows for {} leads",
+                    rows.num_rows(),
+                    leads.num_rows()
                 )))
             }
         });
-        let mut answers = Vec::with_capacity(group.len());
-        let mut rejects = Vec::new();
-        for waiting in group {
-            answers.push((waiting.leads.num_rows(), waiting.reply));
-            rejects.extend(waiting.rejects);
-        }
+        drop(leads);
         // Held before any request is answered, so before the server can
         // make its last commit.
+        let rejects: Vec<Reject> = rejects.into_iter().flatten().collect();
         if !rejects.is_empty() {
             let (slot, _in) = self.enter().await;
             slot.held.lock().expect("held lock").rejects.extend(rejects);
         }
         let mut offset = 0;
-        for (n, reply) in answers {
-            let answer = match &rows {
-                Ok(rows) => Ok(rows.slice(offset, n)),
+        for (waiting, answer) in group.into_iter().zip(answers) {
+            let n = answer.rows();
+            let items = match &rows {
+                Ok(rows) => Ok(answer.in_order(rows, offset)),
                 Err(e) => Err(Error::Internal(e.to_string())),
             };
             offset += n;
             // A request whose client hung up no longer waits.
-            let _ = reply.send(answer);
+            let _ = waiting.reply.send(items);
         }
     }
 

@@ -3,6 +3,7 @@
 //! never stored. `leadflow keys new` makes one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use ring::digest::{SHA256, digest};
@@ -13,7 +14,7 @@ use crate::config::ApiKeyConfig;
 
 /// The config's keys by hash.
 pub(crate) struct Keys {
-    by_hash: HashMap<String, ApiKeyConfig>,
+    by_hash: HashMap<String, Arc<ApiKeyConfig>>,
 }
 
 impl Keys {
@@ -21,7 +22,7 @@ impl Keys {
         Self {
             by_hash: keys
                 .iter()
-                .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
+                .map(|k| (k.sha256.to_ascii_lowercase(), Arc::new(k.clone())))
                 .collect(),
         }
     }
@@ -31,7 +32,7 @@ impl Keys {
     }
 
     /// The key the request carries, or 401.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&ApiKeyConfig, Problem> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&Arc<ApiKeyConfig>, Problem> {
         let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

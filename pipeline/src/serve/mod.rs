@@ -20,12 +20,12 @@ mod erasures;
 mod idempotency;
 mod jobs;
 pub mod keys;
+mod lookup;
 mod openapi;
 mod problem;
 mod results;
 mod webhooks;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,18 +38,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::{ApiKeyConfig, ConsoleAccess, LeadflowConfig};
 use crate::error::{Error, Result};
-use crate::lead::{LeadBuilder, LeadOptions, Owner};
-use crate::sinks::rejects::Reject;
-use crate::sources::kafka::decode::LeadDecoder;
 use epoch::Epochs;
 use jobs::{BodyFormat, Jobs};
 use keys::Keys;
+use lookup::{Item, Sent};
 use leadflow_fleet::idempotency::Claimed;
 use leadflow_waterfall::RateLimiter;
 use problem::Problem;
@@ -85,23 +81,6 @@ pub struct ServeSummary {
 /// The window of `requests_per_minute`, µs.
 const MINUTE: i64 = 60_000_000;
 
-/// The columns a lookup's result carries, as (result field, output column),
-/// each when the query returns it.
-const RESULT_COLUMNS: &[(&str, &str)] = &[
-    ("lead_id", "lead_id"),
-    ("phone_e164", "phone_e164"),
-    ("phone_valid", "phone_valid"),
-    ("phone_error", "phone_error"),
-    ("found_phone_e164", "found_phone_e164"),
-    ("lookup_status", "lookup_status"),
-    ("provider", "found_by"),
-    ("cost_usd", "lookup_cost_usd"),
-    ("line_type", "line_type"),
-    ("carrier_name", "carrier_name"),
-    ("line_type_status", "line_type_status"),
-    ("policy", "policy"),
-];
-
 struct App {
     keys: Keys,
     idempotency: idempotency::Store,
@@ -111,7 +90,6 @@ struct App {
     jobs: Arc<Jobs>,
     erasures: Arc<erasures::Erasures>,
     max_leads: usize,
-    options: LeadOptions,
     requests: std::sync::atomic::AtomicU64,
     /// `GET /openapi.json`.
     openapi: Bytes,
@@ -166,11 +144,6 @@ pub async fn serve(
         jobs: jobs.clone(),
         erasures: erasures::Erasures::new(epochs.location().clone(), config.providers.clone()),
         max_leads: api.max_lookup_leads,
-        options: LeadOptions {
-            batch_size: api.max_lookup_leads,
-            default_country: config.default_country,
-            owner: None,
-        },
         requests: Default::default(),
         openapi: openapi::document(api).into(),
         console: console_page(api.console).into(),
@@ -283,9 +256,9 @@ async fn answer(
 ) -> std::result::Result<Response, Problem> {
     let key = admit(app, headers).await?;
     let body = body.map_err(Problem::from_body)?;
-    let fingerprint = keys::sha256_hex(&body);
-    let answered = once(app, headers, &key.name, &fingerprint, || async {
-        Ok((200, lookup(app, key, &body).await?))
+    let fingerprint = || keys::sha256_hex(&body);
+    let answered = once(app, headers, &key.name, fingerprint, || async {
+        Ok((200, lookup(app, key, body.clone()).await?))
     })
     .await?;
     Ok(json_response(answered))
@@ -296,7 +269,7 @@ async fn answer(
 async fn admit<'a>(
     app: &'a App,
     headers: &HeaderMap,
-) -> std::result::Result<&'a ApiKeyConfig, Problem> {
+) -> std::result::Result<&'a Arc<ApiKeyConfig>, Problem> {
     let key = app.keys.authenticate(headers)?;
     app.requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -318,7 +291,7 @@ async fn admit<'a>(
 async fn admit_admin<'a>(
     app: &'a App,
     headers: &HeaderMap,
-) -> std::result::Result<&'a ApiKeyConfig, Problem> {
+) -> std::result::Result<&'a Arc<ApiKeyConfig>, Problem> {
     let key = admit(app, headers).await?;
     if !key.admin {
         return Err(Problem::forbidden(
@@ -337,12 +310,13 @@ struct Answered {
 }
 
 /// Runs `work` once per `Idempotency-Key` of `scope` (when the request
-/// has one): a retry with the same `fingerprint` gets the first answer.
+/// has one): a retry with the same body (its `fingerprint`, made only
+/// when there is a key) gets the first answer.
 async fn once<F, Fut>(
     app: &App,
     headers: &HeaderMap,
     scope: &str,
-    fingerprint: &str,
+    fingerprint: impl FnOnce() -> String,
     work: F,
 ) -> std::result::Result<Answered, Problem>
 where
@@ -358,6 +332,7 @@ where
         return work().await.map(|a| answered(a, false));
     };
     let store = &app.idempotency;
+    let fingerprint = &fingerprint();
     match store.claim(scope, idempotency_key, fingerprint).await {
         Ok(Claimed::First) => {}
         Ok(Claimed::Running) => return Err(Problem::idempotency_key_in_use()),
@@ -429,51 +404,13 @@ fn json_response(answered: Answered) -> Response {
 /// The answer to `body`: one result per lead, in order, as JSON.
 async fn lookup(
     app: &App,
-    key: &ApiKeyConfig,
-    body: &[u8],
+    key: &Arc<ApiKeyConfig>,
+    body: Bytes,
 ) -> std::result::Result<Vec<u8>, Problem> {
-    let leads = parse_leads(body, app.max_leads)?;
+    let sent = Sent::parse(key.clone(), body, app.max_leads)?;
     let started = Instant::now();
-    let mut results: Vec<Item> = vec![Item::default(); leads.len()];
-    let options = LeadOptions {
-        // Buffers for this request's leads, not for the most a request may hold.
-        batch_size: leads.len(),
-        owner: Some(Arc::new(Owner {
-            organization_id: key.organization_id.clone(),
-            max_user_tier: key.max_user_tier,
-        })),
-        ..app.options.clone()
-    };
-    let mut builder = LeadBuilder::new(LEAD_SCHEMA.clone(), options);
-    let mut accepted = Vec::with_capacity(leads.len());
-    let mut rejects = Vec::new();
-    DECODER.with_borrow_mut(|decoder| {
-        for (i, lead) in leads.into_iter().enumerate() {
-            // Each lead's JSON as sent, decoded as a Kafka message is.
-            let raw = lead.get();
-            match decoder.push(None, Some(raw.as_bytes()), &mut builder) {
-                Ok(()) => accepted.push(i),
-                Err(reason) => {
-                    results[i] = Item::error(i, reason.clone());
-                    rejects.push(Reject {
-                        source: format!("POST /v1/lookups (key {})", key.name),
-                        line: Some(i as i64 + 1),
-                        raw: raw.to_string(),
-                        reason,
-                    });
-                }
-            }
-        }
-    });
-    telemetry_in(accepted.len() + rejects.len());
-    let leads = builder.finish().map_err(Problem::internal)?;
-    let ids = lead_ids(&leads);
-    let enriched = app
-        .epochs
-        .enrich(&key.organization_id, leads, rejects)
-        .await
-        .map_err(Problem::internal)?;
-    fill_results(&mut results, &accepted, &ids, &enriched);
+    crate::telemetry::leads_in(sent.len() as u64);
+    let results = app.epochs.enrich(sent).await.map_err(Problem::internal)?;
     tracing::debug!(
         key = key.name,
         leads = results.len(),
@@ -486,174 +423,6 @@ async fn lookup(
         results: &'a [Item],
     }
     Ok(serde_json::to_vec(&Answer { results: &results }).expect("JSON serializes"))
-}
-
-/// The `leads` table's schema, which every lookup's leads are built with.
-static LEAD_SCHEMA: std::sync::LazyLock<datafusion::arrow::datatypes::SchemaRef> =
-    std::sync::LazyLock::new(|| leadflow_schemas::lead_schema([]));
-
-thread_local! {
-    /// A lookup's lead decoder, kept from one request to the next on its
-    /// thread: making one maps every lead column's name.
-    static DECODER: std::cell::RefCell<LeadDecoder> =
-        std::cell::RefCell::new(LeadDecoder::new(usize::MAX));
-}
-
-fn telemetry_in(n: usize) {
-    crate::telemetry::leads_in(n as u64);
-}
-
-/// The body's `leads`, or the problem with it (naming line and column).
-fn parse_leads(
-    body: &[u8],
-    max: usize,
-) -> std::result::Result<Vec<&serde_json::value::RawValue>, Problem> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Request<'a> {
-        #[serde(borrow)]
-        leads: Vec<&'a serde_json::value::RawValue>,
-    }
-    let request: Request<'_> = serde_json::from_slice(body).map_err(Problem::bad_json)?;
-    if request.leads.is_empty() {
-        return Err(Problem::invalid(
-            "leads",
-            "`leads` is empty: send 1 or more leads".into(),
-        ));
-    }
-    if request.leads.len() > max {
-        return Err(Problem::invalid(
-            "leads",
-            format!(
-                "{} leads in one request; at most {max} ([api] max_lookup_leads): send more as a job",
-                request.leads.len()
-            ),
-        ));
-    }
-    Ok(request.leads)
-}
-
-/// Puts the enriched rows' results in their leads' places: in order when
-/// the query kept every lead, else by `lead_id`.
-fn fill_results(
-    results: &mut [Item],
-    accepted: &[usize],
-    ids: &[String],
-    enriched: &[RecordBatch],
-) {
-    let mut rows = Vec::new();
-    for batch in enriched {
-        for row in 0..batch.num_rows() {
-            rows.push(result_of(batch, row));
-        }
-    }
-    if rows.len() == accepted.len() {
-        for (&i, row) in accepted.iter().zip(rows) {
-            results[i] = Item::result(i, row);
-        }
-        return;
-    }
-    // The query dropped or added rows: the first row of each lead_id.
-    let mut by_id: HashMap<String, Vec<(&'static str, Value)>> = HashMap::new();
-    for row in rows {
-        if let Some((_, Value::String(id))) = row.iter().find(|(f, _)| *f == "lead_id") {
-            let id = id.clone();
-            by_id.entry(id).or_insert(row);
-        }
-    }
-    for (&i, id) in accepted.iter().zip(ids) {
-        results[i] = match by_id.get(id) {
-            Some(row) => Item::result(i, row.clone()),
-            None => Item::error(
-                i,
-                "the enrichment query returned no row for this lead".into(),
-            ),
-        };
-    }
-}
-
-/// The `lead_id` of each of `leads`' rows.
-fn lead_ids(leads: &RecordBatch) -> Vec<String> {
-    let Some((i, _)) = leads.schema().column_with_name("lead_id") else {
-        return Vec::new();
-    };
-    let column = leads.column(i);
-    (0..leads.num_rows())
-        .map(|row| match json_value(column, row) {
-            Value::String(id) => id,
-            _ => String::new(),
-        })
-        .collect()
-}
-
-/// One lead's answer: its `index` in the request, then its result's
-/// fields in [`RESULT_COLUMNS`] order, or its `error`.
-#[derive(Debug, Clone, Default)]
-struct Item {
-    index: usize,
-    fields: Vec<(&'static str, Value)>,
-}
-
-impl Item {
-    fn result(index: usize, fields: Vec<(&'static str, Value)>) -> Self {
-        Self { index, fields }
-    }
-
-    fn error(index: usize, reason: String) -> Self {
-        Self {
-            index,
-            fields: vec![("error", Value::String(reason))],
-        }
-    }
-}
-
-impl serde::Serialize for Item {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
-        map.serialize_entry("index", &self.index)?;
-        for (field, value) in &self.fields {
-            map.serialize_entry(field, value)?;
-        }
-        map.end()
-    }
-}
-
-/// One output row as a lookup result ([`RESULT_COLUMNS`]).
-fn result_of(batch: &RecordBatch, row: usize) -> Vec<(&'static str, Value)> {
-    let schema = batch.schema();
-    RESULT_COLUMNS
-        .iter()
-        .filter_map(|(field, column)| {
-            // Not `index_of`, whose miss formats every column's name.
-            let (i, _) = schema.column_with_name(column)?;
-            Some((*field, json_value(batch.column(i), row)))
-        })
-        .collect()
-}
-
-fn json_value(array: &dyn Array, row: usize) -> Value {
-    if array.is_null(row) {
-        return Value::Null;
-    }
-    match array.data_type() {
-        DataType::Utf8 => json!(array.as_string::<i32>().value(row)),
-        DataType::Utf8View => json!(array.as_string_view().value(row)),
-        DataType::LargeUtf8 => json!(array.as_string::<i64>().value(row)),
-        DataType::Boolean => json!(array.as_boolean().value(row)),
-        DataType::Int32 => json!(array.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => json!(array.as_primitive::<Int64Type>().value(row)),
-        DataType::Decimal128(_, scale) => {
-            let units = array.as_primitive::<Decimal128Type>().value(row);
-            json!(units as f64 / 10f64.powi(i32::from(*scale)))
-        }
-        _ => Value::String(
-            datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
-        ),
-    }
 }
 
 /// `GET /openapi.json`: this API as an OpenAPI 3.1 document.
@@ -823,16 +592,18 @@ async fn create_job(
         }
     };
     // The same request: the same body, as the same type, to the same hook.
-    let fingerprint = keys::sha256_hex(
-        format!(
-            "{body_sha}\n{}\n{}",
-            content_type.unwrap_or(""),
-            query.unwrap_or("")
+    let fingerprint = || {
+        keys::sha256_hex(
+            format!(
+                "{body_sha}\n{}\n{}",
+                content_type.unwrap_or(""),
+                query.unwrap_or("")
+            )
+            .as_bytes(),
         )
-        .as_bytes(),
-    );
+    };
     let scope = format!("{}:jobs", key.name);
-    let answered = once(app, headers, &scope, &fingerprint, || async {
+    let answered = once(app, headers, &scope, fingerprint, || async {
         let record = app
             .jobs
             .create(&id, key, stored, leads, webhook_url)
@@ -991,8 +762,8 @@ async fn post_erasure(
     let accepted = async {
         let key = admit_admin(&app, &headers).await?;
         let body = body.map_err(Problem::from_body)?;
-        let fingerprint = keys::sha256_hex(&body);
-        once(&app, &headers, &key.name, &fingerprint, || async {
+        let fingerprint = || keys::sha256_hex(&body);
+        once(&app, &headers, &key.name, fingerprint, || async {
             let view = app.erasures.start(&body)?;
             Ok((202, serde_json::to_vec(&view).expect("JSON serializes")))
         })
