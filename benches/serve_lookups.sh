@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One cached lead through `leadflow serve`'s POST /v1/lookups against a bare
 # axum handler answering the same JSON (benches/src/bin/bare_axum.rs), side
-# by side with wrk (Debian's package): throughput at 16 connections, then
-# latency at about 2,000 requests/s (16 connections, each pacing 7 ms).
+# by side with wrk (Debian's package): throughput at 16, 64 and 256
+# connections (CONNECTIONS="16 64 256"), then latency at about 2,000
+# requests/s (16 connections, each pacing 7 ms). For serve, the requests
+# each execution of the enrichment answered (lookups waiting together are
+# enriched together, so this grows with the connections).
 #
 #   cargo build --release -p leadflow-pipeline -p leadflow-benches
 #   benches/serve_lookups.sh [PATH_TO_LEADFLOW]
@@ -36,12 +39,21 @@ pids+=($!)
 wait_up "$bare_addr"
 
 echo "cores: $(nproc); answer: $(cat "$work/answer.json")"
+# The requests answered and the executions that answered them, so far.
+grouped() { curl -s "http://$serve_addr/metrics" | awk '/^leadflow_lookup_requests_grouped_total/{r=$2} /^leadflow_lookup_executions_total/{e=$2} END{print r+0, e+0}'; }
 for target in "bare axum:$bare_addr" "leadflow serve:$serve_addr"; do
   name=${target%%:*}; addr=${target#*:}
   # SERVE_ONLY=1: leadflow serve alone (comparing two of its builds).
   [ -n "${SERVE_ONLY:-}" ] && [ "$name" = "bare axum" ] && continue
-  echo "== $name, 16 connections, 10 s"
-  wrk -t2 -c16 -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
+  for c in ${CONNECTIONS:-16 64 256}; do
+    echo "== $name, $c connections, 10 s"
+    before=$(grouped)
+    wrk -t2 -c"$c" -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
+    if [ "$name" = "leadflow serve" ]; then
+      read -r r0 e0 <<<"$before"; read -r r1 e1 <<<"$(grouped)"
+      echo "    requests per execution: $(( (r1 - r0) / (e1 - e0 > 0 ? e1 - e0 : 1) ))"
+    fi
+  done
   echo "== $name, about 2,000 requests/s, 10 s"
   LEADFLOW_BENCH_DELAY_MS=7 wrk -t2 -c16 -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
 done

@@ -132,6 +132,13 @@ pub fn leads_in(n: u64) {
     counter!("leadflow_leads_in_total").increment(n);
 }
 
+/// One execution of the enrichment for `requests` lookups waiting together
+/// (`leadflow serve`): requests over executions is how well they group.
+pub fn lookup_group(requests: usize) {
+    counter!("leadflow_lookup_executions_total").increment(1);
+    counter!("leadflow_lookup_requests_grouped_total").increment(requests as u64);
+}
+
 /// Enriched leads written.
 pub fn leads_out(n: u64) {
     counter!("leadflow_leads_out_total").increment(n);

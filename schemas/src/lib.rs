@@ -196,18 +196,22 @@ pub fn enrichment_fields() -> Vec<Field> {
 }
 
 /// One provider call or skip, as `find_phone` lists them in `attempts`.
+/// Made once: `find_phone` asks for them at every batch.
 pub fn attempt_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("provider", DataType::Utf8, false),
-        Field::new("attempt", DataType::Int32, false),
-        Field::new("outcome", DataType::Utf8, false),
-        Field::new("http_status", DataType::Int32, true),
-        Field::new("cost_usd", MONEY, false),
-        Field::new("latency_ms", DataType::Int64, false),
-        Field::new("started_at", timestamp(), false),
-        Field::new("error", DataType::Utf8, true),
-        Field::new("policy", DataType::Utf8, true),
-    ])
+    static FIELDS: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(|| {
+        Fields::from(vec![
+            Field::new("provider", DataType::Utf8, false),
+            Field::new("attempt", DataType::Int32, false),
+            Field::new("outcome", DataType::Utf8, false),
+            Field::new("http_status", DataType::Int32, true),
+            Field::new("cost_usd", MONEY, false),
+            Field::new("latency_ms", DataType::Int64, false),
+            Field::new("started_at", timestamp(), false),
+            Field::new("error", DataType::Utf8, true),
+            Field::new("policy", DataType::Utf8, true),
+        ])
+    });
+    FIELDS.clone()
 }
 
 /// The struct `find_phone` returns.

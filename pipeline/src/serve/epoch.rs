@@ -54,6 +54,9 @@ const WRITE_BATCH_ROWS: usize = 1024;
 /// ends at the request that reaches this.
 const GROUP_ROWS: usize = 1024;
 
+/// Times a round yields while requests keep joining it.
+const MAX_YIELDS: usize = 4;
+
 pub(super) struct Epochs {
     location: Location,
     run_id: String,
@@ -289,12 +292,22 @@ impl Epochs {
         });
     }
 
-    /// Takes the requests waiting once this task has yielded and starts a
-    /// task per group: one organization's, up to about [`GROUP_ROWS`]
-    /// leads. Requests whose client hung up are dropped unanswered, as a
-    /// request's own execution is when hyper drops its handler.
+    /// Takes the requests waiting once this task has yielded and enriches
+    /// them by group: requests that [`Sent::goes_with`] one another, up to
+    /// about [`GROUP_ROWS`] leads; a lone group in this task, several each
+    /// in a task of its own. Requests whose client hung up are dropped
+    /// unanswered, as a request's own execution is when hyper drops its
+    /// handler.
     async fn enrich_waiting(self: Arc<Self>) {
-        tokio::task::yield_now().await;
+        let mut seen = 0;
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let waiting = self.forming.lock().expect("forming lock").waiting.len();
+            if waiting == seen {
+                break;
+            }
+            seen = waiting;
+        }
         let waiting = {
             let mut forming = self.forming.lock().expect("forming lock");
             forming.started = false;
@@ -310,16 +323,24 @@ impl Epochs {
                 None => together.push(vec![request]),
             }
         }
+        let mut groups = Vec::new();
         for requests in together {
             let sizes: Vec<usize> = groups_of_rows(&requests, |w| w.sent.len(), GROUP_ROWS)
                 .map(<[Waiting]>::len)
                 .collect();
             let mut requests = requests.into_iter();
             for n in sizes {
-                let group: Vec<Waiting> = requests.by_ref().take(n).collect();
-                let epochs = self.clone();
-                self.spawn_group(async move { epochs.enrich_together(group).await });
+                groups.push(requests.by_ref().take(n).collect::<Vec<Waiting>>());
             }
+        }
+        // One group (the usual case) runs in this task, already its own.
+        if groups.len() == 1 {
+            let group = groups.pop().expect("one group");
+            return self.enrich_together(group).await;
+        }
+        for group in groups {
+            let epochs = self.clone();
+            self.spawn_group(async move { epochs.enrich_together(group).await });
         }
     }
 
@@ -327,6 +348,7 @@ impl Epochs {
     /// each request from its own rows; if the execution fails, each
     /// request alone.
     async fn enrich_together(&self, group: Vec<Waiting>) {
+        telemetry::lookup_group(group.len());
         let mut builder = Sent::builder(group.iter().map(|w| &w.sent), &self.lead_options);
         let mut answers = Vec::with_capacity(group.len());
         let mut rejects = Vec::with_capacity(group.len());
