@@ -28,11 +28,10 @@ use futures::StreamExt;
 use leadflow_waterfall::{ProviderUsage, UsageLedger};
 use tokio::sync::{RwLock, RwLockReadGuard, mpsc, oneshot, watch};
 
-use super::lookup::{Item, Sent};
+use super::lookup::{Answer, Item, ResultColumns, Sent};
 use super::{ServeConfig, ServeSummary};
 use crate::engine::{BatchPlan, OutputCounts, RunStamp};
 use crate::error::{Error, Result};
-use crate::lead::LeadOptions;
 use crate::providers::Providers;
 use crate::publish::{Publisher, new_write_id};
 use crate::sinks::parquet::{ParquetSinkConfig, PartitionedWriter, WrittenFile};
@@ -77,8 +76,8 @@ pub(super) struct Epochs {
     /// How many tasks enriching requests together are running:
     /// [`Self::close`] waits for none before its last commits.
     groups: watch::Sender<usize>,
-    /// What the requests' leads are built with.
-    lead_options: LeadOptions,
+    /// Fills a blank `country` of the requests' leads.
+    default_country: Option<&'static str>,
 }
 
 /// Requests waiting for the group a task has been started for.
@@ -178,11 +177,7 @@ impl Epochs {
             stop_committing: watch::channel(false).0,
             forming: Mutex::default(),
             groups: watch::channel(0).0,
-            lead_options: LeadOptions {
-                batch_size: batch_rows,
-                default_country: config.default_country,
-                owner: None,
-            },
+            default_country: config.default_country,
         }))
     }
 
@@ -237,13 +232,13 @@ impl Epochs {
     /// requests that [`Sent::goes_with`] one another: one organization's,
     /// under one tier cap. The first request to wait starts the round in
     /// a task of its own (so a client that hangs up takes no one else's
-    /// answer with it); the task yields once, which lets the requests this
-    /// thread already read join, then takes every request waiting and
-    /// runs each group in a task. A request alone waits for that one
-    /// yield, no timer. Groups run concurrently: a group waiting on
-    /// providers holds up only its own requests. A group that fails is
-    /// run again one request at a time, so a request fails only for its
-    /// own leads.
+    /// answer with it); the task yields, which lets the requests this
+    /// thread already read join (again while more joined, up to
+    /// [`MAX_YIELDS`] times), then takes every request waiting and runs
+    /// each group. A request alone waits two yields, no timer. Groups run
+    /// concurrently: a group waiting on providers holds up only its own
+    /// requests. A group that fails is run again one request at a time,
+    /// so a request fails only for its own leads.
     pub(super) async fn enrich(self: &Arc<Self>, sent: Sent) -> Result<Vec<Item>> {
         if !self.slots[0].engine.keeps_rows() {
             return self.enrich_alone(&sent).await;
@@ -267,11 +262,35 @@ impl Epochs {
 
     /// Enriches one request's leads as a batch of their own.
     async fn enrich_alone(&self, sent: &Sent) -> Result<Vec<Item>> {
-        let mut builder = Sent::builder(std::iter::once(sent), &self.lead_options);
+        let mut builder = Sent::builder(std::iter::once(sent), self.default_country);
         let (answer, rejects) = sent.decode(&mut builder);
-        let leads = builder.finish()?;
+        match builder.finish() {
+            Ok(leads) => self.answer_alone(answer, leads, rejects).await,
+            Err(e) => {
+                self.hold_rejects(rejects).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Enriches one request's lead rows and answers it from their output.
+    async fn answer_alone(
+        &self,
+        answer: Answer,
+        leads: RecordBatch,
+        rejects: Vec<Reject>,
+    ) -> Result<Vec<Item>> {
+        telemetry::lookup_group(1);
         let out = self.enrich_batch(leads.clone(), rejects).await?;
         Ok(answer.fill(&leads, &out))
+    }
+
+    /// Holds `rejects` for the next commit.
+    async fn hold_rejects(&self, rejects: Vec<Reject>) {
+        if !rejects.is_empty() {
+            let (slot, _in) = self.enter().await;
+            slot.held.lock().expect("held lock").rejects.extend(rejects);
+        }
     }
 
     /// Runs `work` in a task of its own, which [`Self::close`] waits for.
@@ -349,7 +368,7 @@ impl Epochs {
     /// request alone.
     async fn enrich_together(&self, group: Vec<Waiting>) {
         telemetry::lookup_group(group.len());
-        let mut builder = Sent::builder(group.iter().map(|w| &w.sent), &self.lead_options);
+        let mut builder = Sent::builder(group.iter().map(|w| &w.sent), self.default_country);
         let mut answers = Vec::with_capacity(group.len());
         let mut rejects = Vec::with_capacity(group.len());
         for waiting in &group {
@@ -360,6 +379,8 @@ impl Epochs {
         let leads = match builder.finish() {
             Ok(leads) => leads,
             Err(e) => {
+                self.hold_rejects(rejects.into_iter().flatten().collect())
+                    .await;
                 for waiting in group {
                     let _ = waiting.reply.send(Err(Error::Internal(e.to_string())));
                 }
@@ -375,11 +396,13 @@ impl Epochs {
                 for ((waiting, answer), refused) in group.into_iter().zip(answers).zip(rejects) {
                     let own = leads.slice(offset, answer.rows());
                     offset += answer.rows();
-                    let answer = self
-                        .enrich_batch(own.clone(), refused)
-                        .await
-                        .map(|out| answer.fill(&own, &out));
-                    let _ = waiting.reply.send(answer);
+                    // Nobody waits for it: its leads are not paid for again.
+                    if waiting.reply.is_closed() {
+                        self.hold_rejects(refused).await;
+                        continue;
+                    }
+                    let items = self.answer_alone(answer, own, refused).await;
+                    let _ = waiting.reply.send(items);
                 }
                 return;
             }
@@ -399,16 +422,14 @@ impl Epochs {
         drop(leads);
         // Held before any request is answered, so before the server can
         // make its last commit.
-        let rejects: Vec<Reject> = rejects.into_iter().flatten().collect();
-        if !rejects.is_empty() {
-            let (slot, _in) = self.enter().await;
-            slot.held.lock().expect("held lock").rejects.extend(rejects);
-        }
+        self.hold_rejects(rejects.into_iter().flatten().collect())
+            .await;
+        let columns = rows.as_ref().map(ResultColumns::of);
         let mut offset = 0;
         for (waiting, answer) in group.into_iter().zip(answers) {
             let n = answer.rows();
-            let items = match &rows {
-                Ok(rows) => Ok(answer.in_order(rows, offset)),
+            let items = match &columns {
+                Ok(columns) => Ok(answer.in_order(columns, offset)),
                 Err(e) => Err(Error::Internal(e.to_string())),
             };
             offset += n;
@@ -431,8 +452,9 @@ impl Epochs {
         }
     }
 
-    /// Enriches `leads` in the current slot and holds the output (and
-    /// `rejects`) for the next commit. The output batches as written.
+    /// Enriches `leads` in the current slot and holds the output for the
+    /// next commit, and `rejects` whether or not the execution succeeds.
+    /// The output batches as written.
     async fn enrich_batch(
         &self,
         leads: RecordBatch,
@@ -444,16 +466,21 @@ impl Epochs {
         };
         let (slot, _in) = self.enter().await;
         let mut counts = OutputCounts::default();
-        let mut out = Vec::new();
-        if leads.num_rows() > 0 {
-            let mut batches = slot.engine.execute(leads).await?;
-            while let Some(batch) = batches.next().await {
-                out.push(slot.engine.plan.output(&batch?, &stamp, &mut counts)?);
+        let executed: Result<Vec<RecordBatch>> = async {
+            let mut out = Vec::new();
+            if leads.num_rows() > 0 {
+                let mut batches = slot.engine.execute(leads).await?;
+                while let Some(batch) = batches.next().await {
+                    out.push(slot.engine.plan.output(&batch?, &stamp, &mut counts)?);
+                }
             }
+            Ok(out)
         }
+        .await;
         let mut held = slot.held.lock().expect("held lock");
-        held.leads.extend(out.iter().cloned());
         held.rejects.extend(rejects);
+        let out = executed?;
+        held.leads.extend(out.iter().cloned());
         held.counts.merge(counts);
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! `POST /v1/lookups`' leads on their way through the enrichment: as sent
 //! ([`Sent`]), decoded into one lead batch with the other requests'
-//! enriched beside them ([`decode`]), and answered one item per lead, in
-//! input order ([`Answer`]).
+//! enriched beside them ([`Sent::decode`]), and answered one item per
+//! lead, in input order ([`Answer`]).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -46,11 +46,7 @@ pub(super) struct Sent {
 
 impl Sent {
     /// The body's `leads`, or the problem with it (naming line and column).
-    pub(super) fn parse(
-        key: Arc<ApiKeyConfig>,
-        body: Bytes,
-        max: usize,
-    ) -> Result<Self, Problem> {
+    pub(super) fn parse(key: Arc<ApiKeyConfig>, body: Bytes, max: usize) -> Result<Self, Problem> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Request<'a> {
@@ -104,7 +100,7 @@ impl Sent {
     /// another), sized for their leads.
     pub(super) fn builder<'a>(
         mut requests: impl Iterator<Item = &'a Sent>,
-        options: &LeadOptions,
+        default_country: Option<&'static str>,
     ) -> LeadBuilder {
         let first = requests.next();
         let leads = first.map_or(0, Sent::len) + requests.map(Sent::len).sum::<usize>();
@@ -119,7 +115,7 @@ impl Sent {
                         max_user_tier: sent.key.max_user_tier,
                     })
                 }),
-                ..options.clone()
+                default_country,
             },
         )
     }
@@ -178,14 +174,19 @@ impl Answer {
         self.accepted.len()
     }
 
-    /// Its items once `out` holds one output row per lead row, in order,
-    /// from row `offset` on (a plan that keeps its rows).
-    pub(super) fn in_order(mut self, out: &RecordBatch, offset: usize) -> Vec<Item> {
-        let columns = ResultColumns::of(out);
-        for (row, &i) in (offset..).zip(&self.accepted) {
+    /// Its items once the output `columns` hold one row per lead row, in
+    /// order, from row `offset` on (a plan that keeps its rows).
+    pub(super) fn in_order(mut self, columns: &ResultColumns<'_>, offset: usize) -> Vec<Item> {
+        self.put(columns, offset, 0..self.accepted.len());
+        self.items
+    }
+
+    /// The results of its `accepted` lead rows, from the output's rows
+    /// from `offset` on.
+    fn put(&mut self, columns: &ResultColumns<'_>, offset: usize, accepted: Range<usize>) {
+        for (row, &i) in (offset..).zip(&self.accepted[accepted]) {
             self.items[i] = Item::result(i, columns.row(row));
         }
-        self.items
     }
 
     /// Its items from `out`, the output for `leads` (its lead rows): row by
@@ -194,12 +195,11 @@ impl Answer {
     pub(super) fn fill(mut self, leads: &RecordBatch, out: &[RecordBatch]) -> Vec<Item> {
         let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
         if rows == self.accepted.len() {
-            let mut accepted = self.accepted.iter();
+            let mut done = 0;
             for batch in out {
-                let columns = ResultColumns::of(batch);
-                for (row, &i) in accepted.by_ref().take(batch.num_rows()).enumerate() {
-                    self.items[i] = Item::result(i, columns.row(row));
-                }
+                let n = batch.num_rows();
+                self.put(&ResultColumns::of(batch), 0, done..done + n);
+                done += n;
             }
             return self.items;
         }
@@ -229,12 +229,12 @@ impl Answer {
 }
 
 /// The output columns a result is made of, found once per batch.
-struct ResultColumns<'a> {
+pub(super) struct ResultColumns<'a> {
     columns: Vec<(&'static str, &'a dyn Array)>,
 }
 
 impl<'a> ResultColumns<'a> {
-    fn of(batch: &'a RecordBatch) -> Self {
+    pub(super) fn of(batch: &'a RecordBatch) -> Self {
         let schema = batch.schema_ref();
         let columns = RESULT_COLUMNS
             .iter()
@@ -321,5 +321,50 @@ fn json_value(array: &dyn Array, row: usize) -> Value {
         _ => Value::String(
             datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(organization_id: &str, max_user_tier: Option<i32>) -> Arc<ApiKeyConfig> {
+        Arc::new(ApiKeyConfig {
+            name: "crm".into(),
+            sha256: String::new(),
+            organization_id: organization_id.into(),
+            max_user_tier,
+            requests_per_minute: None,
+            webhook_secret_env: None,
+            admin: false,
+        })
+    }
+
+    #[test]
+    fn each_lead_is_its_json_as_sent() {
+        let leads = [
+            r#"{"email":"a@b.c"}"#,
+            r#"{ "full_name" : "Zo\u00eb \"Q\" 李", "extra": {"n": [1, {"x": "}"}]} }"#,
+            "7",
+            r#""text""#,
+        ];
+        let body = format!(
+            "\n {{ \"leads\" :\t[ {} ,\n{},{} ,  {}\r\n] }} ",
+            leads[0], leads[1], leads[2], leads[3]
+        );
+        let sent = Sent::parse(key("acme", None), Bytes::from(body), 100).unwrap();
+        assert_eq!(sent.len(), leads.len());
+        for (range, lead) in sent.leads.iter().zip(leads) {
+            assert_eq!(&sent.body[range.clone()], lead.as_bytes());
+        }
+    }
+
+    #[test]
+    fn only_one_organization_under_one_tier_cap_goes_together() {
+        let sent = |key| Sent::parse(key, Bytes::from_static(b"{\"leads\":[{}]}"), 1).unwrap();
+        let acme = sent(key("acme", Some(2)));
+        assert!(acme.goes_with(&sent(key("acme", Some(2)))));
+        assert!(!acme.goes_with(&sent(key("acme", None))));
+        assert!(!acme.goes_with(&sent(key("globex", Some(2)))));
     }
 }

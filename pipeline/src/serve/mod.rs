@@ -45,9 +45,9 @@ use crate::error::{Error, Result};
 use epoch::Epochs;
 use jobs::{BodyFormat, Jobs};
 use keys::Keys;
-use lookup::{Item, Sent};
 use leadflow_fleet::idempotency::Claimed;
 use leadflow_waterfall::RateLimiter;
+use lookup::{Item, Sent};
 use problem::Problem;
 
 /// Everything `leadflow serve` needs.
@@ -419,10 +419,10 @@ async fn lookup(
     );
     // Serialized as it is, not through a `Value`, whose maps sort their keys.
     #[derive(serde::Serialize)]
-    struct Answer<'a> {
+    struct Results<'a> {
         results: &'a [Item],
     }
-    Ok(serde_json::to_vec(&Answer { results: &results }).expect("JSON serializes"))
+    Ok(serde_json::to_vec(&Results { results: &results }).expect("JSON serializes"))
 }
 
 /// `GET /openapi.json`: this API as an OpenAPI 3.1 document.

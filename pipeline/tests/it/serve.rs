@@ -865,15 +865,24 @@ async fn a_job_killed_mid_run_is_finished_by_the_next_server_each_lead_once_and_
         "every lead once in the output"
     );
     // Every request the providers served is a row; no provider answered
-    // a lead twice (the first server's answers came from the cache).
+    // a lead twice (the first server's answers came from the cache). A
+    // request in flight at the kill is `unknown`: journaled before it was
+    // sent, the provider may or may not have seen it.
     let got = rows(
         &query(
             &out,
-            "select count(*) from provider_usage where attempt > 0",
+            "select count(*) filter (where outcome <> 'unknown'), \
+                    count(*) filter (where outcome = 'unknown') \
+             from provider_usage where attempt > 0",
         )
         .await,
     );
-    assert_eq!(got, [[served().to_string()]]);
+    let [known, unknown] = [0, 1].map(|i| got[0][i].parse::<u64>().unwrap());
+    let served = served();
+    assert!(
+        known <= served && served <= known + unknown,
+        "{known} answered + {unknown} unknown rows vs {served} requests served"
+    );
     let got = rows(
         &query(
             &out,
