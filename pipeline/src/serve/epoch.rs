@@ -396,7 +396,7 @@ impl Epochs {
                 for ((waiting, answer), refused) in group.into_iter().zip(answers).zip(rejects) {
                     let own = leads.slice(offset, answer.rows());
                     offset += answer.rows();
-                    // Nobody waits for it: its leads are not paid for again.
+                    // Nobody waits for it: its leads are not enriched again.
                     if waiting.reply.is_closed() {
                         self.hold_rejects(refused).await;
                         continue;
