@@ -6,7 +6,8 @@
 //! limits, cache and budget), whose usage ledger journals every request
 //! into the slot's usage log before it is sent. An execution (the
 //! requests waiting together, see [`Epochs::enrich`]) enters the current
-//! slot and stays in it until they are answered. Every `commit_ms` the
+//! slot and stays in it until its output is held (before any of its
+//! requests is answered). Every `commit_ms` the
 //! committer makes the other slot current, waits until the executions in
 //! the old one are done (so each of their calls has its row), writes
 //! what the slot holds, commits it as one run and removes its log, then
