@@ -634,13 +634,13 @@ impl Epochs {
                 sink("enriched_leads", Some("received_at")),
                 self.write_schema.clone(),
             );
-            // A request's leads are a batch of one or a few rows; written
-            // one by one, each paid the writer's per-batch work (the `dt`
-            // split, a write per column, the memory check). Between
-            // batches the commit yields: encoding a second of traffic
-            // takes tens of milliseconds, which the lookups waiting on
-            // this thread would otherwise wait out (their p99 did, at
-            // 30k/s: 17 ms, 1.6 ms with no commit).
+            // An execution's leads are a batch of one request's few rows
+            // or of a group's; written one by one, each paid the writer's
+            // per-batch work (the `dt` split, a write per column, the
+            // memory check). Between batches the commit yields: encoding
+            // a second of traffic takes tens of milliseconds, which the
+            // lookups waiting on this thread would otherwise wait out
+            // (their p99 did, at 30k/s: 17 ms, 1.6 ms with no commit).
             for group in groups_of_rows(&held.leads, RecordBatch::num_rows, WRITE_BATCH_ROWS) {
                 writer
                     .write(&concat_batches(&self.write_schema, group)?)

@@ -20,7 +20,7 @@ use crate::sources::kafka::decode::LeadDecoder;
 
 /// The columns a lookup's result carries, as (result field, output column),
 /// each when the query returns it.
-pub(super) const RESULT_COLUMNS: &[(&str, &str)] = &[
+const RESULT_COLUMNS: &[(&str, &str)] = &[
     ("lead_id", "lead_id"),
     ("phone_e164", "phone_e164"),
     ("phone_valid", "phone_valid"),
