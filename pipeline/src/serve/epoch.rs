@@ -29,7 +29,7 @@ use futures::StreamExt;
 use leadflow_waterfall::{ProviderUsage, UsageLedger};
 use tokio::sync::{RwLock, RwLockReadGuard, mpsc, oneshot, watch};
 
-use super::lookup::{Answer, Item, ResultColumns, Sent};
+use super::lookup::{Answer, ResultColumns, Sent};
 use super::{ServeConfig, ServeSummary};
 use crate::engine::{BatchPlan, OutputCounts, RunStamp};
 use crate::error::{Error, Result};
@@ -92,8 +92,8 @@ struct Forming {
 /// One request's leads, waiting to be enriched with others'.
 struct Waiting {
     sent: Sent,
-    /// Its answer, or why there is none.
-    reply: oneshot::Sender<Result<Vec<Item>>>,
+    /// Its answer's JSON body, or why there is none.
+    reply: oneshot::Sender<Result<Vec<u8>>>,
 }
 
 struct Slot {
@@ -240,7 +240,7 @@ impl Epochs {
     /// concurrently: a group waiting on providers holds up only its own
     /// requests. A group that fails is run again one request at a time,
     /// so a request fails only for its own leads.
-    pub(super) async fn enrich(self: &Arc<Self>, sent: Sent) -> Result<Vec<Item>> {
+    pub(super) async fn enrich(self: &Arc<Self>, sent: Sent) -> Result<Vec<u8>> {
         if !self.slots[0].engine.keeps_rows() {
             return self.enrich_alone(&sent).await;
         }
@@ -262,7 +262,7 @@ impl Epochs {
     }
 
     /// Enriches one request's leads as a batch of their own.
-    async fn enrich_alone(&self, sent: &Sent) -> Result<Vec<Item>> {
+    async fn enrich_alone(&self, sent: &Sent) -> Result<Vec<u8>> {
         let mut builder = Sent::builder(std::iter::once(sent), self.default_country);
         let (answer, rejects) = sent.decode(&mut builder);
         match builder.finish() {
@@ -280,7 +280,7 @@ impl Epochs {
         answer: Answer,
         leads: RecordBatch,
         rejects: Vec<Reject>,
-    ) -> Result<Vec<Item>> {
+    ) -> Result<Vec<u8>> {
         telemetry::lookup_group(1);
         let out = self.enrich_batch(leads.clone(), rejects).await?;
         Ok(answer.fill(&leads, &out))

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Int32Type, Int64Type, SchemaRef};
-use serde_json::{Value, json};
 
 use super::problem::Problem;
 use crate::config::ApiKeyConfig;
@@ -125,17 +124,17 @@ impl Sent {
     /// place of each item that is not a lead, and the rejects for those.
     pub(super) fn decode(&self, builder: &mut LeadBuilder) -> (Answer, Vec<Reject>) {
         let mut answer = Answer {
-            items: vec![Item::default(); self.leads.len()],
-            accepted: Vec::with_capacity(self.leads.len()),
+            errors: vec![None; self.leads.len()],
+            rows: 0,
         };
         let mut rejects = Vec::new();
         DECODER.with_borrow_mut(|decoder| {
             for (i, range) in self.leads.iter().enumerate() {
                 let raw = &self.body[range.clone()];
                 match decoder.push(None, Some(raw), builder) {
-                    Ok(()) => answer.accepted.push(i),
+                    Ok(()) => answer.rows += 1,
                     Err(reason) => {
-                        answer.items[i] = Item::error(i, reason.clone());
+                        answer.errors[i] = Some(reason.clone());
                         rejects.push(Reject {
                             source: format!("POST /v1/lookups (key {})", self.key.name),
                             line: Some(i as i64 + 1),
@@ -161,172 +160,192 @@ thread_local! {
         std::cell::RefCell::new(LeadDecoder::new(usize::MAX));
 }
 
-/// One request's answer: an item per lead sent, and which of them were
-/// decoded into lead rows, in order.
+/// One request's answer so far: for each item sent, `None` for a lead
+/// decoded into the batch, or why it is not a lead.
 pub(super) struct Answer {
-    items: Vec<Item>,
-    accepted: Vec<usize>,
+    errors: Vec<Option<String>>,
+    rows: usize,
 }
 
 impl Answer {
     /// How many lead rows it has in the batch it was decoded into.
     pub(super) fn rows(&self) -> usize {
-        self.accepted.len()
+        self.rows
     }
 
-    /// Its items once the output `columns` hold one row per lead row, in
+    /// Its body once the output `columns` hold one row per lead row, in
     /// order, from row `offset` on (a plan that keeps its rows).
-    pub(super) fn in_order(mut self, columns: &ResultColumns<'_>, offset: usize) -> Vec<Item> {
-        self.put(columns, offset, 0..self.accepted.len());
-        self.items
+    pub(super) fn in_order(self, columns: &ResultColumns<'_>, offset: usize) -> Vec<u8> {
+        self.write(|k| Some((columns, offset + k)))
     }
 
-    /// The results of its `accepted` lead rows, from the output's rows
-    /// from `offset` on.
-    fn put(&mut self, columns: &ResultColumns<'_>, offset: usize, accepted: Range<usize>) {
-        for (row, &i) in (offset..).zip(&self.accepted[accepted]) {
-            self.items[i] = Item::result(i, columns.row(row));
-        }
-    }
-
-    /// Its items from `out`, the output for `leads` (its lead rows): row by
+    /// Its body from `out`, the output for `leads` (its lead rows): row by
     /// row when the query kept every lead, else the first row of each
     /// lead's `lead_id`.
-    pub(super) fn fill(mut self, leads: &RecordBatch, out: &[RecordBatch]) -> Vec<Item> {
-        let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
-        if rows == self.accepted.len() {
-            let mut done = 0;
-            for batch in out {
-                let n = batch.num_rows();
-                self.put(&ResultColumns::of(batch), 0, done..done + n);
-                done += n;
-            }
-            return self.items;
-        }
-        // The query dropped or added rows: the first row of each lead_id.
-        let mut by_id: HashMap<String, Vec<(&'static str, Value)>> = HashMap::new();
-        for batch in out {
-            let columns = ResultColumns::of(batch);
-            for row in 0..batch.num_rows() {
-                let fields = columns.row(row);
-                if let Some((_, Value::String(id))) = fields.iter().find(|(f, _)| *f == "lead_id") {
-                    let id = id.clone();
-                    by_id.entry(id).or_insert(fields);
+    pub(super) fn fill(self, leads: &RecordBatch, out: &[RecordBatch]) -> Vec<u8> {
+        let columns: Vec<ResultColumns<'_>> = out.iter().map(ResultColumns::of).collect();
+        let batch_rows = out
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)));
+        let places: Vec<Option<(usize, usize)>> = if batch_rows.clone().count() == self.rows {
+            batch_rows.map(Some).collect()
+        } else {
+            // The query dropped or added rows: the first row of each lead_id.
+            let mut first: HashMap<String, (usize, usize)> = HashMap::new();
+            for (b, row) in batch_rows {
+                if let Some(id) = columns[b].lead_id.and_then(|ids| text(ids, row)) {
+                    first.entry(id).or_insert((b, row));
                 }
             }
-        }
-        for (&i, id) in self.accepted.iter().zip(lead_ids(leads)) {
-            self.items[i] = match by_id.get(&id) {
-                Some(fields) => Item::result(i, fields.clone()),
-                None => Item::error(
+            lead_ids(leads)
+                .map(|id| id.and_then(|id| first.get(&id).copied()))
+                .collect()
+        };
+        self.write(|k| {
+            places
+                .get(k)
+                .copied()
+                .flatten()
+                .map(|(b, row)| (&columns[b], row))
+        })
+    }
+
+    /// `{"results":[…]}`: an item per lead sent, in order, each its error
+    /// or the result `place` gives for its lead row (the k-th).
+    fn write<'c, 'a: 'c>(
+        self,
+        place: impl Fn(usize) -> Option<(&'c ResultColumns<'a>, usize)>,
+    ) -> Vec<u8> {
+        let mut body = Vec::with_capacity(16 + 384 * self.errors.len());
+        body.extend_from_slice(b"{\"results\":[");
+        let mut k = 0;
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            if let Some(reason) = error {
+                write_error(&mut body, i, reason);
+                continue;
+            }
+            match place(k) {
+                Some((columns, row)) => columns.write(&mut body, i, row),
+                None => write_error(
+                    &mut body,
                     i,
-                    "the enrichment query returned no row for this lead".into(),
+                    "the enrichment query returned no row for this lead",
                 ),
-            };
+            }
+            k += 1;
         }
-        self.items
+        body.extend_from_slice(b"]}");
+        body
     }
 }
 
 /// The output columns a result is made of, found once per batch.
 pub(super) struct ResultColumns<'a> {
     columns: Vec<(&'static str, &'a dyn Array)>,
+    lead_id: Option<&'a dyn Array>,
 }
 
 impl<'a> ResultColumns<'a> {
     pub(super) fn of(batch: &'a RecordBatch) -> Self {
         let schema = batch.schema_ref();
-        let columns = RESULT_COLUMNS
-            .iter()
-            .filter_map(|(field, column)| {
-                // Not `index_of`, whose miss formats every column's name.
-                let (i, _) = schema.column_with_name(column)?;
-                Some((*field, batch.column(i).as_ref()))
-            })
-            .collect();
-        Self { columns }
+        // Not `index_of`, whose miss formats every column's name.
+        let column = |name| Some(batch.column(schema.column_with_name(name)?.0).as_ref());
+        Self {
+            columns: RESULT_COLUMNS
+                .iter()
+                .filter_map(|(field, name)| Some((*field, column(name)?)))
+                .collect(),
+            lead_id: column("lead_id"),
+        }
     }
 
-    /// One output row as a lookup result ([`RESULT_COLUMNS`]).
-    fn row(&self, row: usize) -> Vec<(&'static str, Value)> {
-        self.columns
-            .iter()
-            .map(|(field, array)| (*field, json_value(*array, row)))
-            .collect()
+    /// Output row `row` as the result of item `index`: `{"index":…}`, then
+    /// each [`RESULT_COLUMNS`] field the query returns, in that order.
+    fn write(&self, body: &mut Vec<u8>, index: usize, row: usize) {
+        body.extend_from_slice(b"{\"index\":");
+        write_json(body, &index);
+        for (field, array) in &self.columns {
+            body.extend_from_slice(b",\"");
+            body.extend_from_slice(field.as_bytes());
+            body.extend_from_slice(b"\":");
+            write_value(body, *array, row);
+        }
+        body.push(b'}');
     }
+}
+
+/// `{"index":…,"error":…}`: item `index` is not a lead, or has no result.
+fn write_error(body: &mut Vec<u8>, index: usize, reason: &str) {
+    body.extend_from_slice(b"{\"index\":");
+    write_json(body, &index);
+    body.extend_from_slice(b",\"error\":");
+    write_json(body, reason);
+    body.push(b'}');
+}
+
+/// `value` as JSON, at the end of `body`.
+fn write_json(body: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    serde_json::to_writer(body, value).expect("JSON is written to memory");
+}
+
+/// The value at `row` of `array` as JSON: strings escaped, decimals as
+/// numbers, what has no JSON type as its text.
+fn write_value(body: &mut Vec<u8>, array: &dyn Array, row: usize) {
+    if array.is_null(row) {
+        return body.extend_from_slice(b"null");
+    }
+    match array.data_type() {
+        DataType::Boolean => {
+            let value = array.as_boolean().value(row);
+            body.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+        DataType::Int32 => write_json(body, &array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => write_json(body, &array.as_primitive::<Int64Type>().value(row)),
+        DataType::Decimal128(_, scale) => {
+            let units = array.as_primitive::<Decimal128Type>().value(row);
+            // Not finite (it cannot be): `null`, as serde_json writes it.
+            write_json(body, &(units as f64 / 10f64.powi(i32::from(*scale))));
+        }
+        DataType::Utf8 => write_json(body, array.as_string::<i32>().value(row)),
+        DataType::Utf8View => write_json(body, array.as_string_view().value(row)),
+        DataType::LargeUtf8 => write_json(body, array.as_string::<i64>().value(row)),
+        _ => write_json(body, &text(array, row)),
+    }
+}
+
+/// The value at `row` of `array` as text (a string's own, else as
+/// displayed); `None` when null.
+fn text(array: &dyn Array, row: usize) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    Some(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
+        DataType::Utf8View => array.as_string_view().value(row).to_owned(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_owned(),
+        _ => {
+            datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
+        }
+    })
 }
 
 /// The `lead_id` of each of `leads`' rows.
-fn lead_ids(leads: &RecordBatch) -> Vec<String> {
-    let Some((i, _)) = leads.schema().column_with_name("lead_id") else {
-        return Vec::new();
-    };
-    let column = leads.column(i);
-    (0..leads.num_rows())
-        .map(|row| match json_value(column, row) {
-            Value::String(id) => id,
-            _ => String::new(),
-        })
-        .collect()
-}
-
-/// One lead's answer: its `index` in the request, then its result's
-/// fields in [`RESULT_COLUMNS`] order, or its `error`.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Item {
-    index: usize,
-    fields: Vec<(&'static str, Value)>,
-}
-
-impl Item {
-    fn result(index: usize, fields: Vec<(&'static str, Value)>) -> Self {
-        Self { index, fields }
-    }
-
-    fn error(index: usize, reason: String) -> Self {
-        Self {
-            index,
-            fields: vec![("error", Value::String(reason))],
-        }
-    }
-}
-
-impl serde::Serialize for Item {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
-        map.serialize_entry("index", &self.index)?;
-        for (field, value) in &self.fields {
-            map.serialize_entry(field, value)?;
-        }
-        map.end()
-    }
-}
-
-fn json_value(array: &dyn Array, row: usize) -> Value {
-    if array.is_null(row) {
-        return Value::Null;
-    }
-    match array.data_type() {
-        DataType::Utf8 => json!(array.as_string::<i32>().value(row)),
-        DataType::Utf8View => json!(array.as_string_view().value(row)),
-        DataType::LargeUtf8 => json!(array.as_string::<i64>().value(row)),
-        DataType::Boolean => json!(array.as_boolean().value(row)),
-        DataType::Int32 => json!(array.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => json!(array.as_primitive::<Int64Type>().value(row)),
-        DataType::Decimal128(_, scale) => {
-            let units = array.as_primitive::<Decimal128Type>().value(row);
-            json!(units as f64 / 10f64.powi(i32::from(*scale)))
-        }
-        _ => Value::String(
-            datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default(),
-        ),
-    }
+fn lead_ids(leads: &RecordBatch) -> impl Iterator<Item = Option<String>> + '_ {
+    let ids = leads
+        .schema_ref()
+        .column_with_name("lead_id")
+        .map(|(i, _)| leads.column(i).as_ref());
+    (0..leads.num_rows()).map(move |row| text(ids?, row))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn key(organization_id: &str, max_user_tier: Option<i32>) -> Arc<ApiKeyConfig> {
         Arc::new(ApiKeyConfig {
@@ -357,6 +376,109 @@ mod tests {
         for (range, lead) in sent.leads.iter().zip(leads) {
             assert_eq!(&sent.body[range.clone()], lead.as_bytes());
         }
+    }
+
+    /// Output rows of two leads, with every kind of value a result holds.
+    fn output() -> RecordBatch {
+        use datafusion::arrow::array::{
+            ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, StringViewArray,
+        };
+        let column = |array: ArrayRef| array;
+        RecordBatch::try_from_iter([
+            (
+                "lead_id",
+                column(Arc::new(StringArray::from(vec!["a\"1", "b\\2"]))),
+            ),
+            (
+                "phone_e164",
+                column(Arc::new(StringViewArray::from(vec![
+                    Some("+442079460000"),
+                    None,
+                ]))),
+            ),
+            (
+                "phone_valid",
+                column(Arc::new(BooleanArray::from(vec![true, false]))),
+            ),
+            (
+                "lookup_cost_usd",
+                column(Arc::new(
+                    Decimal128Array::from(vec![Some(42_000), None])
+                        .with_precision_and_scale(18, 6)
+                        .unwrap(),
+                )),
+            ),
+            (
+                "not_a_result",
+                column(Arc::new(Int64Array::from(vec![7, 8]))),
+            ),
+            (
+                "carrier_name",
+                column(Arc::new(StringArray::from(vec!["Zoë\n李\u{1}", ""]))),
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn results(body: &[u8]) -> Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn an_answer_is_its_rows_and_errors_in_input_order_as_json() {
+        let output = output();
+        let answer = Answer {
+            errors: vec![None, Some("not a lead: \"x\"".into()), None],
+            rows: 2,
+        };
+        let body = answer.in_order(&ResultColumns::of(&output), 0);
+        assert_eq!(
+            results(&body),
+            json!({"results": [
+                {"index": 0, "lead_id": "a\"1", "phone_e164": "+442079460000", "phone_valid": true,
+                 "cost_usd": 0.042, "carrier_name": "Zoë\n李\u{1}"},
+                {"index": 1, "error": "not a lead: \"x\""},
+                {"index": 2, "lead_id": "b\\2", "phone_e164": null, "phone_valid": false,
+                 "cost_usd": null, "carrier_name": ""},
+            ]})
+        );
+        // The fields in RESULT_COLUMNS' order, `index` first.
+        let text = String::from_utf8(body).unwrap();
+        let at = |field: &str| text.find(&format!("\"{field}\"")).unwrap();
+        assert!(at("index") < at("lead_id") && at("lead_id") < at("phone_e164"));
+        assert!(at("phone_valid") < at("cost_usd") && at("cost_usd") < at("carrier_name"));
+        // A request's rows start at its offset in the group's output.
+        let one = Answer {
+            errors: vec![None],
+            rows: 1,
+        };
+        let body = one.in_order(&ResultColumns::of(&output), 1);
+        assert_eq!(results(&body)["results"][0]["lead_id"], "b\\2");
+        assert_eq!(results(&body)["results"][0]["index"], 0);
+    }
+
+    #[test]
+    fn a_lead_the_query_dropped_is_an_error_and_the_others_are_found_by_id() {
+        let output = output();
+        let leads = output.project(&[0]).unwrap();
+        let answer = || Answer {
+            errors: vec![None, None],
+            rows: 2,
+        };
+        // Only the second lead's row came back.
+        let body = answer().fill(&leads, &[output.slice(1, 1)]);
+        assert_eq!(
+            results(&body)["results"],
+            json!([
+                {"index": 0, "error": "the enrichment query returned no row for this lead"},
+                {"index": 1, "lead_id": "b\\2", "phone_e164": null, "phone_valid": false,
+                 "cost_usd": null, "carrier_name": ""},
+            ])
+        );
+        // Every row, in two batches: row by row.
+        let body = answer().fill(&leads, &[output.slice(0, 1), output.slice(1, 1)]);
+        assert_eq!(results(&body)["results"][0]["lead_id"], "a\"1");
+        assert_eq!(results(&body)["results"][1]["lead_id"], "b\\2");
     }
 
     #[test]

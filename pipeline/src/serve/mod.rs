@@ -33,7 +33,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,7 +47,7 @@ use jobs::{BodyFormat, Jobs};
 use keys::Keys;
 use leadflow_fleet::idempotency::Claimed;
 use leadflow_waterfall::RateLimiter;
-use lookup::{Item, Sent};
+use lookup::Sent;
 use problem::Problem;
 
 /// Everything `leadflow serve` needs.
@@ -235,11 +235,12 @@ pub async fn serve(
         (status = 200, description = "One result per lead, in input order", body = openapi::LookupAnswer),
     )
 )]
-async fn lookups(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
+async fn lookups(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response {
+    // The headers taken from the request, not copied (as the `HeaderMap`
+    // extractor does): a lookup is small, and this is per request.
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = Bytes::from_request(axum::extract::Request::from_parts(parts, body), &()).await;
     match answer(&app, &headers, body).await {
         Ok(answer) => answer,
         Err(problem) => problem.into_response(),
@@ -408,21 +409,17 @@ async fn lookup(
     body: Bytes,
 ) -> std::result::Result<Vec<u8>, Problem> {
     let sent = Sent::parse(key.clone(), body, app.max_leads)?;
+    let leads = sent.len();
     let started = Instant::now();
-    crate::telemetry::leads_in(sent.len() as u64);
-    let results = app.epochs.enrich(sent).await.map_err(Problem::internal)?;
+    crate::telemetry::leads_in(leads as u64);
+    let answer = app.epochs.enrich(sent).await.map_err(Problem::internal)?;
     tracing::debug!(
         key = key.name,
-        leads = results.len(),
+        leads,
         ms = started.elapsed().as_millis() as u64,
         "lookups answered"
     );
-    // Serialized as it is, not through a `Value`, whose maps sort their keys.
-    #[derive(serde::Serialize)]
-    struct Results<'a> {
-        results: &'a [Item],
-    }
-    Ok(serde_json::to_vec(&Results { results: &results }).expect("JSON serializes"))
+    Ok(answer)
 }
 
 /// `GET /openapi.json`: this API as an OpenAPI 3.1 document.
