@@ -12,17 +12,20 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::problem::Problem;
 use crate::config::ApiKeyConfig;
 
-/// The config's keys by hash.
+/// The config's keys by hash (the digest's bytes: a request's key is
+/// hashed and looked up, not written out in hex first).
 pub(crate) struct Keys {
-    by_hash: HashMap<String, Arc<ApiKeyConfig>>,
+    by_hash: HashMap<[u8; 32], Arc<ApiKeyConfig>>,
 }
 
 impl Keys {
+    /// The config's keys (whose `sha256` the config has checked is 64 hex
+    /// digits; one that is not could match no key, and is left out).
     pub(crate) fn new(keys: &[ApiKeyConfig]) -> Self {
         Self {
             by_hash: keys
                 .iter()
-                .map(|k| (k.sha256.to_ascii_lowercase(), Arc::new(k.clone())))
+                .filter_map(|k| Some((unhex(&k.sha256)?, Arc::new(k.clone()))))
                 .collect(),
         }
     }
@@ -53,7 +56,9 @@ impl Keys {
                 "no API key: send `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
             ));
         };
-        self.by_hash.get(&sha256_hex(given)).ok_or_else(|| {
+        let digest = digest(&SHA256, given.as_bytes());
+        let digest: &[u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+        self.by_hash.get(digest).ok_or_else(|| {
             Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
         })
     }
@@ -73,6 +78,20 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     hex
+}
+
+/// The 32 bytes 64 hex digits (either case) spell, if they do.
+fn unhex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(bytes)
 }
 
 /// `N` bytes from the system's random source, in hex.
@@ -115,6 +134,12 @@ mod tests {
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        let mut upper = hex(&bytes[..32]).to_ascii_uppercase();
+        assert_eq!(unhex(&upper).unwrap().as_slice(), &bytes[..32]);
+        upper.pop();
+        assert_eq!(unhex(&upper), None);
+        assert_eq!(unhex(&format!("{upper}g")), None);
+        assert_eq!(unhex(&format!("{upper}0f")), None);
     }
 
     #[test]
