@@ -221,8 +221,8 @@ impl Epochs {
     }
 
     /// Enriches one request's leads and holds the output (and the items
-    /// that were not leads) for the next commit: its answer, one item per
-    /// lead sent, in order.
+    /// that were not leads) for the next commit: its answer's JSON body,
+    /// one item per lead sent, in order.
     ///
     /// When the query keeps every lead (a plan of projections and function
     /// calls, as the shipped query is), the requests waiting at the same
@@ -402,8 +402,8 @@ impl Epochs {
                         self.hold_rejects(refused).await;
                         continue;
                     }
-                    let items = self.answer_alone(answer, own, refused).await;
-                    let _ = waiting.reply.send(items);
+                    let body = self.answer_alone(answer, own, refused).await;
+                    let _ = waiting.reply.send(body);
                 }
                 return;
             }
@@ -429,13 +429,13 @@ impl Epochs {
         let mut offset = 0;
         for (waiting, answer) in group.into_iter().zip(answers) {
             let n = answer.rows();
-            let items = match &columns {
+            let body = match &columns {
                 Ok(columns) => Ok(answer.in_order(columns, offset)),
                 Err(e) => Err(Error::Internal(e.to_string())),
             };
             offset += n;
             // A request whose client hung up no longer waits.
-            let _ = waiting.reply.send(items);
+            let _ = waiting.reply.send(body);
         }
     }
 

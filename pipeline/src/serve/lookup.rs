@@ -180,26 +180,41 @@ impl Answer {
     }
 
     /// Its body from `out`, the output for `leads` (its lead rows): row by
-    /// row when the query kept every lead, else the first row of each
-    /// lead's `lead_id`.
+    /// row when the query returned one row per lead with the leads' ids in
+    /// order, else the first row of each lead's `lead_id` (a query that
+    /// drops, adds or reorders rows).
     pub(super) fn fill(self, leads: &RecordBatch, out: &[RecordBatch]) -> Vec<u8> {
         let columns: Vec<ResultColumns<'_>> = out.iter().map(ResultColumns::of).collect();
-        let batch_rows = out
+        let rows: Vec<(usize, usize)> = out
             .iter()
             .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)));
-        let places: Vec<Option<(usize, usize)>> = if batch_rows.clone().count() == self.rows {
-            batch_rows.map(Some).collect()
+            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row)))
+            .collect();
+        let id = |(b, row): (usize, usize)| columns[b].lead_id.and_then(|ids| str_at(ids, row));
+        let lead_ids: Vec<Option<&str>> = match leads.schema_ref().column_with_name("lead_id") {
+            Some((i, _)) => (0..leads.num_rows())
+                .map(|row| str_at(leads.column(i).as_ref(), row))
+                .collect(),
+            None => vec![None; leads.num_rows()],
+        };
+        let in_order = rows.len() == self.rows
+            && rows.len() == lead_ids.len()
+            && rows
+                .iter()
+                .zip(&lead_ids)
+                .all(|(&at, lead)| id(at) == *lead);
+        let places: Vec<Option<(usize, usize)>> = if in_order {
+            rows.into_iter().map(Some).collect()
         } else {
-            // The query dropped or added rows: the first row of each lead_id.
-            let mut first: HashMap<String, (usize, usize)> = HashMap::new();
-            for (b, row) in batch_rows {
-                if let Some(id) = columns[b].lead_id.and_then(|ids| text(ids, row)) {
-                    first.entry(id).or_insert((b, row));
+            let mut first: HashMap<&str, (usize, usize)> = HashMap::new();
+            for at in rows {
+                if let Some(id) = id(at) {
+                    first.entry(id).or_insert(at);
                 }
             }
-            lead_ids(leads)
-                .map(|id| id.and_then(|id| first.get(&id).copied()))
+            lead_ids
+                .iter()
+                .map(|lead| lead.and_then(|id| first.get(id).copied()))
                 .collect()
         };
         self.write(|k| {
@@ -266,8 +281,7 @@ impl<'a> ResultColumns<'a> {
     /// Output row `row` as the result of item `index`: `{"index":…}`, then
     /// each [`RESULT_COLUMNS`] field the query returns, in that order.
     fn write(&self, body: &mut Vec<u8>, index: usize, row: usize) {
-        body.extend_from_slice(b"{\"index\":");
-        write_json(body, &index);
+        open_item(body, index);
         for (field, array) in &self.columns {
             body.extend_from_slice(b",\"");
             body.extend_from_slice(field.as_bytes());
@@ -280,11 +294,16 @@ impl<'a> ResultColumns<'a> {
 
 /// `{"index":…,"error":…}`: item `index` is not a lead, or has no result.
 fn write_error(body: &mut Vec<u8>, index: usize, reason: &str) {
-    body.extend_from_slice(b"{\"index\":");
-    write_json(body, &index);
+    open_item(body, index);
     body.extend_from_slice(b",\"error\":");
     write_json(body, reason);
     body.push(b'}');
+}
+
+/// An item's `{"index":…`, its fields to follow.
+fn open_item(body: &mut Vec<u8>, index: usize) {
+    body.extend_from_slice(b"{\"index\":");
+    write_json(body, &index);
 }
 
 /// `value` as JSON, at the end of `body`.
@@ -310,36 +329,29 @@ fn write_value(body: &mut Vec<u8>, array: &dyn Array, row: usize) {
             // Not finite (it cannot be): `null`, as serde_json writes it.
             write_json(body, &(units as f64 / 10f64.powi(i32::from(*scale))));
         }
-        DataType::Utf8 => write_json(body, array.as_string::<i32>().value(row)),
-        DataType::Utf8View => write_json(body, array.as_string_view().value(row)),
-        DataType::LargeUtf8 => write_json(body, array.as_string::<i64>().value(row)),
-        _ => write_json(body, &text(array, row)),
+        _ => match str_at(array, row) {
+            Some(text) => write_json(body, text),
+            None => write_json(
+                body,
+                &datafusion::arrow::util::display::array_value_to_string(array, row)
+                    .unwrap_or_default(),
+            ),
+        },
     }
 }
 
-/// The value at `row` of `array` as text (a string's own, else as
-/// displayed); `None` when null.
-fn text(array: &dyn Array, row: usize) -> Option<String> {
+/// The string at `row` of a string `array`; `None` when null or when
+/// the array does not hold strings.
+fn str_at(array: &dyn Array, row: usize) -> Option<&str> {
     if array.is_null(row) {
         return None;
     }
-    Some(match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().value(row).to_owned(),
-        DataType::Utf8View => array.as_string_view().value(row).to_owned(),
-        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_owned(),
-        _ => {
-            datafusion::arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
-        }
-    })
-}
-
-/// The `lead_id` of each of `leads`' rows.
-fn lead_ids(leads: &RecordBatch) -> impl Iterator<Item = Option<String>> + '_ {
-    let ids = leads
-        .schema_ref()
-        .column_with_name("lead_id")
-        .map(|(i, _)| leads.column(i).as_ref());
-    (0..leads.num_rows()).map(move |row| text(ids?, row))
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(row)),
+        DataType::Utf8View => Some(array.as_string_view().value(row)),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -383,38 +395,31 @@ mod tests {
         use datafusion::arrow::array::{
             ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, StringViewArray,
         };
-        let column = |array: ArrayRef| array;
         RecordBatch::try_from_iter([
             (
                 "lead_id",
-                column(Arc::new(StringArray::from(vec!["a\"1", "b\\2"]))),
+                Arc::new(StringArray::from(vec!["a\"1", "b\\2"])) as ArrayRef,
             ),
             (
                 "phone_e164",
-                column(Arc::new(StringViewArray::from(vec![
-                    Some("+442079460000"),
-                    None,
-                ]))),
+                Arc::new(StringViewArray::from(vec![Some("+442079460000"), None])),
             ),
             (
                 "phone_valid",
-                column(Arc::new(BooleanArray::from(vec![true, false]))),
+                Arc::new(BooleanArray::from(vec![true, false])),
             ),
             (
                 "lookup_cost_usd",
-                column(Arc::new(
+                Arc::new(
                     Decimal128Array::from(vec![Some(42_000), None])
                         .with_precision_and_scale(18, 6)
                         .unwrap(),
-                )),
+                ),
             ),
-            (
-                "not_a_result",
-                column(Arc::new(Int64Array::from(vec![7, 8]))),
-            ),
+            ("not_a_result", Arc::new(Int64Array::from(vec![7, 8]))),
             (
                 "carrier_name",
-                column(Arc::new(StringArray::from(vec!["Zoë\n李\u{1}", ""]))),
+                Arc::new(StringArray::from(vec!["Zoë\n李\u{1}", ""])),
             ),
         ])
         .unwrap()
@@ -458,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lead_the_query_dropped_is_an_error_and_the_others_are_found_by_id() {
+    fn a_lead_the_query_dropped_is_an_error_and_reordered_rows_are_found_by_id() {
         let output = output();
         let leads = output.project(&[0]).unwrap();
         let answer = || Answer {
@@ -475,10 +480,16 @@ mod tests {
                  "cost_usd": null, "carrier_name": ""},
             ])
         );
-        // Every row, in two batches: row by row.
-        let body = answer().fill(&leads, &[output.slice(0, 1), output.slice(1, 1)]);
-        assert_eq!(results(&body)["results"][0]["lead_id"], "a\"1");
-        assert_eq!(results(&body)["results"][1]["lead_id"], "b\\2");
+        // Every row, in two batches, in order or not: each lead its own.
+        for out in [
+            [output.slice(0, 1), output.slice(1, 1)],
+            [output.slice(1, 1), output.slice(0, 1)],
+        ] {
+            let body = answer().fill(&leads, &out);
+            assert_eq!(results(&body)["results"][0]["lead_id"], "a\"1");
+            assert_eq!(results(&body)["results"][1]["lead_id"], "b\\2");
+            assert_eq!(results(&body)["results"][1]["index"], 1);
+        }
     }
 
     #[test]
