@@ -32,7 +32,10 @@ const HEADER_ALIASES: &[(&str, &str)] = &[
     ("telephone", "phone_raw"),
     ("tel", "phone_raw"),
     ("mobile", "phone_raw"),
+    ("mobile_phone", "phone_raw"),
+    ("cell_phone", "phone_raw"),
     ("country_code", "country"),
+    ("country_region", "country"),
     ("tier", "user_tier"),
     ("org_id", "organization_id"),
     ("created_at", "received_at"),
@@ -215,17 +218,31 @@ impl ColumnMap {
     /// and the run's `extras`.
     pub fn new(header: &[String], mapping: &FieldMapping, extras: &[String]) -> Self {
         let normalized: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+        let squashed: Vec<String> = normalized.iter().map(|h| h.replace('_', "")).collect();
         let find = |name: &str| normalized.iter().position(|h| h == name);
+        // `E-mail Address`, `FirstName`, `Phone-Number`: the name or an
+        // alias without its separators, where none is written as ours.
+        let find_squashed = |name: &str| {
+            let name = name.replace('_', "");
+            squashed.iter().position(|h| *h == name)
+        };
         let mut lead = [None; N_LEAD];
         for (i, f) in LEAD_FIELDS.iter().enumerate() {
             lead[i] = match mapping.map.get(f.name) {
                 Some(src) => find(src),
-                None => find(f.name).or_else(|| {
-                    HEADER_ALIASES
-                        .iter()
-                        .filter(|(_, canonical)| *canonical == f.name)
-                        .find_map(|(alias, _)| find(alias))
-                }),
+                None => {
+                    let names = || {
+                        std::iter::once(f.name).chain(
+                            HEADER_ALIASES
+                                .iter()
+                                .filter(|(_, canonical)| *canonical == f.name)
+                                .map(|(alias, _)| *alias),
+                        )
+                    };
+                    names()
+                        .find_map(find)
+                        .or_else(|| names().find_map(find_squashed))
+                }
             };
         }
         // The first column of each name, without case: one pass, not one per extra.
@@ -356,6 +373,38 @@ mod tests {
                 "input_input_run_id_4"
             ]
         );
+    }
+
+    #[test]
+    fn headers_as_exports_write_them_find_their_fields() {
+        let header: Vec<String> = [
+            "E-mail Address",
+            "FirstName",
+            "Last-Name",
+            "Mobile Phone",
+            "Country/Region",
+            "E-mail 2 Address",
+            "Created",
+        ]
+        .map(String::from)
+        .to_vec();
+        let map = ColumnMap::new(&header, &FieldMapping::default(), &[]);
+        let at = |name: &str| map.lead[leadflow_schemas::lead_field_index(name)];
+        assert_eq!(at("email"), Some(0));
+        assert_eq!(at("first_name"), Some(1));
+        assert_eq!(at("last_name"), Some(2));
+        assert_eq!(at("phone_raw"), Some(3));
+        assert_eq!(at("country"), Some(4));
+        assert_eq!(at("received_at"), None, "`Created` is not read as a time");
+        assert_eq!(
+            ColumnMap::extra_columns(&header, &FieldMapping::default()),
+            ["E-mail 2 Address", "Created"]
+        );
+
+        // A column written as ours wins over one that only squashes to it.
+        let header: Vec<String> = ["E-Mail", "email"].map(String::from).to_vec();
+        let map = ColumnMap::new(&header, &FieldMapping::default(), &[]);
+        assert_eq!(map.lead[leadflow_schemas::lead_field_index("email")], Some(1));
     }
 
     #[test]
