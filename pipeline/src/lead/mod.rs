@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
@@ -258,25 +258,53 @@ impl LeadBuilder {
         code
     }
 
-    /// The rows appended so far as a batch; the builder starts over.
+    /// The rows appended so far as a batch; the builder starts over, its
+    /// buffers sized for a full batch of what this one held.
     pub fn finish(&mut self) -> Result<RecordBatch> {
+        let (rows, n) = (self.rows, self.options.batch_size);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         // Text builders are indexed by lead field; the typed fields' stay empty.
         for (f, text) in LEAD_FIELDS.iter().zip(&mut self.text) {
             let col: ArrayRef = match f.kind {
-                LeadFieldKind::Int => Arc::new(self.tier.finish()),
-                LeadFieldKind::Timestamp => Arc::new(self.received_at.finish()),
-                LeadFieldKind::Text | LeadFieldKind::Country => Arc::new(text.finish()),
+                LeadFieldKind::Int => {
+                    let col = self.tier.finish();
+                    self.tier = Int32Builder::with_capacity(n);
+                    Arc::new(col)
+                }
+                LeadFieldKind::Timestamp => {
+                    let col = self.received_at.finish();
+                    self.received_at =
+                        TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
+                    Arc::new(col)
+                }
+                LeadFieldKind::Text | LeadFieldKind::Country => Arc::new(refill(text, rows, n)),
             };
             columns.push(col);
         }
         for b in &mut self.extras {
-            columns.push(Arc::new(b.finish()));
+            columns.push(Arc::new(refill(b, rows, n)));
         }
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
+
+/// `builder`'s array, leaving it a builder whose buffers hold `n` rows of
+/// the bytes per row this array had. Arrow's `finish` leaves a builder
+/// without capacity: every batch grew its buffers again by doubling, each
+/// step a copy and fresh pages (5% of a run, `LeadBuilder::push`).
+fn refill(builder: &mut StringBuilder, rows: usize, n: usize) -> StringArray {
+    let array = builder.finish();
+    let bytes = array.value_data().len();
+    let per_row = bytes.div_ceil(rows.max(1));
+    // A batch of one huge field does not hold that much for every batch after.
+    let hint = (per_row.saturating_mul(n) + per_row.saturating_mul(n) / 8).min(MAX_HINT_BYTES);
+    *builder = StringBuilder::with_capacity(n, hint);
+    array
+}
+
+/// The most bytes a column's builder reserves ahead for a batch (64 MiB).
+const MAX_HINT_BYTES: usize = 64 << 20;
 
 /// The most of a field a reject's reason quotes: the reason says what is
 /// wrong in a line, the `raw` column keeps the record whole.
