@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
 use crate::sources::SourceProgress;
-use crate::sources::json::{KeyIndex, Object};
+use crate::sources::json::{Flat, KeyIndex, Object, flat_object};
 
 /// How many lines of an NDJSON file fix its columns (as DataFusion's JSON
 /// schema inference does): the file is then read once, not scanned for keys
@@ -94,7 +94,11 @@ pub(crate) fn read(
         } else {
             &line
         };
-        let result = match serde_json::from_slice::<Object<'_, Text<'_>>>(json) {
+        let object = match flat_object::<Text<'_>>(json) {
+            Some(object) => Ok(object),
+            None => serde_json::from_slice::<Object<'_, Text<'_>>>(json),
+        };
+        let result = match object {
             Err(e) => Err(format!("not a JSON object: {e}")),
             Ok(Object(object)) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];
@@ -173,6 +177,16 @@ fn without_bom(line: &[u8]) -> &[u8] {
 /// A value as text: strings as they are, numbers and booleans as written
 /// by JSON, arrays and objects as their JSON text; None for null.
 struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'a> From<Flat<'a>> for Text<'a> {
+    fn from(v: Flat<'a>) -> Self {
+        Text(match v {
+            Flat::Null => None,
+            Flat::Str(s) => Some(Cow::Borrowed(s)),
+            Flat::Int(n) => Some(Cow::Owned(n.to_string())),
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -10,7 +10,7 @@ use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lead::{ColumnMap, FieldMapping, IDENTITY_FIELDS, LeadBuilder, RecordFields};
-use crate::sources::json::{KeyIndex, Object};
+use crate::sources::json::{Flat, KeyIndex, Object, flat_object};
 
 const LEAD_ID: usize = lead_field_index("lead_id");
 
@@ -54,8 +54,11 @@ impl LeadDecoder {
                 self.max_bytes
             ));
         }
-        let object = serde_json::from_slice::<Object<'_, Scalar<'_>>>(payload)
-            .map_err(|e| format!("not a JSON object: {e}"))?;
+        let object = match flat_object::<Scalar<'_>>(payload) {
+            Some(object) => object,
+            None => serde_json::from_slice::<Object<'_, Scalar<'_>>>(payload)
+                .map_err(|e| format!("not a JSON object: {e}"))?,
+        };
         let mut values: [Option<Cow<'_, str>>; LEAD_FIELDS.len()] = std::array::from_fn(|_| None);
         for (position, (name, value)) in object.0.into_iter().enumerate() {
             let Some(i) = self.keys.column(position, &name) else {
@@ -145,6 +148,16 @@ impl Scalar<'_> {
             Scalar::Str(_) => "a string",
             Scalar::Int(_) => "a number",
             Scalar::Other(what) => what,
+        }
+    }
+}
+
+impl<'a> From<Flat<'a>> for Scalar<'a> {
+    fn from(v: Flat<'a>) -> Self {
+        match v {
+            Flat::Null => Scalar::Null,
+            Flat::Str(s) => Scalar::Str(Cow::Borrowed(s)),
+            Flat::Int(n) => Scalar::Int(n),
         }
     }
 }
