@@ -404,7 +404,10 @@ mod tests {
         // A column written as ours wins over one that only squashes to it.
         let header: Vec<String> = ["E-Mail", "email"].map(String::from).to_vec();
         let map = ColumnMap::new(&header, &FieldMapping::default(), &[]);
-        assert_eq!(map.lead[leadflow_schemas::lead_field_index("email")], Some(1));
+        assert_eq!(
+            map.lead[leadflow_schemas::lead_field_index("email")],
+            Some(1)
+        );
     }
 
     #[test]
