@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, AsArray, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
@@ -101,6 +101,9 @@ pub struct LeadBuilder {
     /// The bytes a lead without an id is hashed from.
     id_key: Vec<u8>,
     countries: HashMap<String, Option<&'static str>>,
+    /// Bytes per row of each column (text builders, then extras) in the
+    /// last batch that said what the next will hold.
+    reserve_per_row: Option<Vec<usize>>,
     /// Leads whose `country` named no country we know (kept as written).
     pub unknown_countries: u64,
 }
@@ -124,6 +127,7 @@ impl LeadBuilder {
             scratch: String::new(),
             id_key: Vec::new(),
             countries: HashMap::new(),
+            reserve_per_row: None,
             unknown_countries: 0,
         }
     }
@@ -147,6 +151,9 @@ impl LeadBuilder {
     /// Validates `record` and appends it, or returns why it is rejected
     /// (nothing is appended then).
     pub fn push(&mut self, record: &impl RecordFields, map: &ColumnMap) -> Result<(), String> {
+        if let Some(per_row) = self.reserve_per_row.take() {
+            self.reserve(&per_row);
+        }
         let mut values: [Option<&str>; N_LEAD] = [None; N_LEAD];
         for (i, f) in LEAD_FIELDS.iter().enumerate() {
             if let Some(col) = map.lead[i] {
@@ -258,53 +265,78 @@ impl LeadBuilder {
         code
     }
 
-    /// The rows appended so far as a batch; the builder starts over, its
-    /// buffers sized for a full batch of what this one held.
+    /// The rows appended so far as a batch; the builder starts over.
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let (rows, n) = (self.rows, self.options.batch_size);
+        // A batch of at least an eighth of the size says what the next
+        // one will hold; one lead cut off by time does not.
+        let representative = rows > 0 && rows >= n / 8;
+        let mut per_row = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         // Text builders are indexed by lead field; the typed fields' stay empty.
         for (f, text) in LEAD_FIELDS.iter().zip(&mut self.text) {
             let col: ArrayRef = match f.kind {
-                LeadFieldKind::Int => {
-                    let col = self.tier.finish();
-                    self.tier = Int32Builder::with_capacity(n);
-                    Arc::new(col)
-                }
-                LeadFieldKind::Timestamp => {
-                    let col = self.received_at.finish();
-                    self.received_at =
-                        TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
-                    Arc::new(col)
-                }
-                LeadFieldKind::Text | LeadFieldKind::Country => Arc::new(refill(text, rows, n)),
+                LeadFieldKind::Int => Arc::new(self.tier.finish()),
+                LeadFieldKind::Timestamp => Arc::new(self.received_at.finish()),
+                LeadFieldKind::Text | LeadFieldKind::Country => Arc::new(text.finish()),
             };
             columns.push(col);
         }
         for b in &mut self.extras {
-            columns.push(Arc::new(refill(b, rows, n)));
+            columns.push(Arc::new(b.finish()));
         }
+        if representative {
+            for (f, col) in LEAD_FIELDS
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None))
+                .zip(&columns)
+            {
+                let text = f
+                    .is_none_or(|f| matches!(f.kind, LeadFieldKind::Text | LeadFieldKind::Country));
+                per_row.push(if text {
+                    col.as_string::<i32>().value_data().len().div_ceil(rows)
+                } else {
+                    0
+                });
+            }
+        }
+        self.reserve_per_row = representative.then_some(per_row);
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
-}
 
-/// `builder`'s array, leaving it a builder whose buffers hold `n` rows of
-/// the bytes per row this array had. Arrow's `finish` leaves a builder
-/// without capacity: every batch grew its buffers again by doubling, each
-/// step a copy and fresh pages (5% of a run, `LeadBuilder::push`).
-fn refill(builder: &mut StringBuilder, rows: usize, n: usize) -> StringArray {
-    let array = builder.finish();
-    let bytes = array.value_data().len();
-    let per_row = bytes.div_ceil(rows.max(1));
-    // A batch of one huge field does not hold that much for every batch after.
-    let hint = (per_row.saturating_mul(n) + per_row.saturating_mul(n) / 8).min(MAX_HINT_BYTES);
-    *builder = StringBuilder::with_capacity(n, hint);
-    array
+    /// Sizes the emptied builders for a full batch of what the last
+    /// representative batch held per row, at the first push after it (a
+    /// builder finished once and dropped, as serve's, reserves nothing).
+    /// Arrow's `finish` leaves a builder without capacity: every batch grew
+    /// each column again by doubling, each step a copy and fresh pages.
+    fn reserve(&mut self, per_row: &[usize]) {
+        let n = self.options.batch_size;
+        let bytes = |column: usize| {
+            let per_row = per_row.get(column).copied().unwrap_or(0);
+            (per_row.saturating_mul(n) / 8 * 9).min(MAX_RESERVE_BYTES)
+        };
+        for (i, f) in LEAD_FIELDS.iter().enumerate() {
+            match f.kind {
+                LeadFieldKind::Int => self.tier = Int32Builder::with_capacity(n),
+                LeadFieldKind::Timestamp => {
+                    self.received_at =
+                        TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
+                }
+                LeadFieldKind::Text | LeadFieldKind::Country => {
+                    self.text[i] = StringBuilder::with_capacity(n, bytes(i));
+                }
+            }
+        }
+        for (j, b) in self.extras.iter_mut().enumerate() {
+            *b = StringBuilder::with_capacity(n, bytes(N_LEAD + j));
+        }
+    }
 }
 
 /// The most bytes a column's builder reserves ahead for a batch (64 MiB).
-const MAX_HINT_BYTES: usize = 64 << 20;
+const MAX_RESERVE_BYTES: usize = 64 << 20;
 
 /// The most of a field a reject's reason quotes: the reason says what is
 /// wrong in a line, the `raw` column keeps the record whole.
