@@ -168,7 +168,8 @@ async fn ndjson_and_parquet_inputs_give_the_same_leads_as_csv() {
     let ndjson = "{\"lead_id\":\"n1\",\"email\":\"a@x.com\",\"phone_raw\":\"(415) 555-0132\",\"country\":\"US\",\"user_tier\":1,\"received_at\":\"2026-11-20T10:00:00Z\",\"source\":\"web\"}\n\
                   \n\
                   {\"lead_id\":\"n2\",\"email\":\"b@x.com\",\"phone_raw\":\"+44 20 7183 8750\",\"user_tier\":\"2\",\"received_at\":\"2026-11-20\",\"source\":\"fair\"}\n\
-                  {not json}\n";
+                  {not json}\n\
+                  {\"lead_id\":\"n3\"\r\n";
     let q = "select lead_id, email, phone_e164, country, user_tier, received_at, source from enriched_leads order by lead_id";
 
     let out_csv = dir.path().join("out-csv").display().to_string();
@@ -186,16 +187,30 @@ async fn ndjson_and_parquet_inputs_give_the_same_leads_as_csv() {
         &out_json,
     ))
     .await;
-    assert_eq!(summary.rejects, 1);
+    assert_eq!(summary.rejects, 2);
     assert_eq!(rows(&query(&out_json, q).await), from_csv);
     let reason = rows(
         &query(
             &out_json,
-            "select line, reason like 'not a JSON object%' from rejects",
+            "select line, reason like 'not a JSON object%' from rejects order by line",
         )
         .await,
     );
-    assert_eq!(reason, vec![vec!["4".to_string(), "true".to_string()]]);
+    assert_eq!(
+        reason,
+        vec![
+            vec!["4".to_string(), "true".to_string()],
+            vec!["5".to_string(), "true".to_string()]
+        ]
+    );
+    // The place serde_json names is in the line, not past its end.
+    let reason = rows(&query(&out_json, "select reason from rejects where line = 5").await);
+    assert_eq!(
+        reason,
+        vec![vec![
+            "not a JSON object: EOF while parsing an object at line 1 column 15".to_string()
+        ]]
+    );
 
     // The CSV run's own output, read back as a Parquet input.
     let parquet_in = dir.path().join("in-parquet");

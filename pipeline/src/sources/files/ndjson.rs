@@ -94,6 +94,10 @@ pub(crate) fn read(
         } else {
             &line
         };
+        // Without its line break, so that a line cut short is named at its
+        // end (`line 1 column 15`), not at the start of a next line.
+        let json = json.strip_suffix(b"\n").unwrap_or(json);
+        let json = json.strip_suffix(b"\r").unwrap_or(json);
         let object = match flat_object::<Text<'_>>(json) {
             Some(object) => Ok(object),
             None => serde_json::from_slice::<Object<'_, Text<'_>>>(json),
