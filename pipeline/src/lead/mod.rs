@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
@@ -271,10 +271,13 @@ impl LeadBuilder {
         // A batch of at least an eighth of the size says what the next
         // one will hold; one lead cut off by time does not.
         let representative = rows > 0 && rows >= n / 8;
-        let mut per_row = Vec::new();
+        // Bytes per row of each text builder (the typed fields' stay
+        // empty), then each extra's: what the next batch reserves.
+        let mut per_row = Vec::with_capacity(self.text.len() + self.extras.len());
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         // Text builders are indexed by lead field; the typed fields' stay empty.
         for (f, text) in LEAD_FIELDS.iter().zip(&mut self.text) {
+            per_row.push(text.values_slice().len().div_ceil(rows.max(1)));
             let col: ArrayRef = match f.kind {
                 LeadFieldKind::Int => Arc::new(self.tier.finish()),
                 LeadFieldKind::Timestamp => Arc::new(self.received_at.finish()),
@@ -283,23 +286,8 @@ impl LeadBuilder {
             columns.push(col);
         }
         for b in &mut self.extras {
+            per_row.push(b.values_slice().len().div_ceil(rows.max(1)));
             columns.push(Arc::new(b.finish()));
-        }
-        if representative {
-            for (f, col) in LEAD_FIELDS
-                .iter()
-                .map(Some)
-                .chain(std::iter::repeat(None))
-                .zip(&columns)
-            {
-                let text = f
-                    .is_none_or(|f| matches!(f.kind, LeadFieldKind::Text | LeadFieldKind::Country));
-                per_row.push(if text {
-                    col.as_string::<i32>().value_data().len().div_ceil(rows)
-                } else {
-                    0
-                });
-            }
         }
         self.reserve_per_row = representative.then_some(per_row);
         self.rows = 0;

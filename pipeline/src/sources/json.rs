@@ -63,6 +63,18 @@ pub(crate) enum Flat<'a> {
     Int(i64),
 }
 
+/// `json` as an object: read by [`flat_object`] when it is plain, else by
+/// serde_json (whose error says what is wrong).
+pub(crate) fn read_object<'a, V>(json: &'a [u8]) -> serde_json::Result<Object<'a, V>>
+where
+    V: From<Flat<'a>> + Deserialize<'a>,
+{
+    match flat_object(json) {
+        Some(object) => Ok(object),
+        None => serde_json::from_slice(json),
+    }
+}
+
 /// `json` as an object, without serde, when it is of the plain kind nearly
 /// every lead is: one object whose keys and string values have no escapes
 /// and whose other values are `null` or whole numbers of up to 18 digits.
@@ -70,7 +82,7 @@ pub(crate) enum Flat<'a> {
 /// number, bad JSON or bad UTF-8): serde_json reads those and names what is
 /// wrong. What it returns is what serde_json would have given `V` for the
 /// same text; the text is checked as UTF-8 once, not string by string.
-pub(crate) fn flat_object<'a, V: From<Flat<'a>>>(json: &'a [u8]) -> Option<Object<'a, V>> {
+fn flat_object<'a, V: From<Flat<'a>>>(json: &'a [u8]) -> Option<Object<'a, V>> {
     let text = std::str::from_utf8(json).ok()?;
     let b = json;
     let mut i = skip_space(b, 0);

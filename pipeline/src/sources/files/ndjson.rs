@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::lead::{ColumnMap, LeadBuilder, RecordFields};
 use crate::sinks::rejects::Reject;
 use crate::sources::SourceProgress;
-use crate::sources::json::{Flat, KeyIndex, Object, flat_object};
+use crate::sources::json::{Flat, KeyIndex, Object, read_object};
 
 /// How many lines of an NDJSON file fix its columns (as DataFusion's JSON
 /// schema inference does): the file is then read once, not scanned for keys
@@ -98,11 +98,7 @@ pub(crate) fn read(
         // end (`line 1 column 15`), not at the start of a next line.
         let json = json.strip_suffix(b"\n").unwrap_or(json);
         let json = json.strip_suffix(b"\r").unwrap_or(json);
-        let object = match flat_object::<Text<'_>>(json) {
-            Some(object) => Ok(object),
-            None => serde_json::from_slice::<Object<'_, Text<'_>>>(json),
-        };
-        let result = match object {
+        let result = match read_object::<Text<'_>>(json) {
             Err(e) => Err(format!("not a JSON object: {e}")),
             Ok(Object(object)) => {
                 let mut values: Vec<Option<Cow<'_, str>>> = vec![None; columns.len()];

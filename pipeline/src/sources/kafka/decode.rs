@@ -10,7 +10,7 @@ use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, lead_field_index};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::lead::{ColumnMap, FieldMapping, IDENTITY_FIELDS, LeadBuilder, RecordFields};
-use crate::sources::json::{Flat, KeyIndex, Object, flat_object};
+use crate::sources::json::{Flat, KeyIndex, read_object};
 
 const LEAD_ID: usize = lead_field_index("lead_id");
 
@@ -54,11 +54,8 @@ impl LeadDecoder {
                 self.max_bytes
             ));
         }
-        let object = match flat_object::<Scalar<'_>>(payload) {
-            Some(object) => object,
-            None => serde_json::from_slice::<Object<'_, Scalar<'_>>>(payload)
-                .map_err(|e| format!("not a JSON object: {e}"))?,
-        };
+        let object =
+            read_object::<Scalar<'_>>(payload).map_err(|e| format!("not a JSON object: {e}"))?;
         let mut values: [Option<Cow<'_, str>>; LEAD_FIELDS.len()] = std::array::from_fn(|_| None);
         for (position, (name, value)) in object.0.into_iter().enumerate() {
             let Some(i) = self.keys.column(position, &name) else {
