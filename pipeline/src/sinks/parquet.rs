@@ -132,7 +132,8 @@ pub fn conform(columns: &[ArrayRef], schema: &SchemaRef) -> Result<RecordBatch> 
 /// lead, and no statistics for those but `lead_id`, nor for
 /// [`UNPRUNED_NAMES`]. Their min and max prune nothing (a file's emails
 /// span the alphabet) and cost 2% of a run's instructions; `lead_id`'s
-/// prune compacted files, sorted by it.
+/// prune compacted files, sorted by it. The columns of
+/// [`SMALL_DOMAIN`] are not compressed.
 pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -144,6 +145,9 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     for column in leadflow_schemas::DISTINCT_PER_LEAD {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
+    for column in SMALL_DOMAIN {
+        props = props.set_column_compression(ColumnPath::from(*column), Compression::UNCOMPRESSED);
+    }
     let unpruned = leadflow_schemas::DISTINCT_PER_LEAD
         .iter()
         .filter(|c| **c != "lead_id")
@@ -154,6 +158,32 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
     }
     props.build()
 }
+
+/// Enrichment columns whose values come from a small set fixed by leadflow
+/// or the config (a flag, a phone or line type, an ISO region, an outcome,
+/// a provider, the run), never from what a lead says: their dictionary
+/// pages are a few hundred bytes and their data pages runs of small
+/// indices, which zstd shrinks by a tenth or less, or grows (on a stream
+/// cut's pages a frame costs more than it saves). Left uncompressed, they
+/// need no zstd context: parquet-rs makes two per compressed column and
+/// file, and each asks the CPU what it supports, which traps in a VM. All
+/// are [`crate::lead::RESERVED_COLUMNS`], so an input column never lands
+/// here uncompressed (it is renamed `input_…`).
+const SMALL_DOMAIN: &[&str] = &[
+    "phone_valid",
+    "phone_country",
+    "phone_type",
+    "phone_error",
+    "found_by",
+    "lookup_status",
+    "lookup_cost_usd",
+    "lookup_attempts",
+    "line_type",
+    "line_type_status",
+    "policy",
+    "run_id",
+    "enriched_at",
+];
 
 /// Names that repeat (a dictionary pays) but whose min and max, like an
 /// email's, span the alphabet in every file: statistics would prune no row
@@ -424,6 +454,33 @@ pub fn run_columns(rows: usize, run_id: &str, at_micros: i64) -> [ArrayRef; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reserved_enrichment_columns_go_uncompressed() {
+        let props = writer_properties(1024);
+        let enriched = leadflow_schemas::enriched_lead_schema(["Notes", "provider"]);
+        for column in SMALL_DOMAIN {
+            assert!(
+                crate::lead::RESERVED_COLUMNS.contains(column),
+                "{column}: an input column could be called so"
+            );
+        }
+        for field in enriched.fields() {
+            let path = ColumnPath::from(field.name().as_str());
+            let expected = if SMALL_DOMAIN.contains(&field.name().as_str()) {
+                Compression::UNCOMPRESSED
+            } else {
+                Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+            };
+            assert_eq!(props.compression(&path), expected, "{}", field.name());
+        }
+        assert!(
+            ["phone_valid", "phone_country", "run_id"]
+                .iter()
+                .all(|c| enriched.index_of(c).is_ok()),
+            "the names are the enriched table's"
+        );
+    }
 
     fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
