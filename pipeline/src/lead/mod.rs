@@ -6,13 +6,13 @@
 mod header;
 mod values;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::HashMap;
 use leadflow_schemas::{LEAD_FIELDS, LeadFieldKind, UTC, lead_field_index};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -100,6 +100,8 @@ pub struct LeadBuilder {
     scratch: String,
     /// The bytes a lead without an id is hashed from.
     id_key: Vec<u8>,
+    /// Country names seen, resolved (hashbrown's hasher: SipHash, std's,
+    /// was 1% of a run whose leads name their countries in full).
     countries: HashMap<String, Option<&'static str>>,
     /// Bytes per row of each column (text builders, then extras) in the
     /// last batch that said what the next will hold.
@@ -126,7 +128,7 @@ impl LeadBuilder {
             rows: 0,
             scratch: String::new(),
             id_key: Vec::new(),
-            countries: HashMap::new(),
+            countries: HashMap::default(),
             reserve_per_row: None,
             unknown_countries: 0,
         }
