@@ -4,9 +4,11 @@
 //! - A line without a quote or a stray `\r` is split here, a `memchr` for
 //!   its end and for each delimiter, into one copy of the line; so is a
 //!   line whose quoted fields are the spreadsheet kind (`"Smith, Ann"`,
-//!   `""` for a quote). Only a record with another use of quotes (a line
-//!   break inside one, text after a closing quote) goes through
-//!   `csv_core`'s state machine, which `csv::Reader` runs for every byte.
+//!   `""` for a quote), and lines a quoted field's line breaks join into
+//!   one record (a CRM's multi-line note). Only a record with another use
+//!   of quotes (text after a closing quote, a `\r` outside the record's
+//!   end) goes through `csv_core`'s state machine, which `csv::Reader` runs
+//!   for every byte.
 //! - A record's line is the line its first byte is on. `csv::Reader` gives
 //!   the line where the previous record ended: after a `\r\n` it has not
 //!   read the `\n` yet, so in a CRLF file every record after the first was
@@ -129,27 +131,41 @@ impl<R: BufRead> Records<R> {
         }
         record.line = self.line;
         let buf = self.input.fill_buf()?;
-        if let Some(end) = memchr::memchr(b'\n', buf) {
-            let line = match &buf[..end] {
-                [head @ .., b'\r'] => head,
-                line => line,
-            };
-            let split = match memchr::memchr2(b'"', b'\r', line) {
-                None => {
-                    split_plain(line, self.delimiter, record);
-                    true
+        if let Some(mut end) = memchr::memchr(b'\n', buf) {
+            // The record's lines so far: more while a quoted field is open
+            // at the end of the last one and the buffer holds the next.
+            let mut lines = 1;
+            loop {
+                let line = match &buf[..end] {
+                    [head @ .., b'\r'] => head,
+                    line => line,
+                };
+                let split = match memchr::memchr2(b'"', b'\r', line) {
+                    None => {
+                        split_plain(line, self.delimiter, record);
+                        Split::Done
+                    }
+                    Some(at) if line[at] == b'"' && memchr::memchr(b'\r', line).is_none() => {
+                        split_simply_quoted(line, self.delimiter, record)
+                    }
+                    Some(_) => Split::Other,
+                };
+                if split == Split::Done {
+                    self.input.consume(end + 1);
+                    self.line += lines;
+                    return Ok(true);
                 }
-                Some(at) if line[at] == b'"' && memchr::memchr(b'\r', line).is_none() => {
-                    split_simply_quoted(line, self.delimiter, record)
-                }
-                Some(_) => false,
-            };
-            if split {
-                self.input.consume(end + 1);
-                self.line += 1;
-                return Ok(true);
+                record.clear();
+                let next = (split == Split::Open && lines < MAX_JOINED_LINES)
+                    .then(|| memchr::memchr(b'\n', &buf[end + 1..]))
+                    .flatten();
+                let Some(next) = next else { break };
+                // The line break is inside the quoted field: read again
+                // with the next line joined (each read starts over, so at
+                // most `MAX_JOINED_LINES` of them).
+                end += 1 + next;
+                lines += 1;
             }
-            record.clear();
         }
         self.read_quoted(record)
     }
@@ -218,12 +234,28 @@ fn split_plain(line: &[u8], delimiter: u8, record: &mut Record) {
     record.bounds.push((start as u32, line.len() as u32));
 }
 
+/// Lines of one record the fast path joins before leaving it to
+/// `csv_core` (a quoted field with more line breaks than that).
+const MAX_JOINED_LINES: u64 = 16;
+
+/// What [`split_simply_quoted`] made of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Its record, whole.
+    Done,
+    /// A quoted field is still open where the line ends: the line break is
+    /// the field's, and the record goes on on the next line.
+    Open,
+    /// Quotes used otherwise: for `csv_core`.
+    Other,
+}
+
 /// A line whose quoted fields are the common kind: `"…"` from a field's
-/// start to its end, with `""` for a quote and no line break inside (the
-/// spreadsheet's `"Smith, Ann"`, `"Umbrella ""Bio"""`). `false` (and
-/// `record` half filled) for any other use of quotes, which `csv_core`
-/// then reads.
-fn split_simply_quoted(line: &[u8], delimiter: u8, record: &mut Record) -> bool {
+/// start to its end, with `""` for a quote (the spreadsheet's
+/// `"Smith, Ann"`, `"Umbrella ""Bio"""`). [`Split::Open`] when the last
+/// field's closing quote is not in the line, [`Split::Other`] for any
+/// other use of quotes (with `record` half filled either way).
+fn split_simply_quoted(line: &[u8], delimiter: u8, record: &mut Record) -> Split {
     let mut at = 0;
     loop {
         let rest = &line[at..];
@@ -235,7 +267,7 @@ fn split_simply_quoted(line: &[u8], delimiter: u8, record: &mut Record) -> bool 
             loop {
                 let left = &rest[taken..];
                 let Some(close) = memchr::memchr(b'"', left) else {
-                    return false;
+                    return Split::Open;
                 };
                 record.bytes.extend_from_slice(&left[..close]);
                 match left.get(close + 1) {
@@ -245,25 +277,25 @@ fn split_simply_quoted(line: &[u8], delimiter: u8, record: &mut Record) -> bool 
                     }
                     None => {
                         record.bounds.push((start, record.bytes.len() as u32));
-                        return true;
+                        return Split::Done;
                     }
                     Some(&b) if b == delimiter => {
                         record.bounds.push((start, record.bytes.len() as u32));
                         at += taken + close + 2;
                         break;
                     }
-                    Some(_) => return false,
+                    Some(_) => return Split::Other,
                 }
             }
         } else {
             let end = memchr::memchr(delimiter, rest).unwrap_or(rest.len());
             if memchr::memchr(b'"', &rest[..end]).is_some() {
-                return false;
+                return Split::Other;
             }
             record.bytes.extend_from_slice(&rest[..end]);
             record.bounds.push((start, record.bytes.len() as u32));
             if end == rest.len() {
-                return true;
+                return Split::Done;
             }
             at += end + 1;
         }
@@ -328,6 +360,7 @@ mod tests {
             b"\"\"",
             b",\"c\"\n",
             b"\"d\"\"e\"",
+            b"\"f\ng\",",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
@@ -357,6 +390,32 @@ mod tests {
             lines.push((record.line(), record.fields().count()));
         }
         assert_eq!(lines, vec![(1, 2), (2, 2), (4, 2), (6, 2)]);
+    }
+
+    #[test]
+    fn a_quoted_fields_line_breaks_join_its_lines_into_one_record() {
+        let data =
+            b"n,note,t\r\na,\"re-engage\nnext \"\"year\"\"\",1\r\nb,\"x\n\ny\n\",2\r\nc,,3\r\n";
+        let mut records = Records::new(&data[..], b',', 1 << 20);
+        let mut record = Record::default();
+        let mut seen = Vec::new();
+        while records.read(&mut record).unwrap() {
+            let fields: Vec<String> = record
+                .fields()
+                .map(|f| String::from_utf8(f.to_vec()).unwrap())
+                .collect();
+            seen.push((record.line(), fields));
+        }
+        let row = |line, fields: [&str; 3]| (line, fields.map(String::from).to_vec());
+        assert_eq!(
+            seen,
+            vec![
+                row(1, ["n", "note", "t"]),
+                row(2, ["a", "re-engage\nnext \"year\"", "1"]),
+                row(4, ["b", "x\n\ny\n", "2"]),
+                row(8, ["c", "", "3"]),
+            ]
+        );
     }
 
     #[test]
