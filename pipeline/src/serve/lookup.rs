@@ -52,32 +52,39 @@ impl Sent {
             #[serde(borrow)]
             leads: Vec<&'a serde_json::value::RawValue>,
         }
-        let request: Request<'_> = serde_json::from_slice(&body).map_err(Problem::bad_json)?;
-        if request.leads.is_empty() {
+        // Each lead's JSON is a slice of the body, kept as its place in it:
+        // found by a scan when the body is plain, else by serde_json.
+        let leads = match crate::sources::json::plain_leads(&body) {
+            Some(leads) => leads,
+            None => {
+                let request: Request<'_> =
+                    serde_json::from_slice(&body).map_err(Problem::bad_json)?;
+                let start = body.as_ptr() as usize;
+                request
+                    .leads
+                    .iter()
+                    .map(|lead| {
+                        let at = lead.get().as_ptr() as usize - start;
+                        at..at + lead.get().len()
+                    })
+                    .collect()
+            }
+        };
+        if leads.is_empty() {
             return Err(Problem::invalid(
                 "leads",
                 "`leads` is empty: send 1 or more leads".into(),
             ));
         }
-        if request.leads.len() > max {
+        if leads.len() > max {
             return Err(Problem::invalid(
                 "leads",
                 format!(
                     "{} leads in one request; at most {max} ([api] max_lookup_leads): send more as a job",
-                    request.leads.len()
+                    leads.len()
                 ),
             ));
         }
-        // Each lead's JSON is a slice of the body, kept as its place in it.
-        let start = body.as_ptr() as usize;
-        let leads = request
-            .leads
-            .iter()
-            .map(|lead| {
-                let at = lead.get().as_ptr() as usize - start;
-                at..at + lead.get().len()
-            })
-            .collect();
         Ok(Self { key, body, leads })
     }
 

@@ -84,48 +84,104 @@ where
 /// same text; the text is checked as UTF-8 once, not string by string.
 fn flat_object<'a, V: From<Flat<'a>>>(json: &'a [u8]) -> Option<Object<'a, V>> {
     let text = std::str::from_utf8(json).ok()?;
-    let b = json;
+    let mut members = Vec::with_capacity(16);
+    let at = flat_members(text, skip_space(json, 0), |key, value| {
+        members.push((Cow::Borrowed(key), V::from(value)));
+    })?;
+    (skip_space(json, at) == json.len()).then_some(Object(members))
+}
+
+/// The flat object (as [`flat_object`] takes it) starting at `text[i]`:
+/// each member to `member`, in order, and the position after its closing
+/// brace. `None` where it is not of that kind, after any number of
+/// members.
+fn flat_members<'a>(
+    text: &'a str,
+    mut i: usize,
+    mut member: impl FnMut(&'a str, Flat<'a>),
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_space(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, at) = plain_string(text, i + 1)?;
+        i = skip_space(b, at);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_space(b, i + 1);
+        let value = match *b.get(i)? {
+            b'"' => {
+                let (value, at) = plain_string(text, i + 1)?;
+                i = at;
+                Flat::Str(value)
+            }
+            b'n' if b[i..].starts_with(b"null") => {
+                i += 4;
+                Flat::Null
+            }
+            b'-' | b'0'..=b'9' => {
+                let (n, at) = whole_number(b, i)?;
+                i = at;
+                Flat::Int(n)
+            }
+            _ => return None,
+        };
+        member(key, value);
+        i = skip_space(b, i);
+        match b.get(i)? {
+            b',' => i = skip_space(b, i + 1),
+            b'}' => return Some(i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Where each lead lies in a lookup request's body, when the body is of
+/// the plain kind nearly every request is: `{"leads":[…]}` and nothing
+/// else, each lead a flat object as [`flat_object`] takes it. `None` for
+/// anything else, which serde_json then reads and names what is wrong.
+/// The ranges are the ones serde_json's `RawValue`s would give.
+pub(crate) fn plain_leads(body: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let b = body;
     let mut i = skip_space(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_space(b, i + 1);
-    let mut members = Vec::with_capacity(16);
-    if b.get(i) == Some(&b'}') {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (key, at) = plain_string(text, i + 1)?;
+    i = skip_space(b, at);
+    if key != "leads" || b.get(i) != Some(&b':') {
+        return None;
+    }
+    i = skip_space(b, i + 1);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_space(b, i + 1);
+    let mut leads = Vec::new();
+    if b.get(i) == Some(&b']') {
         i += 1;
     } else {
         loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let (key, at) = plain_string(text, i + 1)?;
-            i = skip_space(b, at);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            i = skip_space(b, i + 1);
-            let value = match *b.get(i)? {
-                b'"' => {
-                    let (value, at) = plain_string(text, i + 1)?;
-                    i = at;
-                    Flat::Str(value)
-                }
-                b'n' if b[i..].starts_with(b"null") => {
-                    i += 4;
-                    Flat::Null
-                }
-                b'-' | b'0'..=b'9' => {
-                    let (n, at) = whole_number(b, i)?;
-                    i = at;
-                    Flat::Int(n)
-                }
-                _ => return None,
-            };
-            members.push((Cow::Borrowed(key), V::from(value)));
-            i = skip_space(b, i);
+            let end = flat_members(text, i, |_, _| ())?;
+            leads.push(i..end);
+            i = skip_space(b, end);
             match b.get(i)? {
                 b',' => i = skip_space(b, i + 1),
-                b'}' => {
+                b']' => {
                     i += 1;
                     break;
                 }
@@ -133,7 +189,11 @@ fn flat_object<'a, V: From<Flat<'a>>>(json: &'a [u8]) -> Option<Object<'a, V>> {
             }
         }
     }
-    (skip_space(b, i) == b.len()).then_some(Object(members))
+    i = skip_space(b, i);
+    if b.get(i) != Some(&b'}') {
+        return None;
+    }
+    (skip_space(b, i + 1) == b.len()).then_some(leads)
 }
 
 /// The first position from `i` that is not JSON whitespace.
@@ -147,14 +207,46 @@ fn skip_space(b: &[u8], mut i: usize) -> usize {
 /// The string starting at `start` (after its opening quote) and the
 /// position after its closing quote, when it has no escape and no control
 /// character (which JSON does not allow unescaped).
+///
+/// Eight bytes at a time: the first quote, backslash or control character
+/// in a word is found from the word's bits, and only the last few bytes of
+/// the text go one by one. (A `memchr2` for the end and a second look for
+/// control characters each went byte by byte over a lead's short strings.)
+#[inline(always)]
 fn plain_string(text: &str, start: usize) -> Option<(&str, usize)> {
-    let rest = &text.as_bytes()[start..];
-    let end = memchr::memchr2(b'"', b'\\', rest)?;
-    if rest[end] != b'"' || rest[..end].iter().any(|&c| c < 0x20) {
-        return None;
-    }
-    // Both ends are ASCII quotes, so both are character boundaries.
-    Some((&text[start..start + end], start + end + 1))
+    let b = text.as_bytes();
+    let mut i = start;
+    let end = loop {
+        let Some(word) = b.get(i..i + 8) else {
+            break i + b.get(i..)?.iter().position(|&c| ends_string(c))?;
+        };
+        let found = string_ends(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        if found != 0 {
+            break i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    };
+    // An ASCII quote is a character boundary.
+    (b[end] == b'"').then(|| (&text[start..end], end + 1))
+}
+
+/// Whether `c` ends a plain string: its closing quote, or a backslash or
+/// control character, which make it not plain.
+fn ends_string(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// The bytes of `word` (read little-endian) that may [`ends_string`], as
+/// their high bits. The lowest one set always does: a false one can only
+/// follow a true one, whose borrow it is, further up the word.
+fn string_ends(word: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    quote | backslash | control
 }
 
 /// A whole number at `start` as JSON writes it (no leading zero, no
@@ -364,6 +456,11 @@ mod tests {
             "-0",
             "007",
             "99999999999999999999",
+            "abcdefghijklmnop",
+            "\"a long plain value\"",
+            "\u{1f}",
+            "\u{7f}",
+            "ünïcödé and 漢字 text",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
@@ -387,6 +484,124 @@ mod tests {
             taken > 1_000,
             "the fast reader took {taken} of the random objects"
         );
+    }
+
+    /// Whatever [`plain_leads`] takes, serde_json reads to the same leads
+    /// (as a lookup request's `RawValue`s); what it leaves, serde_json
+    /// reads or refuses on its own.
+    fn leads_agree(body: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Request<'a> {
+            #[serde(borrow)]
+            leads: Vec<&'a serde_json::value::RawValue>,
+        }
+        let Some(fast) = plain_leads(body.as_bytes()) else {
+            return false;
+        };
+        let slow: Request<'_> = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{body:?}: scanned, refused by serde_json: {e}"));
+        let slow: Vec<&str> = slow.leads.iter().map(|l| l.get()).collect();
+        let fast: Vec<&str> = fast.into_iter().map(|r| &body[r]).collect();
+        assert_eq!(fast, slow, "{body:?}");
+        true
+    }
+
+    #[test]
+    fn a_plain_lookup_body_is_split_as_serde_json_splits_it() {
+        for body in [
+            r#"{"leads":[{"lead_id":"L1","full_name":"Ada","user_tier":2}]}"#,
+            " { \"leads\" :\n[ {} , {\"a\":null}\t] } \r\n",
+            r#"{"leads":[]}"#,
+        ] {
+            assert!(leads_agree(body), "{body} should be scanned");
+        }
+        for body in [
+            r#"{"leads":[{"a":"b"}],"x":1}"#,
+            r#"{"x":1,"leads":[{"a":"b"}]}"#,
+            r#"{"leads":[{"a":"b"}],"leads":[]}"#,
+            r#"{"leads":[{"a":"b"},]}"#,
+            r#"{"leads":[{"a":true}]}"#,
+            r#"{"leads":[{"a":"\u00e9"}]}"#,
+            r#"{"leads":[1,{"a":"b"}]}"#,
+            r#"{"leads":{"a":"b"}}"#,
+            r#"{"leads":[{"a":"b"}]} x"#,
+            r#"{"lea\u0064s":[{"a":"b"}]}"#,
+            r#"[{"a":"b"}]"#,
+            "",
+        ] {
+            assert!(!leads_agree(body), "{body} is left to serde_json");
+        }
+    }
+
+    #[test]
+    fn random_lookup_bodies_are_split_alike_or_left_to_serde() {
+        const PIECES: &[&str] = &[
+            "{\"a\":\"b\"}",
+            "{}",
+            "{\"n\":12,\"m\":null}",
+            "{\"a\":true}",
+            ",",
+            " ",
+            "\n",
+            "]",
+            "[",
+            "}",
+            "{",
+            "\"",
+            "\\",
+            "1",
+            "\"leads\":",
+            "é",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut taken = 0;
+        for _ in 0..100_000 {
+            let mut body = String::from("{\"leads\":[");
+            for _ in 0..next() % 6 {
+                body.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            if next() % 4 != 0 {
+                body.push_str("]}");
+            }
+            taken += usize::from(leads_agree(&body));
+        }
+        assert!(taken > 1_000, "the scan took {taken} of the random bodies");
+    }
+
+    #[test]
+    fn a_words_first_quote_backslash_or_control_character_is_found() {
+        let first = |word: [u8; 8]| {
+            let found = string_ends(u64::from_le_bytes(word));
+            (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for v in 0..=255u8 {
+            for at in 0..8 {
+                for _ in 0..64 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Random bytes, a quarter of them at the edges (0x1f,
+                    // 0x20, 0x21), where a borrow would show.
+                    let mut word = state.to_le_bytes().map(|c| match c % 4 {
+                        0 => 0x1f + c % 3,
+                        _ => c,
+                    });
+                    word[at] = v;
+                    let expected = word.iter().position(|&c| ends_string(c));
+                    assert_eq!(first(word), expected, "{word:?}");
+                }
+            }
+        }
+        assert_eq!(first(*b"plain ok"), None);
+        assert_eq!(first(*b"\x7f\x80\xff~ az{"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`crate::lead::LeadBuilder`] and bad records into rejects.
 
 pub mod files;
-mod json;
+pub(crate) mod json;
 pub mod kafka;
 
 use std::sync::atomic::{AtomicU64, Ordering};
