@@ -100,8 +100,8 @@ pub struct LeadBuilder {
     scratch: String,
     /// The bytes a lead without an id is hashed from.
     id_key: Vec<u8>,
-    /// Country names seen, resolved (hashbrown's hasher: SipHash, std's,
-    /// was 1% of a run whose leads name their countries in full).
+    /// Country names seen, resolved; hashed by foldhash (std's SipHash was
+    /// 1% of a run whose leads name their countries in full).
     countries: HashMap<String, Option<&'static str>>,
     /// Bytes per row of each column (text builders, then extras) in the
     /// last batch that said what the next will hold.

@@ -161,8 +161,11 @@ impl<R: BufRead> Records<R> {
                     .flatten();
                 let Some(next) = next else { break };
                 // The line break is inside the quoted field: read again
-                // with the next line joined (each read starts over, so at
-                // most `MAX_JOINED_LINES` of them).
+                // with the next line joined. Each read starts over from the
+                // record's first byte, so a field left open costs at most
+                // `MAX_JOINED_LINES` reads of what the buffer holds (256
+                // KiB, below `max_bytes`, which only `read_quoted` checks)
+                // before `csv_core` takes it.
                 end += 1 + next;
                 lines += 1;
             }
