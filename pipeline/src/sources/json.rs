@@ -462,20 +462,11 @@ mod tests {
             "\u{7f}",
             "ünïcödé and 漢字 text",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::sources::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut taken = 0;
         for _ in 0..200_000 {
-            let mut json = String::from("{\"k\":");
-            for _ in 0..next() % 8 {
-                json.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
-            }
-            if next() % 2 == 0 {
+            let mut json = random_text(&mut next, "{\"k\":", PIECES, 8);
+            if next().is_multiple_of(2) {
                 json.push('}');
             }
             taken += usize::from(agrees(json.as_bytes()));
@@ -484,6 +475,20 @@ mod tests {
             taken > 1_000,
             "the fast reader took {taken} of the random objects"
         );
+    }
+
+    /// `start`, then fewer than `most` of `pieces`, picked by `next`.
+    fn random_text(
+        next: &mut impl FnMut() -> u64,
+        start: &str,
+        pieces: &[&str],
+        most: u64,
+    ) -> String {
+        let mut text = String::from(start);
+        for _ in 0..next() % most {
+            text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+        }
+        text
     }
 
     /// Whatever [`plain_leads`] takes, serde_json reads to the same leads
@@ -554,20 +559,11 @@ mod tests {
             "\"leads\":",
             "é",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::sources::xorshift(0x2545_f491_4f6c_dd1d);
         let mut taken = 0;
         for _ in 0..100_000 {
-            let mut body = String::from("{\"leads\":[");
-            for _ in 0..next() % 6 {
-                body.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
-            }
-            if next() % 4 != 0 {
+            let mut body = random_text(&mut next, "{\"leads\":[", PIECES, 6);
+            if !next().is_multiple_of(4) {
                 body.push_str("]}");
             }
             taken += usize::from(leads_agree(&body));
@@ -581,16 +577,13 @@ mod tests {
             let found = string_ends(u64::from_le_bytes(word));
             (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
         };
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = crate::sources::xorshift(0x9e37_79b9_7f4a_7c15);
         for v in 0..=255u8 {
             for at in 0..8 {
                 for _ in 0..64 {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
                     // Random bytes, a quarter of them at the edges (0x1f,
                     // 0x20, 0x21), where a borrow would show.
-                    let mut word = state.to_le_bytes().map(|c| match c % 4 {
+                    let mut word = next().to_le_bytes().map(|c| match c % 4 {
                         0 => 0x1f + c % 3,
                         _ => c,
                     });

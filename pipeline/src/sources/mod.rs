@@ -8,6 +8,18 @@ pub mod kafka;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A xorshift generator for tests' random inputs: the same sequence on
+/// every run, from `seed` (not zero).
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// Counters a source updates as it reads, for the progress bar and summary.
 #[derive(Debug, Default)]
 pub struct SourceProgress {

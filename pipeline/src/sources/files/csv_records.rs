@@ -365,13 +365,8 @@ mod tests {
             b"\"d\"\"e\"",
             b"\"f\ng\",",
         ];
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as usize
-        };
+        let mut random = crate::sources::xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || random() as usize;
         for _ in 0..20_000 {
             let mut data = Vec::new();
             for _ in 0..next() % 30 {
