@@ -2,10 +2,11 @@
 //! against the SHA-256 hashes in `[[api.keys]]`; the keys themselves are
 //! never stored. `leadflow keys new` makes one.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
+use datafusion::common::HashMap;
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -56,12 +57,77 @@ impl Keys {
                 "no API key: send `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
             ));
         };
-        let digest = digest(&SHA256, given.as_bytes());
-        let digest: &[u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
-        self.by_hash.get(digest).ok_or_else(|| {
-            Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
+        RECENT.with_borrow_mut(|recent| {
+            if let Some(digest) = recent.digest_of(given.as_bytes())
+                && let Some(key) = self.by_hash.get(&digest)
+            {
+                return Ok(key);
+            }
+            let digest = digest(&SHA256, given.as_bytes());
+            let digest: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+            let key = self.by_hash.get(&digest).ok_or_else(|| {
+                Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
+            })?;
+            recent.remember(given.as_bytes(), digest);
+            Ok(key)
         })
     }
+}
+
+thread_local! {
+    static RECENT: RefCell<RecentKeys> = const { RefCell::new(RecentKeys::new()) };
+}
+
+/// The SHA-256 of the last few keys a thread found among a config's
+/// hashes. A client sends the same key with every request, and hashing it
+/// was a twentieth of a cached lookup's instructions. A digest is a
+/// function of the key's bytes alone, so the memo holds for any [`Keys`]
+/// (each still looks the digest up in its own hashes); only keys that
+/// were found are kept, so unknown keys cannot evict them, and a key
+/// sent is compared with each kept one in time that does not depend on
+/// where they differ.
+struct RecentKeys {
+    keys: Vec<(Box<[u8]>, [u8; 32])>,
+    next: usize,
+}
+
+impl RecentKeys {
+    const SLOTS: usize = 4;
+
+    const fn new() -> Self {
+        Self {
+            keys: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn digest_of(&self, key: &[u8]) -> Option<[u8; 32]> {
+        let mut found = None;
+        for (kept, digest) in &self.keys {
+            if same_bytes(kept, key) {
+                found = Some(*digest);
+            }
+        }
+        found
+    }
+
+    fn remember(&mut self, key: &[u8], digest: [u8; 32]) {
+        let entry = (Box::from(key), digest);
+        if self.keys.len() < Self::SLOTS {
+            self.keys.push(entry);
+        } else {
+            self.keys[self.next] = entry;
+            self.next = (self.next + 1) % Self::SLOTS;
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal, comparing every byte whatever the first
+/// difference (the lengths, which a key's format fixes anyway, are not
+/// hidden).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y))) == 0
 }
 
 /// The hex SHA-256 of `bytes`: of a key, what `[[api.keys]] sha256` holds.
@@ -143,6 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn recent_keys_answer_only_for_the_exact_bytes_kept() {
+        let sha =
+            |k: &str| -> [u8; 32] { digest(&SHA256, k.as_bytes()).as_ref().try_into().unwrap() };
+        let mut recent = RecentKeys::new();
+        for k in ["k1", "k2", "k3", "k4"] {
+            recent.remember(k.as_bytes(), sha(k));
+        }
+        assert_eq!(recent.digest_of(b"k1"), Some(sha("k1")));
+        assert_eq!(recent.digest_of(b"k4"), Some(sha("k4")));
+        for other in ["k", "k11", "k5", "K1", ""] {
+            assert_eq!(recent.digest_of(other.as_bytes()), None, "{other:?}");
+        }
+        // A fifth takes the oldest's place.
+        recent.remember(b"k5", sha("k5"));
+        assert_eq!(recent.digest_of(b"k1"), None);
+        assert_eq!(recent.digest_of(b"k5"), Some(sha("k5")));
+        assert_eq!(recent.digest_of(b"k2"), Some(sha("k2")));
+        assert_eq!(recent.keys.len(), RecentKeys::SLOTS);
+        assert!(same_bytes(b"", b""));
+        assert!(!same_bytes(b"ab", b"ac"));
+        assert!(!same_bytes(b"ab", b"abc"));
+    }
+
+    #[test]
     fn a_new_keys_block_admits_it_and_only_it() {
         let (key, block) = new_key("crm", "acme \"inc\"").unwrap();
         let config = crate::config::LeadflowConfig::from_toml(&format!("[api]\n{block}")).unwrap();
@@ -158,5 +248,16 @@ mod tests {
         assert!(keys.authenticate(&headers).is_err());
         assert!(keys.authenticate(&HeaderMap::new()).is_err());
         assert_ne!(new_key("crm", "acme").unwrap().0, key);
+        // Remembered by this thread now, the key still admits only where
+        // a config holds its hash.
+        let other = crate::config::LeadflowConfig::from_toml(&format!(
+            "[api]\n{}",
+            new_key("crm", "acme").unwrap().1
+        ))
+        .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", key.parse().unwrap());
+        assert!(keys.authenticate(&headers).is_ok());
+        assert!(Keys::new(&other.api.keys).authenticate(&headers).is_err());
     }
 }
