@@ -1,8 +1,9 @@
 //! API keys: `Authorization: Bearer KEY` or `X-Api-Key: KEY`, checked
 //! against the SHA-256 hashes in `[[api.keys]]`; the keys themselves are
-//! never stored. `leadflow keys new` makes one.
+//! never stored (not even in the memo that spares a repeat key its hash). `leadflow keys new` makes one.
 
 use std::cell::RefCell;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -58,76 +59,79 @@ impl Keys {
             ));
         };
         RECENT.with_borrow_mut(|recent| {
-            if let Some(digest) = recent.digest_of(given.as_bytes())
+            let tag = recent.tag(given.as_bytes());
+            if let Some(digest) = recent.digest_of(tag)
                 && let Some(key) = self.by_hash.get(&digest)
             {
                 return Ok(key);
             }
-            let digest = digest(&SHA256, given.as_bytes());
-            let digest: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+            let digest = sha256(given.as_bytes());
             let key = self.by_hash.get(&digest).ok_or_else(|| {
                 Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
             })?;
-            recent.remember(given.as_bytes(), digest);
+            recent.remember(tag, digest);
             Ok(key)
         })
     }
 }
 
 thread_local! {
-    static RECENT: RefCell<RecentKeys> = const { RefCell::new(RecentKeys::new()) };
+    static RECENT: RefCell<RecentKeys> = RefCell::new(RecentKeys::new());
 }
 
-/// The SHA-256 of the last few keys a thread found among a config's
-/// hashes. A client sends the same key with every request, and hashing it
-/// was a twentieth of a cached lookup's instructions. A digest is a
-/// function of the key's bytes alone, so the memo holds for any [`Keys`]
-/// (each still looks the digest up in its own hashes); only keys that
-/// were found are kept, so unknown keys cannot evict them, and a key
-/// sent is compared with each kept one in time that does not depend on
-/// where they differ.
+/// The SHA-256 of the last keys a thread had to hash and found among a
+/// config's hashes, each under a tag: a client sends the same key with
+/// every request, and hashing it was a twentieth of a cached lookup's
+/// instructions. A tag is 128 bits of SipHash under keys drawn at random
+/// for the thread (std's `RandomState`), so the memo holds no key, nor
+/// anything that tells one without those random keys; a key sent hits only
+/// with its own tag (another key's equal tag is a 2^-128 chance). A digest
+/// is a function of the key alone, so the memo holds for any [`Keys`]
+/// (each looks the digest up in its own hashes, and a key its config does
+/// not hold is refused); keys that match no hash are never kept, so wrong
+/// keys cannot evict a client's. The oldest of four goes first.
 struct RecentKeys {
-    keys: Vec<(Box<[u8]>, [u8; 32])>,
+    taggers: [RandomState; 2],
+    tags: Vec<(u128, [u8; 32])>,
     next: usize,
 }
 
 impl RecentKeys {
     const SLOTS: usize = 4;
 
-    const fn new() -> Self {
+    fn new() -> Self {
         Self {
-            keys: Vec::new(),
+            taggers: [RandomState::new(), RandomState::new()],
+            tags: Vec::with_capacity(Self::SLOTS),
             next: 0,
         }
     }
 
-    fn digest_of(&self, key: &[u8]) -> Option<[u8; 32]> {
-        let mut found = None;
-        for (kept, digest) in &self.keys {
-            if same_bytes(kept, key) {
-                found = Some(*digest);
-            }
-        }
-        found
+    fn tag(&self, key: &[u8]) -> u128 {
+        let [high, low] = &self.taggers;
+        u128::from(high.hash_one(key)) << 64 | u128::from(low.hash_one(key))
     }
 
-    fn remember(&mut self, key: &[u8], digest: [u8; 32]) {
-        let entry = (Box::from(key), digest);
-        if self.keys.len() < Self::SLOTS {
-            self.keys.push(entry);
+    fn digest_of(&self, tag: u128) -> Option<[u8; 32]> {
+        self.tags.iter().find(|(t, _)| *t == tag).map(|(_, d)| *d)
+    }
+
+    fn remember(&mut self, tag: u128, digest: [u8; 32]) {
+        if self.tags.len() < Self::SLOTS {
+            self.tags.push((tag, digest));
         } else {
-            self.keys[self.next] = entry;
+            self.tags[self.next] = (tag, digest);
             self.next = (self.next + 1) % Self::SLOTS;
         }
     }
 }
 
-/// Whether `a` and `b` are equal, comparing every byte whatever the first
-/// difference (the lengths, which a key's format fixes anyway, are not
-/// hidden).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && std::hint::black_box(a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y))) == 0
+/// The SHA-256 of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    digest(&SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 /// The hex SHA-256 of `bytes`: of a key, what `[[api.keys]] sha256` holds.
@@ -210,26 +214,27 @@ mod tests {
 
     #[test]
     fn recent_keys_answer_only_for_the_exact_bytes_kept() {
-        let sha =
-            |k: &str| -> [u8; 32] { digest(&SHA256, k.as_bytes()).as_ref().try_into().unwrap() };
         let mut recent = RecentKeys::new();
         for k in ["k1", "k2", "k3", "k4"] {
-            recent.remember(k.as_bytes(), sha(k));
+            recent.remember(recent.tag(k.as_bytes()), sha256(k.as_bytes()));
         }
-        assert_eq!(recent.digest_of(b"k1"), Some(sha("k1")));
-        assert_eq!(recent.digest_of(b"k4"), Some(sha("k4")));
+        let digest_of = |recent: &RecentKeys, k: &str| recent.digest_of(recent.tag(k.as_bytes()));
+        assert_eq!(digest_of(&recent, "k1"), Some(sha256(b"k1")));
+        assert_eq!(digest_of(&recent, "k4"), Some(sha256(b"k4")));
         for other in ["k", "k11", "k5", "K1", ""] {
-            assert_eq!(recent.digest_of(other.as_bytes()), None, "{other:?}");
+            assert_eq!(digest_of(&recent, other), None, "{other:?}");
         }
         // A fifth takes the oldest's place.
-        recent.remember(b"k5", sha("k5"));
-        assert_eq!(recent.digest_of(b"k1"), None);
-        assert_eq!(recent.digest_of(b"k5"), Some(sha("k5")));
-        assert_eq!(recent.digest_of(b"k2"), Some(sha("k2")));
-        assert_eq!(recent.keys.len(), RecentKeys::SLOTS);
-        assert!(same_bytes(b"", b""));
-        assert!(!same_bytes(b"ab", b"ac"));
-        assert!(!same_bytes(b"ab", b"abc"));
+        recent.remember(recent.tag(b"k5"), sha256(b"k5"));
+        assert_eq!(digest_of(&recent, "k1"), None);
+        assert_eq!(digest_of(&recent, "k5"), Some(sha256(b"k5")));
+        assert_eq!(digest_of(&recent, "k2"), Some(sha256(b"k2")));
+        assert_eq!(recent.tags.len(), RecentKeys::SLOTS);
+        // Another thread's tags are under other random keys.
+        let there = std::thread::spawn(|| RecentKeys::new().tag(b"k1"))
+            .join()
+            .unwrap();
+        assert_ne!(there, recent.tag(b"k1"));
     }
 
     #[test]
@@ -259,5 +264,13 @@ mod tests {
         headers.insert("x-api-key", key.parse().unwrap());
         assert!(keys.authenticate(&headers).is_ok());
         assert!(Keys::new(&other.api.keys).authenticate(&headers).is_err());
+        // Wrong keys are not remembered: they cannot push a client's out.
+        let remembered = || RECENT.with_borrow(|r| r.tags.clone());
+        let before = remembered();
+        for wrong in 0..2 * RecentKeys::SLOTS {
+            headers.insert("x-api-key", format!("{key}{wrong}").parse().unwrap());
+            assert!(keys.authenticate(&headers).is_err());
+        }
+        assert_eq!(remembered(), before);
     }
 }
