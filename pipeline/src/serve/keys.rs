@@ -1,6 +1,7 @@
 //! API keys: `Authorization: Bearer KEY` or `X-Api-Key: KEY`, checked
 //! against the SHA-256 hashes in `[[api.keys]]`; the keys themselves are
-//! never stored (not even in the memo that spares a repeat key its hash). `leadflow keys new` makes one.
+//! never stored (not even in the memo that spares a repeat key its hash).
+//! `leadflow keys new` makes one.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};

@@ -188,10 +188,11 @@ const SMALL_DOMAIN: &[&str] = &[
 
 /// The text columns of [`SMALL_DOMAIN`] whose few values every file of a
 /// run holds most of (countries, phone types, outcomes): their min and
-/// max span the domain, so they would prune nothing, and computing them was two string comparisons a row
-/// each, 1.9% of a run's instructions. Their null counts go too (`found_by
-/// IS NULL` reads every row group). `run_id`, `enriched_at` and `policy`
-/// (one value a run, or none) keep theirs.
+/// max span the domain, so they would prune nothing, and computing them
+/// was two string comparisons a row each, 1.9% of a run's instructions.
+/// Their null counts go too (`found_by IS NULL` reads every row group).
+/// `run_id`, `enriched_at` and `policy` (one value a run, or none) keep
+/// theirs.
 const SPANNED_DOMAINS: &[&str] = &[
     "phone_country",
     "phone_type",

@@ -3,8 +3,8 @@
 //!
 //! - A line without a quote or a stray `\r` is split here, a `memchr` for
 //!   its end and one pass over it for its delimiters, into one copy of
-//!   the line; so is a line whose quoted fields are the spreadsheet kind (`"Smith, Ann"`,
-//!   `""` for a quote), and lines a quoted field's line breaks join into
+//!   the line; so is a line whose quoted fields are the spreadsheet kind
+//!   (`"Smith, Ann"`, `""` for a quote), and lines a quoted field's line breaks join into
 //!   one record (a CRM's multi-line note). Only a record with another use
 //!   of quotes (text after a closing quote, a `\r` outside the record's
 //!   end) goes through `csv_core`'s state machine, which `csv::Reader` runs
@@ -481,8 +481,8 @@ mod tests {
 
     #[test]
     fn marks_are_every_place_of_the_three_bytes_and_no_other() {
-        // Each special, and its neighbours by one bit or one value, which a
-        // borrow from the byte below would turn into false marks.
+        // Each special, and bytes one bit or one value from one, mixed
+        // with random bytes, in lines across one to three chunks.
         let near = [
             b',', b'"', b'\r', b'-', b'+', b'#', b'!', 0x0c, 0x0e, 0xac, 0xa2, 0x00, 0xff,
         ];
