@@ -8,7 +8,8 @@
 //!   one record (a CRM's multi-line note). Only a record with another use
 //!   of quotes (text after a closing quote, a `\r` outside the record's
 //!   end) goes through `csv_core`'s state machine, which `csv::Reader` runs
-//!   for every byte.
+//!   for every byte; so does every record when the delimiter is `"`, `\r`
+//!   or `\n`.
 //! - A record's line is the line its first byte is on. `csv::Reader` gives
 //!   the line where the previous record ended: after a `\r\n` it has not
 //!   read the `\n` yet, so in a CRLF file every record after the first was
@@ -165,7 +166,7 @@ impl<R: BufRead> Records<R> {
         self.read_quoted(record)
     }
 
-    /// A record `split_simply_quoted` cannot read (or a line the buffer
+    /// A record `split_line` cannot read (or a line the buffer
     /// does not hold whole), through `csv_core`.
     fn read_quoted(&mut self, record: &mut Record) -> std::io::Result<bool> {
         let (mut out_len, mut ends_len, mut consumed) = (0, 0, 0u64);
@@ -310,7 +311,7 @@ struct Marks<'a> {
     line: &'a [u8],
     /// Where the chunk `found` was read from.
     at: usize,
-    /// A bit for each byte of that chunk still to be returned.
+    /// A bit for each mark in that chunk still to be returned.
     found: u32,
     finder: Finder,
 }
@@ -358,8 +359,9 @@ impl Iterator for Marks<'_> {
     }
 }
 
-/// Which of sixteen bytes are one of three: SSE2's byte compares on
-/// x86-64 (which every x86-64 CPU has), a loop over the bytes elsewhere.
+/// Which of sixteen bytes are one of three: SSE2's byte compares where the
+/// target has SSE2 (every x86-64 one but the kernel, bare-metal and UEFI
+/// targets, which turn it off), a loop over the bytes elsewhere.
 #[derive(Clone, Copy)]
 struct Finder([u8; 3]);
 
@@ -368,15 +370,15 @@ impl Finder {
         Self(bytes)
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline]
     fn marks(&self, chunk: &[u8; 16]) -> u32 {
-        // SAFETY: SSE2 is part of the x86-64 baseline, so the CPU has it;
-        // the load reads the sixteen bytes `chunk` holds, unaligned.
+        // SAFETY: compiled only for targets with SSE2 enabled, so the CPU
+        // running this has it.
         unsafe { sse2_marks(chunk, self.0) }
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     #[inline]
     fn marks(&self, chunk: &[u8; 16]) -> u32 {
         portable_marks(chunk, self.0)
@@ -384,8 +386,8 @@ impl Finder {
 }
 
 /// # Safety
-/// The CPU must have SSE2 (every x86-64 CPU does).
-#[cfg(target_arch = "x86_64")]
+/// The CPU must have SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 unsafe fn sse2_marks(chunk: &[u8; 16], [a, b, c]: [u8; 3]) -> u32 {
     use std::arch::x86_64::{
@@ -393,12 +395,14 @@ unsafe fn sse2_marks(chunk: &[u8; 16], [a, b, c]: [u8; 3]) -> u32 {
     };
     // SAFETY: `chunk` is sixteen readable bytes; `loadu` needs no alignment.
     let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+    // `as i8` keeps the byte's bits, which is all the compare looks at.
     let equal = |byte: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8));
     _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(equal(a), equal(b)), equal(c))) as u32
 }
 
-/// [`Finder::marks`] a byte at a time (other CPUs, and a test's reference).
-#[cfg(any(test, not(target_arch = "x86_64")))]
+/// [`Finder::marks`] a byte at a time (other targets, and a test's
+/// reference).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 fn portable_marks(chunk: &[u8; 16], [a, b, c]: [u8; 3]) -> u32 {
     (0..16).fold(0, |marks, i| {
         let x = chunk[i];
@@ -411,14 +415,19 @@ mod tests {
     use super::*;
 
     fn same_as_the_csv_crate(data: &[u8], buffer: usize) {
+        same_as_the_csv_crate_with(data, buffer, b',');
+    }
+
+    fn same_as_the_csv_crate_with(data: &[u8], buffer: usize, delimiter: u8) {
         let shown = String::from_utf8_lossy(data);
         let mut theirs = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(delimiter)
             .from_reader(data);
         let mut ours = Records::new(
             std::io::BufReader::with_capacity(buffer, data),
-            b',',
+            delimiter,
             1 << 20,
         );
         let (mut a, mut b) = (csv::ByteRecord::new(), Record::default());
@@ -475,6 +484,22 @@ mod tests {
             }
             for buffer in [1, 2, 3, 7, 64] {
                 same_as_the_csv_crate(&data, buffer);
+            }
+        }
+    }
+
+    #[test]
+    fn quotes_at_every_offset_of_a_chunk_and_other_delimiters_read_as_the_csv_crate_does() {
+        for delimiter in [b',', b'\t', b';', b'"'] {
+            let d = char::from(delimiter);
+            for pad in 0..40 {
+                let p = "p".repeat(pad);
+                let data = format!(
+                    "{p}{d}\"a\"\"b\"{d}c{d}\"x{d}y\"{d}\"\"\n{p}\"q\"\"\"{d}\"z\nw\"{d}e\"n\"d\r\n{p}{d}\n"
+                );
+                for buffer in [1, 7, 64, 4096] {
+                    same_as_the_csv_crate_with(data.as_bytes(), buffer, delimiter);
+                }
             }
         }
     }
