@@ -137,7 +137,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// The hex SHA-256 of `bytes`: of a key, what `[[api.keys]] sha256` holds.
 pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
-    hex(digest(&SHA256, bytes.as_ref()).as_ref())
+    hex(&sha256(bytes.as_ref()))
 }
 
 /// `bytes` in lowercase hex.

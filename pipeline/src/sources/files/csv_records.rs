@@ -4,12 +4,12 @@
 //! - A line without a quote or a stray `\r` is split here, a `memchr` for
 //!   its end and one pass over it for its delimiters, into one copy of
 //!   the line; so is a line whose quoted fields are the spreadsheet kind
-//!   (`"Smith, Ann"`, `""` for a quote), and lines a quoted field's line breaks join into
-//!   one record (a CRM's multi-line note). Only a record with another use
-//!   of quotes (text after a closing quote, a `\r` outside the record's
-//!   end) goes through `csv_core`'s state machine, which `csv::Reader` runs
-//!   for every byte; so does every record when the delimiter is `"`, `\r`
-//!   or `\n`.
+//!   (`"Smith, Ann"`, `""` for a quote), and lines a quoted field's line
+//!   breaks join into one record (a CRM's multi-line note). Only a record
+//!   with another use of quotes (text after a closing quote, a `\r`
+//!   outside the record's end) goes through `csv_core`'s state machine,
+//!   which `csv::Reader` runs for every byte; so does every record when
+//!   the delimiter is `"`, `\r` or `\n`.
 //! - A record's line is the line its first byte is on. `csv::Reader` gives
 //!   the line where the previous record ended: after a `\r\n` it has not
 //!   read the `\n` yet, so in a CRLF file every record after the first was
