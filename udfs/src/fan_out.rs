@@ -1,9 +1,10 @@
 //! What both async UDFs do with a batch: ask once per distinct key, many at
 //! a time, and give every row its key's answer in row order.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::Hash;
+
+use datafusion::common::HashMap;
+use datafusion::common::hash_map::Entry;
 
 use futures::StreamExt;
 
@@ -36,7 +37,10 @@ where
     K: Hash + Eq + Clone,
     Fut: Future<Output = V>,
 {
-    let mut index: HashMap<K, usize> = HashMap::new();
+    // foldhash (DataFusion's own for grouping), seeded at random per map:
+    // std's SipHash over a lead's six fields was 2.4% of a cached lookup
+    // in serve. A map holds one batch's keys, never more.
+    let mut index: HashMap<K, usize> = HashMap::with_capacity(keys.size_hint().0);
     let mut unique: Vec<(usize, K)> = Vec::new();
     let rows = keys
         .enumerate()
