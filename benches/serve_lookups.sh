@@ -5,7 +5,10 @@
 # connections (CONNECTIONS="16 64 256"), then latency at about 2,000
 # requests/s (16 connections, each pacing 7 ms). For serve, the requests
 # each execution of the enrichment answered (lookups waiting together are
-# enriched together, so this grows with the connections).
+# enriched together, so this grows with the connections). For both, the
+# CPU each request cost the server and wrk (user + system, µs): on cores
+# that wrk and the server share, serve reaches a ratio r of bare axum's
+# throughput only if serve_us <= bare_us / r + wrk_us * (1 / r - 1).
 #
 #   cargo build --release -p leadflow-pipeline -p leadflow-benches
 #   benches/serve_lookups.sh [PATH_TO_LEADFLOW]
@@ -29,6 +32,7 @@ export LEADFLOW_BENCH_BODY='{"leads":[{"lead_id":"L1","full_name":"Ada Lovelace"
 serve_addr="127.0.0.1:$(port)"
 env -u REDIS_URL "$leadflow" serve --config "$work/leadflow.toml" --out "$work/out" --addr "$serve_addr" 2>"$work/serve.log" &
 pids+=($!)
+serve_pid=$!
 wait_up "$serve_addr"
 # The first answer looks the lead up; every later one is the cache's.
 curl -s "http://$serve_addr/v1/lookups" -H "authorization: Bearer $LEADFLOW_BENCH_KEY" -d "$LEADFLOW_BENCH_BODY" >/dev/null
@@ -36,19 +40,30 @@ curl -s "http://$serve_addr/v1/lookups" -H "authorization: Bearer $LEADFLOW_BENC
 bare_addr="127.0.0.1:$(port)"
 "$bin/bare_axum" "$bare_addr" "$work/answer.json" &
 pids+=($!)
+bare_pid=$!
 wait_up "$bare_addr"
 
 echo "cores: $(nproc); answer: $(cat "$work/answer.json")"
 # The requests answered and the executions that answered them, so far.
 grouped() { curl -s "http://$serve_addr/metrics" | awk '/^leadflow_lookup_requests_grouped_total/{r=$2} /^leadflow_lookup_executions_total/{e=$2} END{print r+0, e+0}'; }
-for target in "bare axum:$bare_addr" "leadflow serve:$serve_addr"; do
-  name=${target%%:*}; addr=${target#*:}
+# A process's user + system CPU so far, in clock ticks.
+ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+command -v /usr/bin/time >/dev/null || (apt-get update -qq && apt-get install -y -qq time) >/dev/null
+for target in "bare axum:$bare_addr:$bare_pid" "leadflow serve:$serve_addr:$serve_pid"; do
+  name=${target%%:*}; rest=${target#*:}; addr=${rest%:*}; pid=${rest##*:}
   # SERVE_ONLY=1: leadflow serve alone (comparing two of its builds).
   [ -n "${SERVE_ONLY:-}" ] && [ "$name" = "bare axum" ] && continue
   for c in ${CONNECTIONS:-16 64 256}; do
     echo "== $name, $c connections, 10 s"
     before=$(grouped)
-    wrk -t2 -c"$c" -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" | grep -E "Requests/sec|50%|99%|Non-2xx"
+    t0=$(ticks "$pid")
+    /usr/bin/time -f '%U %S' -o "$work/wrk.cpu" \
+      wrk -t2 -c"$c" -d10s --latency -s benches/lookup.lua "http://$addr/v1/lookups" >"$work/wrk.out"
+    t1=$(ticks "$pid")
+    grep -E "Requests/sec|50%|99%|Non-2xx" "$work/wrk.out"
+    requests=$(awk '/requests in/{print $1}' "$work/wrk.out")
+    awk -v r="$requests" -v s=$((t1 - t0)) -v hz="$hz" '{printf "    CPU per request: server %.1f us, wrk %.1f us\n", s / hz / r * 1e6, ($1 + $2) / r * 1e6}' "$work/wrk.cpu"
     if [ "$name" = "leadflow serve" ]; then
       read -r r0 e0 <<<"$before"; read -r r1 e1 <<<"$(grouped)"
       echo "    requests per execution: $(( (r1 - r0) / (e1 - e0 > 0 ? e1 - e0 : 1) ))"
