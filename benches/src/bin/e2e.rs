@@ -1,6 +1,6 @@
 //! End-to-end benchmark harness: generates N leads as CSV (once, cached),
 //! runs the real `leadflow run` on them in a child process, and reports
-//! wall time, leads/s and the child's peak RSS.
+//! wall time, leads/s, the child's CPU time and its peak RSS.
 //!
 //!   cargo build --release -p leadflow-pipeline -p leadflow-benches
 //!   target/release/e2e --leads 1000000
@@ -14,7 +14,8 @@
 //!   target/release/e2e --leads 1000000 --batch     # the same input through `leadflow batch`
 //!   target/release/e2e --leads 100000 --no-phones --config benches/waterfall-0ms.toml --job
 //!                                        # the same input as a job of `leadflow serve`:
-//!                                        # POST /v1/jobs to `done`, and the server's peak RSS
+//!                                        # POST /v1/jobs to the job's `finished_at`, the
+//!                                        # server's CPU for it and its peak RSS
 //!                                        # (`--ndjson`: the leads sent as NDJSON)
 //!   target/release/e2e --leads 1000000 --config benches/waterfall-0ms.toml --report
 //!                                        # then `leadflow report` on the output, and the page
@@ -160,9 +161,10 @@ fn main() {
     }
 }
 
-/// Runs `input` as a job of `leadflow serve`: from the first byte of
-/// `POST /v1/jobs` (curl streams the file) to `GET /v1/jobs/{id}` saying
-/// `done`, then the server's peak RSS (upload, run and all).
+/// Runs `input` as a job of `leadflow serve`: from just before the first
+/// byte of `POST /v1/jobs` (curl streams the file) to the job's own
+/// `finished_at` (read once `GET /v1/jobs/{id}` says `done`), the server's
+/// CPU over that time, then its peak RSS (upload, run and all).
 fn job(
     leadflow: &Path,
     input: &Path,
@@ -227,17 +229,20 @@ fn job(
     };
     let t = Instant::now();
     let sent_at = chrono::Utc::now();
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = |pid: u32| -> f64 {
-        // utime + stime, in clock ticks (100 a second on Linux).
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let ticks: Vec<f64> = after_name
+        // utime + stime (fields 14 and 15; the first after the name is 3).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+        let (_, fields) = stat.rsplit_once(')').expect("/proc/PID/stat names the command");
+        let ticks: f64 = fields
             .split_whitespace()
             .skip(11)
             .take(2)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        ticks.iter().sum::<f64>() / 100.0
+            .map(|v| v.parse::<f64>().expect("clock ticks"))
+            .sum();
+        ticks / hz
     };
     let cpu_before = cpu(server.id());
     let input = input.display().to_string();
@@ -269,19 +274,17 @@ fn job(
             break job;
         }
         // Each poll is a curl process: polling every 20 ms took a tenth of
-        // the two cores from the job. The time is the job's own
+        // the cores from the job. The time is the job's own
         // `finished_at`, so the poll's period does not count.
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     let server_cpu = cpu(server.id()) - cpu_before;
     assert_eq!(job["state"], "done", "{job}");
-    let secs = job["finished_at"]
+    let finished = job["finished_at"]
         .as_str()
         .and_then(|f| chrono::DateTime::parse_from_rfc3339(f).ok())
-        .map_or_else(
-            || t.elapsed().as_secs_f64(),
-            |f| (f.with_timezone(&chrono::Utc) - sent_at).as_seconds_f64(),
-        );
+        .unwrap_or_else(|| panic!("a done job without finished_at: {job}"));
+    let secs = (finished.with_timezone(&chrono::Utc) - sent_at).as_seconds_f64();
     // SIGTERM: the server stops, and its peak RSS is the children's.
     Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
