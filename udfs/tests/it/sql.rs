@@ -481,3 +481,38 @@ async fn a_paid_call_under_a_condition_is_refused_with_the_reason() {
         ctx.sql(&sql).await.unwrap().collect().await.unwrap();
     }
 }
+
+/// A batch without attempts shares one empty struct; it must be the struct
+/// a batch with attempts has, so `find_phone`'s list and `provider_usage`'s
+/// columns have one type whichever batch they come from.
+#[test]
+fn attempts_with_none_appended_have_the_type_of_attempts_built() {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::datatypes::DataType;
+    use leadflow_udfs::AttemptColumns;
+    use leadflow_waterfall::{Attempt, Outcome, Policy};
+
+    let none = AttemptColumns::new(64).finish().unwrap();
+    assert_eq!(none.len(), 0);
+    let mut one = AttemptColumns::new(0);
+    one.append(&Attempt {
+        provider: "orion".into(),
+        attempt: 1,
+        outcome: Outcome::Hit,
+        http_status: Some(200),
+        cost_micros: 150_000,
+        latency_ms: 12,
+        started_at: 1_700_000_000_000_000,
+        error: None,
+        policy: Some(Policy::Priority),
+    });
+    let one = one.finish().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(none.data_type(), one.data_type());
+    assert_eq!(
+        none.data_type(),
+        &DataType::Struct(leadflow_schemas::attempt_fields())
+    );
+    // Shared, and still empty after another batch used it.
+    assert_eq!(AttemptColumns::new(1).finish().unwrap().len(), 0);
+}
