@@ -235,7 +235,9 @@ fn job(
         // utime + stime (fields 14 and 15; the first after the name is 3).
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
-        let (_, fields) = stat.rsplit_once(')').expect("/proc/PID/stat names the command");
+        let (_, fields) = stat
+            .rsplit_once(')')
+            .expect("/proc/PID/stat names the command");
         let ticks: f64 = fields
             .split_whitespace()
             .skip(11)
