@@ -21,7 +21,7 @@ pub(crate) fn money(values: Decimal128Array) -> Result<Decimal128Array> {
 /// The builders are made at the first attempt: a batch whose leads were all
 /// cached, skipped or not run (most of serve's small batches) finishes as
 /// one shared empty struct, not nine builders made, filled with nothing and
-/// finished (about 14k instructions an execution, ~2.5% of a cached lookup
+/// finished (about 14k instructions an execution, ~2% of a cached lookup
 /// at 16 connections).
 pub struct AttemptColumns {
     capacity: usize,
