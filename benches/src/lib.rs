@@ -15,6 +15,23 @@ pub fn child_cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// User + system CPU seconds of a live process so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    cpu_of(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU seconds in a `/proc/…/stat` file (a process's or a
+/// thread's): fields 14 and 15, counted after the command's closing `)`.
+pub fn cpu_of(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_else(|e| panic!("{stat_path}: {e}"));
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat names the command") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 fn children_usage() -> libc::rusage {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own; RUSAGE_CHILDREN covers waited-for children.

@@ -229,24 +229,7 @@ fn job(
     };
     let t = Instant::now();
     let sent_at = chrono::Utc::now();
-    // SAFETY: sysconf reads a constant of the system; no memory is passed.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let cpu = |pid: u32| -> f64 {
-        // utime + stime (fields 14 and 15; the first after the name is 3).
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
-        let (_, fields) = stat
-            .rsplit_once(')')
-            .expect("/proc/PID/stat names the command");
-        let ticks: f64 = fields
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|v| v.parse::<f64>().expect("clock ticks"))
-            .sum();
-        ticks / hz
-    };
-    let cpu_before = cpu(server.id());
+    let cpu_before = leadflow_benches::cpu_seconds(server.id());
     let input = input.display().to_string();
     let accepted = curl(&[
         "-X",
@@ -280,7 +263,7 @@ fn job(
         // `finished_at`, so the poll's period does not count.
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
-    let server_cpu = cpu(server.id()) - cpu_before;
+    let server_cpu = leadflow_benches::cpu_seconds(server.id()) - cpu_before;
     assert_eq!(job["state"], "done", "{job}");
     let finished = job["finished_at"]
         .as_str()

@@ -295,7 +295,7 @@ impl Pass<'_> {
         }
         wait_committed(self.brokers, name, self.partitions, produced, &mut child);
         let secs = t.elapsed().as_secs_f64();
-        let cpu_secs = cpu_seconds(child.id());
+        let cpu_secs = leadflow_benches::cpu_seconds(child.id());
         if std::env::var_os("STREAM_E2E_THREADS").is_some() {
             for task in std::fs::read_dir(format!("/proc/{}/task", child.id()))
                 .unwrap()
@@ -304,7 +304,8 @@ impl Pass<'_> {
                 let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
                 let name = &stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()];
                 let tid: u32 = task.file_name().to_string_lossy().parse().unwrap();
-                let cpu = cpu_of(&format!("/proc/{}/task/{tid}/stat", child.id()));
+                let cpu =
+                    leadflow_benches::cpu_of(&format!("/proc/{}/task/{tid}/stat", child.id()));
                 if cpu > 0.05 {
                     eprintln!("  thread {name} {cpu:.2} CPU-s");
                 }
@@ -450,19 +451,6 @@ fn bare_consumer(brokers: &str, topic: &str) {
         }
     }
     eprintln!("bare consumer: {bytes} payload bytes");
-}
-
-/// utime + stime of a live process, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    cpu_of(&format!("/proc/{pid}/stat"))
-}
-
-fn cpu_of(stat_path: &str) -> f64 {
-    let stat = std::fs::read_to_string(stat_path).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 fn spawn(leadflow: &Path, brokers: &str, group: &str, out: &Path, extra: &[String]) -> Child {
