@@ -61,16 +61,16 @@ impl Keys {
         };
         RECENT.with_borrow_mut(|recent| {
             let tag = recent.tag(given.as_bytes());
-            if let Some(digest) = recent.digest_of(tag)
-                && let Some(key) = self.by_hash.get(&digest)
-            {
-                return Ok(key);
-            }
-            let digest = sha256(given.as_bytes());
+            // A remembered digest is the key's own: a config without it
+            // refuses the key without hashing it again.
+            let remembered = recent.digest_of(tag);
+            let digest = remembered.unwrap_or_else(|| sha256(given.as_bytes()));
             let key = self.by_hash.get(&digest).ok_or_else(|| {
                 Problem::unauthorized("this API key is not one of the config's [[api.keys]]")
             })?;
-            recent.remember(tag, digest);
+            if remembered.is_none() {
+                recent.remember(tag, digest);
+            }
             Ok(key)
         })
     }
